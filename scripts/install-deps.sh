@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages Wrenn's build and tests need on Debian/Ubuntu; a no-op
+# when they are present. Needs root for apt-get.
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v seq >/dev/null || need+=(coreutils)
+
+if ((${#need[@]})); then
+	echo "install-deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/dl), found none on PATH" >&2; exit 1; }
