@@ -1,0 +1,236 @@
+// Package envd assembles the in-sandbox daemon: the process and filesystem Connect
+// services, the plain-HTTP endpoints (/health, /init, /envs, /metrics, /files), access
+// token enforcement and CORS, served over HTTP/1.1 and cleartext HTTP/2 on one port.
+package envd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/wrennhq/wrenn/gen/envd/filesystem/filesystemconnect"
+	"github.com/wrennhq/wrenn/gen/envd/process/processconnect"
+	"github.com/wrennhq/wrenn/internal/envd/files"
+	"github.com/wrennhq/wrenn/internal/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/envd/httpx"
+	"github.com/wrennhq/wrenn/internal/envd/jsoncodec"
+	"github.com/wrennhq/wrenn/internal/envd/process"
+	"github.com/wrennhq/wrenn/internal/envd/state"
+)
+
+// Config says how envd runs.
+type Config struct {
+	// Version is reported in X-Envd-Version.
+	Version string
+	// InVM allows changes to the machine itself (system clock, hostname). Off when envd
+	// runs on a developer's host or in tests, where it must never touch the host.
+	InVM bool
+	// RunDir receives the identity files (.E2B_SANDBOX_ID, …); /run/e2b in a guest.
+	RunDir string
+	Logger *slog.Logger
+	// SetClock replaces the system-clock setter (tests); nil means clock_settime.
+	SetClock func(time.Time) error
+}
+
+// Server is one envd instance.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	st      *state.State
+	procs   *process.Service
+	fs      *filesystem.Service
+	files   *files.Handler
+	init    *initHandler
+	metrics *metricsHandler
+	handler http.Handler
+}
+
+// New builds envd with its default state (root user, no token).
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = "/run/e2b"
+	}
+	if cfg.SetClock == nil {
+		cfg.SetClock = setSystemClock
+	}
+	st := state.New()
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		st:      st,
+		procs:   process.New(st, cfg.Logger.With("svc", "process")),
+		fs:      filesystem.New(st, cfg.Logger.With("svc", "filesystem")),
+		files:   files.New(st, cfg.Logger.With("svc", "files")),
+		metrics: newMetricsHandler(),
+	}
+	s.init = newInitHandler(cfg, st)
+	s.handler = s.routes()
+	return s
+}
+
+// State exposes the daemon's settings (tests, and embedding callers).
+func (s *Server) State() *state.State { return s.st }
+
+// Handler is the whole HTTP surface of envd.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	opts := append(jsoncodec.Options(), connect.WithInterceptors(userInterceptor{st: s.st}))
+	mux.Handle(processconnect.NewProcessHandler(s.procs, toHandlerOptions(opts)...))
+	mux.Handle(filesystemconnect.NewFilesystemHandler(s.fs, toHandlerOptions(opts)...))
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.Handle("POST /init", s.init)
+	mux.HandleFunc("GET /envs", func(w http.ResponseWriter, _ *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, s.st.Env())
+	})
+	mux.Handle("GET /metrics", s.metrics)
+	mux.Handle("/files", s.files)
+	return cors(s.requireToken(mux))
+}
+
+func toHandlerOptions(opts []connect.Option) []connect.HandlerOption {
+	out := make([]connect.HandlerOption, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
+
+// exemptFromToken lists the paths that authorise themselves (§2.1).
+var exemptFromToken = map[string]bool{"/health": true, "/init": true, "/files": true}
+
+// unauthorizedMessage is E2B's exact text; the SDK shows it to users.
+const unauthorizedMessage = "unauthorized access, please provide a valid access token or method signing if supported"
+
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, set := s.st.Token(); set && !exemptFromToken[r.URL.Path] && r.Method != http.MethodOptions {
+			if !s.st.TokenMatches(r.Header.Get("X-Access-Token")) {
+				httpx.WriteError(w, http.StatusUnauthorized, unauthorizedMessage)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Serve runs envd on addr until ctx ends, then stops accepting, kills the processes it
+// started and closes watchers.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		// No read/write timeouts: streams run for hours. Idle connections are kept longer
+		// than a proxy in front would keep them, so the proxy always closes first.
+		IdleTimeout: 640 * time.Second,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx) // streams never end by themselves; Close below ends them
+	_ = srv.Close()
+	s.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close kills every process envd started and stops every watcher.
+func (s *Server) Close() {
+	s.procs.Close()
+	s.fs.Close()
+}
+
+// userInterceptor rejects any RPC whose Basic header names an unknown user, including
+// the RPCs that do not otherwise act as a user (§2.2).
+type userInterceptor struct{ st *state.State }
+
+func (u userInterceptor) check(h http.Header) error {
+	name, ok, err := state.BasicUsername(h)
+	if err != nil {
+		return connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	if ok && name != "" {
+		if _, err := u.st.NamedUser(name); err != nil {
+			return connect.NewError(connect.CodeUnauthenticated, err)
+		}
+	}
+	return nil
+}
+
+func (u userInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := u.check(req.Header()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (u userInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (u userInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := u.check(conn.RequestHeader()); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// cors lets the browser SDK call envd from any origin (§1.1).
+func cors(next http.Handler) http.Handler {
+	exposed := strings.Join([]string{
+		"Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Content-Encoding",
+		"Connect-Accept-Encoding", "Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin",
+		"Content-Encoding", "Location", "Cache-Control", "X-Content-Type-Options",
+	}, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", exposed)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "HEAD, GET, POST, PUT, PATCH, DELETE")
+			if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+			}
+			h.Set("Access-Control-Max-Age", "7200")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
