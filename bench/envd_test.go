@@ -204,4 +204,3 @@ func BenchmarkFiles(b *testing.B) {
 		reportThroughput(b, "download", size, total/time.Duration(b.N), baseDown)
 	})
 }
-

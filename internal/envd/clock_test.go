@@ -19,7 +19,7 @@ func TestInitSetsClockOnlyInVM(t *testing.T) {
 	}{
 		{inVM: false, ts: past, want: false},
 		{inVM: true, ts: past, want: true},
-		{inVM: true, ts: time.Now(), want: false},                       // in sync: left alone
+		{inVM: true, ts: time.Now(), want: false},                      // in sync: left alone
 		{inVM: true, ts: time.Now().Add(10 * time.Second), want: true}, // guest behind
 	} {
 		var set []time.Time
