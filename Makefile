@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/wrennhq/wrenn/internal/version.Version=$(VERSION)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: help build envd wrenn test test-go test-sdk lint generate bench clean tools
+.PHONY: help build envd test test-go test-sdk lint generate check-generate bench clean tools
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -19,10 +19,10 @@ build: envd ## Build every binary into ./bin
 envd: ## Build the static guest daemon ./bin/envd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/envd ./cmd/envd
 
-test: lint build test-go test-sdk ## Run every test (CI runs this)
+test: lint check-generate build test-go test-sdk ## Run every test (CI runs this)
 
-test-go: ## Go unit and process tests (privileged ones need root)
-	$(GO) test -count=1 -timeout 20m ./...
+test-go: envd ## Go unit and process tests (privileged ones need root)
+	WRENN_ENVD_BIN=$(BIN)/envd $(GO) test -count=1 -timeout 20m ./...
 
 test-sdk: envd ## Drive envd with the official e2b JS SDK in an isolated namespace
 	bash test/sdk/run.sh $(BIN)/envd
@@ -47,6 +47,10 @@ generate: tools ## Regenerate gen/ from proto/ (protoc from apt + pinned Go plug
 	  --go_out=../gen --go_opt=module=github.com/wrennhq/wrenn/gen \
 	  --connect-go_out=../gen --connect-go_opt=module=github.com/wrennhq/wrenn/gen \
 	  process/process.proto filesystem/filesystem.proto
+
+check-generate: generate ## Fail when gen/ differs from what proto/ generates
+	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
+	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 bench: envd ## Benchmarks (printed figures, ratios against baselines)
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...

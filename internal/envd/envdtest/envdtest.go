@@ -190,6 +190,10 @@ func (e *Envd) stop(t testing.TB) {
 		<-done
 		t.Errorf("envd did not stop within 10s of SIGTERM")
 	}
+	// A binary built with -race reports data races on stderr and keeps running.
+	if strings.Contains(e.logs.String(), "WARNING: DATA RACE") {
+		t.Errorf("envd reported a data race")
+	}
 	if t.Failed() {
 		t.Logf("envd log:\n%s", e.logs.String())
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wrennhq/wrenn/internal/envd/fsx"
 	"net"
 	"net/http"
 	"os"
@@ -559,7 +560,7 @@ func TestNamedTempFallback(t *testing.T) {
 	writeFile(t, final, "old")
 
 	named := func() *tempFile {
-		f, err := os.CreateTemp(dir, tempPrefix("x.txt")+"*")
+		f, err := os.CreateTemp(dir, fsx.UploadTempPrefix("x.txt")+"*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -581,7 +582,7 @@ func TestNamedTempFallback(t *testing.T) {
 	if readFile(t, final) != "new" {
 		t.Fatal("content not replaced")
 	}
-	if len(tempPrefix(strings.Repeat("n", 255))) > 100 {
+	if len(fsx.UploadTempPrefix(strings.Repeat("n", 255))) > 100 {
 		t.Fatal("temporary names must stay well under NAME_MAX")
 	}
 }

@@ -225,20 +225,11 @@ func createTemp(dir, base string) (*tempFile, error) {
 		return nil, &fs.PathError{Op: "create", Path: dir, Err: err}
 	}
 	// Filesystems without O_TMPFILE (some FUSE, 9p, NFS) get a hidden named file.
-	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
+	f, err := os.CreateTemp(dir, fsx.UploadTempPrefix(base)+"*")
 	if err != nil {
 		return nil, err
 	}
 	return &tempFile{f: f, dir: dir, base: base, name: f.Name()}, nil
-}
-
-// tempPrefix names temporary files after their target, shortened so the name stays
-// under the 255-byte limit.
-func tempPrefix(base string) string {
-	if len(base) > 64 {
-		base = base[:64]
-	}
-	return "." + base + ".wrenn-upload-"
 }
 
 // commit makes the temporary inode the file at final, atomically.
@@ -268,7 +259,7 @@ func (t *tempFile) commit(final string) error {
 	for range 8 {
 		var rnd [8]byte
 		_, _ = rand.Read(rnd[:])
-		tmpName := filepath.Join(filepath.Dir(final), tempPrefix(t.base)+hex.EncodeToString(rnd[:]))
+		tmpName := filepath.Join(filepath.Dir(final), fsx.UploadTempPrefix(t.base)+hex.EncodeToString(rnd[:]))
 		err := linkFD(t.f, tmpName)
 		if errors.Is(err, syscall.EEXIST) {
 			continue

@@ -85,6 +85,11 @@ func (s *Service) MakeDir(_ context.Context, req *connect.Request[rpc.MakeDirReq
 		}
 		return nil, s.internal("mkdir", fmt.Errorf("error getting file info: %w", err))
 	}
+	// Stat says "missing" for a dangling symlink too, but mkdir cannot create a
+	// directory where the link is.
+	if _, err := os.Lstat(abs); err == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("path already exists but it is not a directory: %s", abs))
+	}
 
 	if err := fsx.MkdirAllOwned(abs, u.UID, u.GID); err != nil {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {

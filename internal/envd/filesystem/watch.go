@@ -3,6 +3,7 @@ package filesystem
 import (
 	"errors"
 	"fmt"
+	"github.com/wrennhq/wrenn/internal/envd/fsx"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -207,6 +208,12 @@ func (d *dirWatch) addTree(dir string, announce bool) ([]*rpc.FilesystemEvent, e
 // watch can no longer be kept complete (e.g. out of inotify watches); the events
 // returned with it are still valid.
 func (d *dirWatch) handle(ev fsnotify.Event) ([]*rpc.FilesystemEvent, error) {
+	// An upload's temporary inode, named or not yet linked, is not the user's file; the
+	// target's own events follow when it is put in place. Unlinked inodes only ever
+	// see writes and attribute changes.
+	if fsx.IsUploadTemp(ev.Name) || (ev.Op&^(fsnotify.Write|fsnotify.Chmod) == 0 && fsx.IsUnlinkedTemp(ev.Name)) {
+		return nil, nil
+	}
 	if d.recursive && ev.Op == fsnotify.Rename {
 		if _, dup := d.dupRename[ev.Name]; dup {
 			delete(d.dupRename, ev.Name)

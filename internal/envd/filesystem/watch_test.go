@@ -414,3 +414,46 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatalf("%d inotify fds after Close, want %d", n, before)
 	}
 }
+
+// When fsnotify handles a moved directory's own IN_MOVE_SELF before the consumer has
+// dropped that directory's watch, it reports a second RENAME; it must be filtered out.
+func TestRecursiveMoveOutSingleRename(t *testing.T) {
+	root := tempDir(t)
+	mkdir(t, filepath.Join(root, "sub", "inner"))
+	d, err := openDirWatch(root, true, false, newIDNames(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	if err := os.Rename(filepath.Join(root, "sub"), filepath.Join(tempDir(t), "away")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "marker"), "", 0o644)
+	var got []*rpc.FilesystemEvent
+	timeout := time.After(evTimeout)
+	for !has(got, "marker", evCreate) {
+		select {
+		case ev := <-d.events():
+			// Let fsnotify's reader run ahead, as a slow consumer would.
+			time.Sleep(50 * time.Millisecond)
+			evs, err := d.handle(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, evs...)
+		case err := <-d.errs:
+			t.Fatal(err)
+		case <-timeout:
+			t.Fatalf("timed out; got %s", evString(got))
+		}
+	}
+	if n := count(got, "sub", evRename); n != 1 {
+		t.Fatalf("%d RENAME sub events, want 1: %s", n, evString(got))
+	}
+	if len(d.dirs) != 0 {
+		t.Fatalf("watches left on moved-away directories: %v", d.dirs)
+	}
+	if len(d.dupRename) != 0 {
+		t.Fatalf("expected duplicate never consumed: %v", d.dupRename)
+	}
+}

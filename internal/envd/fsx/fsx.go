@@ -192,3 +192,39 @@ func getXattr(path, name string) ([]byte, error) {
 		return buf[:n], nil
 	}
 }
+
+// uploadTempMarker is part of the hidden name an upload has for a moment before it
+// replaces its target; watchers hide such names, which are not the user's files.
+const uploadTempMarker = ".wrenn-upload-"
+
+// UploadTempPrefix is the start of the temporary name for an upload to a file named
+// base (shortened so the whole name stays under the 255-byte limit).
+func UploadTempPrefix(base string) string {
+	if len(base) > 64 {
+		base = base[:64]
+	}
+	return "." + base + uploadTempMarker
+}
+
+// IsUploadTemp reports whether path names an upload's temporary file.
+func IsUploadTemp(path string) bool {
+	base := filepath.Base(path)
+	return strings.HasPrefix(base, ".") && strings.Contains(base, uploadTempMarker)
+}
+
+// IsUnlinkedTemp reports whether path is how inotify names an O_TMPFILE inode — "#" and
+// the inode number — that does not exist under that name. Uploads write such inodes
+// before linking them into place; a real file named like that exists, so it is kept.
+func IsUnlinkedTemp(path string) bool {
+	base := filepath.Base(path)
+	if len(base) < 2 || base[0] != '#' {
+		return false
+	}
+	for _, c := range base[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	_, err := os.Lstat(path)
+	return errors.Is(err, os.ErrNotExist)
+}

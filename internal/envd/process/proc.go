@@ -35,6 +35,9 @@ type proc struct {
 	cmd  *exec.Cmd
 	tty  *os.File // PTY master, nil for pipe processes
 	done chan struct{}
+	// endedAt is written once by the waiter before the process is moved to the ended
+	// table, and read only under the service's lock afterwards.
+	endedAt time.Time
 
 	inMu     sync.Mutex
 	stdin    *os.File // write end of the stdin pipe; nil when disabled or closed

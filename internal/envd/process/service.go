@@ -37,13 +37,18 @@ type Service struct {
 	mu    sync.Mutex
 	seq   uint64
 	procs map[uint32]*proc
+	ended map[uint32]*proc // recently ended, for a late Connect; see endedRetention
 }
+
+// endedRetention is how long an ended process's end event stays available to Connect,
+// so a client that reconnects just after the end still learns the exit code.
+const endedRetention = 30 * time.Second
 
 var _ processconnect.ProcessHandler = (*Service)(nil)
 
 // New returns a process service acting on behalf of st's users.
 func New(st *state.State, log *slog.Logger) *Service {
-	return &Service{st: st, log: log, procs: map[uint32]*proc{}}
+	return &Service{st: st, log: log, procs: map[uint32]*proc{}, ended: map[uint32]*proc{}}
 }
 
 // Close kills every process envd started and waits (bounded) for them to be reaped.
@@ -142,7 +147,10 @@ func (s *Service) Start(ctx context.Context, req *connect.Request[pb.StartReques
 
 func (s *Service) Connect(ctx context.Context, req *connect.Request[pb.ConnectRequest], stream *connect.ServerStream[pb.ConnectResponse]) error {
 	p, err := s.find(req.Msg.GetProcess())
-	if err != nil {
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		p = s.findEnded(req.Msg.GetProcess())
+	}
+	if p == nil {
 		return err
 	}
 	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.ConnectResponse{Event: ev}) }
@@ -194,13 +202,43 @@ func (s *Service) follow(ctx context.Context, h http.Header, p *proc, sub *subsc
 	}
 }
 
-// forget drops an ended process from the table.
+// forget moves an ended process from the live table to the recently ended one.
 func (s *Service) forget(p *proc) {
+	p.endedAt = time.Now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.procs[p.pid] == p {
 		delete(s.procs, p.pid)
 	}
-	s.mu.Unlock()
+	s.ended[p.pid] = p
+	for pid, e := range s.ended {
+		if time.Since(e.endedAt) > endedRetention {
+			delete(s.ended, pid)
+		}
+	}
+}
+
+// findEnded returns a process that ended within endedRetention, or nil.
+func (s *Service) findEnded(sel *pb.ProcessSelector) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found *proc
+	for _, p := range s.ended {
+		if time.Since(p.endedAt) > endedRetention {
+			continue
+		}
+		switch v := sel.GetSelector().(type) {
+		case *pb.ProcessSelector_Pid:
+			if p.pid == v.Pid {
+				return p
+			}
+		case *pb.ProcessSelector_Tag:
+			if p.tag != nil && *p.tag == v.Tag && (found == nil || p.seq > found.seq) {
+				found = p
+			}
+		}
+	}
+	return found
 }
 
 // find resolves a selector to a live process.
