@@ -84,9 +84,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	opts := append(jsoncodec.Options(), connect.WithInterceptors(userInterceptor{st: s.st}))
-	mux.Handle(processconnect.NewProcessHandler(s.procs, toHandlerOptions(opts)...))
-	mux.Handle(filesystemconnect.NewFilesystemHandler(s.fs, toHandlerOptions(opts)...))
+	opts := append(jsoncodec.HandlerOptions(), connect.WithInterceptors(userInterceptor{st: s.st}))
+	mux.Handle(processconnect.NewProcessHandler(s.procs, opts...))
+	mux.Handle(filesystemconnect.NewFilesystemHandler(s.fs, opts...))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
@@ -98,14 +98,6 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.metrics)
 	mux.Handle("/files", s.files)
 	return cors(s.requireToken(mux))
-}
-
-func toHandlerOptions(opts []connect.Option) []connect.HandlerOption {
-	out := make([]connect.HandlerOption, len(opts))
-	for i, o := range opts {
-		out[i] = o
-	}
-	return out
 }
 
 // exemptFromToken lists the paths that authorise themselves (§2.1).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wrennhq/wrenn/internal/envd/streamx"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[rpc.ListDirR
 	w := &walker{ctx: ctx, reqRoot: abs, realRoot: realPath, depth: depth, names: s.names}
 	if err := w.walk("", 1); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctxError(ctx)
+			return nil, streamx.ContextError(ctx)
 		}
 		return nil, s.internal("listdir", err)
 	}

@@ -3,6 +3,7 @@ package filesystem
 import (
 	"context"
 	"errors"
+	"github.com/wrennhq/wrenn/internal/envd/streamx"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -301,7 +302,7 @@ func TestKeepaliveInterval(t *testing.T) {
 		if in != "" {
 			h.Set("Keepalive-Ping-Interval", in)
 		}
-		if got := keepaliveInterval(h); got != want {
+		if got := streamx.KeepaliveInterval(h); got != want {
 			t.Errorf("%q: got %v want %v", in, got, want)
 		}
 	}

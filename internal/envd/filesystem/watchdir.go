@@ -4,44 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"connectrpc.com/connect"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/envd/streamx"
 )
-
-// Keepalive interval bounds (spec §1.5): the header is whole seconds; missing,
-// unparsable or non-positive values mean the default.
-const (
-	defaultKeepalive = 90 * time.Second
-	maxKeepalive     = 24 * time.Hour // keeps n*time.Second from overflowing
-)
-
-// keepaliveInterval reads the Keepalive-Ping-Interval request header.
-func keepaliveInterval(h http.Header) time.Duration {
-	n, err := strconv.ParseInt(strings.TrimSpace(h.Get("Keepalive-Ping-Interval")), 10, 64)
-	if err != nil || n <= 0 {
-		return defaultKeepalive
-	}
-	if n > int64(maxKeepalive/time.Second) {
-		return maxKeepalive
-	}
-	return time.Duration(n) * time.Second
-}
-
-// ctxError maps a finished request context to its Connect code: the client's
-// Connect-Timeout-Ms elapsed (deadline_exceeded) or the client went away (canceled).
-func ctxError(ctx context.Context) error {
-	err := ctx.Err()
-	if errors.Is(err, context.DeadlineExceeded) {
-		return connect.NewError(connect.CodeDeadlineExceeded, err)
-	}
-	return connect.NewError(connect.CodeCanceled, err)
-}
 
 // WatchDir streams the changes under a directory: start{} once inotify is armed, then
 // filesystem events, with keepalives whenever the stream was idle for the requested
@@ -67,24 +35,23 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[rpc.WatchDi
 		return fmt.Errorf("send start event: %w", err)
 	}
 
-	interval := keepaliveInterval(req.Header())
-	idle := time.NewTimer(interval)
+	idle := streamx.NewKeepalive(req.Header())
 	defer idle.Stop()
 
 	for {
 		select {
 		case <-ctx.Done():
-			return ctxError(ctx)
+			return streamx.ContextError(ctx)
 		case <-s.ctx.Done():
 			return errShuttingDown()
 		case err := <-d.errs:
 			return s.internal("watchdir", fmt.Errorf("watcher error: %w", err))
-		case <-idle.C:
+		case <-idle.C():
 			ka := &rpc.WatchDirResponse{Event: &rpc.WatchDirResponse_Keepalive{Keepalive: &rpc.WatchDirResponse_KeepAlive{}}}
 			if err := stream.Send(ka); err != nil {
 				return fmt.Errorf("send keepalive: %w", err)
 			}
-			idle.Reset(interval)
+			idle.Reset()
 		case ev, ok := <-d.events():
 			if !ok {
 				return s.internal("watchdir", errors.New("watcher event channel closed"))
@@ -97,7 +64,7 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[rpc.WatchDi
 				}
 			}
 			if len(evs) > 0 {
-				idle.Reset(interval)
+				idle.Reset()
 			}
 			if herr != nil {
 				return s.internal("watchdir", fmt.Errorf("watcher error: %w", herr))

@@ -18,10 +18,9 @@ import (
 // Codec implements connect.Codec for "json".
 type Codec struct{ name string }
 
-// Options registers the codec for both names Connect uses for JSON; pass them to a
-// handler or a client.
-func Options() []connect.Option {
-	return []connect.Option{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"})}
+// HandlerOptions registers the codec for both names Connect uses for JSON.
+func HandlerOptions() []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithCodec(Codec{"json"}), connect.WithCodec(Codec{"json; charset=utf-8"})}
 }
 
 // ClientOptions selects the codec for a client, which then speaks JSON.

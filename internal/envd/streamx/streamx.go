@@ -14,14 +14,22 @@ import (
 	"connectrpc.com/connect"
 )
 
-// DefaultKeepalive applies when the header is missing or unparsable.
-const DefaultKeepalive = 90 * time.Second
+// Keepalive interval bounds (spec §1.5).
+const (
+	// DefaultKeepalive applies when the header is missing, unparsable or not positive.
+	DefaultKeepalive = 90 * time.Second
+	// MaxKeepalive caps absurd values (and keeps n*time.Second from overflowing).
+	MaxKeepalive = 24 * time.Hour
+)
 
 // KeepaliveInterval reads Keepalive-Ping-Interval (whole seconds).
 func KeepaliveInterval(h http.Header) time.Duration {
-	n, err := strconv.Atoi(strings.TrimSpace(h.Get("Keepalive-Ping-Interval")))
+	n, err := strconv.ParseInt(strings.TrimSpace(h.Get("Keepalive-Ping-Interval")), 10, 64)
 	if err != nil || n <= 0 {
 		return DefaultKeepalive
+	}
+	if n > int64(MaxKeepalive/time.Second) {
+		return MaxKeepalive
 	}
 	return time.Duration(n) * time.Second
 }
