@@ -53,7 +53,7 @@ check-generate: generate ## Fail when gen/ differs from what proto/ generates
 	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 bench: envd ## Benchmarks (printed figures, ratios against baselines)
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...
+	WRENN_ENVD_BIN=$(BIN)/envd $(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
 
 clean:
 	rm -rf $(BIN)

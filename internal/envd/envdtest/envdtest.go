@@ -56,6 +56,12 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("WRENN_ENVD_BIN"); p != "" {
+		if !filepath.IsAbs(p) {
+			t.Fatalf("WRENN_ENVD_BIN=%q must be an absolute path (tests run in their package's directory)", p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("WRENN_ENVD_BIN: %v", err)
+		}
 		return p
 	}
 	buildOnce.Do(func() {

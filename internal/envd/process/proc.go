@@ -12,11 +12,12 @@ import (
 
 	"github.com/creack/pty"
 	pb "github.com/wrennhq/wrenn/gen/envd/process"
+	"golang.org/x/sys/unix"
 )
 
 // Output chunk sizes per data event, as E2B's envd sends them.
 const (
-	pipeChunk = 32 << 10
+	pipeChunk = 64 << 10
 	ptyChunk  = 16 << 10
 )
 
@@ -116,12 +117,14 @@ func spawn(s spawnSpec, first *subscriber) (*proc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create stdout pipe: %w", err)
 		}
+		growPipe(outR)
 		readers, childEnds = append(readers, outR), append(childEnds, outW)
 		errR, errW, err := os.Pipe()
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("create stderr pipe: %w", err)
 		}
+		growPipe(errR)
 		readers, childEnds = append(readers, errR), append(childEnds, errW)
 		cmd.Stdout, cmd.Stderr = outW, errW
 		if s.stdin {
@@ -175,6 +178,17 @@ func spawn(s spawnSpec, first *subscriber) (*proc, error) {
 		}
 	}()
 	return p, nil
+}
+
+// pipeSize is the kernel buffer of output pipes: large enough that a fast writer is
+// not stopped every 64 KiB, and that one read usually fills a whole event.
+const pipeSize = 1 << 20
+
+// growPipe enlarges a pipe's buffer; failing (an unprivileged limit) only costs speed.
+func growPipe(f *os.File) {
+	if sc, err := f.SyscallConn(); err == nil {
+		_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 }
 
 type dataKind int
