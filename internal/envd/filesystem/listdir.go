@@ -20,11 +20,7 @@ import (
 // requested (unresolved) prefix, so a listing through a symlinked directory shows the
 // paths the client used.
 func (s *Service) ListDir(ctx context.Context, req *connect.Request[rpc.ListDirRequest]) (*connect.Response[rpc.ListDirResponse], error) {
-	u, err := s.user(req.Header())
-	if err != nil {
-		return nil, err
-	}
-	abs, err := s.resolve(req.Msg.GetPath(), u)
+	_, abs, err := s.userPath(req.Header(), req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}

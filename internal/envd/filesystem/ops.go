@@ -38,11 +38,7 @@ func pathCode(err error) connect.Code {
 
 // Stat describes one path without following a final symlink.
 func (s *Service) Stat(_ context.Context, req *connect.Request[rpc.StatRequest]) (*connect.Response[rpc.StatResponse], error) {
-	u, err := s.user(req.Header())
-	if err != nil {
-		return nil, err
-	}
-	abs, err := s.resolve(req.Msg.GetPath(), u)
+	_, abs, err := s.userPath(req.Header(), req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +57,7 @@ func (s *Service) Stat(_ context.Context, req *connect.Request[rpc.StatRequest])
 
 // MakeDir creates a directory and its missing parents (0755, owned by the user).
 func (s *Service) MakeDir(_ context.Context, req *connect.Request[rpc.MakeDirRequest]) (*connect.Response[rpc.MakeDirResponse], error) {
-	u, err := s.user(req.Header())
-	if err != nil {
-		return nil, err
-	}
-	abs, err := s.resolve(req.Msg.GetPath(), u)
+	u, abs, err := s.userPath(req.Header(), req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}

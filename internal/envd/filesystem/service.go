@@ -90,6 +90,19 @@ func (s *Service) user(h http.Header) (*state.User, error) {
 	return u, nil
 }
 
+// userPath resolves the acting user and the request's path against them.
+func (s *Service) userPath(h http.Header, p string) (*state.User, string, error) {
+	u, err := s.user(h)
+	if err != nil {
+		return nil, "", err
+	}
+	abs, err := s.resolve(p, u)
+	if err != nil {
+		return nil, "", err
+	}
+	return u, abs, nil
+}
+
 // checkNamedUser rejects a Basic header naming an unknown user on RPCs that do not act
 // as a user (GetWatcherEvents, RemoveWatcher): E2B rejects such requests everywhere.
 func (s *Service) checkNamedUser(h http.Header) error {
