@@ -13,27 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/envd/httpx"
 	"github.com/wrennhq/wrenn/internal/envd/state"
 	"golang.org/x/sys/unix"
 )
-
-// initRequest is the body of POST /init. Fields after Timestamp are Wrenn's extension
-// for clones of one snapshot, which have no metadata service to tell them apart.
-type initRequest struct {
-	EnvVars        map[string]string `json:"envVars"`
-	AccessToken    *string           `json:"accessToken"`
-	DefaultUser    string            `json:"defaultUser"`
-	DefaultWorkdir string            `json:"defaultWorkdir"`
-	Timestamp      *time.Time        `json:"timestamp"`
-
-	SandboxID  string `json:"sandboxID"`
-	TemplateID string `json:"templateID"`
-	Hostname   string `json:"hostname"`
-	// RandomSeed is mixed into the kernel's entropy pool so clones of one memory
-	// snapshot stop producing the same random numbers.
-	RandomSeed []byte `json:"randomSeed"`
-}
 
 const (
 	maxInitBody  = 1 << 20
@@ -69,7 +53,7 @@ func (h *initHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var req initRequest
+	var req envdapi.InitRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInitBody+1))
 	switch {
 	case err != nil:
@@ -113,7 +97,7 @@ func (h *initHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorize implements /init's own check: with no token set anyone may initialise (first
 // boot); otherwise the body must carry the current token, or the X-Access-Token header
 // must, which is how the agent rotates the token of a snapshot clone or clears it.
-func (h *initHandler) authorize(r *http.Request, req *initRequest) (string, bool) {
+func (h *initHandler) authorize(r *http.Request, req *envdapi.InitRequest) (string, bool) {
 	if _, set := h.st.Token(); !set {
 		return "", true
 	}
@@ -129,7 +113,7 @@ func (h *initHandler) authorize(r *http.Request, req *initRequest) (string, bool
 	return "access token reset not authorized", false
 }
 
-func validateInit(req *initRequest) error {
+func validateInit(req *envdapi.InitRequest) error {
 	for k := range req.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fmt.Errorf("invalid environment variable name %q", k)
@@ -160,7 +144,7 @@ func validateInit(req *initRequest) error {
 	return nil
 }
 
-func (h *initHandler) apply(req *initRequest) error {
+func (h *initHandler) apply(req *envdapi.InitRequest) error {
 	if req.Timestamp != nil && h.cfg.InVM {
 		if err := h.syncClock(*req.Timestamp); err != nil {
 			return err

@@ -1,0 +1,97 @@
+// Package netslot gives each sandbox its own network: a named network namespace holding
+// the guest's TAP device, joined to the host by a veth pair, with a host-reachable
+// sandbox address DNATed to the guest. Every guest uses the same address and MAC inside
+// its namespace, which is what lets clones of one memory snapshot run side by side.
+package netslot
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// Fixed addresses inside every namespace (DESIGN.md §5).
+var (
+	// GuestIP is the guest's address, set by the initramfs from the kernel command line.
+	GuestIP = netip.MustParsePrefix("169.254.0.21/30")
+	// TapIP is the namespace side of the TAP device: the guest's gateway.
+	TapIP = netip.MustParsePrefix("169.254.0.22/30")
+	// TapMAC is the TAP device's MAC in every namespace, so a guest restored into a new
+	// namespace keeps a valid neighbour entry for its gateway.
+	TapMAC = net.HardwareAddr{0x02, 0x77, 0x72, 0x6e, 0x00, 0x01}
+	// GuestMAC is the MAC of the guest's NIC, the same in every sandbox.
+	GuestMAC = net.HardwareAddr{0x02, 0x77, 0x72, 0x6e, 0x00, 0x02}
+)
+
+// TapName is the TAP device inside each namespace.
+const TapName = "tap0"
+
+// vethInNS is the namespace end of the veth pair, renamed once moved in.
+const vethInNS = "veth0"
+
+// MaxIndex is the largest slot index: the sandbox range is a /16.
+const MaxIndex = 65534
+
+// Config holds the address ranges, configurable so they can avoid a host's own routes.
+type Config struct {
+	// SandboxPrefix: slot i is reachable from the host at the i-th address of it.
+	SandboxPrefix netip.Prefix
+	// VethPrefix: slot i's veth pair uses the i-th /31 of it (needs a /15 for 65534 slots).
+	VethPrefix netip.Prefix
+}
+
+// DefaultConfig is DESIGN.md §5's scheme.
+func DefaultConfig() Config {
+	return Config{
+		SandboxPrefix: netip.MustParsePrefix("10.11.0.0/16"),
+		VethPrefix:    netip.MustParsePrefix("10.12.0.0/15"),
+	}
+}
+
+// Names and addresses of slot i.
+type Addrs struct {
+	Index     int
+	NetNS     string     // namespace name, mounted at /var/run/netns/<NetNS>
+	VethHost  string     // host end of the veth pair
+	HostIP    netip.Addr // the sandbox's host-reachable address
+	VethHostA netip.Addr // host end's address (even)
+	VethNSA   netip.Addr // namespace end's address (odd)
+}
+
+// Addrs computes slot i's names and addresses.
+func (c Config) Addrs(i int) (Addrs, error) {
+	if i < 1 || i > MaxIndex {
+		return Addrs{}, fmt.Errorf("slot index %d out of range 1..%d", i, MaxIndex)
+	}
+	host, err := nth(c.SandboxPrefix, uint32(i))
+	if err != nil {
+		return Addrs{}, fmt.Errorf("sandbox address of slot %d: %w", i, err)
+	}
+	even, err := nth(c.VethPrefix, uint32(2*i))
+	if err != nil {
+		return Addrs{}, fmt.Errorf("veth addresses of slot %d: %w", i, err)
+	}
+	odd, err := nth(c.VethPrefix, uint32(2*i+1))
+	if err != nil {
+		return Addrs{}, fmt.Errorf("veth addresses of slot %d: %w", i, err)
+	}
+	s := strconv.Itoa(i)
+	// Interface names are at most 15 bytes: "wrenn-vh65534" fits, "wrenn-veth-65534"
+	// (DESIGN.md's proposal) does not.
+	return Addrs{Index: i, NetNS: "wrenn-ns-" + s, VethHost: "wrenn-vh" + s, HostIP: host, VethHostA: even, VethNSA: odd}, nil
+}
+
+// nth returns the n-th address of an IPv4 prefix.
+func nth(p netip.Prefix, n uint32) (netip.Addr, error) {
+	if !p.Addr().Is4() {
+		return netip.Addr{}, fmt.Errorf("%s is not an IPv4 prefix", p)
+	}
+	if size := uint64(1) << (32 - p.Bits()); uint64(n) >= size {
+		return netip.Addr{}, fmt.Errorf("%s has no address number %d", p, n)
+	}
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += n
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+}

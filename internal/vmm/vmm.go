@@ -1,0 +1,81 @@
+// Package vmm is the seam between the host agent and virtual machine monitors: a Driver
+// boots a microVM from a kernel, an initramfs and a root disk (optionally attached to a
+// TAP device inside a network namespace) and returns a Machine to pause, resume, stop and
+// watch. Implementations live in subpackages (qemu; firecracker on KVM hosts).
+package vmm
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+)
+
+// Config describes one VM to start.
+type Config struct {
+	// ID names the VM in logs; it must be a short [a-z0-9-] name.
+	ID string
+	// Dir is the VM's private runtime directory (sockets, pidfile, console log, the
+	// state needed to adopt it again). It must exist and belong to this VM alone.
+	Dir string
+	// Kernel is an uncompressed vmlinux (PVH boot) or a bzImage.
+	Kernel string
+	// Initrd is the initramfs that mounts Disk as the root filesystem.
+	Initrd string
+	// Disk is the root filesystem image, attached read-write as the first virtio disk.
+	Disk      string
+	VCPUs     int
+	MemoryMiB int
+	// KernelArgs are appended to the driver's own command line (console, timers, …).
+	KernelArgs []string
+	// Net attaches one virtio NIC; nil boots without network.
+	Net *NetConfig
+}
+
+// NetConfig attaches the VM to an existing TAP device.
+type NetConfig struct {
+	// NetNS is the path of the network namespace that holds TAP (e.g.
+	// /var/run/netns/wrenn-ns-1); the VMM process runs inside it. "" = current namespace.
+	NetNS string
+	// TAP is the device name inside NetNS.
+	TAP string
+	// MAC of the guest's NIC.
+	MAC string
+	// GuestIP and Gateway are handed to the guest's initramfs on the kernel command line.
+	GuestIP netip.Prefix
+	Gateway netip.Addr
+	// DNS servers for the guest's resolv.conf; none in tests.
+	DNS []netip.Addr
+}
+
+// Machine is a running VM.
+type Machine interface {
+	// PID of the VMM process.
+	PID() int
+	// Done is closed when the VMM process has exited (crash, kill, shutdown or Stop).
+	Done() <-chan struct{}
+	// Err says why the VMM exited, after Done is closed.
+	Err() error
+	// Pause stops the vCPUs; Resume continues them.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	// Stop ends the VM: a graceful quit, then a kill if ctx ends first. It waits for
+	// the process to be gone and removes the VM's sockets and pidfile.
+	Stop(ctx context.Context) error
+	// ConsoleLog is the path of the guest's serial console output.
+	ConsoleLog() string
+}
+
+// Driver starts VMs of one VMM kind.
+type Driver interface {
+	// Name is "qemu" or "firecracker".
+	Name() string
+	// Start boots a VM. On any failure nothing is left running and the error says why
+	// (including the tail of the console log when the guest got that far).
+	Start(ctx context.Context, cfg Config) (Machine, error)
+	// Adopt re-attaches to a VM started by an earlier agent process from its Dir.
+	// ErrNotRunning means the VM is gone (its leftovers may be removed).
+	Adopt(ctx context.Context, dir string) (Machine, error)
+}
+
+// ErrNotRunning is returned by Adopt when the VM in a directory no longer runs.
+var ErrNotRunning = errors.New("vm is not running")
