@@ -9,20 +9,34 @@ LDFLAGS := -s -w -X github.com/wrennhq/wrenn/internal/version.Version=$(VERSION)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: help build envd test test-go test-sdk lint generate check-generate bench clean tools
+.PHONY: help build envd wrenn image test test-vm test-go test-sdk lint generate check-generate bench clean tools
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-build: envd ## Build every binary into ./bin
+build: envd wrenn ## Build every binary into ./bin
+
+wrenn: ## Build ./bin/wrenn (server, agent, CLI; static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wrenn ./cmd/wrenn
 
 envd: ## Build the static guest daemon ./bin/envd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/envd ./cmd/envd
 
-test: lint check-generate build test-go test-sdk ## Run every test (CI runs this)
+# Persistent across runs on one machine, so only the first run pays for debootstrap.
+WRENN_TEST_DIR ?= /var/lib/wrenn-test
+
+test: lint check-generate build test-go test-vm test-sdk ## Run every test (CI runs this)
 
 test-go: envd ## Go unit and process tests (privileged ones need root)
-	WRENN_ENVD_BIN=$(BIN)/envd $(GO) test -count=1 -timeout 20m ./...
+	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_CACHE_DIR=$(WRENN_TEST_DIR)/cache \
+	  $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/e2e)
+
+test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the base template once)
+	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \
+	  grep -v '^=== \(RUN\|PAUSE\|CONT\)'; exit $${PIPESTATUS[0]}
+
+image: build ## Build the base template into WRENN_DIR (default /var/lib/wrenn)
+	$(BIN)/wrenn image build --envd $(BIN)/envd
 
 test-sdk: envd ## Drive envd with the official e2b JS SDK in an isolated namespace
 	bash test/sdk/run.sh $(BIN)/envd
@@ -53,7 +67,7 @@ check-generate: generate ## Fail when gen/ differs from what proto/ generates
 	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 
 bench: envd ## Benchmarks (printed figures, ratios against baselines)
-	WRENN_ENVD_BIN=$(BIN)/envd $(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
+	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
 clean:
 	rm -rf $(BIN)

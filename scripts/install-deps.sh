@@ -9,6 +9,12 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v seq >/dev/null || need+=(coreutils)
+# Guest images and microVMs.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v lz4 >/dev/null || need+=(lz4)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
 if ((${#need[@]})); then
 	echo "install-deps: installing ${need[*]}"

@@ -197,9 +197,10 @@ func (s *Slot) Destroy() error {
 	if err := netns.DeleteNamed(s.NetNS); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("delete netns %s: %w", s.NetNS, err))
 	}
-	// The host end normally disappears with its peer; make sure.
+	// The host end disappears with its peer, asynchronously; make sure, without
+	// counting it as a failure when it vanished between lookup and delete.
 	if l, err := netlink.LinkByName(s.VethHost); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete %s: %w", s.VethHost, err))
 		}
 	}

@@ -1,0 +1,76 @@
+// Command wrenn is Wrenn's single binary. Subcommands are thin: they parse flags and
+// call into internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wrennhq/wrenn/internal/version"
+)
+
+const usage = `wrenn — microVM sandboxes on machines you own
+
+Usage:
+  wrenn image build [flags]     build (or refresh) a guest template, default "base"
+  wrenn vm run [flags] -- CMD…  boot a throwaway sandbox, run CMD in it, tear it down
+  wrenn version                 print the version
+
+Run 'wrenn <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// exitError carries a process exit code through the error path (e.g. the exit code of
+// a command run in a sandbox).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func run(ctx context.Context, args []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var err error
+	switch {
+	case len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Print(usage)
+		return 0
+	case args[0] == "version":
+		fmt.Println("wrenn", version.Version)
+		return 0
+	case args[0] == "image" && len(args) > 1 && args[1] == "build":
+		err = imageBuild(ctx, log, args[2:])
+	case args[0] == "vm" && len(args) > 1 && args[1] == "run":
+		err = vmRun(ctx, log, args[2:])
+	default:
+		fmt.Fprintf(os.Stderr, "wrenn: unknown command %q\n\n%s", args, usage)
+		return 2
+	}
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(os.Stderr, "wrenn:", err)
+		return 1
+	}
+}
+
+// wrennDir is WRENN_DIR or the default.
+func wrennDir() string {
+	if d := os.Getenv("WRENN_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/wrenn"
+}

@@ -1,0 +1,258 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+// Files the driver keeps in a VM's Dir. The console log and QEMU's stderr stay after
+// Stop (they explain what happened); the others are removed.
+const (
+	qmpSocketName = "qmp.sock"
+	pidFileName   = "qemu.pid"
+	stateFileName = "qemu-state.json"
+	consoleName   = "console.log"
+	stderrName    = "qemu.stderr"
+)
+
+// Limits. maxSunPath is sizeof(sockaddr_un.sun_path) minus the NUL; maxCmdline is
+// x86's COMMAND_LINE_SIZE minus the NUL.
+const (
+	maxSunPath = 107
+	maxCmdline = 2047
+	maxVCPUs   = 64
+	minMemMiB  = 32
+	maxMemMiB  = 1 << 20
+)
+
+var (
+	idPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	tapPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`) // IFNAMSIZ-1
+)
+
+// spec is a validated Config with absolute paths, ready to turn into an argv.
+type spec struct {
+	cfg      vmm.Config
+	dir      string
+	kernel   string
+	initrd   string // "" = none
+	disk     string // "" = none
+	netns    string // "" = current namespace
+	tap, mac string
+}
+
+func (s spec) qmpPath() string     { return filepath.Join(s.dir, qmpSocketName) }
+func (s spec) pidPath() string     { return filepath.Join(s.dir, pidFileName) }
+func (s spec) consolePath() string { return filepath.Join(s.dir, consoleName) }
+
+// validate checks everything in cfg that ends up in QEMU's argv, so that no string a
+// user could influence reaches QEMU unchecked: IDs and device names by allow-list,
+// paths made absolute and required to exist, kernel arguments without whitespace,
+// quotes or control characters (they are joined with single spaces).
+func validate(cfg vmm.Config) (spec, error) {
+	s := spec{cfg: cfg}
+	if !idPattern.MatchString(cfg.ID) {
+		return s, fmt.Errorf("invalid vm id %q: want [a-z0-9-], at most 63 chars", cfg.ID)
+	}
+	if cfg.VCPUs < 1 || cfg.VCPUs > maxVCPUs {
+		return s, fmt.Errorf("vcpus %d out of range 1..%d", cfg.VCPUs, maxVCPUs)
+	}
+	if cfg.MemoryMiB < minMemMiB || cfg.MemoryMiB > maxMemMiB {
+		return s, fmt.Errorf("memory %d MiB out of range %d..%d", cfg.MemoryMiB, minMemMiB, maxMemMiB)
+	}
+	var err error
+	if s.dir, err = checkPath("dir", cfg.Dir, true); err != nil {
+		return s, err
+	}
+	if len(s.qmpPath()) > maxSunPath {
+		return s, fmt.Errorf("dir %q too long for a unix socket path (max %d bytes with %q)", s.dir, maxSunPath, qmpSocketName)
+	}
+	if s.kernel, err = checkPath("kernel", cfg.Kernel, false); err != nil {
+		return s, err
+	}
+	if cfg.Initrd != "" {
+		if s.initrd, err = checkPath("initrd", cfg.Initrd, false); err != nil {
+			return s, err
+		}
+	}
+	if cfg.Disk != "" {
+		if s.disk, err = checkPath("disk", cfg.Disk, false); err != nil {
+			return s, err
+		}
+	}
+	for _, a := range cfg.KernelArgs {
+		if err := checkKernelArg(a); err != nil {
+			return s, err
+		}
+	}
+	if n := cfg.Net; n != nil {
+		if n.NetNS != "" {
+			if s.netns, err = checkPath("netns", n.NetNS, false); err != nil {
+				return s, err
+			}
+		}
+		if !tapPattern.MatchString(n.TAP) {
+			return s, fmt.Errorf("invalid tap name %q", n.TAP)
+		}
+		s.tap = n.TAP
+		hw, err := net.ParseMAC(n.MAC)
+		if err != nil || len(hw) != 6 {
+			return s, fmt.Errorf("invalid mac %q: want 6 bytes like 02:fc:00:00:00:05", n.MAC)
+		}
+		if hw[0]&1 == 1 {
+			return s, fmt.Errorf("invalid mac %q: multicast bit set", n.MAC)
+		}
+		s.mac = hw.String()
+		if n.GuestIP.IsValid() != n.Gateway.IsValid() {
+			return s, errors.New("net: guest ip and gateway must be set together")
+		}
+		for _, d := range n.DNS {
+			if !d.IsValid() {
+				return s, errors.New("net: invalid dns address")
+			}
+		}
+	}
+	return s, nil
+}
+
+// checkPath makes p absolute and requires it to exist as a directory (dir) or as a
+// non-directory (a file, a block device or a namespace file).
+func checkPath(what, p string, dir bool) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%s path is empty", what)
+	}
+	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", fmt.Errorf("%s path %q has control characters", what, p)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("%s path %q: %w", what, p, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if fi.IsDir() != dir {
+		if dir {
+			return "", fmt.Errorf("%s %q is not a directory", what, abs)
+		}
+		return "", fmt.Errorf("%s %q is a directory", what, abs)
+	}
+	return abs, nil
+}
+
+func checkKernelArg(a string) error {
+	if a == "" {
+		return errors.New("empty kernel argument")
+	}
+	for _, r := range a {
+		if r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '\\' || r > 0x7e {
+			return fmt.Errorf("kernel argument %q: whitespace, quotes, backslashes and non-ASCII are not allowed", a)
+		}
+	}
+	if a == "--" {
+		return errors.New(`kernel argument "--" would hand the rest to init`)
+	}
+	return nil
+}
+
+// kernelCmdline is the guest kernel's command line: the driver's fixed part, the
+// network parameters read by Wrenn's initramfs, then cfg.KernelArgs.
+//
+// console=ttyS0 is the serial log; panic=-1 reboots at once on a panic and, with
+// QEMU's -no-reboot, turns a guest panic into a QEMU exit instead of a boot loop;
+// reboot=t makes a guest reboot use the triple-fault path microvm handles;
+// tsc_early_khz avoids the random early-calibration hangs under TCG (see hostTSCKHz).
+func kernelCmdline(s spec, tscKHz int64) (string, error) {
+	args := []string{"console=ttyS0", "reboot=t", "panic=-1", "quiet"}
+	if tscKHz > 0 {
+		args = append(args, "tsc_early_khz="+strconv.FormatInt(tscKHz, 10))
+	}
+	if n := s.cfg.Net; n != nil {
+		if n.GuestIP.IsValid() {
+			args = append(args, "wrenn.ip="+n.GuestIP.String(), "wrenn.gw="+n.Gateway.String())
+		}
+		if len(n.DNS) > 0 {
+			dns := make([]string, len(n.DNS))
+			for i, d := range n.DNS {
+				dns[i] = d.String()
+			}
+			args = append(args, "wrenn.dns="+strings.Join(dns, ","))
+		}
+	}
+	args = append(args, s.cfg.KernelArgs...)
+	line := strings.Join(args, " ")
+	if len(line) > maxCmdline {
+		return "", fmt.Errorf("kernel command line is %d bytes, max %d", len(line), maxCmdline)
+	}
+	return line, nil
+}
+
+// optValue escapes a value for QEMU's "key=value,key=value" option syntax, where a
+// literal comma is written as two.
+func optValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+
+// buildArgv returns QEMU's full argv (argv[0] = binary) for a validated spec. It is a
+// pure function so tests can check every flag. The argv is exec'd directly, never
+// through a shell.
+func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) {
+	cmdline, err := kernelCmdline(s, tscKHz)
+	if err != nil {
+		return nil, err
+	}
+	accel, cpu := "tcg", "max"
+	if kvm {
+		accel, cpu = "kvm", "host"
+	}
+	argv := []string{binary,
+		"-name", s.cfg.ID,
+		// pit/pic/rtc: without a reference timer the guest's TSC calibration hangs
+		// under TCG (qemu-tcg-notes.md §1).
+		"-M", "microvm,pit=on,pic=on,rtc=on",
+		"-accel", accel,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(s.cfg.VCPUs),
+		"-m", strconv.Itoa(s.cfg.MemoryMiB),
+		"-nodefaults", "-no-user-config", "-nographic",
+		"-no-reboot",
+		// The guest is untrusted; if it escapes into QEMU, seccomp keeps QEMU from
+		// spawning, changing privileges or using obsolete syscalls.
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-chardev", "file,id=console,path=" + optValue(s.consolePath()),
+		"-serial", "chardev:console",
+		"-kernel", s.kernel,
+	}
+	if s.initrd != "" {
+		argv = append(argv, "-initrd", s.initrd)
+	}
+	argv = append(argv, "-append", cmdline)
+	if s.disk != "" {
+		// Raw is stated explicitly so QEMU never probes the format from guest-written
+		// bytes. writeback+threads works on every filesystem (O_DIRECT does not on
+		// tmpfs); guest flushes are still honoured. discard keeps CoW files sparse.
+		argv = append(argv,
+			"-drive", "id=root,if=none,file="+optValue(s.disk)+",format=raw,cache=writeback,aio=threads,discard=unmap",
+			"-device", "virtio-blk-device,drive=root")
+	}
+	if s.tap != "" {
+		argv = append(argv,
+			"-netdev", "tap,id=net0,ifname="+s.tap+",script=no,downscript=no",
+			"-device", "virtio-net-device,netdev=net0,mac="+s.mac)
+	}
+	argv = append(argv,
+		// The long form of -qmp unix:…,server=on,wait=off, so the path gets the same
+		// comma escaping as every other option value.
+		"-chardev", "socket,id=qmp,path="+optValue(s.qmpPath())+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-pidfile", s.pidPath(),
+	)
+	return argv, nil
+}

@@ -1,0 +1,276 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+var _ vmm.Machine = (*Machine)(nil)
+
+// Timings are start-up measurements of one VM, for benchmarks and logs.
+type Timings struct {
+	// Spawned is when QEMU was exec'd.
+	Spawned time.Time
+	// QMPReady is spawn → QMP greeting and capabilities negotiated.
+	QMPReady time.Duration
+	// Running is spawn → query-status answered "running" (Start returned).
+	Running time.Duration
+}
+
+// ExitError says why a VM's QEMU exited when nobody asked it to.
+type ExitError struct {
+	ID  string
+	PID int
+	// Status is the exit status when QEMU was our child; nil for an adopted VM
+	// (its exit status went to whoever reaped it).
+	Status *os.ProcessState
+	// Stderr and Console are the tails of QEMU's stderr and the guest's console.
+	Stderr, Console string
+}
+
+func (e *ExitError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "qemu vm %s (pid %d) exited", e.ID, e.PID)
+	switch {
+	case e.Status == nil:
+		b.WriteString(" (adopted, exit status unknown)")
+	default:
+		b.WriteString(": " + e.Status.String())
+		if e.Status.Success() {
+			b.WriteString(" (guest shut down, rebooted or panicked)")
+		}
+	}
+	if e.Stderr != "" {
+		b.WriteString("\nqemu stderr: " + e.Stderr)
+	}
+	if e.Console != "" {
+		b.WriteString("\nconsole tail:\n" + e.Console)
+	}
+	return b.String()
+}
+
+// Signal returns the signal that killed QEMU, if one did.
+func (e *ExitError) Signal() (syscall.Signal, bool) {
+	if e.Status == nil {
+		return 0, false
+	}
+	ws, ok := e.Status.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return 0, false
+	}
+	return ws.Signal(), true
+}
+
+// Machine is one QEMU VM, started by this process or adopted from an earlier one.
+type Machine struct {
+	id, dir   string
+	pid       int
+	procStart uint64 // /proc/<pid>/stat start time: the process's identity
+	log       *slog.Logger
+	qmp       *qmpClient
+	kill      func() error // SIGKILL without pid-reuse races (child handle or pidfd)
+	timings   Timings
+
+	done     chan struct{}
+	mu       sync.Mutex
+	err      error
+	stopping bool
+}
+
+func newMachine(id, dir string, pid int, procStart uint64, log *slog.Logger, kill func() error) *Machine {
+	return &Machine{
+		id:        id,
+		dir:       dir,
+		pid:       pid,
+		procStart: procStart,
+		log:       log.With("vm", id, "pid", pid),
+		qmp:       &qmpClient{path: filepath.Join(dir, qmpSocketName)},
+		kill:      kill,
+		done:      make(chan struct{}),
+	}
+}
+
+// exited records the end of the process; status is nil for adopted VMs. An exit
+// that Stop asked for is not an error.
+func (m *Machine) exited(status *os.ProcessState) {
+	m.mu.Lock()
+	if !m.stopping {
+		m.err = &ExitError{
+			ID:      m.id,
+			PID:     m.pid,
+			Status:  status,
+			Stderr:  readTail(filepath.Join(m.dir, stderrName), 2048),
+			Console: readTail(m.ConsoleLog(), 2048),
+		}
+	}
+	err := m.err
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("qemu exited", "err", err)
+	} else {
+		m.log.Info("qemu exited")
+	}
+	close(m.done)
+}
+
+// ID is the VM's id from its Config.
+func (m *Machine) ID() string { return m.id }
+
+// Dir is the VM's runtime directory (what Adopt takes).
+func (m *Machine) Dir() string { return m.dir }
+
+// PID of the QEMU process.
+func (m *Machine) PID() int { return m.pid }
+
+// Done is closed once the QEMU process has exited.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// ConsoleLog is the guest's serial console output; it survives Stop.
+func (m *Machine) ConsoleLog() string { return filepath.Join(m.dir, consoleName) }
+
+// QMPSocket is the path of QEMU's QMP socket (for snapshot code and debugging).
+func (m *Machine) QMPSocket() string { return m.qmp.path }
+
+// Timings are the start-up measurements; zero for an adopted VM except Spawned.
+func (m *Machine) Timings() Timings { return m.timings }
+
+func (m *Machine) exitedAlready() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Err is nil while the VM runs and after an exit requested by Stop; otherwise an
+// *ExitError.
+func (m *Machine) Err() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err
+}
+
+// Status is QEMU's run state ("running", "paused", …) from query-status.
+func (m *Machine) Status(ctx context.Context) (string, error) {
+	if m.exitedAlready() {
+		return "", fmt.Errorf("status of qemu %s: %w", m.id, vmm.ErrNotRunning)
+	}
+	st, err := m.qmp.status(ctx)
+	if err != nil {
+		return "", fmt.Errorf("status of qemu %s: %w", m.id, err)
+	}
+	return st.Status, nil
+}
+
+// Pause stops the vCPUs (QMP stop). QEMU answers after the vCPUs have stopped.
+func (m *Machine) Pause(ctx context.Context) error {
+	if err := m.command(ctx, "stop"); err != nil {
+		return fmt.Errorf("pause qemu %s: %w", m.id, err)
+	}
+	return nil
+}
+
+// Resume continues the vCPUs (QMP cont).
+func (m *Machine) Resume(ctx context.Context) error {
+	if err := m.command(ctx, "cont"); err != nil {
+		return fmt.Errorf("resume qemu %s: %w", m.id, err)
+	}
+	return nil
+}
+
+// QMP runs any QMP command (for snapshot and migration code): args become
+// "arguments", the "return" value is decoded into out. QEMU errors are *QMPError.
+func (m *Machine) QMP(ctx context.Context, cmd string, args, out any) error {
+	if m.exitedAlready() {
+		return fmt.Errorf("qmp %s on qemu %s: %w", cmd, m.id, vmm.ErrNotRunning)
+	}
+	return m.qmp.do(ctx, cmd, args, out)
+}
+
+func (m *Machine) command(ctx context.Context, cmd string) error {
+	if m.exitedAlready() {
+		return vmm.ErrNotRunning
+	}
+	return m.qmp.do(ctx, cmd, nil, nil)
+}
+
+// Upper bounds for Stop when ctx has no deadline of its own: how long a QMP quit
+// may take, and how long a SIGKILLed process may take to disappear.
+const (
+	quitGrace = 30 * time.Second
+	killGrace = 10 * time.Second
+)
+
+// Stop asks QEMU to quit over QMP, kills it if ctx ends (or the quit cannot be
+// delivered) first, waits until the process is gone and removes the VM's socket,
+// pidfile and state file. The console log and QEMU's stderr stay.
+func (m *Machine) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
+
+	if m.exitedAlready() {
+		m.removeOwnRuntimeFiles()
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, quitGrace)
+	defer cancel()
+	if err := m.qmp.do(qctx, "quit", nil, nil); err != nil && !m.exitedAlready() {
+		// QEMU often closes the socket before answering quit; give it a moment
+		// before treating the failure as real.
+		select {
+		case <-m.done:
+		case <-time.After(2 * time.Second):
+			m.log.Warn("qmp quit failed; killing", "err", err)
+			cancel()
+		}
+	}
+	select {
+	case <-m.done:
+	case <-qctx.Done():
+		if !m.exitedAlready() {
+			m.log.Warn("qemu did not quit in time; killing")
+			if err := m.kill(); err != nil {
+				m.log.Error("kill qemu", "err", err)
+			}
+		}
+	}
+	select {
+	case <-m.done:
+	case <-time.After(killGrace):
+		return fmt.Errorf("stop qemu %s: pid %d still alive %s after SIGKILL", m.id, m.pid, killGrace)
+	}
+	m.removeOwnRuntimeFiles()
+	m.log.Info("qemu stopped")
+	return nil
+}
+
+// removeOwnRuntimeFiles removes the runtime files unless the Dir's state file now
+// names another process: a stale handle must never delete the sockets of a VM that
+// was started in the same Dir later.
+func (m *Machine) removeOwnRuntimeFiles() {
+	if st, err := readState(m.dir); err == nil && (st.PID != m.pid || st.ProcStart != m.procStart) {
+		return
+	}
+	removeRuntimeFiles(m.log, m.dir)
+}
+
+// removeRuntimeFiles deletes what only makes sense while QEMU runs.
+func removeRuntimeFiles(log *slog.Logger, dir string) {
+	for _, n := range []string{qmpSocketName, pidFileName, stateFileName} {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("remove qemu runtime file", "path", filepath.Join(dir, n), "err", err)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+// Package e2e holds Wrenn's end-to-end tests across programs: real guest images, real
+// microVMs (QEMU; TCG on hosts without a usable KVM), real network namespaces. They run
+// one at a time — parallel TCG boots on two cores only stretch every timeout.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/image"
+)
+
+// env is what every VM test needs, prepared once in TestMain.
+var env struct {
+	skip     string // why VM tests cannot run here, if they cannot
+	dir      string // WRENN_DIR of the tests
+	tmpl     *image.Template
+	buildErr error
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		prepare()
+		return m.Run()
+	}())
+}
+
+// prepare builds (or finds up to date) the `base` template the VM tests boot. The test
+// WRENN_DIR persists across runs (default /var/lib/wrenn-test), so only the first run
+// on a machine pays for debootstrap.
+func prepare() {
+	switch {
+	case os.Geteuid() != 0:
+		env.skip = "VM tests need root (network namespaces, TAP devices); CI runs as root"
+		return
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "debootstrap", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			env.skip = fmt.Sprintf("%s is not installed (scripts/install-deps.sh installs it)", tool)
+			return
+		}
+	}
+	env.dir = os.Getenv("WRENN_TEST_DIR")
+	if env.dir == "" {
+		env.dir = "/var/lib/wrenn-test"
+	}
+	envd, err := envdBinary()
+	if err != nil {
+		env.buildErr = err
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	env.tmpl, env.buildErr = image.Build(ctx, image.Options{Dir: env.dir, Name: "base", EnvdPath: envd, Progress: os.Stderr})
+	if env.buildErr == nil {
+		slog.Info("template ready", "dir", env.dir, "took", time.Since(start).Round(time.Millisecond), "up_to_date", env.tmpl.UpToDate)
+	}
+}
+
+// envdBinary is $WRENN_ENVD_BIN (make test) or a fresh static build of cmd/envd.
+func envdBinary() (string, error) {
+	if p := os.Getenv("WRENN_ENVD_BIN"); p != "" {
+		return p, nil
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	dir, err := os.MkdirTemp("", "e2e-envd-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "envd")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/envd")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build envd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// needVM skips when the machine cannot run VM tests at all, and fails when it could but
+// the template did not build.
+func needVM(t *testing.T) *image.Template {
+	t.Helper()
+	if env.skip != "" {
+		t.Skip(env.skip)
+	}
+	if env.buildErr != nil {
+		t.Fatalf("build the base template: %v", env.buildErr)
+	}
+	return env.tmpl
+}
