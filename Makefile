@@ -56,11 +56,11 @@ $(BIN)/protoc-gen-connect-go:
 
 generate: tools ## Regenerate gen/ from proto/ (protoc from apt + pinned Go plugins)
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
-	rm -rf gen/envd && mkdir -p gen
+	rm -rf gen/envd gen/hostagent && mkdir -p gen
 	cd proto && PATH=$(BIN):$$PATH protoc -I . \
 	  --go_out=../gen --go_opt=module=github.com/wrennhq/wrenn/gen \
 	  --connect-go_out=../gen --connect-go_opt=module=github.com/wrennhq/wrenn/gen \
-	  process/process.proto filesystem/filesystem.proto
+	  process/process.proto filesystem/filesystem.proto hostagent/v1/hostagent.proto
 
 check-generate: generate ## Fail when gen/ differs from what proto/ generates
 	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \

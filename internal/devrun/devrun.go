@@ -11,18 +11,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
+	"github.com/wrennhq/wrenn/internal/sandboxid"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -70,7 +69,7 @@ func Start(ctx context.Context, cfg Config) (_ *Sandbox, err error) {
 	if cfg.BootTimeout == 0 {
 		cfg.BootTimeout = 90 * time.Second
 	}
-	id, err := newID()
+	id, err := sandboxid.New()
 	if err != nil {
 		return nil, err
 	}
@@ -142,13 +141,13 @@ func waitBoot(ctx context.Context, timeout time.Duration, sb *Sandbox) error {
 	select {
 	case err := <-healthy:
 		if err != nil {
-			return fmt.Errorf("boot %s: %w\nconsole:\n%s", sb.ID, err, ConsoleTail(sb.Machine.ConsoleLog(), 30))
+			return fmt.Errorf("boot %s: %w\nconsole:\n%s", sb.ID, err, vmm.ConsoleTail(sb.Machine.ConsoleLog(), 30))
 		}
 		return nil
 	case <-sb.Machine.Done():
 		cancel()
 		<-healthy
-		return fmt.Errorf("boot %s: vm exited: %v\nconsole:\n%s", sb.ID, sb.Machine.Err(), ConsoleTail(sb.Machine.ConsoleLog(), 30))
+		return fmt.Errorf("boot %s: vm exited: %v\nconsole:\n%s", sb.ID, sb.Machine.Err(), vmm.ConsoleTail(sb.Machine.ConsoleLog(), 30))
 	}
 }
 
@@ -213,34 +212,6 @@ func freeSlot(cfg netslot.Config, first int) (*netslot.Slot, error) {
 		return nil, fmt.Errorf("network slot %d: %w", i, err)
 	}
 	return nil, errors.New("no free network slot")
-}
-
-// ConsoleTail returns the last n lines of a console log.
-func ConsoleTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no console log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-const idAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-// newID makes a sandbox id: "sb" + 18 lowercase base36 characters (DESIGN.md §8).
-func newID() (string, error) {
-	b := []byte("sb")
-	for range 18 {
-		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(idAlphabet))))
-		if err != nil {
-			return "", err
-		}
-		b = append(b, idAlphabet[n.Int64()])
-	}
-	return string(b), nil
 }
 
 func randomHex(n int) (string, error) {

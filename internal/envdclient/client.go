@@ -5,11 +5,13 @@ package envdclient
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -120,15 +122,36 @@ type Result struct {
 	Status   string // "exit status 0", "signal: killed", …
 }
 
+// Command is what to run in the guest.
+type Command struct {
+	Cmd  string
+	Args []string
+	Env  map[string]string
+	Cwd  string
+	User string // "" = envd's default user
+}
+
 // Exec runs a command to its end, copying its output as it arrives. A non-zero exit
 // is a Result, not an error; errors are about running it at all.
 func (c *Client) Exec(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) (*Result, error) {
-	stream, err := c.procs.Start(ctx, connect.NewRequest(&pb.StartRequest{
-		Process: &pb.ProcessConfig{Cmd: cmd, Args: args},
-		Stdin:   new(bool),
-	}))
+	return c.Run(ctx, Command{Cmd: cmd, Args: args}, nil, stdout, stderr)
+}
+
+// Run is Exec with the whole command spec and a callback for the start event. A ctx
+// deadline becomes the command's lifetime: envd kills it when the deadline passes, and
+// Run then fails with a connect deadline_exceeded error.
+func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint32), stdout, stderr io.Writer) (*Result, error) {
+	cfg := &pb.ProcessConfig{Cmd: command.Cmd, Args: command.Args, Envs: command.Env}
+	if command.Cwd != "" {
+		cfg.Cwd = &command.Cwd
+	}
+	req := connect.NewRequest(&pb.StartRequest{Process: cfg, Stdin: new(bool)})
+	if command.User != "" {
+		req.Header().Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(command.User+":")))
+	}
+	stream, err := c.procs.Start(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", cmd, err)
+		return nil, fmt.Errorf("start %s: %w", command.Cmd, err)
 	}
 	defer stream.Close()
 	res := &Result{}
@@ -136,12 +159,19 @@ func (c *Client) Exec(ctx context.Context, cmd string, args []string, stdout, st
 		switch ev := stream.Msg().GetEvent().GetEvent().(type) {
 		case *pb.ProcessEvent_Start:
 			res.PID = ev.Start.GetPid()
+			if onStart != nil {
+				onStart(res.PID)
+			}
 		case *pb.ProcessEvent_Data:
 			if b := ev.Data.GetStdout(); b != nil && stdout != nil {
-				_, _ = stdout.Write(b)
+				if _, err := stdout.Write(b); err != nil {
+					return nil, fmt.Errorf("run %s: write stdout: %w", command.Cmd, err)
+				}
 			}
 			if b := ev.Data.GetStderr(); b != nil && stderr != nil {
-				_, _ = stderr.Write(b)
+				if _, err := stderr.Write(b); err != nil {
+					return nil, fmt.Errorf("run %s: write stderr: %w", command.Cmd, err)
+				}
 			}
 		case *pb.ProcessEvent_End:
 			res.ExitCode = int(ev.End.GetExitCode())
@@ -150,9 +180,9 @@ func (c *Client) Exec(ctx context.Context, cmd string, args []string, stdout, st
 		}
 	}
 	if err := stream.Err(); err != nil {
-		return nil, fmt.Errorf("run %s: %w", cmd, err)
+		return nil, fmt.Errorf("run %s: %w", command.Cmd, err)
 	}
-	return nil, errors.New("run " + cmd + ": stream ended without an end event")
+	return nil, errors.New("run " + command.Cmd + ": stream ended without an end event")
 }
 
 // tokenInterceptor adds X-Access-Token to every RPC once a token is known.
@@ -179,4 +209,71 @@ func (t tokenInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 
 func (t tokenInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// WriteFile uploads r to path in the guest (octet-stream, as the SDKs stream), as user
+// ("" = envd's default user).
+func (c *Client) WriteFile(ctx context.Context, path, user string, r io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.filesURL(path, user), r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.doFiles(req)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// ReadFile opens path in the guest for reading; the caller closes the reader.
+func (c *Client) ReadFile(ctx context.Context, path, user string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.filesURL(path, user), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.doFiles(req)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return resp.Body, nil
+}
+
+func (c *Client) filesURL(path, user string) string {
+	q := url.Values{"path": {path}}
+	if user != "" {
+		q.Set("username", user)
+	}
+	return c.base + "/files?" + q.Encode()
+}
+
+// FileError is a non-2xx answer of /files, with envd's status and message.
+type FileError struct {
+	Status  int
+	Message string
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("envd /files: %d %s", e.Status, e.Message) }
+
+func (c *Client) doFiles(req *http.Request) (*http.Response, error) {
+	if tok := c.currentToken(); tok != "" {
+		req.Header.Set("X-Access-Token", tok)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var body struct {
+			Message string `json:"message"`
+		}
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if json.Unmarshal(raw, &body) != nil || body.Message == "" {
+			body.Message = string(bytes.TrimSpace(raw))
+		}
+		return nil, &FileError{Status: resp.StatusCode, Message: body.Message}
+	}
+	return resp, nil
 }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"strings"
 )
 
 // Config describes one VM to start.
@@ -79,3 +81,16 @@ type Driver interface {
 
 // ErrNotRunning is returned by Adopt when the VM in a directory no longer runs.
 var ErrNotRunning = errors.New("vm is not running")
+
+// ConsoleTail returns the last n lines of a VM's console log, for error messages.
+func ConsoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no console log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/wrennhq/wrenn/internal/envdclient"
+)
+
+// running returns a sandbox that is running, marked active now. The sandbox lock is
+// not held while a command runs: commands run concurrently; only transitions serialise.
+func (m *Manager) running(id, op string) (*sandbox, error) {
+	sb, err := m.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	sb.mu.Lock()
+	state, envd := sb.rec.State, sb.envd
+	sb.mu.Unlock()
+	if state != Running || envd == nil {
+		return nil, &ErrState{ID: id, State: state, Op: op}
+	}
+	sb.touch(m.cfg.Now())
+	return sb, nil
+}
+
+// DefaultExecTimeout bounds a command when the request sets none.
+const DefaultExecTimeout = 60 * time.Second
+
+// ExecResult is a finished command.
+type ExecResult struct {
+	envdclient.Result
+	Duration time.Duration
+	TimedOut bool
+}
+
+// Exec runs a command in a sandbox, streaming output to stdout/stderr, killed when
+// timeout passes (0 = DefaultExecTimeout). onStart receives the guest pid.
+func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, timeout time.Duration, onStart func(uint32), stdout, stderr io.Writer) (*ExecResult, error) {
+	if cmd.Cmd == "" {
+		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
+	}
+	sb, err := m.running(id, "exec")
+	if err != nil {
+		return nil, err
+	}
+	if timeout <= 0 {
+		timeout = DefaultExecTimeout
+	}
+	defer sb.touch(m.cfg.Now())
+	start := time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := sb.envd.Run(watchVM(runCtx, sb), cmd, onStart, stdout, stderr)
+	if err != nil {
+		if connect.CodeOf(err) == connect.CodeDeadlineExceeded || errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return &ExecResult{Result: envdclient.Result{ExitCode: -1, Status: "timed out"}, Duration: time.Since(start), TimedOut: true}, nil
+		}
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	return &ExecResult{Result: *res, Duration: time.Since(start)}, nil
+}
+
+// watchVM returns a context that also ends when the sandbox's VM exits, so a call to a
+// dead guest fails at once instead of waiting for TCP to give up.
+func watchVM(ctx context.Context, sb *sandbox) context.Context {
+	sb.mu.Lock()
+	machine := sb.machine
+	sb.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-machine.Done():
+			cancel(fmt.Errorf("sandbox %s: vm exited: %v", sb.id, machine.Err()))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
+// WriteFile writes r to path in the sandbox as user ("" = the sandbox's default user).
+func (m *Manager) WriteFile(ctx context.Context, id, path, user string, r io.Reader) error {
+	if path == "" {
+		return fmt.Errorf("%w: path is required", ErrInvalid)
+	}
+	sb, err := m.running(id, "write files")
+	if err != nil {
+		return err
+	}
+	defer sb.touch(m.cfg.Now())
+	return sb.envd.WriteFile(watchVM(ctx, sb), path, user, r)
+}
+
+// ReadFile opens path in the sandbox; the caller closes the reader.
+func (m *Manager) ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: path is required", ErrInvalid)
+	}
+	sb, err := m.running(id, "read files")
+	if err != nil {
+		return nil, err
+	}
+	return sb.envd.ReadFile(watchVM(ctx, sb), path, user)
+}
+
+// Ping marks a sandbox active, postponing its idle timeout.
+func (m *Manager) Ping(id string) error {
+	_, err := m.running(id, "ping")
+	return err
+}
+
+// StartReaper destroys sandboxes idle for longer than their timeout. (Pausing instead
+// arrives with snapshots.)
+func (m *Manager) StartReaper(interval time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopReaper = cancel
+	m.reaperDone = make(chan struct{})
+	go func() {
+		defer close(m.reaperDone)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m.reapIdle(ctx)
+			}
+		}
+	}()
+}
+
+func (m *Manager) reapIdle(ctx context.Context) {
+	now := m.cfg.Now()
+	for _, info := range m.List() {
+		if info.State != Running || info.Spec.TimeoutSec == 0 {
+			continue
+		}
+		if idle := now.Sub(info.LastActive); idle > time.Duration(info.Spec.TimeoutSec)*time.Second {
+			m.log.Info("sandbox idle past its timeout; destroying", "sandbox", info.Spec.ID, "idle", idle.Round(time.Second))
+			if err := m.Destroy(ctx, info.Spec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				m.log.Warn("reap idle sandbox", "sandbox", info.Spec.ID, "err", err)
+			}
+		}
+	}
+}
+
+// Close stops the reaper. Sandboxes keep running: a restarted agent re-adopts them.
+func (m *Manager) Close() {
+	if m.stopReaper != nil {
+		m.stopReaper()
+		<-m.reaperDone
+	}
+}

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// recordFile is the sandbox's persisted state under its directory; the agent rebuilds
+// its table from these files after a restart.
+const recordFile = "sandbox.json"
+
+// Spec is what a sandbox was created with.
+type Spec struct {
+	ID            string            `json:"id"`
+	Template      string            `json:"template"`
+	VCPUs         int               `json:"vcpus"`
+	MemoryMiB     int               `json:"memory_mib"`
+	DiskMiB       int               `json:"disk_mib"`
+	EnvVars       map[string]string `json:"env_vars,omitempty"`
+	TimeoutSec    int               `json:"timeout_sec"`
+	AllowInternet bool              `json:"allow_internet"`
+	Metadata      map[string]string `json:"metadata,omitempty"`
+}
+
+// record is one sandbox as written to disk. The envd token is a machine-local secret
+// the agent must present to the guest; the file is 0600 under a 0700 directory.
+type record struct {
+	Spec       Spec      `json:"spec"`
+	State      State     `json:"state"`
+	Slot       int       `json:"slot"` // 0 = none yet
+	Token      string    `json:"envd_token,omitempty"`
+	Kernel     string    `json:"kernel"`
+	Initrd     string    `json:"initrd"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastActive time.Time `json:"last_active"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// writeRecord replaces dir/sandbox.json atomically (temp file + fsync + rename), so a
+// crash leaves either the old or the new record, never half of one.
+func writeRecord(dir string, r *record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".sandbox-*.json")
+	if err != nil {
+		return fmt.Errorf("write record in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write record in %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, recordFile)); err != nil {
+		return fmt.Errorf("write record in %s: %w", dir, err)
+	}
+	return nil
+}
+
+func readRecord(dir string) (*record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, recordFile), err)
+	}
+	return &r, nil
+}

@@ -1,0 +1,356 @@
+// Package rpc serves the host agent's Connect API (hostagent.v1.HostAgentService) on
+// top of the sandbox manager, behind a bearer-secret check.
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/envdclient"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// MaxWholeFile bounds the unary ReadFile/WriteFile payload; larger files use the
+// streaming RPCs.
+const MaxWholeFile = 64 << 20
+
+// streamChunk is the size of ReadFileStream messages.
+const streamChunk = 1 << 20
+
+// Server implements hostagentv1connect.HostAgentServiceHandler.
+type Server struct {
+	m *agent.Manager
+}
+
+var _ hostagentv1connect.HostAgentServiceHandler = (*Server)(nil)
+
+// Handler returns the agent's HTTP handler: the Connect service behind a check of
+// `Authorization: Bearer <secret>`.
+func Handler(m *agent.Manager, secret string) (string, http.Handler) {
+	path, h := hostagentv1connect.NewHostAgentServiceHandler(&Server{m: m},
+		connect.WithInterceptors(bearer{secret: []byte(secret)}),
+		connect.WithReadMaxBytes(MaxWholeFile+1<<20))
+	return path, h
+}
+
+// bearer checks the shared secret on every call, in constant time.
+type bearer struct{ secret []byte }
+
+func (b bearer) check(h http.Header) error {
+	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), b.secret) != 1 {
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing or wrong agent credentials"))
+	}
+	return nil
+}
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := b.check(req.Header()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := b.check(conn.RequestHeader()); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// toConnect maps manager errors to API codes; messages stay as the manager wrote them.
+func toConnect(err error) error {
+	var stateErr *agent.ErrState
+	var fileErr *envdclient.FileError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, agent.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, agent.ErrAlreadyExists):
+		return connect.NewError(connect.CodeAlreadyExists, err)
+	case errors.Is(err, agent.ErrInvalid):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.As(err, &stateErr):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.As(err, &fileErr):
+		switch fileErr.Status {
+		case http.StatusNotFound:
+			return connect.NewError(connect.CodeNotFound, err)
+		case http.StatusBadRequest:
+			return connect.NewError(connect.CodeInvalidArgument, err)
+		case http.StatusUnauthorized:
+			return connect.NewError(connect.CodePermissionDenied, err)
+		case http.StatusInsufficientStorage:
+			return connect.NewError(connect.CodeResourceExhausted, err)
+		}
+		return connect.NewError(connect.CodeInternal, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+var stateNames = map[agent.State]pb.SandboxState{
+	agent.Starting: pb.SandboxState_SANDBOX_STATE_STARTING,
+	agent.Running:  pb.SandboxState_SANDBOX_STATE_RUNNING,
+	agent.Pausing:  pb.SandboxState_SANDBOX_STATE_PAUSING,
+	agent.Paused:   pb.SandboxState_SANDBOX_STATE_PAUSED,
+	agent.Resuming: pb.SandboxState_SANDBOX_STATE_RESUMING,
+	agent.Stopping: pb.SandboxState_SANDBOX_STATE_STOPPING,
+	agent.Stopped:  pb.SandboxState_SANDBOX_STATE_STOPPED,
+	agent.Error:    pb.SandboxState_SANDBOX_STATE_ERROR,
+}
+
+func toProto(i *agent.Info) *pb.Sandbox {
+	s := &pb.Sandbox{
+		Id: i.Spec.ID, Template: i.Spec.Template, State: stateNames[i.State],
+		Vcpus: int32(i.Spec.VCPUs), MemoryMb: int32(i.Spec.MemoryMiB), DiskMb: int32(i.Spec.DiskMiB),
+		TimeoutSec: int32(i.Spec.TimeoutSec), AllowInternetAccess: i.Spec.AllowInternet,
+		CreatedAt: timestamppb.New(i.CreatedAt), LastActiveAt: timestamppb.New(i.LastActive), Error: i.Error,
+	}
+	if i.HostIP.IsValid() {
+		s.HostIp = i.HostIP.String()
+	}
+	return s
+}
+
+func (s *Server) CreateSandbox(ctx context.Context, req *connect.Request[pb.CreateSandboxRequest]) (*connect.Response[pb.CreateSandboxResponse], error) {
+	r := req.Msg
+	spec := agent.Spec{
+		ID: r.GetSandboxId(), Template: r.GetTemplate(), VCPUs: int(r.GetVcpus()), MemoryMiB: int(r.GetMemoryMb()),
+		DiskMiB: int(r.GetDiskMb()), EnvVars: r.GetEnvVars(), TimeoutSec: int(r.GetTimeoutSec()), Metadata: r.GetMetadata(),
+		AllowInternet: s.m.AllowInternetDefault(),
+	}
+	if r.AllowInternetAccess != nil {
+		spec.AllowInternet = r.GetAllowInternetAccess()
+	}
+	info, token, tm, err := s.m.Create(ctx, spec)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.CreateSandboxResponse{
+		Sandbox: toProto(info), EnvdAccessToken: token,
+		Timings: &pb.CreateTimings{
+			SlotUs: tm.Slot.Microseconds(), DiskUs: tm.Disk.Microseconds(), VmStartUs: tm.VMStart.Microseconds(),
+			BootUs: tm.Boot.Microseconds(), InitUs: tm.Init.Microseconds(), TotalUs: tm.Total.Microseconds(),
+		},
+	}), nil
+}
+
+func (s *Server) DestroySandbox(ctx context.Context, req *connect.Request[pb.DestroySandboxRequest]) (*connect.Response[pb.DestroySandboxResponse], error) {
+	if err := s.m.Destroy(ctx, req.Msg.GetSandboxId()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.DestroySandboxResponse{}), nil
+}
+
+func (s *Server) GetSandbox(_ context.Context, req *connect.Request[pb.GetSandboxRequest]) (*connect.Response[pb.GetSandboxResponse], error) {
+	info, err := s.m.Get(req.Msg.GetSandboxId())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetSandboxResponse{Sandbox: toProto(info)}), nil
+}
+
+func (s *Server) ListSandboxes(context.Context, *connect.Request[pb.ListSandboxesRequest]) (*connect.Response[pb.ListSandboxesResponse], error) {
+	out := &pb.ListSandboxesResponse{}
+	for _, i := range s.m.List() {
+		out.Sandboxes = append(out.Sandboxes, toProto(i))
+	}
+	return connect.NewResponse(out), nil
+}
+
+func command(r *pb.ExecRequest) (envdclient.Command, time.Duration) {
+	return envdclient.Command{Cmd: r.GetCmd(), Args: r.GetArgs(), Env: r.GetEnvVars(), Cwd: r.GetCwd(), User: r.GetUser()},
+		time.Duration(r.GetTimeoutSec()) * time.Second
+}
+
+// cappedBuffer keeps at most limit bytes and notes that it dropped the rest, so a
+// command printing gigabytes cannot exhaust the agent's memory through the unary Exec.
+type cappedBuffer struct {
+	buf       bytes.Buffer
+	limit     int
+	truncated bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.limit - c.buf.Len(); room < len(p) {
+		c.truncated = true
+		if room > 0 {
+			c.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return c.buf.Write(p)
+}
+
+func (s *Server) Exec(ctx context.Context, req *connect.Request[pb.ExecRequest]) (*connect.Response[pb.ExecResponse], error) {
+	cmd, timeout := command(req.Msg)
+	stdout, stderr := &cappedBuffer{limit: MaxWholeFile}, &cappedBuffer{limit: MaxWholeFile}
+	res, err := s.m.Exec(ctx, req.Msg.GetSandboxId(), cmd, timeout, nil, stdout, stderr)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.ExecResponse{
+		Stdout: stdout.buf.Bytes(), Stderr: stderr.buf.Bytes(), ExitCode: int32(res.ExitCode),
+		DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+	}), nil
+}
+
+// streamWriter sends each write as one stream message; Send is not safe for concurrent
+// use, and stdout and stderr arrive from one goroutine, but the mutex keeps it safe.
+type streamWriter struct {
+	mu     *sync.Mutex
+	stream *connect.ServerStream[pb.ExecStreamResponse]
+	stderr bool
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	b := append([]byte(nil), p...)
+	msg := &pb.ExecStreamResponse{Event: &pb.ExecStreamResponse_Stdout{Stdout: b}}
+	if w.stderr {
+		msg.Event = &pb.ExecStreamResponse_Stderr{Stderr: b}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.stream.Send(msg); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *Server) ExecStream(ctx context.Context, req *connect.Request[pb.ExecRequest], stream *connect.ServerStream[pb.ExecStreamResponse]) error {
+	cmd, timeout := command(req.Msg)
+	var mu sync.Mutex
+	onStart := func(pid uint32) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = stream.Send(&pb.ExecStreamResponse{Event: &pb.ExecStreamResponse_StartPid{StartPid: pid}})
+	}
+	res, err := s.m.Exec(ctx, req.Msg.GetSandboxId(), cmd, timeout, onStart, streamWriter{&mu, stream, false}, streamWriter{&mu, stream, true})
+	if err != nil {
+		return toConnect(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return stream.Send(&pb.ExecStreamResponse{Event: &pb.ExecStreamResponse_Exit{Exit: &pb.ExecExit{
+		ExitCode: int32(res.ExitCode), Status: res.Status, TimedOut: res.TimedOut,
+	}}})
+}
+
+func (s *Server) WriteFile(ctx context.Context, req *connect.Request[pb.WriteFileRequest]) (*connect.Response[pb.WriteFileResponse], error) {
+	r := req.Msg
+	if err := s.m.WriteFile(ctx, r.GetSandboxId(), r.GetPath(), r.GetUser(), bytes.NewReader(r.GetContent())); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.WriteFileResponse{Path: r.GetPath(), Size: int64(len(r.GetContent()))}), nil
+}
+
+func (s *Server) ReadFile(ctx context.Context, req *connect.Request[pb.ReadFileRequest]) (*connect.Response[pb.ReadFileResponse], error) {
+	rc, err := s.m.ReadFile(ctx, req.Msg.GetSandboxId(), req.Msg.GetPath(), req.Msg.GetUser())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, MaxWholeFile+1))
+	if err != nil {
+		return nil, toConnect(fmt.Errorf("read %s: %w", req.Msg.GetPath(), err))
+	}
+	if len(b) > MaxWholeFile {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%s is larger than %d MiB: use ReadFileStream", req.Msg.GetPath(), MaxWholeFile>>20))
+	}
+	return connect.NewResponse(&pb.ReadFileResponse{Content: b}), nil
+}
+
+func (s *Server) WriteFileStream(ctx context.Context, stream *connect.ClientStream[pb.WriteFileStreamRequest]) (*connect.Response[pb.WriteFileResponse], error) {
+	if !stream.Receive() {
+		if err := stream.Err(); err != nil {
+			return nil, err
+		}
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("empty stream: the first message must be the header"))
+	}
+	hdr := stream.Msg().GetHeader()
+	if hdr == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("the first message must be the header"))
+	}
+	pr, pw := io.Pipe()
+	var size int64
+	go func() {
+		if len(hdr.GetContent()) > 0 {
+			n, _ := pw.Write(hdr.GetContent())
+			size += int64(n)
+		}
+		for stream.Receive() {
+			chunk := stream.Msg().GetChunk()
+			if stream.Msg().GetHeader() != nil {
+				pw.CloseWithError(errors.New("a second header in the stream"))
+				return
+			}
+			n, err := pw.Write(chunk)
+			size += int64(n)
+			if err != nil {
+				return
+			}
+		}
+		pw.CloseWithError(stream.Err()) // nil → EOF
+	}()
+	err := s.m.WriteFile(ctx, hdr.GetSandboxId(), hdr.GetPath(), hdr.GetUser(), pr)
+	pr.CloseWithError(io.ErrClosedPipe) // unblock the receiver if the write ended early
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.WriteFileResponse{Path: hdr.GetPath(), Size: size}), nil
+}
+
+func (s *Server) ReadFileStream(ctx context.Context, req *connect.Request[pb.ReadFileRequest], stream *connect.ServerStream[pb.ReadFileStreamResponse]) error {
+	rc, err := s.m.ReadFile(ctx, req.Msg.GetSandboxId(), req.Msg.GetPath(), req.Msg.GetUser())
+	if err != nil {
+		return toConnect(err)
+	}
+	defer rc.Close()
+	buf := make([]byte, streamChunk)
+	for {
+		n, err := io.ReadFull(rc, buf)
+		if n > 0 {
+			if serr := stream.Send(&pb.ReadFileStreamResponse{Chunk: buf[:n]}); serr != nil {
+				return serr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return toConnect(fmt.Errorf("read %s: %w", req.Msg.GetPath(), err))
+		}
+	}
+}
+
+func (s *Server) Ping(_ context.Context, req *connect.Request[pb.PingRequest]) (*connect.Response[pb.PingResponse], error) {
+	if err := s.m.Ping(req.Msg.GetSandboxId()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.PingResponse{}), nil
+}
