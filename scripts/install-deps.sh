@@ -13,6 +13,7 @@ command -v seq >/dev/null || need+=(coreutils)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v lz4 >/dev/null || need+=(lz4)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 

@@ -78,3 +78,27 @@ func sparseCopy(in, out *os.File, size int64) error {
 	}
 	return nil
 }
+
+// Probe reports how clones in dir will be made: Reflink when the filesystem shares
+// blocks (XFS with reflink, btrfs), SparseCopy otherwise.
+func Probe(dir string) (Method, error) {
+	src, err := os.CreateTemp(dir, ".wrenn-probe-*")
+	if err != nil {
+		return "", fmt.Errorf("probe %s: %w", dir, err)
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write([]byte("probe")); err != nil {
+		return "", fmt.Errorf("probe %s: %w", dir, err)
+	}
+	dst, err := os.CreateTemp(dir, ".wrenn-probe-*")
+	if err != nil {
+		return "", fmt.Errorf("probe %s: %w", dir, err)
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err != nil {
+		return SparseCopy, nil
+	}
+	return Reflink, nil
+}
