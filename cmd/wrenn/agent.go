@@ -24,6 +24,8 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	listen := fs.String("listen", envOr("WRENN_AGENT_LISTEN", ":50051"), "address to serve the agent API on")
 	secretFile := fs.String("secret-file", os.Getenv("WRENN_AGENT_SECRET_FILE"), "file holding the bearer secret the control plane presents (or set WRENN_AGENT_SECRET)")
 	firstSlot := fs.Int("first-slot", 1, "lowest network slot index this agent uses")
+	lastSlot := fs.Int("last-slot", 0, "highest network slot index this agent uses (default: the range's end)")
+	poolSize := fs.Int("slot-pool", 4, "network slots kept ready (internet off); as many again with internet on when that is the default")
 	internet := fs.Bool("allow-internet-default", envBool("WRENN_ALLOW_INTERNET_DEFAULT", true), "egress for sandboxes whose create does not say")
 	reap := fs.Duration("reap-interval", time.Second, "how often idle sandboxes are looked for")
 	if err := fs.Parse(args); err != nil {
@@ -44,10 +46,25 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
+	ready, readyInternet := *poolSize, 0
+	if *internet {
+		ready, readyInternet = 1, *poolSize
+	}
+	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{
+		Size: ready, InternetSize: readyInternet, FirstIndex: *firstSlot, LastIndex: *lastSlot,
+	})
+	if err != nil {
+		return err
+	}
+	// Ready slots are destroyed on exit; slots of running sandboxes stay for the next agent.
+	defer func() {
+		if err := pool.Close(); err != nil {
+			log.Warn("close slot pool", "err", err)
+		}
+	}()
 	m, err := agent.New(agent.Config{
-		Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}),
-		Slots: &agent.DirectSlots{Config: netslot.DefaultConfig(), First: *firstSlot},
-		Log:   log, AllowInternetDefault: *internet,
+		Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool,
+		Log: log, AllowInternetDefault: *internet,
 	})
 	if err != nil {
 		return err
@@ -55,6 +72,10 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	rep, err := m.Recover(ctx)
 	if err != nil {
 		return err
+	}
+	// Namespaces in our range that no adopted sandbox owns are leftovers of a crash.
+	if err := pool.Reclaim(m.InUse); err != nil {
+		log.Warn("reclaim leftover network slots", "err", err)
 	}
 	log.Info("recovered sandboxes", "adopted", len(rep.Adopted), "cleaned", len(rep.Cleaned))
 	m.StartReaper(*reap)

@@ -32,7 +32,8 @@ import (
 type Slots interface {
 	Get(ctx context.Context, allowInternet bool) (*netslot.Slot, error)
 	Release(s *netslot.Slot) error
-	Adopt(index int, allowInternet bool) (*netslot.Slot, error)
+	// Adopt takes over the slot of a sandbox that survived an agent restart.
+	Adopt(index int) (*netslot.Slot, error)
 }
 
 // Config configures a Manager.

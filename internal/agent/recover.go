@@ -65,7 +65,7 @@ func (m *Manager) adopt(ctx context.Context, id, dir string) (*sandbox, string) 
 		return nil, "vm not running: " + err.Error()
 	}
 	sb := &sandbox{id: id, dir: dir, rec: *rec, machine: machine, lastActive: rec.LastActive}
-	slot, err := m.cfg.Slots.Adopt(rec.Slot, rec.Spec.AllowInternet)
+	slot, err := m.cfg.Slots.Adopt(rec.Slot)
 	if err != nil {
 		m.stopAdopted(machine, id)
 		return nil, fmt.Sprintf("slot %d: %v", rec.Slot, err)
@@ -101,7 +101,7 @@ func (m *Manager) cleanLeftover(ctx context.Context, id, dir string) {
 		m.log.Warn("look for a vm of a half-made sandbox", "sandbox", id, "err", err)
 	}
 	if rec, err := readRecord(dir); err == nil && rec.Slot > 0 {
-		if slot, err := m.cfg.Slots.Adopt(rec.Slot, rec.Spec.AllowInternet); err == nil {
+		if slot, err := m.cfg.Slots.Adopt(rec.Slot); err == nil {
 			_ = m.cfg.Slots.Release(slot)
 		}
 	}

@@ -2,6 +2,12 @@
 // the guest's TAP device, joined to the host by a veth pair, with a host-reachable
 // sandbox address DNATed to the guest. Every guest uses the same address and MAC inside
 // its namespace, which is what lets clones of one memory snapshot run side by side.
+//
+// Firewalling (nft.go) is in two layers — per namespace and one shared host table — so
+// that whatever its internet setting a guest never reaches the host, link-local
+// metadata, or another sandbox. A Pool (pool.go) keeps slots ready so that a sandbox
+// gets its network in microseconds. Config.Validate refuses ranges that overlap the
+// host's own routes.
 package netslot
 
 import (
@@ -30,15 +36,28 @@ const TapName = "tap0"
 // vethInNS is the namespace end of the veth pair, renamed once moved in.
 const vethInNS = "veth0"
 
-// MaxIndex is the largest slot index: the sandbox range is a /16.
+// MaxIndex is the largest slot index with the default /16 sandbox range; smaller ranges
+// have a smaller Config.Limit.
 const MaxIndex = 65534
 
+// Name prefixes of everything a slot creates on the host. The host firewall matches the
+// veth prefix as an interface wildcard, so nothing else may be named like it.
+const (
+	nsPrefix   = "wrenn-ns-"
+	vethPrefix = "wrenn-vh"
+)
+
 // Config holds the address ranges, configurable so they can avoid a host's own routes.
+// Check it with Validate before creating slots.
 type Config struct {
 	// SandboxPrefix: slot i is reachable from the host at the i-th address of it.
 	SandboxPrefix netip.Prefix
 	// VethPrefix: slot i's veth pair uses the i-th /31 of it (needs a /15 for 65534 slots).
 	VethPrefix netip.Prefix
+	// Deny lists extra destinations guests never reach even with internet access, on
+	// top of the built-in ones (link-local, the sandbox and veth ranges, the host
+	// itself) — e.g. the private network that holds the control plane.
+	Deny []netip.Prefix
 }
 
 // DefaultConfig is DESIGN.md §5's scheme.
@@ -59,10 +78,24 @@ type Addrs struct {
 	VethNSA   netip.Addr // namespace end's address (odd)
 }
 
+// Limit is the largest slot index the ranges allow: the sandbox range's addresses minus
+// its first and last (which look like network and broadcast addresses), and never more
+// than the veth range has /31s for, nor more than MaxIndex.
+func (c Config) Limit() int {
+	n := MaxIndex
+	if c.SandboxPrefix.IsValid() && c.SandboxPrefix.Addr().Is4() {
+		n = min(n, 1<<(32-c.SandboxPrefix.Bits())-2)
+	}
+	if c.VethPrefix.IsValid() && c.VethPrefix.Addr().Is4() {
+		n = min(n, 1<<(32-c.VethPrefix.Bits())/2-1)
+	}
+	return max(n, 0)
+}
+
 // Addrs computes slot i's names and addresses.
 func (c Config) Addrs(i int) (Addrs, error) {
-	if i < 1 || i > MaxIndex {
-		return Addrs{}, fmt.Errorf("slot index %d out of range 1..%d", i, MaxIndex)
+	if limit := c.Limit(); i < 1 || i > limit {
+		return Addrs{}, fmt.Errorf("slot index %d out of range 1..%d", i, limit)
 	}
 	host, err := nth(c.SandboxPrefix, uint32(i))
 	if err != nil {
@@ -79,7 +112,7 @@ func (c Config) Addrs(i int) (Addrs, error) {
 	s := strconv.Itoa(i)
 	// Interface names are at most 15 bytes: "wrenn-vh65534" fits, "wrenn-veth-65534"
 	// (DESIGN.md's proposal) does not.
-	return Addrs{Index: i, NetNS: "wrenn-ns-" + s, VethHost: "wrenn-vh" + s, HostIP: host, VethHostA: even, VethNSA: odd}, nil
+	return Addrs{Index: i, NetNS: nsPrefix + s, VethHost: vethPrefix + s, HostIP: host, VethHostA: even, VethNSA: odd}, nil
 }
 
 // nth returns the n-th address of an IPv4 prefix.

@@ -9,23 +9,37 @@ import (
 	"runtime"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// Slot is one created sandbox network.
+// Slot is one created sandbox network. Its methods are not safe for concurrent use.
 type Slot struct {
 	Addrs
+	internet bool
 }
 
 // NetNSPath is where the namespace is mounted; a VMM process joins it through this path.
-func (s *Slot) NetNSPath() string { return "/var/run/netns/" + s.NetNS }
+func (s *Slot) NetNSPath() string { return netnsDir + "/" + s.NetNS }
 
-// Create builds slot i: namespace, TAP, veth pair, routes and the DNAT rule. On failure
-// everything it made is removed again.
-func (c Config) Create(i int) (_ *Slot, err error) {
+// Internet reports whether the slot's guest may reach the outside.
+func (s *Slot) Internet() bool { return s.internet }
+
+// createOpts are test hooks.
+type createOpts struct {
+	// guestNS, when set, names an existing namespace that receives the peer (named
+	// "eth0") of a veth pair called tap0, in place of the TAP device: a fake guest that
+	// tests can run sockets in without a VM.
+	guestNS string
+}
+
+// Create builds slot i with internet access off: namespace, TAP, veth pair, routes and
+// the firewall (in the namespace and the shared host table). On failure everything it
+// made is removed again.
+func (c Config) Create(i int) (*Slot, error) { return c.create(i, createOpts{}) }
+
+func (c Config) create(i int, o createOpts) (_ *Slot, err error) {
 	a, err := c.Addrs(i)
 	if err != nil {
 		return nil, err
@@ -39,12 +53,19 @@ func (c Config) Create(i int) (_ *Slot, err error) {
 		}
 	}()
 
-	ns, err := newNamedNS(a.NetNS)
+	ns, err := newNamedNS(a.NetNS, o)
 	if err != nil {
 		return nil, fmt.Errorf("create netns %s: %w", a.NetNS, err)
 	}
 	defer ns.Close()
-	undo = append(undo, func() { _ = netns.DeleteNamed(a.NetNS) })
+	undo = append(undo, func() { _ = releaseHost() }, func() { _ = netns.DeleteNamed(a.NetNS) })
+
+	// After the namespace exists, so that a concurrent Destroy of the last other slot
+	// cannot delete the host table under us (see ensureHost). Before the veth exists, so
+	// that the host rules are in force from the first packet.
+	if err := ensureHost(c); err != nil {
+		return nil, fmt.Errorf("host firewall: %w", err)
+	}
 
 	nsh, err := netlink.NewHandleAt(ns)
 	if err != nil {
@@ -66,15 +87,15 @@ func (c Config) Create(i int) (_ *Slot, err error) {
 	if err := netlink.AddrAdd(hostEnd, addr(netip.PrefixFrom(a.VethHostA, 31))); err != nil {
 		return nil, fmt.Errorf("address %s: %w", a.VethHost, err)
 	}
-	if err := netlink.LinkSetUp(hostEnd); err != nil {
-		return nil, fmt.Errorf("up %s: %w", a.VethHost, err)
+	// The namespace's firewall goes in before any of its links is up.
+	if err := addNSFirewall(ns, c, a); err != nil {
+		return nil, fmt.Errorf("firewall in %s: %w", a.NetNS, err)
 	}
-
 	if err := setupInside(nsh, i, a); err != nil {
 		return nil, fmt.Errorf("configure netns %s: %w", a.NetNS, err)
 	}
-	if err := addDNAT(ns, a.HostIP, GuestIP.Addr()); err != nil {
-		return nil, fmt.Errorf("dnat in %s: %w", a.NetNS, err)
+	if err := netlink.LinkSetUp(hostEnd); err != nil {
+		return nil, fmt.Errorf("up %s: %w", a.VethHost, err)
 	}
 	// The host reaches the sandbox address through the veth; the namespace DNATs it.
 	route := &netlink.Route{LinkIndex: hostEnd.Attrs().Index, Dst: ipnet(netip.PrefixFrom(a.HostIP, 32)), Gw: a.VethNSA.AsSlice()}
@@ -82,6 +103,71 @@ func (c Config) Create(i int) (_ *Slot, err error) {
 		return nil, fmt.Errorf("route %s via %s: %w", a.HostIP, a.VethHost, err)
 	}
 	return &Slot{Addrs: a}, nil
+}
+
+// Adopt returns the slot of an existing namespace i, e.g. after an agent restart, and
+// re-asserts its host-side state (the host table, and its egress if it had internet).
+func (c Config) Adopt(i int) (*Slot, error) {
+	a, err := c.Addrs(i)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := netns.GetFromName(a.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("adopt slot %d: namespace %s: %w", i, a.NetNS, err)
+	}
+	defer ns.Close()
+	if _, err := netlink.LinkByName(a.VethHost); err != nil {
+		return nil, fmt.Errorf("adopt slot %d: host veth %s: %w", i, a.VethHost, err)
+	}
+	if err := ensureHost(c); err != nil {
+		return nil, fmt.Errorf("adopt slot %d: %w", i, err)
+	}
+	on, err := nsEgressAllowed(ns)
+	if err != nil {
+		return nil, fmt.Errorf("adopt slot %d: %w", i, err)
+	}
+	s := &Slot{Addrs: a}
+	if on {
+		if err := s.SetInternet(true); err != nil {
+			return nil, fmt.Errorf("adopt slot %d: %w", i, err)
+		}
+	}
+	return s, nil
+}
+
+// SetInternet switches the guest's internet access. Turning it off also cuts the guest's
+// established outbound connections (the egress chain judges every packet, not only the
+// first). Host-side state goes first when opening and last when closing, so the two
+// layers never disagree in the permissive direction.
+func (s *Slot) SetInternet(allow bool) error {
+	ns, err := netns.GetFromPath(s.NetNSPath())
+	if err != nil {
+		return fmt.Errorf("slot %d: namespace: %w", s.Index, err)
+	}
+	defer ns.Close()
+	if allow {
+		if err := enableForwarding(); err != nil {
+			return fmt.Errorf("slot %d: %w", s.Index, err)
+		}
+		if err := setHostEgress(s.VethHost, true); err != nil {
+			return fmt.Errorf("slot %d: %w", s.Index, err)
+		}
+		if err := setNSEgress(ns, true); err != nil {
+			_ = setHostEgress(s.VethHost, false)
+			return fmt.Errorf("slot %d: %w", s.Index, err)
+		}
+		s.internet = true
+		return nil
+	}
+	if err := setNSEgress(ns, false); err != nil {
+		return fmt.Errorf("slot %d: %w", s.Index, err)
+	}
+	s.internet = false
+	if err := setHostEgress(s.VethHost, false); err != nil {
+		return fmt.Errorf("slot %d: %w", s.Index, err)
+	}
+	return nil
 }
 
 // setupInside configures links, addresses, routes and forwarding inside the namespace.
@@ -129,7 +215,7 @@ func setupInside(h *netlink.Handle, i int, a Addrs) error {
 // newNamedNS creates and mounts a namespace with a persistent TAP device and
 // forwarding on. Both must be done from a thread inside the namespace: /dev/net/tun
 // creates the device in the opener's namespace, and /proc/sys/net is per namespace.
-func newNamedNS(name string) (netns.NsHandle, error) {
+func newNamedNS(name string, o createOpts) (netns.NsHandle, error) {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -145,9 +231,17 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 		return 0, err
 	}
 	inErr := func() error {
-		tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: TapName}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR}
-		if err := netlink.LinkAdd(tap); err != nil {
-			return fmt.Errorf("create %s: %w", TapName, err)
+		// No IPv6 in the namespace: nothing here needs it, and an IPv6 stack would be
+		// one more thing for the guest to talk to. Set before any link is made so
+		// every link inherits it. Missing files mean a kernel without IPv6.
+		for _, k := range []string{"all", "default"} {
+			err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("disable ipv6: %w", err)
+			}
+		}
+		if err := addGuestLink(o); err != nil {
+			return err
 		}
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
@@ -169,31 +263,50 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
-// addDNAT installs `ip daddr <from> dnat to <to>` in the namespace's prerouting.
-func addDNAT(ns netns.NsHandle, from, to netip.Addr) error {
+// addGuestLink creates tap0 in the current thread's namespace: a TAP for the VMM, or for
+// tests a veth whose peer goes into the fake guest's namespace.
+func addGuestLink(o createOpts) error {
+	if o.guestNS == "" {
+		tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: TapName}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR}
+		if err := netlink.LinkAdd(tap); err != nil {
+			return fmt.Errorf("create %s: %w", TapName, err)
+		}
+		return nil
+	}
+	g, err := netns.GetFromName(o.guestNS)
+	if err != nil {
+		return fmt.Errorf("guest namespace %s: %w", o.guestNS, err)
+	}
+	defer g.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: TapName}, PeerName: "eth0", PeerNamespace: netlink.NsFd(g)}
+	if err := netlink.LinkAdd(v); err != nil {
+		return fmt.Errorf("create veth %s: %w", TapName, err)
+	}
+	return nil
+}
+
+// addNSFirewall installs the namespace's table in one transaction.
+func addNSFirewall(ns netns.NsHandle, c Config, a Addrs) error {
 	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		return err
 	}
-	table := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "wrenn"})
-	chain := conn.AddChain(&nftables.Chain{
-		Name: "prerouting", Table: table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
-	})
-	f, t := from.As4(), to.As4()
-	conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, // ip daddr
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: f[:]},
-		&expr.Immediate{Register: 1, Data: t[:]},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
-	}})
+	addNSRules(conn, c, a)
 	return conn.Flush()
 }
 
-// Destroy removes the slot's namespace (and with it the veth pair, routes and rules).
-// Removing a slot that is already gone is not an error.
+// Destroy removes the slot: its host egress entry, its namespace (and with it the veth
+// pair, routes and namespace rules), and the host table when no slot is left. Removing a
+// slot that is already gone is not an error.
 func (s *Slot) Destroy() error {
 	var errs []error
+	if s.internet {
+		if err := setHostEgress(s.VethHost, false); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.internet = false
+		}
+	}
 	if err := netns.DeleteNamed(s.NetNS); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("delete netns %s: %w", s.NetNS, err))
 	}
@@ -203,6 +316,9 @@ func (s *Slot) Destroy() error {
 		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete %s: %w", s.VethHost, err))
 		}
+	}
+	if err := releaseHost(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/google/nftables"
@@ -35,12 +36,6 @@ func TestAddrs(t *testing.T) {
 	small := Config{SandboxPrefix: netip.MustParsePrefix("10.99.0.0/24"), VethPrefix: netip.MustParsePrefix("10.98.0.0/24")}
 	if _, err := small.Addrs(300); err == nil {
 		t.Error("index beyond a small range accepted")
-	}
-}
-
-func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating network namespaces needs root (CI runs as root)")
 	}
 }
 
@@ -83,11 +78,11 @@ func TestCreateDestroy(t *testing.T) {
 	if _, err := h.LinkByName(vethInNS); err != nil {
 		t.Errorf("veth in namespace: %v", err)
 	}
-	host, err := netlink.LinkByName(s.VethHost)
+	hostEnd, err := netlink.LinkByName(s.VethHost)
 	if err != nil {
 		t.Fatalf("host veth: %v", err)
 	}
-	routes, _ := netlink.RouteList(host, netlink.FAMILY_V4)
+	routes, _ := netlink.RouteList(hostEnd, netlink.FAMILY_V4)
 	found := false
 	for _, r := range routes {
 		if r.Dst != nil && r.Dst.String() == s.HostIP.String()+"/32" {
@@ -105,6 +100,17 @@ func TestCreateDestroy(t *testing.T) {
 	if err != nil || len(tables) != 1 || tables[0].Name != "wrenn" {
 		t.Errorf("nft tables in the namespace: %v %v", tables, err)
 	}
+	if on, err := nsEgressAllowed(ns); err != nil || on {
+		t.Errorf("a new slot has internet: %v %v", on, err)
+	}
+	// The shared host table exists while a slot does.
+	host, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.ListTableOfFamily(tableName, nftables.TableFamilyINet); err != nil {
+		t.Errorf("host table: %v", err)
+	}
 
 	if err := s.Destroy(); err != nil {
 		t.Fatal(err)
@@ -117,5 +123,69 @@ func TestCreateDestroy(t *testing.T) {
 	}
 	if err := s.Destroy(); err != nil {
 		t.Errorf("second destroy: %v", err)
+	}
+	checkNoLeftovers(t, idx, idx)
+	if !otherSlotsExist() {
+		if _, err := host.ListTableOfFamily(tableName, nftables.TableFamilyINet); !isNotExist(err) {
+			t.Errorf("host table remains after the last slot: %v", err)
+		}
+	}
+}
+
+// TestConcurrentSlots races creates and destroys, some with internet, against the shared
+// host table: whenever a slot exists its host rules must exist, and once the last slot is
+// gone the table is deleted and ip_forward is back to what it was.
+func TestConcurrentSlots(t *testing.T) {
+	requireRoot(t)
+	const first, workers, rounds = 64600, 4, 3
+	t.Cleanup(func() { checkNoLeftovers(t, first, first+workers-1) })
+	fwdBefore, err := forwardingOn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				s, err := c.Create(first + w)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if (w+r)%2 == 0 {
+					if err := s.SetInternet(true); err != nil {
+						t.Error(err)
+					}
+				}
+				conn, err := nftables.New()
+				if err == nil {
+					_, err = hostFingerprint(conn)
+				}
+				if err != nil {
+					t.Errorf("slot %d exists but the host table does not: %v", s.Index, err)
+				}
+				if err := s.Destroy(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if otherSlotsExist() {
+		t.Log("other slots exist on this host (a parallel run?): host table teardown not checked")
+		return
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ListTableOfFamily(tableName, nftables.TableFamilyINet); !isNotExist(err) {
+		t.Errorf("host table remains after the last slot: %v", err)
+	}
+	if on, err := forwardingOn(); err != nil || on != fwdBefore {
+		t.Errorf("ip_forward on=%v (%v), was %v", on, err, fwdBefore)
 	}
 }

@@ -113,6 +113,18 @@ func startAgent(t *testing.T, addr string) *agentProc {
 	}
 }
 
+// stop ends the agent gracefully: its ready (unused) network slots go with it, while
+// sandboxes would keep running.
+func (a *agentProc) stop(t *testing.T) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Wait(); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+}
+
 // kill9 kills the agent the hard way.
 func (a *agentProc) kill9(t *testing.T) {
 	t.Helper()
@@ -319,6 +331,7 @@ func TestAgentRejectsBadInputAndLeavesNothing(t *testing.T) {
 	if len(after) != len(before) {
 		t.Errorf("failed creates left directories: %d before, %d after", len(before), len(after))
 	}
+	a.stop(t)
 	assertNoAgentSlots(t)
 }
 
@@ -404,6 +417,8 @@ func TestAgentRestartKeepsSandboxes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// The first agent's ready slots died with it; the second reclaimed them.
+	b.stop(t)
 	assertNoAgentSlots(t)
 }
 
@@ -438,5 +453,6 @@ func TestAgentKilledMidCreateCleansUp(t *testing.T) {
 		t.Errorf("half-made sandbox after restart: %v", err)
 	}
 	assertGone(t, dir, "")
+	b.stop(t)
 	assertNoAgentSlots(t)
 }
