@@ -257,11 +257,11 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 			m.log.Warn("release slot after failed create", "sandbox", spec.ID, "err", err)
 		}
 	})
+	tm.Slot = time.Since(start)
 	sb.rec.Slot = slot.Index
 	if err := writeRecord(sb.dir, &sb.rec); err != nil {
 		return nil, "", tm, err
 	}
-	tm.Slot = time.Since(start)
 
 	t := time.Now()
 	disk := filepath.Join(sb.dir, "rootfs.ext4")
