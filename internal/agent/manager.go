@@ -310,11 +310,10 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	tm.Init = time.Since(t)
 
 	sb.rec.Token = token
-	sb.rec.State = Running
 	// Idleness counts from when the sandbox is usable, not from when its create began.
 	sb.touch(m.cfg.Now())
 	sb.rec.LastActive = sb.active()
-	if err := writeRecord(sb.dir, &sb.rec); err != nil {
+	if err := sb.moveTo(Running); err != nil {
 		return nil, "", tm, err
 	}
 	tm.Total = time.Since(start)
@@ -374,6 +373,21 @@ func waitBoot(ctx context.Context, timeout time.Duration, sb *sandbox) error {
 
 func envdHTTPClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}}
+}
+
+// moveTo changes the sandbox's state (the transition must be one the state machine
+// allows) and persists it. Callers hold sb.mu.
+func (sb *sandbox) moveTo(to State) error {
+	if !canMove(sb.rec.State, to) {
+		return &ErrState{ID: sb.id, State: sb.rec.State, Op: "become " + string(to)}
+	}
+	prev := sb.rec.State
+	sb.rec.State = to
+	if err := writeRecord(sb.dir, &sb.rec); err != nil {
+		sb.rec.State = prev
+		return err
+	}
+	return nil
 }
 
 // lookup returns a sandbox by id.
@@ -449,10 +463,13 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	if sb.rec.State == Stopped {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	sb.rec.State = Stopping
-	_ = writeRecord(sb.dir, &sb.rec) // best effort: a crash now still leads to cleanup
+	if err := sb.moveTo(Stopping); err != nil {
+		// Only a failed record write gets here; tear down anyway — a crash now still
+		// leads to cleanup, as the directory goes too.
+		m.log.Warn("record stopping state", "sandbox", id, "err", err)
+	}
 	err = m.teardown(ctx, sb)
-	sb.rec.State = Stopped
+	sb.rec.State = Stopped // the record went with the directory
 	m.mu.Lock()
 	delete(m.boxes, id)
 	m.mu.Unlock()

@@ -217,6 +217,28 @@ func TestAgentCreateExecFilesDestroy(t *testing.T) {
 		t.Errorf("envd without token: %d", resp.StatusCode)
 	}
 
+	// Streamed exec: pid first, output as it is produced, exit last.
+	stream, err := c.ExecStream(context.Background(), connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "/bin/bash", Args: []string{"-c", "echo one; sleep 0.3; echo two >&2; exit 3"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for stream.Receive() {
+		switch ev := stream.Msg().GetEvent().(type) {
+		case *pb.ExecStreamResponse_StartPid:
+			events = append(events, "start")
+		case *pb.ExecStreamResponse_Stdout:
+			events = append(events, "out:"+string(ev.Stdout))
+		case *pb.ExecStreamResponse_Stderr:
+			events = append(events, "err:"+string(ev.Stderr))
+		case *pb.ExecStreamResponse_Exit:
+			events = append(events, fmt.Sprintf("exit:%d", ev.Exit.GetExitCode()))
+		}
+	}
+	if got := strings.Join(events, "|"); stream.Err() != nil || got != "start|out:one\n|err:two\n|exit:3" {
+		t.Errorf("exec stream: %q %v", got, stream.Err())
+	}
+
 	// Timeout kills the command.
 	tr, err := c.Exec(context.Background(), connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "sleep", Args: []string{"30"}, TimeoutSec: 1}))
 	if err != nil || !tr.Msg.GetTimedOut() {
