@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/devrun"
+	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
@@ -48,12 +49,16 @@ func imageBuild(ctx context.Context, _ *slog.Logger, args []string) error {
 	return nil
 }
 
+// vmRun boots one throwaway sandbox through the agent's own manager (no agent process
+// needed), runs a command in it and destroys it, also on failure or Ctrl-C.
 func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("wrenn vm run", flag.ContinueOnError)
 	tmpl := fs.String("template", "base", "template to boot")
 	vcpus := fs.Int("vcpus", 1, "virtual CPUs")
 	mem := fs.Int("memory", 512, "memory in MiB")
-	timing := fs.Bool("timings", false, "print how long each step took")
+	internet := fs.Bool("internet", false, "allow the sandbox to reach the internet")
+	timeout := fs.Duration("timeout", 10*time.Minute, "kill the command after this long")
+	timing := fs.Bool("timings", false, "print how long each step of the create took")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,33 +66,36 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 	if len(cmd) == 0 {
 		return fmt.Errorf("usage: wrenn vm run [flags] -- CMD [ARGS…]")
 	}
-	if err := image.ValidateName(*tmpl); err != nil {
-		return err
-	}
-	t, err := image.Load(wrennDir(), *tmpl)
+	// Slots of their own, away from an agent's (which start at 1).
+	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999})
 	if err != nil {
 		return err
 	}
-	sb, err := devrun.Start(ctx, devrun.Config{
-		WrennDir: wrennDir(), TemplateID: t.Name, Kernel: t.Kernel, Initrd: t.Initrd, RootFS: t.RootFS,
-		VCPUs: *vcpus, MemoryMiB: *mem, FirstSlot: 1, Driver: qemu.New(qemu.Options{Logger: log}),
-		Net: netslot.DefaultConfig(), Log: log,
-	})
+	defer pool.Close()
+	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log})
 	if err != nil {
 		return err
 	}
+	info, _, tm, err := m.Create(ctx, agent.Spec{Template: *tmpl, VCPUs: *vcpus, MemoryMiB: *mem, AllowInternet: *internet})
+	if err != nil {
+		return err
+	}
+	id := info.Spec.ID
 	defer func() {
-		if err := sb.Close(context.Background()); err != nil {
-			log.Error("tear down sandbox", "sandbox", sb.ID, "err", err)
+		if err := m.Destroy(context.Background(), id); err != nil {
+			log.Error("destroy sandbox", "sandbox", id, "err", err)
 		}
 	}()
 	if *timing {
-		tm := sb.Timings
-		fmt.Fprintf(os.Stderr, "sandbox %s: slot %v, disk %v, vm start %v, boot %v, init %v\n", sb.ID, tm.Slot, tm.DiskClone, tm.VMStart, tm.Boot, tm.Init)
+		fmt.Fprintf(os.Stderr, "sandbox %s: slot %v, disk %v, vm start %v, boot %v, init %v, total %v\n",
+			id, tm.Slot, tm.Disk, tm.VMStart, tm.Boot, tm.Init, tm.Total)
 	}
-	res, err := sb.Exec(ctx, cmd[0], cmd[1:], os.Stdout, os.Stderr)
+	res, err := m.Exec(ctx, id, envdclient.Command{Cmd: cmd[0], Args: cmd[1:]}, *timeout, nil, os.Stdout, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if res.TimedOut {
+		return fmt.Errorf("command timed out after %v", *timeout)
 	}
 	if res.ExitCode != 0 {
 		return exitError{res.ExitCode}

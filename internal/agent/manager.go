@@ -50,6 +50,8 @@ type Config struct {
 	MaxVCPUs     int // default: the host's CPU count
 	MaxMemoryMiB int // default: 64 GiB
 	MaxDiskMiB   int // default: 1 TiB
+	// KernelArgs are appended to every VM's kernel command line (debugging, tests).
+	KernelArgs []string
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -274,7 +276,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	machine, err := m.cfg.Driver.Start(ctx, vmm.Config{
 		ID: spec.ID, Dir: sb.dir, Kernel: tmpl.Kernel, Initrd: tmpl.Initrd, Disk: disk,
 		VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB,
-		KernelArgs: []string{"wrenn.hostname=" + spec.ID},
+		KernelArgs: append([]string{"wrenn.hostname=" + spec.ID}, m.cfg.KernelArgs...),
 		Net: &vmm.NetConfig{
 			NetNS: slot.NetNSPath(), TAP: netslot.TapName, MAC: netslot.GuestMAC.String(),
 			GuestIP: netslot.GuestIP, Gateway: netslot.TapIP.Addr(),
@@ -317,6 +319,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		return nil, "", tm, err
 	}
 	tm.Total = time.Since(start)
+	go m.watch(sb, machine)
 	m.log.Info("sandbox created", "sandbox", spec.ID, "template", spec.Template, "slot", slot.Index, "total", tm.Total)
 	return sb.info(), token, tm, nil
 }
@@ -373,6 +376,38 @@ func waitBoot(ctx context.Context, timeout time.Duration, sb *sandbox) error {
 
 func envdHTTPClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}}
+}
+
+// watch notices a VM that exits without being asked to (crash, OOM kill, kill -9): the
+// sandbox moves to the error state with the reason, so callers get a clear answer
+// instead of timeouts; Destroy then frees what is left.
+func (m *Manager) watch(sb *sandbox, machine vmm.Machine) {
+	<-machine.Done()
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.machine != machine || sb.rec.State == Stopping || sb.rec.State == Stopped {
+		return // stopped on purpose, or replaced
+	}
+	reason := fmt.Sprintf("vm exited unexpectedly: %v", machine.Err())
+	sb.rec.Error = reason
+	if err := sb.moveTo(Error); err != nil {
+		m.log.Warn("record vm exit", "sandbox", sb.id, "err", err)
+	}
+	m.log.Error("sandbox vm died", "sandbox", sb.id, "reason", reason)
+}
+
+// VMPID returns the process id of a sandbox's VMM (diagnostics and tests).
+func (m *Manager) VMPID(id string) (int, error) {
+	sb, err := m.lookup(id)
+	if err != nil {
+		return 0, err
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.machine == nil {
+		return 0, &ErrState{ID: id, State: sb.rec.State, Op: "report its vm"}
+	}
+	return sb.machine.PID(), nil
 }
 
 // moveTo changes the sandbox's state (the transition must be one the state machine

@@ -81,6 +81,7 @@ func (m *Manager) adopt(ctx context.Context, id, dir string) (*sandbox, string) 
 	}
 	// The idle clock restarts: time the agent was away is not the user's idleness.
 	sb.lastActive = m.cfg.Now()
+	go m.watch(sb, machine)
 	return sb, ""
 }
 

@@ -3,29 +3,50 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/devrun"
-	"github.com/wrennhq/wrenn/internal/image"
+	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
 
-// Slots from here on belong to the tests, away from a developer's own sandboxes.
+// Slots from here on belong to these tests, away from a developer's own sandboxes.
 const testSlots = 60000
 
-func config(t *image.Template, extraArgs ...string) devrun.Config {
+// newManager is an in-process agent manager on the tests' WRENN_DIR, with its own slot
+// range and extra kernel arguments.
+func newManager(t *testing.T, kernelArgs ...string) *agent.Manager {
+	t.Helper()
+	needVM(t)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return devrun.Config{
-		WrennDir: env.dir, TemplateID: t.Name, Kernel: t.Kernel, Initrd: t.Initrd, RootFS: t.RootFS,
-		VCPUs: 1, MemoryMiB: 512, KernelArgs: extraArgs, FirstSlot: testSlots,
-		BootTimeout: 120 * time.Second, Driver: qemu.New(qemu.Options{Logger: log}), Net: netslot.DefaultConfig(), Log: log,
+	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{FirstIndex: testSlots, LastIndex: testSlots + 999})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = pool.Close() })
+	m, err := agent.New(agent.Config{
+		Dir: env.dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log,
+		BootTimeout: 2 * time.Minute, KernelArgs: kernelArgs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// nsOf is the network namespace of the slot behind a sandbox address.
+func nsOf(info *agent.Info) string {
+	ip := info.HostIP.As4()
+	return "wrenn-ns-" + strconv.Itoa(int(ip[2])<<8|int(ip[3]))
 }
 
 // assertGone checks that nothing of a sandbox is left on the host: no qemu process
@@ -50,55 +71,59 @@ func assertGone(t *testing.T, dir, ns string) {
 }
 
 func TestBootAndExec(t *testing.T) {
-	tmpl := needVM(t)
+	m := newManager(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sb, err := devrun.Start(ctx, config(tmpl))
+	info, _, tm, err := m.Create(ctx, agent.Spec{Template: "base"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, ns := sb.Dir, sb.Slot.NetNS
-	t.Cleanup(func() { _ = sb.Close(context.Background()) })
-	t.Logf("timings: %+v", sb.Timings)
+	id := info.Spec.ID
+	t.Cleanup(func() { _ = m.Destroy(context.Background(), id) })
+	t.Logf("timings: %+v", tm)
 
 	var out, errOut bytes.Buffer
-	res, err := sb.Exec(ctx, "/bin/bash", []string{"-l", "-c", "echo hello from $(hostname) as $(whoami) in $(pwd); cat /run/e2b/.E2B_SANDBOX_ID"}, &out, &errOut)
+	res, err := m.Exec(ctx, id, envdclient.Command{Cmd: "/bin/bash", Args: []string{"-l", "-c", "echo hello from $(hostname) as $(whoami) in $(pwd); cat /run/e2b/.E2B_SANDBOX_ID"}}, 0, nil, &out, &errOut)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "hello from " + sb.ID + " as user in /home/user\n" + sb.ID
+	want := "hello from " + id + " as user in /home/user\n" + id
 	if res.ExitCode != 0 || out.String() != want {
 		t.Fatalf("exec: %+v stdout %q stderr %q, want %q", res, out.String(), errOut.String(), want)
 	}
 	// The guest has the tools the SDKs rely on, and passwordless sudo.
 	out.Reset()
-	res, err = sb.Exec(ctx, "/bin/bash", []string{"-c", "python3 -c 'print(6*7)' && sudo -n true && echo sudo-ok"}, &out, &errOut)
+	res, err = m.Exec(ctx, id, envdclient.Command{Cmd: "/bin/bash", Args: []string{"-c", "python3 -c 'print(6*7)' && sudo -n true && echo sudo-ok"}}, 0, nil, &out, &errOut)
 	if err != nil || res.ExitCode != 0 || out.String() != "42\nsudo-ok\n" {
 		t.Fatalf("tools: %+v %v stdout %q stderr %q", res, err, out.String(), errOut.String())
 	}
-	if err := sb.Close(context.Background()); err != nil {
+	if err := m.Destroy(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, dir, ns)
+	assertGone(t, filepath.Join(env.dir, "sandboxes", id), nsOf(info))
 }
 
 func TestBadKernelArgsFailClearly(t *testing.T) {
-	tmpl := needVM(t)
+	// The kernel cannot run its init: it panics, and with panic=-1 QEMU exits.
+	m := newManager(t, "rdinit=/no/such/init")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	// The kernel cannot run its init: it panics, and with panic=-1 QEMU exits.
-	_, err := devrun.Start(ctx, config(tmpl, "rdinit=/no/such/init"))
+	_, _, _, err := m.Create(ctx, agent.Spec{Template: "base", ID: "badkernel0001"})
 	if err == nil {
 		t.Fatal("a guest that cannot boot started")
 	}
-	if !strings.Contains(err.Error(), "vm exited") || !strings.Contains(err.Error(), "console:") {
+	if !strings.Contains(err.Error(), "vm exited") || !strings.Contains(err.Error(), "Kernel panic") {
 		t.Errorf("error does not say the VM died or show its console: %v", err)
 	}
 	if took := time.Since(start); took > 100*time.Second {
 		t.Errorf("failure noticed after %v; the VM exit should end the wait at once", took)
 	}
-	t.Logf("error (after %v): %.400s", time.Since(start).Round(time.Millisecond), err)
+	t.Logf("error (after %v): %.300s", time.Since(start).Round(time.Millisecond), err)
+	assertGone(t, filepath.Join(env.dir, "sandboxes", "badkernel0001"), "")
+	if len(m.List()) != 0 {
+		t.Errorf("a failed create stays listed: %v", m.List())
+	}
 	assertNoTestLeftovers(t)
 }
 
@@ -111,42 +136,57 @@ func assertNoTestLeftovers(t *testing.T) {
 	}
 	nss, _ := os.ReadDir("/var/run/netns")
 	for _, n := range nss {
-		if strings.HasPrefix(n.Name(), "wrenn-ns-6") { // test slots are 60000+
+		if i, err := strconv.Atoi(strings.TrimPrefix(n.Name(), "wrenn-ns-")); err == nil && i >= testSlots && i < testSlots+1000 {
 			t.Errorf("network namespace %s remains", n.Name())
 		}
 	}
 }
 
 func TestKilledQemuIsDetectedAndCleaned(t *testing.T) {
-	tmpl := needVM(t)
+	m := newManager(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	sb, err := devrun.Start(ctx, config(tmpl))
+	info, _, _, err := m.Create(ctx, agent.Spec{Template: "base"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sb.Close(context.Background()) })
-	dir, ns := sb.Dir, sb.Slot.NetNS
-	if err := syscall.Kill(sb.Machine.PID(), syscall.SIGKILL); err != nil {
+	id := info.Spec.ID
+	t.Cleanup(func() { _ = m.Destroy(context.Background(), id) })
+	pid, err := m.VMPID(id)
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-sb.Machine.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("a killed qemu was not noticed within 10 s")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
-	if sb.Machine.Err() == nil || !strings.Contains(sb.Machine.Err().Error(), "killed") {
-		t.Errorf("exit reason %v, want one that says it was killed", sb.Machine.Err())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := m.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == agent.Error {
+			if !strings.Contains(got.Error, "killed") {
+				t.Errorf("error state says %q, want the VM was killed", got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a killed qemu was not noticed within 10 s (state %s)", got.State)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	execStart := time.Now()
-	if _, err := sb.Exec(ctx, "true", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "vm exited") {
-		t.Errorf("exec in a killed sandbox: %v, want an error saying the VM exited", err)
+	_, err = m.Exec(ctx, id, envdclient.Command{Cmd: "true"}, 0, nil, nil, nil)
+	var stateErr *agent.ErrState
+	if !errors.As(err, &stateErr) {
+		t.Errorf("exec in a dead sandbox: %v, want a state error", err)
 	}
-	if took := time.Since(execStart); took > 5*time.Second {
-		t.Errorf("exec in a killed sandbox took %v to fail", took)
+	if took := time.Since(execStart); took > time.Second {
+		t.Errorf("exec in a dead sandbox took %v to fail", took)
 	}
-	if err := sb.Close(context.Background()); err != nil {
+	if err := m.Destroy(context.Background(), id); err != nil {
 		t.Fatalf("cleanup after kill: %v", err)
 	}
-	assertGone(t, dir, ns)
+	assertGone(t, filepath.Join(env.dir, "sandboxes", id), nsOf(info))
 }
