@@ -17,10 +17,16 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v lz4 >/dev/null || need+=(lz4)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 
-if ((${#need[@]})); then
-	echo "install-deps: installing ${need[*]}"
+# The image builder asks apt for Debian's kernel package: it needs package lists even
+# when every tool is already installed.
+have_lists() { compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null; }
+
+if ((${#need[@]})) || ! have_lists; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+fi
+if ((${#need[@]})); then
+	echo "install-deps: installing ${need[*]}"
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/dl), found none on PATH" >&2; exit 1; }
