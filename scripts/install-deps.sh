@@ -16,6 +16,14 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v lz4 >/dev/null || need+=(lz4)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# The control plane's database; Wrenn runs its own clusters, never the distro's.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+	need+=(postgresql)
+	# Keep the package from creating and starting a "main" cluster on 5432.
+	mkdir -p /etc/postgresql-common
+	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
+		echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
+fi
 
 # The image builder asks apt for Debian's kernel package: it needs package lists even
 # when every tool is already installed.

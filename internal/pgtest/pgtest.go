@@ -1,0 +1,153 @@
+// Package pgtest runs a real, private PostgreSQL server for a test binary: a cluster
+// made with the system's initdb in a temp dir, owned by the postgres OS user (initdb
+// refuses root), listening only on a unix socket in that dir — no TCP port, so it never
+// meets the distro's server on 5432 or another test run. Each test gets a database of
+// its own.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// server is the running cluster of this test binary ("" dir = none).
+var server struct {
+	dir     string // holds data/ and the socket
+	skip    string // why there is none
+	counter atomic.Int64
+}
+
+// Run starts the server, runs the tests and stops it; call it from TestMain.
+func Run(m *testing.M) int {
+	if err := start(); err != nil {
+		server.skip = err.Error()
+	}
+	code := m.Run()
+	stop()
+	return code
+}
+
+func binDir() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(matches) == 0 {
+		return "", fmt.Errorf("PostgreSQL server binaries not found (apt-get install postgresql)")
+	}
+	sort.Slice(matches, func(i, j int) bool { return version(matches[i]) < version(matches[j]) })
+	return filepath.Dir(matches[len(matches)-1]), nil
+}
+
+func version(initdb string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdb))))
+	return v
+}
+
+func start() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the test PostgreSQL runs as the postgres user, which needs root to switch to")
+	}
+	bin, err := binDir()
+	if err != nil {
+		return err
+	}
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		return fmt.Errorf("no postgres user: %w", err)
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	dir, err := os.MkdirTemp("", "wrenn-pg-")
+	if err != nil {
+		return err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	as := func(name string, args ...string) error {
+		cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, name)}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, out)
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	if err := as("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	// Durability settings off: test data is thrown away, and fsync is most of the cost.
+	opts := fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", dir)
+	if err := as("pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	server.dir = dir
+	return nil
+}
+
+func stop() {
+	if server.dir == "" {
+		return
+	}
+	bin, _ := binDir()
+	cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "stop", "-D", filepath.Join(server.dir, "data"), "-m", "immediate", "-w")
+	_ = cmd.Run()
+	os.RemoveAll(server.dir)
+}
+
+// dsn of a database on the test server.
+func dsn(db string) string {
+	return fmt.Sprintf("host=%s port=5432 user=postgres dbname=%s sslmode=disable", server.dir, db)
+}
+
+// NewDB creates an empty database for one test and returns its DSN; it is dropped when
+// the test ends. Without a server (not root, no PostgreSQL) the test is skipped with
+// the reason.
+func NewDB(t testing.TB) string {
+	t.Helper()
+	if server.dir == "" {
+		if server.skip == "" {
+			server.skip = "pgtest.Run was not called from TestMain"
+		}
+		t.Skip("no test PostgreSQL: " + server.skip)
+	}
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), server.counter.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn("postgres"))
+	if err != nil {
+		t.Fatalf("connect to the test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, dsn("postgres")); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	return dsn(name)
+}
+
+// Log returns the server's log, for failure messages.
+func Log() string {
+	b, _ := os.ReadFile(filepath.Join(server.dir, "log"))
+	return strings.TrimSpace(string(b))
+}
