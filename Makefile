@@ -8,6 +8,7 @@ LDFLAGS := -s -w -X github.com/wrennhq/wrenn/internal/version.Version=$(VERSION)
 # Code generators, pinned; installed into ./bin from the Go module proxy (seconds, no buf).
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
+SQLC_VERSION := v1.31.1
 
 .PHONY: help build envd wrenn image test test-vm test-go test-sdk lint generate check-generate bench clean tools
 
@@ -46,7 +47,7 @@ lint: ## go vet + gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' ; git ls-files -o --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go
+tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go $(BIN)/sqlc
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -54,15 +55,21 @@ $(BIN)/protoc-gen-go:
 $(BIN)/protoc-gen-connect-go:
 	GOBIN=$(BIN) $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 
-generate: tools ## Regenerate gen/ from proto/ (protoc from apt + pinned Go plugins)
+# sqlc builds cgo-free (its PostgreSQL parser runs as WebAssembly); about two minutes, once.
+$(BIN)/sqlc:
+	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+generate: tools ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned Go plugins, sqlc)
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
 	rm -rf gen/envd gen/hostagent && mkdir -p gen
 	cd proto && PATH=$(BIN):$$PATH protoc -I . \
 	  --go_out=../gen --go_opt=module=github.com/wrennhq/wrenn/gen \
 	  --connect-go_out=../gen --connect-go_opt=module=github.com/wrennhq/wrenn/gen \
 	  process/process.proto filesystem/filesystem.proto hostagent/v1/hostagent.proto
+	rm -rf gen/db
+	$(BIN)/sqlc generate
 
-check-generate: generate ## Fail when gen/ differs from what proto/ generates
+check-generate: generate ## Fail when gen/ differs from what proto/ and db/ generate
 	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
 	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
 

@@ -1,0 +1,27 @@
+-- name: CreateSandbox :one
+INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb,
+                       timeout_sec, allow_internet_access, metadata)
+VALUES (@id, @team_id, @host_id, @template, @status, @vcpus, @memory_mb, @disk_mb,
+        @timeout_sec, @allow_internet_access, coalesce(sqlc.narg(metadata)::jsonb, '{}'))
+RETURNING *;
+
+-- name: GetSandbox :one
+-- Another team's id is no row, never its data.
+SELECT * FROM sandboxes WHERE id = @id AND team_id = @team_id;
+
+-- name: ListSandboxes :many
+SELECT * FROM sandboxes WHERE team_id = @team_id ORDER BY created_at DESC, id;
+
+-- name: UpdateSandboxStatus :one
+-- Sandboxes are never deleted: destroying one moves it to 'stopped' (rows go with their team).
+-- Sets the status and error (NULL clears it); host_ip is kept when NULL. The first
+-- 'running' sets started_at, the first 'stopped' or 'error' sets stopped_at.
+UPDATE sandboxes SET
+    status     = @status::text,
+    host_ip    = coalesce(sqlc.narg(host_ip), host_ip),
+    error      = sqlc.narg(error),
+    started_at = CASE WHEN @status::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+    stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
+    last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END
+WHERE id = @id AND team_id = @team_id
+RETURNING *;
