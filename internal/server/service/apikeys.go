@@ -108,4 +108,3 @@ func (s *Service) RevokeAPIKey(ctx context.Context, p *Principal, id string) err
 		return s.audit(ctx, q, p, "api_key.revoke", "api_key", id, nil)
 	})
 }
-
