@@ -1,0 +1,152 @@
+// Package api is the control plane's REST surface under /v1: chi routes, request
+// decoding with limits, errors as {"error":{"code","message"}}, and authentication of
+// every request (JWT or X-API-Key) into a principal resolved from the database.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/server/service"
+)
+
+// maxBody bounds JSON request bodies.
+const maxBody = 1 << 20
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	svc *service.Service
+	log *slog.Logger
+}
+
+// New returns the /v1 router.
+func New(svc *service.Service, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{svc: svc, log: log}
+	r := chi.NewRouter()
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/auth/signup", s.signup)
+		r.Post("/auth/login", s.login)
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate(false))
+			r.Post("/auth/switch-team", s.switchTeam)
+			r.Post("/api-keys", s.createAPIKey)
+			r.Get("/api-keys", s.listAPIKeys)
+			r.Delete("/api-keys/{id}", s.revokeAPIKey)
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
+	})
+	return r
+}
+
+type ctxKey struct{}
+
+// principal returns the authenticated caller of a request.
+func principal(r *http.Request) *service.Principal {
+	p, _ := r.Context().Value(ctxKey{}).(*service.Principal)
+	return p
+}
+
+// authenticate resolves `Authorization: Bearer <jwt>` or `X-API-Key` into a principal;
+// allowKeys false keeps account routes to users (JWT) only.
+func (s *Server) authenticate(allowKeys bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var p *service.Principal
+			var err error
+			switch bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); {
+			case hasBearer:
+				p, err = s.svc.FromToken(r.Context(), strings.TrimSpace(bearer))
+			case r.Header.Get("X-API-Key") != "":
+				if !allowKeys {
+					writeError(w, http.StatusForbidden, "forbidden", "this route needs a user's token, not an API key")
+					return
+				}
+				p, err = s.svc.FromAPIKey(r.Context(), r.Header.Get("X-API-Key"))
+			default:
+				err = fmt.Errorf("%w: send Authorization: Bearer <token> or X-API-Key", service.ErrUnauthorized)
+			}
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+		})
+	}
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body is larger than 1 MiB")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: more than one JSON value")
+		return false
+	}
+	return true
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail maps a service error to its status; anything unexpected is a logged 500 with a
+// message that reveals nothing internal.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	for _, m := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{service.ErrInvalid, http.StatusBadRequest, "invalid_request"},
+		{service.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+		{service.ErrForbidden, http.StatusForbidden, "forbidden"},
+		{service.ErrNotFound, http.StatusNotFound, "not_found"},
+		{service.ErrConflict, http.StatusConflict, "conflict"},
+	} {
+		if errors.Is(err, m.err) {
+			writeError(w, m.status, m.code, err.Error())
+			return
+		}
+	}
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
