@@ -18,6 +18,7 @@ const usage = `wrenn — microVM sandboxes on machines you own
 
 Usage:
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
+  wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, one host agent)
   wrenn agent [flags]           run the host agent (root): sandboxes of this host over Connect RPC
   wrenn vm run [flags] -- CMD…  boot a throwaway sandbox, run CMD in it, tear it down
   wrenn version                 print the version
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	case args[0] == "image" && len(args) > 1 && args[1] == "build":
 		err = imageBuild(ctx, log, args[2:])
+	case args[0] == "server":
+		err = serverCmd(ctx, log, args[1:])
 	case args[0] == "agent":
 		err = agentCmd(ctx, log, args[1:])
 	case args[0] == "vm" && len(args) > 1 && args[1] == "run":

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/image"
+	"github.com/wrennhq/wrenn/internal/pgtest"
 )
 
 // env is what every VM test needs, prepared once in TestMain.
@@ -26,10 +27,9 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		prepare()
-		return m.Run()
-	}())
+	prepare()
+	// A private PostgreSQL for the control-plane tests, for the whole run.
+	os.Exit(pgtest.Run(m))
 }
 
 // prepare builds (or finds up to date) the `base` template the VM tests boot. The test

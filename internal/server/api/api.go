@@ -43,6 +43,15 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 			r.Get("/api-keys", s.listAPIKeys)
 			r.Delete("/api-keys/{id}", s.revokeAPIKey)
 		})
+		// Sandboxes take a user's token or a team API key.
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate(true))
+			r.Post("/sandboxes", s.createSandbox)
+			r.Get("/sandboxes", s.listSandboxes)
+			r.Get("/sandboxes/{id}", s.getSandbox)
+			r.Delete("/sandboxes/{id}", s.destroySandbox)
+			r.Post("/sandboxes/{id}/exec", s.exec)
+		})
 	})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route")

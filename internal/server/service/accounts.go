@@ -57,6 +57,7 @@ type Service struct {
 	pool   *pgxpool.Pool
 	q      *db.Queries
 	tokens *auth.Tokens
+	hosts  Hosts
 	log    *slog.Logger
 	now    func() time.Time
 }

@@ -1,0 +1,259 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/wrennhq/wrenn/gen/db"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/sandboxid"
+)
+
+// Hosts gives the agent a sandbox lives on; one configured agent for now (the hosts
+// issue adds registration and scheduling).
+type Hosts interface {
+	Agent() hostagentv1connect.HostAgentServiceClient
+}
+
+// SetHosts connects the service to its host agents.
+func (s *Service) SetHosts(h Hosts) { s.hosts = h }
+
+// SandboxSpec is a create request.
+type SandboxSpec struct {
+	Template            string
+	VCPUs               int
+	MemoryMB            int
+	TimeoutSec          int
+	AllowInternetAccess *bool
+	EnvVars             map[string]string
+	Metadata            map[string]string
+}
+
+// Sandbox is a sandbox as the API shows it.
+type Sandbox struct {
+	ID                  string            `json:"id"`
+	Template            string            `json:"template"`
+	Status              string            `json:"status"`
+	VCPUs               int               `json:"vcpus"`
+	MemoryMB            int               `json:"memory_mb"`
+	TimeoutSec          int               `json:"timeout_sec"`
+	AllowInternetAccess bool              `json:"allow_internet_access"`
+	Metadata            map[string]string `json:"metadata"`
+	Error               string            `json:"error,omitempty"`
+	CreatedAt           time.Time         `json:"created_at"`
+	StartedAt           *time.Time        `json:"started_at,omitempty"`
+	StoppedAt           *time.Time        `json:"stopped_at,omitempty"`
+}
+
+func toSandbox(r db.Sandbox) *Sandbox {
+	sb := &Sandbox{
+		ID: r.ID, Template: r.Template, Status: r.Status, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
+		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, CreatedAt: r.CreatedAt,
+		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, Metadata: map[string]string{},
+	}
+	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
+	if r.Error != nil {
+		sb.Error = *r.Error
+	}
+	return sb
+}
+
+// agentError maps an agent's answer to the service's errors: its validation is the
+// user's problem (400), the rest is ours.
+func agentError(err error) error {
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument:
+		return fmt.Errorf("%w: %s", ErrInvalid, agentMessage(err))
+	case connect.CodeNotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, agentMessage(err))
+	case connect.CodeFailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrConflict, agentMessage(err))
+	}
+	return err
+}
+
+// agentMessage is the agent's own message, without Connect's code prefix.
+func agentMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// CreateSandbox records the sandbox, has the agent boot it and returns it running. If
+// the agent fails, the sandbox is recorded as failed (status error) — never left
+// pending — and the error is returned.
+func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxSpec) (*Sandbox, error) {
+	if s.hosts == nil {
+		return nil, errors.New("no host agent configured")
+	}
+	if spec.Template == "" {
+		spec.Template = "base"
+	}
+	if spec.VCPUs == 0 {
+		spec.VCPUs = 1
+	}
+	if spec.MemoryMB == 0 {
+		spec.MemoryMB = 512
+	}
+	if spec.VCPUs < 0 || spec.MemoryMB < 0 || spec.TimeoutSec < 0 {
+		return nil, fmt.Errorf("%w: sizes and timeout must not be negative", ErrInvalid)
+	}
+	allow := false
+	if spec.AllowInternetAccess != nil {
+		allow = *spec.AllowInternetAccess
+	}
+	id, err := sandboxid.New()
+	if err != nil {
+		return nil, err
+	}
+	teamID, err := parseUUID(p.TeamID)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(orEmpty(spec.Metadata))
+	if err != nil {
+		return nil, err
+	}
+	var row db.Sandbox
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		var err error
+		row, err = q.CreateSandbox(ctx, db.CreateSandboxParams{
+			ID: id, TeamID: teamID, Template: spec.Template, Status: "starting", Vcpus: int32(spec.VCPUs),
+			MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec), AllowInternetAccess: allow, Metadata: meta,
+		})
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, "sandbox.create", "sandbox", id, map[string]any{"template": spec.Template})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record sandbox: %w", err)
+	}
+	req := &pb.CreateSandboxRequest{
+		SandboxId: id, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata,
+	}
+	if spec.AllowInternetAccess != nil {
+		req.AllowInternetAccess = spec.AllowInternetAccess
+	}
+	resp, err := s.hosts.Agent().CreateSandbox(ctx, connect.NewRequest(req))
+	if err != nil {
+		msg := agentMessage(err)
+		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "error", Error: &msg}); uerr != nil {
+			s.log.Error("record failed create", "sandbox", id, "err", uerr)
+		}
+		return nil, fmt.Errorf("create sandbox %s: %w", id, agentError(err))
+	}
+	hostIP := resp.Msg.GetSandbox().GetHostIp()
+	row, err = s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "running", HostIP: &hostIP})
+	if err != nil {
+		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
+	}
+	return toSandbox(row), nil
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// GetSandbox returns a sandbox of the principal's team; another team's is not found.
+func (s *Service) GetSandbox(ctx context.Context, p *Principal, id string) (*Sandbox, error) {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	return toSandbox(row), nil
+}
+
+func (s *Service) sandboxRow(ctx context.Context, p *Principal, id string) (db.Sandbox, error) {
+	if !sandboxid.Valid(id) {
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %q", ErrNotFound, id)
+	}
+	teamID, err := parseUUID(p.TeamID)
+	if err != nil {
+		return db.Sandbox{}, err
+	}
+	row, err := s.q.GetSandbox(ctx, db.GetSandboxParams{ID: id, TeamID: teamID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return db.Sandbox{}, fmt.Errorf("get sandbox %s: %w", id, err)
+	}
+	return row, nil
+}
+
+// ListSandboxes lists the team's sandboxes, newest first.
+func (s *Service) ListSandboxes(ctx context.Context, p *Principal) ([]*Sandbox, error) {
+	teamID, err := parseUUID(p.TeamID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.q.ListSandboxes(ctx, teamID)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	out := make([]*Sandbox, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, toSandbox(r))
+	}
+	return out, nil
+}
+
+// DestroySandbox stops a sandbox of the principal's team.
+func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) error {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	if row.Status == "stopped" {
+		return fmt.Errorf("%w: sandbox %s is already stopped", ErrNotFound, id)
+	}
+	if _, err := s.hosts.Agent().DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id})); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
+	}
+	if _, err := s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: "stopped"}); err != nil {
+		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
+	}
+	return s.audit(ctx, s.q, p, "sandbox.destroy", "sandbox", id, nil)
+}
+
+// ExecResult is a finished command.
+type ExecResult struct {
+	Stdout     []byte
+	Stderr     []byte
+	ExitCode   int
+	DurationMS int64
+	TimedOut   bool
+}
+
+// Exec runs a command in a running sandbox of the principal's team.
+func (s *Service) Exec(ctx context.Context, p *Principal, id, cmd string, args []string, timeoutSec int) (*ExecResult, error) {
+	if cmd == "" {
+		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
+	}
+	if timeoutSec < 0 || timeoutSec > 24*3600 {
+		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return nil, err
+	}
+	resp, err := s.hosts.Agent().Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: cmd, Args: args, TimeoutSec: int32(timeoutSec)}))
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	m := resp.Msg
+	return &ExecResult{Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut()}, nil
+}

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/pgtest"
+)
+
+// startServer runs `wrenn server` against a fresh database and the given agent.
+func startServer(t *testing.T, agentAddr string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(wrennBinary(t), "server", "--listen", addr)
+	cmd.Env = append(os.Environ(),
+		"WRENN_DATABASE_URL="+pgtest.NewDB(t), "WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789",
+		"WRENN_AGENT_ADDR="+agentAddr, "WRENN_AGENT_SECRET="+agentSecret)
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get(base + "/v1/sandboxes"); err == nil {
+			resp.Body.Close()
+			return base
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func rest(t *testing.T, method, url, auth, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if len(auth) > 4 && auth[:4] == "wrn_" {
+		req.Header.Set("X-API-Key", auth)
+	} else if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out
+}
+
+// The control plane drives a real sandbox through the agent, and a team never sees or
+// touches another team's sandbox.
+func TestControlPlaneSandboxLifecycle(t *testing.T) {
+	needVM(t)
+	agentAddr := freeAddr(t)
+	startAgent(t, agentAddr)
+	base := startServer(t, agentAddr)
+
+	_, ann := rest(t, "POST", base+"/v1/auth/signup", "", `{"email":"ann@example.com","password":"correct horse battery"}`)
+	_, bob := rest(t, "POST", base+"/v1/auth/signup", "", `{"email":"bob@example.com","password":"bob's long password"}`)
+	annTok, bobTok := ann["token"].(string), bob["token"].(string)
+	status, key := rest(t, "POST", base+"/v1/api-keys", annTok, `{"name":"e2e"}`)
+	if status != 201 {
+		t.Fatalf("create key: %d %v", status, key)
+	}
+	annKey := key["key"].(string)
+
+	status, sb := rest(t, "POST", base+"/v1/sandboxes", annKey, `{"template":"base","allow_internet_access":false,"metadata":{"purpose":"e2e"}}`)
+	if status != 201 || sb["status"] != "running" {
+		t.Fatalf("create sandbox: %d %v", status, sb)
+	}
+	id := sb["id"].(string)
+	t.Cleanup(func() { rest(t, "DELETE", base+"/v1/sandboxes/"+id, annKey, "") })
+
+	status, out := rest(t, "POST", base+"/v1/sandboxes/"+id+"/exec", annKey, `{"cmd":"/bin/bash","args":["-c","echo hi from $(hostname); exit 2"]}`)
+	if status != 200 || out["stdout"] != "hi from "+id+"\n" || out["exit_code"] != float64(2) || out["encoding"] != "utf-8" {
+		t.Fatalf("exec: %d %v", status, out)
+	}
+	status, out = rest(t, "POST", base+"/v1/sandboxes/"+id+"/exec", annTok, `{"cmd":"/bin/bash","args":["-c","printf '\\xff\\xfe'"]}`)
+	if status != 200 || out["encoding"] != "base64" || out["stdout"] != "//4=" {
+		t.Errorf("binary output: %d %v", status, out)
+	}
+
+	// Bob's team: every route answers 404 for ann's sandbox, and his list is empty.
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/sandboxes/" + id, ""},
+		{"POST", "/v1/sandboxes/" + id + "/exec", `{"cmd":"true"}`},
+		{"DELETE", "/v1/sandboxes/" + id, ""},
+	} {
+		if status, body := rest(t, c.method, base+c.path, bobTok, c.body); status != 404 {
+			t.Errorf("bob %s %s: %d %v", c.method, c.path, status, body)
+		}
+	}
+	if status, list := rest(t, "GET", base+"/v1/sandboxes", bobTok, ""); status != 200 || len(list["sandboxes"].([]any)) != 0 {
+		t.Errorf("bob's list: %d %v", status, list)
+	}
+	if status, _ := rest(t, "GET", base+"/v1/sandboxes/"+id, "", ""); status != 401 {
+		t.Errorf("no credentials: %d", status)
+	}
+	if status, body := rest(t, "POST", base+"/v1/sandboxes", annKey, `{"vcpus":999}`); status != 400 {
+		t.Errorf("absurd vcpus: %d %v", status, body)
+	}
+
+	if status, _ := rest(t, "DELETE", base+"/v1/sandboxes/"+id, annKey, ""); status != 204 {
+		t.Fatalf("destroy: %d", status)
+	}
+	if status, got := rest(t, "GET", base+"/v1/sandboxes/"+id, annKey, ""); status != 200 || got["status"] != "stopped" {
+		t.Errorf("after destroy: %d %v", status, got)
+	}
+	if status, _ := rest(t, "POST", base+"/v1/sandboxes/"+id+"/exec", annKey, `{"cmd":"true"}`); status != 404 {
+		t.Errorf("exec in a destroyed sandbox: %d", status)
+	}
+}
