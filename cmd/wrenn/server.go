@@ -20,7 +20,9 @@ import (
 )
 
 // oneAgent is the single configured host agent (until hosts register themselves).
-type oneAgent struct{ c hostagentv1connect.HostAgentServiceClient }
+type oneAgent struct {
+	c hostagentv1connect.HostAgentServiceClient
+}
 
 func (o oneAgent) Agent() hostagentv1connect.HostAgentServiceClient { return o.c }
 
