@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,11 +103,50 @@ func TestControlPlaneSandboxLifecycle(t *testing.T) {
 		t.Errorf("binary output: %d %v", status, out)
 	}
 
+	// Files: a 3 MB multipart upload streamed through server and agent, read back whole.
+	payload := bytes.Repeat([]byte("wrenn-file-"), 300_000)
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "data.bin")
+	fw.Write(payload)
+	mw.Close()
+	req, _ := http.NewRequest("POST", base+"/v1/sandboxes/"+id+"/files/write?path=/home/user/data.bin", &form)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("X-API-Key", annKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("write file: %d", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("GET", base+"/v1/sandboxes/"+id+"/files/read?path=/home/user/data.bin", nil)
+	req.Header.Set("X-API-Key", annKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, payload) {
+		t.Fatalf("read file: %d, %d bytes (want %d)", resp.StatusCode, len(got), len(payload))
+	}
+	if status, body := rest(t, "GET", base+"/v1/sandboxes/"+id+"/files/read?path=/nope", annKey, ""); status != 404 {
+		t.Errorf("read a missing file: %d %v", status, body)
+	}
+	if status, _ := rest(t, "POST", base+"/v1/sandboxes/"+id+"/ping", annKey, ""); status != 204 {
+		t.Errorf("ping: %d", status)
+	}
+
 	// Bob's team: every route answers 404 for ann's sandbox, and his list is empty.
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", "/v1/sandboxes/" + id, ""},
 		{"POST", "/v1/sandboxes/" + id + "/exec", `{"cmd":"true"}`},
 		{"DELETE", "/v1/sandboxes/" + id, ""},
+		{"POST", "/v1/sandboxes/" + id + "/ping", ""},
+		{"GET", "/v1/sandboxes/" + id + "/files/read?path=/home/user/data.bin", ""},
+		{"POST", "/v1/sandboxes/" + id + "/files/write?path=/tmp/x", "x"},
 	} {
 		if status, body := rest(t, c.method, base+c.path, bobTok, c.body); status != 404 {
 			t.Errorf("bob %s %s: %d %v", c.method, c.path, status, body)

@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -92,4 +94,61 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		out.Stdout, out.Stderr = base64.StdEncoding.EncodeToString(res.Stdout), base64.StdEncoding.EncodeToString(res.Stderr)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	if err := s.svc.Ping(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// writeFile takes a multipart upload (part "file"; the target in the `path` query or
+// form field) or a raw octet-stream body with `path` in the query, streamed through.
+func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Query().Get("path")
+	var body io.Reader = r.Body
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "multipart body: "+err.Error())
+			return
+		}
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", "multipart body has no part named file")
+				return
+			}
+			if part.FormName() == "path" && path == "" {
+				b, _ := io.ReadAll(io.LimitReader(part, 4096))
+				path = string(b)
+				continue
+			}
+			if part.FormName() == "file" {
+				body = part
+				break
+			}
+		}
+	}
+	n, err := s.svc.WriteFile(r.Context(), principal(r), chi.URLParam(r, "id"), path, body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"path": path, "size": n})
+}
+
+func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
+	start := func() {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+	}
+	err := s.svc.ReadFile(r.Context(), principal(r), chi.URLParam(r, "id"), r.URL.Query().Get("path"), start, w)
+	if err != nil && w.Header().Get("Content-Type") != "application/octet-stream" {
+		s.fail(w, r, err) // nothing sent yet: a proper error
+	} else if err != nil {
+		s.log.Warn("read file stream broke", "err", err) // mid-stream: the client sees a short body
+	}
 }

@@ -1,0 +1,93 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"connectrpc.com/connect"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+)
+
+// fileChunk is the size of the messages a file is streamed to the agent in.
+const fileChunk = 1 << 20
+
+// Ping marks a sandbox of the principal's team active, postponing its idle timeout.
+func (s *Service) Ping(ctx context.Context, p *Principal, id string) error {
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return err
+	}
+	if _, err := s.hosts.Agent().Ping(ctx, connect.NewRequest(&pb.PingRequest{SandboxId: id})); err != nil {
+		return fmt.Errorf("ping %s: %w", id, agentError(err))
+	}
+	return nil
+}
+
+// WriteFile streams r to path in a sandbox of the principal's team; it returns the
+// number of bytes written.
+func (s *Service) WriteFile(ctx context.Context, p *Principal, id, path string, r io.Reader) (int64, error) {
+	if path == "" {
+		return 0, fmt.Errorf("%w: path is required", ErrInvalid)
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return 0, err
+	}
+	stream := s.hosts.Agent().WriteFileStream(ctx)
+	if err := stream.Send(&pb.WriteFileStreamRequest{Part: &pb.WriteFileStreamRequest_Header{Header: &pb.WriteFileRequest{SandboxId: id, Path: path}}}); err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("write %s in %s: %w", path, id, err)
+	}
+	buf := make([]byte, fileChunk)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := stream.Send(&pb.WriteFileStreamRequest{Part: &pb.WriteFileStreamRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+				break // the agent ended the stream; CloseAndReceive says why
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return 0, fmt.Errorf("%w: read upload: %v", ErrInvalid, rerr)
+		}
+	}
+	resp, err := stream.CloseAndReceive()
+	if err != nil {
+		return 0, fmt.Errorf("write %s in %s: %w", path, id, agentError(err))
+	}
+	return resp.Msg.GetSize(), nil
+}
+
+// ReadFile streams path from a sandbox of the principal's team into w; start is called
+// once the file is known to exist, before the first byte (to set response headers).
+func (s *Service) ReadFile(ctx context.Context, p *Principal, id, path string, start func(), w io.Writer) error {
+	if path == "" {
+		return fmt.Errorf("%w: path is required", ErrInvalid)
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return err
+	}
+	stream, err := s.hosts.Agent().ReadFileStream(ctx, connect.NewRequest(&pb.ReadFileRequest{SandboxId: id, Path: path}))
+	if err != nil {
+		return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
+	}
+	defer stream.Close()
+	started := false
+	for stream.Receive() {
+		if !started {
+			start()
+			started = true
+		}
+		if _, err := w.Write(stream.Msg().GetChunk()); err != nil {
+			return err
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
+	}
+	if !started {
+		start() // an empty file
+	}
+	return nil
+}
