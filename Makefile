@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 SQLC_VERSION := v1.31.1
 
-.PHONY: help build envd wrenn image test test-vm test-go test-sdk lint generate check-generate bench clean tools
+.PHONY: help build envd wrenn image up test test-vm test-go test-sdk lint generate check-generate bench clean tools
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,6 +35,9 @@ test-go: envd ## Go unit and process tests (privileged ones need root)
 test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the base template once)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \
 	  grep -v '^=== \(RUN\|PAUSE\|CONT\)'; exit $${PIPESTATUS[0]}
+
+up: ## Set up and run Wrenn on this machine (root): deps, build, template, databases, agent, server
+	bash scripts/up.sh
 
 image: build ## Build the base template into WRENN_DIR (default /var/lib/wrenn)
 	$(BIN)/wrenn image build --envd $(BIN)/envd
