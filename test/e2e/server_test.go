@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"mime/multipart"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/pgtest"
+	"github.com/wrennhq/wrenn/pkg/client"
 )
 
 // startServer runs `wrenn server` against a fresh database and the given agent.
@@ -170,5 +172,52 @@ func TestControlPlaneSandboxLifecycle(t *testing.T) {
 	}
 	if status, _ := rest(t, "POST", base+"/v1/sandboxes/"+id+"/exec", annKey, `{"cmd":"true"}`); status != 404 {
 		t.Errorf("exec in a destroyed sandbox: %d", status)
+	}
+}
+
+// The Go SDK drives a sandbox end to end: create, exec with binary output, a file
+// round trip, destroy.
+func TestSDKSandbox(t *testing.T) {
+	needVM(t)
+	agentAddr := freeAddr(t)
+	startAgent(t, agentAddr)
+	base := startServer(t, agentAddr)
+	ctx := context.Background()
+	s, err := client.New(base).Signup(ctx, "sdk@example.com", "", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := client.New(base, client.WithToken(s.Token)).CreateAPIKey(ctx, "sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(base, client.WithAPIKey(k.Key))
+	sb, err := c.CreateSandbox(ctx, client.CreateSandboxRequest{EnvVars: map[string]string{"X": "42"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.DestroySandbox(context.Background(), sb.ID) })
+	res, err := c.Exec(ctx, sb.ID, "/bin/bash", []string{"-c", "printf '%s\\xff' $X"}, 10*time.Second)
+	if err != nil || !bytes.Equal(res.Stdout, []byte("42\xff")) || res.ExitCode != 0 {
+		t.Fatalf("exec: %+v %v", res, err)
+	}
+	data := bytes.Repeat([]byte{0, 1, 2, 254, 255}, 200_000)
+	if err := c.WriteFile(ctx, sb.ID, "/tmp/blob", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.ReadFile(ctx, sb.ID, "/tmp/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("file round trip: %d bytes back, want %d", len(got), len(data))
+	}
+	if err := c.DestroySandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetSandbox(ctx, sb.ID); err != nil || got.Status != "stopped" {
+		t.Errorf("after destroy: %+v %v", got, err)
 	}
 }

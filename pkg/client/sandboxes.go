@@ -1,0 +1,139 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Sandbox is a sandbox as the API shows it.
+type Sandbox struct {
+	ID                  string            `json:"id"`
+	Template            string            `json:"template"`
+	Status              string            `json:"status"`
+	VCPUs               int               `json:"vcpus"`
+	MemoryMB            int               `json:"memory_mb"`
+	TimeoutSec          int               `json:"timeout_sec"`
+	AllowInternetAccess bool              `json:"allow_internet_access"`
+	Metadata            map[string]string `json:"metadata"`
+	Error               string            `json:"error"`
+	CreatedAt           time.Time         `json:"created_at"`
+	StartedAt           *time.Time        `json:"started_at"`
+	StoppedAt           *time.Time        `json:"stopped_at"`
+}
+
+// CreateSandboxRequest is what a new sandbox should be; zero values take the server's
+// defaults (template base, 1 vCPU, 512 MiB, no idle timeout).
+type CreateSandboxRequest struct {
+	Template            string            `json:"template,omitempty"`
+	VCPUs               int               `json:"vcpus,omitempty"`
+	MemoryMB            int               `json:"memory_mb,omitempty"`
+	TimeoutSec          int               `json:"timeout_sec,omitempty"`
+	AllowInternetAccess *bool             `json:"allow_internet_access,omitempty"`
+	EnvVars             map[string]string `json:"env_vars,omitempty"`
+	Metadata            map[string]string `json:"metadata,omitempty"`
+}
+
+// CreateSandbox boots a sandbox and returns it running.
+func (c *Client) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (*Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes", req, &sb)
+	return &sb, err
+}
+
+// ListSandboxes lists the team's sandboxes, newest first.
+func (c *Client) ListSandboxes(ctx context.Context) ([]Sandbox, error) {
+	var out struct {
+		Sandboxes []Sandbox `json:"sandboxes"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, &out)
+	return out.Sandboxes, err
+}
+
+// GetSandbox returns one sandbox.
+func (c *Client) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(id), nil, &sb)
+	return &sb, err
+}
+
+// DestroySandbox stops a sandbox and frees its resources.
+func (c *Client) DestroySandbox(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(id), nil, nil)
+}
+
+// Ping keeps an idle sandbox from timing out.
+func (c *Client) Ping(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/ping", nil, nil)
+}
+
+// ExecResult is a finished command, output decoded.
+type ExecResult struct {
+	Stdout     []byte
+	Stderr     []byte
+	ExitCode   int
+	DurationMS int64
+	TimedOut   bool
+}
+
+// Exec runs a command to its end (timeout 0 = the server's default).
+func (c *Client) Exec(ctx context.Context, id, cmd string, args []string, timeout time.Duration) (*ExecResult, error) {
+	var out struct {
+		Stdout, Stderr, Encoding string
+		ExitCode                 int   `json:"exit_code"`
+		DurationMS               int64 `json:"duration_ms"`
+		TimedOut                 bool  `json:"timed_out"`
+	}
+	in := map[string]any{"cmd": cmd, "args": args, "timeout_sec": int(timeout / time.Second)}
+	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", in, &out); err != nil {
+		return nil, err
+	}
+	res := &ExecResult{ExitCode: out.ExitCode, DurationMS: out.DurationMS, TimedOut: out.TimedOut}
+	switch out.Encoding {
+	case "base64":
+		var err error
+		if res.Stdout, err = base64.StdEncoding.DecodeString(out.Stdout); err != nil {
+			return nil, fmt.Errorf("wrenn: decode stdout: %w", err)
+		}
+		if res.Stderr, err = base64.StdEncoding.DecodeString(out.Stderr); err != nil {
+			return nil, fmt.Errorf("wrenn: decode stderr: %w", err)
+		}
+	default:
+		res.Stdout, res.Stderr = []byte(out.Stdout), []byte(out.Stderr)
+	}
+	return res, nil
+}
+
+// WriteFile streams r to path in the sandbox (an octet-stream upload, never buffered).
+func (c *Client) WriteFile(ctx context.Context, id, path string, r io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		c.base+"/v1/sandboxes/"+url.PathEscape(id)+"/files/write?path="+url.QueryEscape(path), r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// ReadFile opens path in the sandbox; the caller closes the reader.
+func (c *Client) ReadFile(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		c.base+"/v1/sandboxes/"+url.PathEscape(id)+"/files/read?path="+url.QueryEscape(path), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
