@@ -17,6 +17,9 @@ import (
 const usage = `wrenn — microVM sandboxes on machines you own
 
 Usage:
+  wrenn signup|login --email E  create an account or log in (password from WRENN_PASSWORD or stdin)
+  wrenn keys create NAME|ls|rm  team API keys
+  wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
   wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, one host agent)
   wrenn agent [flags]           run the host agent (root): sandboxes of this host over Connect RPC
@@ -51,6 +54,12 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	case args[0] == "image" && len(args) > 1 && args[1] == "build":
 		err = imageBuild(ctx, log, args[2:])
+	case args[0] == "signup" || args[0] == "login":
+		err = accountCmd(ctx, args[0] == "signup", args[1:])
+	case args[0] == "keys":
+		err = keysCmd(ctx, args[1:])
+	case args[0] == "sandbox":
+		err = sandboxCmd(ctx, args[1:])
 	case args[0] == "server":
 		err = serverCmd(ctx, log, args[1:])
 	case args[0] == "agent":

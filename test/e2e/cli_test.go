@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The wrenn CLI against a real control plane, agent and VM.
+func TestCLI(t *testing.T) {
+	needVM(t)
+	agentAddr := freeAddr(t)
+	startAgent(t, agentAddr)
+	base := startServer(t, agentAddr)
+	cfgDir := t.TempDir()
+	wrenn := func(stdin string, args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(wrennBinary(t), args...)
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+cfgDir, "WRENN_URL="+base, "WRENN_PASSWORD=correct horse battery")
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := wrenn("", args...)
+		if code != 0 {
+			t.Fatalf("wrenn %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+		return out
+	}
+
+	mustRun("signup", "--email", "cli@example.com")
+	if info, err := os.Stat(filepath.Join(cfgDir, "wrenn", "config.json")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("config file: %v %v", info, err)
+	}
+	var key struct{ Key string }
+	if err := json.Unmarshal([]byte(mustRun("keys", "create", "--json", "cli")), &key); err != nil || !strings.HasPrefix(key.Key, "wrn_") {
+		t.Fatalf("keys create: %v %q", err, key.Key)
+	}
+	if out := mustRun("keys", "ls"); !strings.Contains(out, "cli") || strings.Contains(out, key.Key) {
+		t.Errorf("keys ls shows %q", out)
+	}
+
+	var sb struct{ ID, Status string }
+	if err := json.Unmarshal([]byte(mustRun("sandbox", "create", "--json")), &sb); err != nil || sb.Status != "running" {
+		t.Fatalf("sandbox create: %v %+v", err, sb)
+	}
+	t.Cleanup(func() { wrenn("", "sandbox", "rm", sb.ID) })
+	if out := mustRun("sandbox", "exec", sb.ID, "hostname"); out != sb.ID+"\n" {
+		t.Errorf("exec: %q", out)
+	}
+	if _, _, code := wrenn("", "sandbox", "exec", sb.ID, "/bin/bash", "-c", "exit 9"); code != 9 {
+		t.Errorf("exit code passed through: %d", code)
+	}
+	local := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(local, []byte("from the cli\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun("sandbox", "cp", local, sb.ID+":/home/user/in.txt")
+	if out := mustRun("sandbox", "cp", sb.ID+":/home/user/in.txt", "-"); out != "from the cli\n" {
+		t.Errorf("cp back: %q", out)
+	}
+	if out := mustRun("sandbox", "ls"); !strings.Contains(out, sb.ID) || !strings.Contains(out, "running") {
+		t.Errorf("ls: %q", out)
+	}
+	mustRun("sandbox", "rm", sb.ID)
+	if _, errOut, code := wrenn("", "sandbox", "exec", sb.ID, "true"); code == 0 || !strings.Contains(errOut, "404") {
+		t.Errorf("exec after rm: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := wrenn("", "sandbox", "frobnicate"); code == 0 || !strings.Contains(errOut, "unknown sandbox command") {
+		t.Errorf("bad subcommand: exit %d %q", code, errOut)
+	}
+}
