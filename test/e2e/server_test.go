@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
@@ -214,6 +218,47 @@ func TestSDKSandbox(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("file round trip: %d bytes back, want %d", len(got), len(data))
 	}
+	// The WebSocket exec stream: start, output as produced, exit.
+	h := http.Header{}
+	h.Set("X-API-Key", k.Key)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/sandboxes/"+sb.ID+"/exec/stream", &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := wsjson.Write(ctx, ws, map[string]any{"cmd": "/bin/bash", "args": []string{"-c", "echo a; sleep 0.2; echo b >&2; exit 3"}}); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for {
+		var m struct {
+			Type     string
+			Data     []byte
+			ExitCode *int `json:"exit_code"`
+		}
+		if err := wsjson.Read(ctx, ws, &m); err != nil {
+			break
+		}
+		switch m.Type {
+		case "stdout", "stderr":
+			events = append(events, m.Type+":"+string(m.Data))
+		case "exit":
+			events = append(events, fmt.Sprintf("exit:%d", *m.ExitCode))
+		default:
+			events = append(events, m.Type)
+		}
+	}
+	if got := strings.Join(events, "|"); got != "start|stdout:a\n|stderr:b\n|exit:3" {
+		t.Errorf("exec stream events %q", got)
+	}
+	// Another team's key cannot open a stream on this sandbox.
+	other, _ := client.New(base).Signup(ctx, "other@example.com", "", "correct horse battery")
+	h.Set("X-API-Key", "")
+	h.Set("Authorization", "Bearer "+other.Token)
+	if _, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/sandboxes/"+sb.ID+"/exec/stream", &websocket.DialOptions{HTTPHeader: h}); err == nil || resp == nil || resp.StatusCode != 404 {
+		t.Errorf("foreign stream: %v", err)
+	}
+
 	if err := c.DestroySandbox(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,7 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 			r.Get("/sandboxes/{id}", s.getSandbox)
 			r.Delete("/sandboxes/{id}", s.destroySandbox)
 			r.Post("/sandboxes/{id}/exec", s.exec)
+			r.Get("/sandboxes/{id}/exec/stream", s.execStream)
 			r.Post("/sandboxes/{id}/ping", s.ping)
 			r.Post("/sandboxes/{id}/files/write", s.writeFile)
 			r.Get("/sandboxes/{id}/files/read", s.readFile)

@@ -257,3 +257,55 @@ func (s *Service) Exec(ctx context.Context, p *Principal, id, cmd string, args [
 	m := resp.Msg
 	return &ExecResult{Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut()}, nil
 }
+
+// ExecEvent is one step of a streamed command: start (PID), output, exit.
+type ExecEvent struct {
+	PID      uint32
+	Stdout   []byte
+	Stderr   []byte
+	Exited   bool
+	ExitCode int
+	Status   string
+	TimedOut bool
+}
+
+// ExecStream runs a command in a sandbox of the principal's team and calls emit for
+// each event as it happens; it returns when the command ended or ctx did.
+func (s *Service) ExecStream(ctx context.Context, p *Principal, id, cmd string, args []string, timeoutSec int, emit func(ExecEvent) error) error {
+	if cmd == "" {
+		return fmt.Errorf("%w: cmd is required", ErrInvalid)
+	}
+	if timeoutSec < 0 || timeoutSec > 24*3600 {
+		return fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return err
+	}
+	stream, err := s.hosts.Agent().ExecStream(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: cmd, Args: args, TimeoutSec: int32(timeoutSec)}))
+	if err != nil {
+		return fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		var ev ExecEvent
+		switch e := stream.Msg().GetEvent().(type) {
+		case *pb.ExecStreamResponse_StartPid:
+			ev.PID = e.StartPid
+		case *pb.ExecStreamResponse_Stdout:
+			ev.Stdout = e.Stdout
+		case *pb.ExecStreamResponse_Stderr:
+			ev.Stderr = e.Stderr
+		case *pb.ExecStreamResponse_Exit:
+			ev = ExecEvent{Exited: true, ExitCode: int(e.Exit.GetExitCode()), Status: e.Exit.GetStatus(), TimedOut: e.Exit.GetTimedOut()}
+		default:
+			continue
+		}
+		if err := emit(ev); err != nil {
+			return err
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	return nil
+}
