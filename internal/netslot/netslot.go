@@ -11,10 +11,13 @@
 package netslot
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Fixed addresses inside every namespace (DESIGN.md §5).
@@ -127,4 +130,22 @@ func nth(p netip.Prefix, n uint32) (netip.Addr, error) {
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	v += n
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+}
+
+// dumpRetries bounds how often a netlink dump is redone when the kernel reports that
+// the table changed under it (another slot being made or removed meanwhile).
+const dumpRetries = 10
+
+// retryDump runs a netlink dump until it is consistent: netlink marks a dump that raced
+// a change with ErrDumpInterrupted, and its results may then miss entries.
+func retryDump[T any](dump func() (T, error)) (T, error) {
+	var out T
+	var err error
+	for range dumpRetries {
+		out, err = dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return out, err
 }

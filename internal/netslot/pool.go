@@ -94,17 +94,30 @@ func (p *Pool) Get(ctx context.Context, allowInternet bool) (*Slot, error) {
 		p.mu.Unlock()
 		return nil, errors.New("slot pool closed")
 	}
-	s := p.pop(kind(allowInternet))
-	if s == nil {
-		s = p.pop(kind(!allowInternet))
-	}
+	s := p.popAny(allowInternet)
 	p.mu.Unlock()
 	p.kick()
-	if s == nil {
+	for s == nil {
 		var err error
-		if s, err = p.create(); err != nil {
+		if s, err = p.create(); err == nil {
+			break
+		}
+		// Every free index may be held by a refill that is about to make it ready:
+		// wait for that slot rather than fail while one is on its way.
+		p.mu.Lock()
+		inFlight := p.creating[0]+p.creating[1] > 0
+		p.mu.Unlock()
+		if !errors.Is(err, errNoFreeSlot) || !inFlight {
 			return nil, err
 		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		p.mu.Lock()
+		s = p.popAny(allowInternet)
+		p.mu.Unlock()
 	}
 	if s.Internet() != allowInternet {
 		if err := s.SetInternet(allowInternet); err != nil {
@@ -120,6 +133,17 @@ func kind(internet bool) int {
 	}
 	return 0
 }
+
+// popAny takes a ready slot of the wanted kind, else of the other; p.mu is held.
+func (p *Pool) popAny(allowInternet bool) *Slot {
+	if s := p.pop(kind(allowInternet)); s != nil {
+		return s
+	}
+	return p.pop(kind(!allowInternet))
+}
+
+// errNoFreeSlot: every index of the pool's range is taken.
+var errNoFreeSlot = errors.New("no free network slot")
 
 // pop takes the newest ready slot of kind k, or nil; p.mu is held.
 func (p *Pool) pop(k int) *Slot {
@@ -190,7 +214,7 @@ func (p *Pool) Reclaim(isInUse func(index int) bool) error {
 	}
 	// A veth whose namespace is gone but whose peer lives on (some process still holds
 	// the namespace) counts as a leftover too.
-	links, err := netlink.LinkList()
+	links, err := retryDump(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("reclaim: list links: %w", err)
 	}
@@ -405,5 +429,5 @@ func (p *Pool) reserve() (int, error) {
 		p.held[i] = true
 		return i, nil
 	}
-	return 0, fmt.Errorf("no free network slot in %d..%d", p.first, p.last)
+	return 0, fmt.Errorf("%w in %d..%d", errNoFreeSlot, p.first, p.last)
 }

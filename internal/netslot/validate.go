@@ -102,7 +102,7 @@ func (c Config) validateRoutes(routes []hostRoute) error {
 // listHostRoutes reads the main table's IPv4 routes and the IPv4 addresses (an address
 // without a prefix route is still a network the host is on), in the caller's namespace.
 func listHostRoutes() ([]hostRoute, error) {
-	links, err := netlink.LinkList()
+	links, err := retryDump(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -110,7 +110,9 @@ func listHostRoutes() ([]hostRoute, error) {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	rs, err := retryDump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
@@ -133,7 +135,7 @@ func listHostRoutes() ([]hostRoute, error) {
 		}
 		out = append(out, hostRoute{Dst: p, Dev: dev, Desc: desc})
 	}
-	as, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	as, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
