@@ -236,10 +236,14 @@ func sandboxCmd(ctx context.Context, args []string) error {
 		}
 		return c.Ping(ctx, id)
 	case "exec":
-		if fs.NArg() < 2 {
-			return errors.New("usage: wrenn sandbox exec ID CMD [ARGS…]")
+		rest := fs.Args()
+		if len(rest) > 1 && rest[1] == "--" { // `exec ID -- CMD…`, so CMD's flags stay CMD's
+			rest = append(rest[:1], rest[2:]...)
 		}
-		res, err := c.Exec(ctx, fs.Arg(0), fs.Arg(1), fs.Args()[2:], *timeout)
+		if len(rest) < 2 {
+			return errors.New("usage: wrenn sandbox exec ID [--] CMD [ARGS…]")
+		}
+		res, err := c.Exec(ctx, rest[0], rest[1], rest[2:], *timeout)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ func TestCLI(t *testing.T) {
 	if out := mustRun("sandbox", "exec", sb.ID, "hostname"); out != sb.ID+"\n" {
 		t.Errorf("exec: %q", out)
 	}
-	if _, _, code := wrenn("", "sandbox", "exec", sb.ID, "/bin/bash", "-c", "exit 9"); code != 9 {
+	if _, _, code := wrenn("", "sandbox", "exec", sb.ID, "--", "/bin/bash", "-c", "exit 9"); code != 9 {
 		t.Errorf("exit code passed through: %d", code)
 	}
 	local := filepath.Join(t.TempDir(), "in.txt")
