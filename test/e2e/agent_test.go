@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
 
 const agentSecret = "e2e-agent-secret-0123456789"
@@ -134,32 +135,9 @@ func (a *agentProc) kill9(t *testing.T) {
 	_ = a.cmd.Wait()
 }
 
+// agentClient is the control plane's own client of an agent.
 func agentClient(addr, secret string) hostagentv1connect.HostAgentServiceClient {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	hc := &http.Client{Transport: &http.Transport{Protocols: &p}}
-	return hostagentv1connect.NewHostAgentServiceClient(hc, "http://"+addr, connect.WithInterceptors(bearerAuth(secret)))
-}
-
-type bearerAuth string
-
-func (b bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	return hostclient.New(addr, secret)
 }
 
 func create(t *testing.T, c hostagentv1connect.HostAgentServiceClient, req *pb.CreateSandboxRequest) *pb.CreateSandboxResponse {
