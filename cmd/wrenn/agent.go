@@ -87,18 +87,8 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // client streams (file uploads) need HTTP/2
 	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("agent listening", "addr", ln.Addr().String(), "dir", wrennDir())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
 	// Sandboxes keep running across an agent restart; only the API goes away.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return serve(ctx, log.With("dir", wrennDir()), "agent", srv, ln, 5*time.Second)
 }
 
 func envOr(key, def string) string {
