@@ -57,9 +57,9 @@ WRENN_JWT_SECRET=$(secret jwt-secret) WRENN_AGENT_ADDR=$AGENT_ADDR \
 	bin/wrenn server --listen ":$PORT" >>"$STATE/server.log" 2>&1 &
 pids+=($!)
 URL=http://127.0.0.1:$PORT
-# Up when an unauthenticated request gets its 401.
+# Up when it can reach PostgreSQL and Redis.
 for _ in $(seq 1 150); do
-	[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/sandboxes" || true)" = 401 ] && break
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz" || true)" = 200 ] && break
 	sleep 0.2
 done
 

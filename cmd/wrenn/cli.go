@@ -182,7 +182,9 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	vcpus := fs.Int("vcpus", 0, "vCPUs (create)")
 	mem := fs.Int("memory", 0, "memory in MiB (create)")
 	timeout := fs.Duration("timeout", 0, "idle timeout (create) or command timeout (exec)")
-	if err := fs.Parse(args[1:]); err != nil {
+	interactive := fs.Bool("i", false, "exec: keep stdin open and forward it")
+	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
+	if err := fs.Parse(splitShortFlags(args[1:])); err != nil {
 		return err
 	}
 	c := loadConfig().client()
@@ -241,7 +243,10 @@ func sandboxCmd(ctx context.Context, args []string) error {
 			rest = append(rest[:1], rest[2:]...)
 		}
 		if len(rest) < 2 {
-			return errors.New("usage: wrenn sandbox exec ID [--] CMD [ARGS…]")
+			return errors.New("usage: wrenn sandbox exec [-i] [-t] ID [--] CMD [ARGS…]")
+		}
+		if *interactive || *tty {
+			return streamExec(ctx, c, rest[0], client.Command{Cmd: rest[1], Args: rest[2:], Timeout: *timeout}, *interactive, *tty)
 		}
 		res, err := c.Exec(ctx, rest[0], rest[1], rest[2:], *timeout)
 		if err != nil {
@@ -263,6 +268,23 @@ func sandboxCmd(ctx context.Context, args []string) error {
 		return copyCmd(ctx, c, fs.Args())
 	}
 	return fmt.Errorf("unknown sandbox command %q", sub)
+}
+
+// splitShortFlags turns docker-style "-it" into "-i" "-t" (the flag package takes
+// one flag per argument), up to the first non-flag argument.
+func splitShortFlags(args []string) []string {
+	out := make([]string, 0, len(args)+1)
+	for i, a := range args {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return append(out, args[i:]...)
+		}
+		if a == "-it" || a == "-ti" {
+			out = append(out, "-i", "-t")
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // copyCmd copies LOCAL to ID:PATH or ID:PATH to LOCAL ("-" is stdin/stdout).

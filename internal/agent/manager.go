@@ -79,6 +79,10 @@ type sandbox struct {
 	machine vmm.Machine
 	envd    *envdclient.Client
 
+	// interactive holds commands started with stdin or a pty, by guest pid (true =
+	// pty), so input reaches only commands the agent started and goes the right way.
+	interactive sync.Map
+
 	// lastActive is read by the reaper without the lock.
 	activeMu   sync.Mutex
 	lastActive time.Time

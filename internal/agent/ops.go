@@ -39,7 +39,9 @@ type ExecResult struct {
 }
 
 // Exec runs a command in a sandbox, streaming output to stdout/stderr, killed when
-// timeout passes (0 = DefaultExecTimeout). onStart receives the guest pid.
+// timeout passes (0 = DefaultExecTimeout; for a command with stdin or a pty 0 means as
+// long as the caller stays). onStart receives the guest pid. A command with stdin or
+// a pty is killed when the caller leaves: nobody could drive it any more.
 func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, timeout time.Duration, onStart func(uint32), stdout, stderr io.Writer) (*ExecResult, error) {
 	if cmd.Cmd == "" {
 		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
@@ -48,12 +50,37 @@ func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, t
 	if err != nil {
 		return nil, err
 	}
-	if timeout <= 0 {
+	interactive := cmd.Stdin || cmd.PTY != nil
+	if timeout <= 0 && !interactive {
 		timeout = DefaultExecTimeout
 	}
 	defer sb.touch(m.cfg.Now())
+	if interactive {
+		var pid uint32
+		inner := onStart
+		onStart = func(p uint32) {
+			pid = p
+			sb.interactive.Store(p, cmd.PTY != nil)
+			if inner != nil {
+				inner(p)
+			}
+		}
+		defer func() {
+			sb.interactive.Delete(pid)
+			if pid != 0 && ctx.Err() != nil {
+				killCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := sb.envd.Kill(watchVM(killCtx, sb), pid); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+					m.log.Warn("kill abandoned interactive command", "sandbox", id, "pid", pid, "err", err)
+				}
+			}
+		}()
+	}
 	start := time.Now()
-	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	defer cancel()
 	res, err := sb.envd.Run(watchVM(runCtx, sb), cmd, onStart, stdout, stderr)
 	if err != nil {
@@ -63,6 +90,58 @@ func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, t
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	return &ExecResult{Result: *res, Duration: time.Since(start)}, nil
+}
+
+// interactiveCmd finds a command started with stdin or a pty; it reports whether it
+// has a pty.
+func (m *Manager) interactiveCmd(id string, pid uint32, op string) (*sandbox, bool, error) {
+	sb, err := m.running(id, op)
+	if err != nil {
+		return nil, false, err
+	}
+	pty, ok := sb.interactive.Load(pid)
+	if !ok {
+		return nil, false, fmt.Errorf("%w: no command with stdin or a pty has pid %d in %s", ErrNotFound, pid, id)
+	}
+	return sb, pty.(bool), nil
+}
+
+// Input sends data to an interactive command's stdin or pty; eof then ends its input
+// (Ctrl-D on a pty, as a terminal would).
+func (m *Manager) Input(ctx context.Context, id string, pid uint32, data []byte, eof bool) error {
+	sb, pty, err := m.interactiveCmd(id, pid, "send input")
+	if err != nil {
+		return err
+	}
+	if eof && pty {
+		data, eof = append(data, 0x04), false
+	}
+	if len(data) > 0 {
+		if err := sb.envd.Input(watchVM(ctx, sb), pid, data, pty); err != nil {
+			return fmt.Errorf("input in %s: %w", id, err)
+		}
+	}
+	if eof {
+		if err := sb.envd.CloseStdin(watchVM(ctx, sb), pid); err != nil {
+			return fmt.Errorf("input in %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Resize changes an interactive command's pty size.
+func (m *Manager) Resize(ctx context.Context, id string, pid uint32, size envdclient.PTYSize) error {
+	sb, pty, err := m.interactiveCmd(id, pid, "resize")
+	if err != nil {
+		return err
+	}
+	if !pty {
+		return fmt.Errorf("%w: command %d has no pty", ErrInvalid, pid)
+	}
+	if err := sb.envd.Resize(watchVM(ctx, sb), pid, size); err != nil {
+		return fmt.Errorf("resize in %s: %w", id, err)
+	}
+	return nil
 }
 
 // watchVM returns a context that also ends when the sandbox's VM exits, so a call to a

@@ -129,7 +129,14 @@ type Command struct {
 	Env  map[string]string
 	Cwd  string
 	User string // "" = envd's default user
+	// Stdin keeps the command's stdin open for Input (closed at once otherwise).
+	Stdin bool
+	// PTY runs the command in a pseudo-terminal; its output is then stdout.
+	PTY *PTYSize
 }
+
+// PTYSize is a terminal's size in characters.
+type PTYSize struct{ Cols, Rows uint32 }
 
 // Exec runs a command to its end, copying its output as it arrives. A non-zero exit
 // is a Result, not an error; errors are about running it at all.
@@ -145,7 +152,11 @@ func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint
 	if command.Cwd != "" {
 		cfg.Cwd = &command.Cwd
 	}
-	req := connect.NewRequest(&pb.StartRequest{Process: cfg, Stdin: new(bool)})
+	start := &pb.StartRequest{Process: cfg, Stdin: &command.Stdin}
+	if command.PTY != nil {
+		start.Pty = &pb.PTY{Size: &pb.PTY_Size{Cols: command.PTY.Cols, Rows: command.PTY.Rows}}
+	}
+	req := connect.NewRequest(start)
 	if command.User != "" {
 		req.Header().Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(command.User+":")))
 	}
@@ -163,7 +174,11 @@ func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint
 				onStart(res.PID)
 			}
 		case *pb.ProcessEvent_Data:
-			if b := ev.Data.GetStdout(); b != nil && stdout != nil {
+			b := ev.Data.GetStdout()
+			if b == nil {
+				b = ev.Data.GetPty()
+			}
+			if b != nil && stdout != nil {
 				if _, err := stdout.Write(b); err != nil {
 					return nil, fmt.Errorf("run %s: write stdout: %w", command.Cmd, err)
 				}
@@ -183,6 +198,49 @@ func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint
 		return nil, fmt.Errorf("run %s: %w", command.Cmd, err)
 	}
 	return nil, errors.New("run " + command.Cmd + ": stream ended without an end event")
+}
+
+// Input writes data to a running command's stdin (or its pty).
+func (c *Client) Input(ctx context.Context, pid uint32, data []byte, pty bool) error {
+	in := &pb.ProcessInput{Input: &pb.ProcessInput_Stdin{Stdin: data}}
+	if pty {
+		in.Input = &pb.ProcessInput_Pty{Pty: data}
+	}
+	_, err := c.procs.SendInput(ctx, connect.NewRequest(&pb.SendInputRequest{Process: pidSelector(pid), Input: in}))
+	if err != nil {
+		return fmt.Errorf("input to %d: %w", pid, err)
+	}
+	return nil
+}
+
+// CloseStdin signals end of input to a command started with Stdin.
+func (c *Client) CloseStdin(ctx context.Context, pid uint32) error {
+	if _, err := c.procs.CloseStdin(ctx, connect.NewRequest(&pb.CloseStdinRequest{Process: pidSelector(pid)})); err != nil {
+		return fmt.Errorf("close stdin of %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Resize changes the size of a command's pty.
+func (c *Client) Resize(ctx context.Context, pid uint32, size PTYSize) error {
+	req := &pb.UpdateRequest{Process: pidSelector(pid), Pty: &pb.PTY{Size: &pb.PTY_Size{Cols: size.Cols, Rows: size.Rows}}}
+	if _, err := c.procs.Update(ctx, connect.NewRequest(req)); err != nil {
+		return fmt.Errorf("resize pty of %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to a command.
+func (c *Client) Kill(ctx context.Context, pid uint32) error {
+	req := &pb.SendSignalRequest{Process: pidSelector(pid), Signal: pb.Signal_SIGNAL_SIGKILL}
+	if _, err := c.procs.SendSignal(ctx, connect.NewRequest(req)); err != nil {
+		return fmt.Errorf("kill %d: %w", pid, err)
+	}
+	return nil
+}
+
+func pidSelector(pid uint32) *pb.ProcessSelector {
+	return &pb.ProcessSelector{Selector: &pb.ProcessSelector_Pid{Pid: pid}}
 }
 
 // tokenInterceptor adds X-Access-Token to every RPC once a token is known.

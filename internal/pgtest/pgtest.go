@@ -29,8 +29,9 @@ var server struct {
 	counter atomic.Int64
 }
 
-// Run starts the server, runs the tests and stops it; call it from TestMain.
-func Run(m *testing.M) int {
+// Run starts the server, runs the tests and stops it; call it from TestMain with its
+// *testing.M (or a runner wrapping it, such as redistest.Around(m)).
+func Run(m interface{ Run() int }) int {
 	if err := start(); err != nil {
 		server.skip = err.Error()
 	}

@@ -34,8 +34,9 @@ var server struct {
 	cond *sync.Cond
 }
 
-// Run starts the server, runs the tests and stops it; call it from TestMain.
-func Run(m *testing.M) int {
+// Run starts the server, runs the tests and stops it; call it from TestMain with its
+// *testing.M (or see Around).
+func Run(m interface{ Run() int }) int {
 	if err := start(); err != nil {
 		server.skip = err.Error()
 	}
@@ -43,6 +44,16 @@ func Run(m *testing.M) int {
 	stop()
 	return code
 }
+
+// Around returns a runner that runs m with the server up, so test servers nest:
+// pgtest.Run(redistest.Around(m)).
+func Around(m interface{ Run() int }) interface{ Run() int } {
+	return runFunc(func() int { return Run(m) })
+}
+
+type runFunc func() int
+
+func (f runFunc) Run() int { return f() }
 
 // Socket is the server's unix socket path ("" without a server).
 func Socket() string {
@@ -179,6 +190,14 @@ func NewClient(t testing.TB) *redis.Client {
 		release()
 	})
 	return c
+}
+
+// NewURL reserves a logical database like NewClient and returns its URL
+// (unix://…?db=N), for a process under test.
+func NewURL(t testing.TB) string {
+	t.Helper()
+	c := NewClient(t)
+	return fmt.Sprintf("unix://%s?db=%d", Socket(), c.Options().DB)
 }
 
 // Log returns the server's log, for failure messages.

@@ -104,6 +104,11 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
+	return nil, responseError(resp)
+}
+
+// responseError turns a non-2xx answer into *Error, closing its body.
+func responseError(resp *http.Response) error {
 	defer resp.Body.Close()
 	var e struct {
 		Error struct {
@@ -115,7 +120,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	if json.Unmarshal(raw, &e) != nil || e.Error.Message == "" {
 		e.Error.Message = strings.TrimSpace(string(raw))
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 }
 
 // Session is a logged-in user.

@@ -4,38 +4,23 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"net/http/httptest"
+	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/pgtest"
-	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
-	"github.com/wrennhq/wrenn/internal/server/service"
-	"github.com/wrennhq/wrenn/internal/server/store"
+	"github.com/wrennhq/wrenn/internal/server/servertest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+func TestMain(m *testing.M) { os.Exit(servertest.Run(m)) }
 
-// The SDK against a real control plane (accounts and keys; sandboxes are covered by
-// the end-to-end tests, which need VMs).
+// The SDK against a real control plane (accounts and keys).
 func TestAccountsAndKeys(t *testing.T) {
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	log := slog.New(slog.DiscardHandler)
-	if _, err := store.Migrate(ctx, pool, log); err != nil {
-		t.Fatal(err)
-	}
-	tokens, _ := auth.NewTokens(bytes.Repeat([]byte("k"), 32), time.Minute)
-	srv := httptest.NewServer(api.New(service.New(pool, tokens, log), log))
-	defer srv.Close()
+	srv := servertest.New(t)
 
 	anon := client.New(srv.URL)
 	s, err := anon.Signup(ctx, "ann@example.com", "Ann", "correct horse battery")
@@ -75,5 +60,116 @@ func TestAccountsAndKeys(t *testing.T) {
 	}
 	if _, err := byKey.ListSandboxes(ctx); !errors.As(err, &apiErr) || apiErr.Status != 401 {
 		t.Errorf("revoked key: %v", err)
+	}
+}
+
+// Every sandbox call of the SDK against the control plane, with the in-memory agent
+// (real VMs: test/e2e).
+func TestSandboxes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := servertest.New(t)
+	s, err := client.New(srv.URL).Signup(ctx, "sdk@example.com", "", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := client.New(srv.URL, client.WithToken(s.Token)).CreateAPIKey(ctx, "sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(srv.URL, client.WithAPIKey(k.Key))
+	sb, err := c.CreateSandbox(ctx, client.CreateSandboxRequest{EnvVars: map[string]string{"X": "42"}, Metadata: map[string]string{"k": "v"}})
+	if err != nil || sb.Status != "running" || sb.Metadata["k"] != "v" || len(sb.ID) != 20 {
+		t.Fatalf("create: %+v %v", sb, err)
+	}
+	if list, err := c.ListSandboxes(ctx); err != nil || len(list) != 1 || list[0].ID != sb.ID {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if got, err := c.GetSandbox(ctx, sb.ID); err != nil || got.ID != sb.ID {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if err := c.Ping(ctx, sb.ID); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+	res, err := c.Run(ctx, sb.ID, client.Command{Cmd: "env", Args: []string{"Y"}, Env: map[string]string{"Y": "request"}})
+	if err != nil || string(res.Stdout) != "request\n" || res.ExitCode != 0 {
+		t.Errorf("run with env: %+v %v", res, err)
+	}
+	if res, err := c.Exec(ctx, sb.ID, "exit", []string{"3"}, 0); err != nil || res.ExitCode != 3 {
+		t.Errorf("exit code: %+v %v", res, err)
+	}
+	blob := bytes.Repeat([]byte{0, 255, 1, 254}, 100_000)
+	if err := c.WriteFile(ctx, sb.ID, "/tmp/blob", bytes.NewReader(blob)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.ReadFile(ctx, sb.ID, "/tmp/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, blob) {
+		t.Fatalf("file round trip: %d bytes, want %d", len(got), len(blob))
+	}
+	if res, err := c.Exec(ctx, sb.ID, "cat", []string{"/tmp/blob"}, 0); err != nil || !bytes.Equal(res.Stdout, blob) {
+		t.Errorf("binary output through exec: %d bytes, %v", len(res.Stdout), err)
+	}
+	if _, err := c.ReadFile(ctx, sb.ID, "/nope"); !client.IsNotFound(err) {
+		t.Errorf("missing file: %v", err)
+	}
+
+	// The stream: stdin in, output out, eof ends the command.
+	st, err := c.ExecStream(ctx, sb.ID, client.Command{Cmd: "cat", Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PID() == 0 {
+		t.Error("no pid")
+	}
+	if _, err := st.Write([]byte("hello ")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	end, err := st.Wait(ctx, &out, &errOut)
+	if err != nil || end.ExitCode != 0 || out.String() != "hello world" {
+		t.Fatalf("stdin stream: %+v %v, stdout %q", end, err, out.String())
+	}
+	st.Close()
+	// A terminal: resize works, and it is a tty.
+	st, err = c.ExecStream(ctx, sb.ID, client.Command{Cmd: "tty", PTY: &client.PTYSize{Cols: 80, Rows: 24}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if end, err := st.Wait(ctx, &out, &errOut); err != nil || end.ExitCode != 0 || !strings.HasPrefix(out.String(), "/dev/pts/") {
+		t.Errorf("pty: %+v %v %q", end, err, out.String())
+	}
+	st.Close()
+	// Bad input reaches the caller as errors, not hangs.
+	var streamErr *client.StreamError
+	if _, err := c.ExecStream(ctx, sb.ID, client.Command{Cmd: "tty", PTY: &client.PTYSize{Cols: 0, Rows: 24}}); !errors.As(err, &streamErr) {
+		t.Errorf("zero-width pty: %v", err)
+	}
+	if _, err := c.ExecStream(ctx, "sb0123456789abcdefgh", client.Command{Cmd: "true"}); !client.IsNotFound(err) {
+		t.Errorf("stream on a missing sandbox: %v", err)
+	}
+	if _, err := c.Run(ctx, sb.ID, client.Command{Cmd: "cat", Stdin: true}); err == nil {
+		t.Error("Run with stdin should fail")
+	}
+
+	if err := c.DestroySandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetSandbox(ctx, sb.ID); err != nil || got.Status != "stopped" {
+		t.Errorf("after destroy: %+v %v", got, err)
+	}
+	if len(srv.Agent.Sandboxes()) != 0 {
+		t.Errorf("agent still runs %v", srv.Agent.Sandboxes())
 	}
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,14 +83,21 @@ type ExecResult struct {
 
 // Exec runs a command to its end (timeout 0 = the server's default).
 func (c *Client) Exec(ctx context.Context, id, cmd string, args []string, timeout time.Duration) (*ExecResult, error) {
+	return c.Run(ctx, id, Command{Cmd: cmd, Args: args, Timeout: timeout})
+}
+
+// Run runs a command with its environment and working directory to its end.
+func (c *Client) Run(ctx context.Context, id string, cmd Command) (*ExecResult, error) {
+	if cmd.Stdin || cmd.PTY != nil {
+		return nil, errors.New("wrenn: stdin and pty need ExecStream")
+	}
 	var out struct {
 		Stdout, Stderr, Encoding string
 		ExitCode                 int   `json:"exit_code"`
 		DurationMS               int64 `json:"duration_ms"`
 		TimedOut                 bool  `json:"timed_out"`
 	}
-	in := map[string]any{"cmd": cmd, "args": args, "timeout_sec": int(timeout / time.Second)}
-	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", in, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", cmd.body(), &out); err != nil {
 		return nil, err
 	}
 	res := &ExecResult{ExitCode: out.ExitCode, DurationMS: out.DurationMS, TimedOut: out.TimedOut}

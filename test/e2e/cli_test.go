@@ -67,6 +67,19 @@ func TestCLI(t *testing.T) {
 	if _, _, code := wrenn("", "sandbox", "exec", sb.ID, "--", "/bin/bash", "-c", "exit 9"); code != 9 {
 		t.Errorf("exit code passed through: %d", code)
 	}
+	// -i: stdin streams into the command; EOF ends it.
+	if out, errOut, code := wrenn("line one\nline two\n", "sandbox", "exec", "-i", sb.ID, "--", "python3", "-c", "import sys; print(sys.stdin.read().upper(), end='')"); code != 0 || out != "LINE ONE\nLINE TWO\n" {
+		t.Errorf("exec -i: exit %d %q %q", code, out, errOut)
+	}
+	// -it: a terminal in the guest sized like ours, input typed, exit code through.
+	if out, code := runInPTY(t, []string{"stty size; tty; read -r line; echo got:$line; exit 4\r", "hello\r"}, wrennBinary(t),
+		[]string{"XDG_CONFIG_HOME=" + cfgDir, "WRENN_URL=" + base}, "sandbox", "exec", "-it", sb.ID, "--", "/bin/bash", "--norc"); code != 4 ||
+		!strings.Contains(out, "30 100") || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "got:hello") {
+		t.Errorf("exec -it: exit %d, output %q", code, out)
+	}
+	if _, errOut, code := wrenn("", "sandbox", "exec", "-t", sb.ID, "--", "tty"); code == 0 || !strings.Contains(errOut, "terminal") {
+		t.Errorf("-t without a terminal: exit %d %q", code, errOut)
+	}
 	local := filepath.Join(t.TempDir(), "in.txt")
 	if err := os.WriteFile(local, []byte("from the cli\n"), 0o644); err != nil {
 		t.Fatal(err)

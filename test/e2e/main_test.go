@@ -16,6 +16,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/pgtest"
+	"github.com/wrennhq/wrenn/internal/redistest"
 )
 
 // env is what every VM test needs, prepared once in TestMain.
@@ -28,8 +29,8 @@ var env struct {
 
 func TestMain(m *testing.M) {
 	prepare()
-	// A private PostgreSQL for the control-plane tests, for the whole run.
-	os.Exit(pgtest.Run(m))
+	// A private PostgreSQL and Redis for the control-plane tests, for the whole run.
+	os.Exit(pgtest.Run(redistest.Around(m)))
 }
 
 // prepare builds (or finds up to date) the `base` template the VM tests boot. The test

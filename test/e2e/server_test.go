@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 	"github.com/wrennhq/wrenn/internal/pgtest"
+	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -26,7 +27,7 @@ func startServer(t *testing.T, agentAddr string) string {
 	addr := freeAddr(t)
 	cmd := exec.Command(wrennBinary(t), "server", "--listen", addr)
 	cmd.Env = append(os.Environ(),
-		"WRENN_DATABASE_URL="+pgtest.NewDB(t), "WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789",
+		"WRENN_DATABASE_URL="+pgtest.NewDB(t), "WRENN_REDIS_URL="+redistest.NewURL(t), "WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789",
 		"WRENN_AGENT_ADDR="+agentAddr, "WRENN_AGENT_SECRET="+agentSecret)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -250,6 +251,32 @@ func TestSDKSandbox(t *testing.T) {
 	}
 	if got := strings.Join(events, "|"); got != "start|stdout:a\n|stderr:b\n|exit:3" {
 		t.Errorf("exec stream events %q", got)
+	}
+	// stdin through the stream; a command with stdin whose caller leaves is killed.
+	st, err := c.ExecStream(ctx, sb.ID, client.Command{Cmd: "/bin/bash", Args: []string{"-c", "read -r a; echo got:$a; exec sleep 300"}, Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("typed\n")); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := st.Recv(ctx); err != nil || string(ev.Stdout) != "got:typed\n" {
+		t.Fatalf("stdin round trip: %+v %v", ev, err)
+	}
+	st.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := c.Exec(ctx, sb.ID, "pgrep", []string{"-x", "sleep"}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned interactive command still running: %q", res.Stdout)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// Another team's key cannot open a stream on this sandbox.
 	other, _ := client.New(base).Signup(ctx, "other@example.com", "", "correct horse battery")

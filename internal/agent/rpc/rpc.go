@@ -183,9 +183,45 @@ func (s *Server) ListSandboxes(context.Context, *connect.Request[pb.ListSandboxe
 	return connect.NewResponse(out), nil
 }
 
-func command(r *pb.ExecRequest) (envdclient.Command, time.Duration) {
-	return envdclient.Command{Cmd: r.GetCmd(), Args: r.GetArgs(), Env: r.GetEnvVars(), Cwd: r.GetCwd(), User: r.GetUser()},
-		time.Duration(r.GetTimeoutSec()) * time.Second
+func command(r *pb.ExecRequest) (envdclient.Command, time.Duration, error) {
+	cmd := envdclient.Command{Cmd: r.GetCmd(), Args: r.GetArgs(), Env: r.GetEnvVars(), Cwd: r.GetCwd(), User: r.GetUser(), Stdin: r.GetStdin()}
+	if r.Pty != nil {
+		size, err := ptySize(r.GetPty())
+		if err != nil {
+			return cmd, 0, err
+		}
+		cmd.PTY = &size
+	}
+	return cmd, time.Duration(r.GetTimeoutSec()) * time.Second, nil
+}
+
+// maxPTY bounds a terminal's columns and rows.
+const maxPTY = 1000
+
+func ptySize(p *pb.PtySize) (envdclient.PTYSize, error) {
+	if p.GetCols() < 1 || p.GetCols() > maxPTY || p.GetRows() < 1 || p.GetRows() > maxPTY {
+		return envdclient.PTYSize{}, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("pty size %dx%d: cols and rows must be 1..%d", p.GetCols(), p.GetRows(), maxPTY))
+	}
+	return envdclient.PTYSize{Cols: p.GetCols(), Rows: p.GetRows()}, nil
+}
+
+func (s *Server) ExecInput(ctx context.Context, req *connect.Request[pb.ExecInputRequest]) (*connect.Response[pb.ExecInputResponse], error) {
+	r := req.Msg
+	if err := s.m.Input(ctx, r.GetSandboxId(), r.GetPid(), r.GetData(), r.GetEof()); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.ExecInputResponse{}), nil
+}
+
+func (s *Server) ExecResize(ctx context.Context, req *connect.Request[pb.ExecResizeRequest]) (*connect.Response[pb.ExecResizeResponse], error) {
+	size, err := ptySize(req.Msg.GetSize())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.m.Resize(ctx, req.Msg.GetSandboxId(), req.Msg.GetPid(), size); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.ExecResizeResponse{}), nil
 }
 
 // cappedBuffer keeps at most limit bytes and notes that it dropped the rest, so a
@@ -208,7 +244,13 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 func (s *Server) Exec(ctx context.Context, req *connect.Request[pb.ExecRequest]) (*connect.Response[pb.ExecResponse], error) {
-	cmd, timeout := command(req.Msg)
+	if req.Msg.GetStdin() || req.Msg.Pty != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("stdin and pty need ExecStream"))
+	}
+	cmd, timeout, err := command(req.Msg)
+	if err != nil {
+		return nil, err
+	}
 	stdout, stderr := &cappedBuffer{limit: MaxWholeFile}, &cappedBuffer{limit: MaxWholeFile}
 	res, err := s.m.Exec(ctx, req.Msg.GetSandboxId(), cmd, timeout, nil, stdout, stderr)
 	if err != nil {
@@ -243,7 +285,10 @@ func (w streamWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) ExecStream(ctx context.Context, req *connect.Request[pb.ExecRequest], stream *connect.ServerStream[pb.ExecStreamResponse]) error {
-	cmd, timeout := command(req.Msg)
+	cmd, timeout, err := command(req.Msg)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	onStart := func(pid uint32) {
 		mu.Lock()

@@ -11,9 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/server/apidocs"
 	"github.com/wrennhq/wrenn/internal/server/service"
 )
 
@@ -33,6 +36,11 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 	}
 	s := &Server{svc: svc, log: log}
 	r := chi.NewRouter()
+	r.Get("/healthz", s.healthz)
+	docs := apidocs.Handler()
+	r.Get("/openapi.yaml", docs.ServeHTTP)
+	r.Get("/docs", docs.ServeHTTP)
+	r.Get("/docs/*", docs.ServeHTTP)
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/auth/signup", s.signup)
 		r.Post("/auth/login", s.login)
@@ -55,6 +63,10 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 			r.Post("/sandboxes/{id}/ping", s.ping)
 			r.Post("/sandboxes/{id}/files/write", s.writeFile)
 			r.Get("/sandboxes/{id}/files/read", s.readFile)
+			// The chunked streaming variants: the same streaming handlers (write and read
+			// never buffer a whole file), under the seed's names for its clients.
+			r.Post("/sandboxes/{id}/files/stream/write", s.writeFile)
+			r.Get("/sandboxes/{id}/files/stream/read", s.readFile)
 		})
 	})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
@@ -64,6 +76,19 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 	})
 	return r
+}
+
+// healthz answers 200 when the control plane can reach PostgreSQL and Redis (for load
+// balancers and `make up`), 503 naming what is down otherwise.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.svc.Ready(ctx); err != nil {
+		s.log.Error("not ready", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "PostgreSQL or Redis is unreachable (details in the server's log)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 type ctxKey struct{}
@@ -144,6 +169,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps a service error to its status; anything unexpected is a logged 500 with a
 // message that reveals nothing internal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var tooMany *service.TooManyError
+	if errors.As(err, &tooMany) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(tooMany.RetryAfter.Seconds()+0.999)))
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", err.Error())
+		return
+	}
 	for _, m := range []struct {
 		err    error
 		status int

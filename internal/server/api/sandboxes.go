@@ -72,16 +72,25 @@ type execResponse struct {
 	Encoding   string `json:"encoding"`
 }
 
+// execRequest is a command to run, as POST …/exec and the exec stream take it.
+type execRequest struct {
+	Cmd        string            `json:"cmd"`
+	Args       []string          `json:"args"`
+	TimeoutSec int               `json:"timeout_sec"`
+	EnvVars    map[string]string `json:"env_vars"`
+	Cwd        string            `json:"cwd"`
+}
+
+func (e execRequest) command() service.Command {
+	return service.Command{Cmd: e.Cmd, Args: e.Args, TimeoutSec: e.TimeoutSec, Env: e.EnvVars, Cwd: e.Cwd}
+}
+
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Cmd        string   `json:"cmd"`
-		Args       []string `json:"args"`
-		TimeoutSec int      `json:"timeout_sec"`
-	}
+	var req execRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	res, err := s.svc.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.Cmd, req.Args, req.TimeoutSec)
+	res, err := s.svc.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.command())
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/server/service"
 )
@@ -25,14 +29,44 @@ type streamMessage struct {
 	Message  string `json:"message,omitempty"`
 }
 
-// execStream upgrades to a WebSocket; the client's first message is the command
-// ({"cmd","args","timeout_sec"}), then events stream until exit or error.
+// streamStart is the client's first message: the command, and whether it gets stdin
+// or a terminal.
+type streamStart struct {
+	execRequest
+	Stdin bool             `json:"stdin"`
+	PTY   *service.PTYSize `json:"pty"`
+}
+
+// clientMessage is any later client message: {"type":"stdin","data":"<base64>"},
+// {"type":"eof"} or {"type":"resize","cols":N,"rows":N}.
+type clientMessage struct {
+	Type string `json:"type"`
+	Data []byte `json:"data"`
+	Cols uint32 `json:"cols"`
+	Rows uint32 `json:"rows"`
+}
+
+// maxStreamMessage bounds one client message (stdin arrives in chunks).
+const maxStreamMessage = 1 << 20
+
+// execStream upgrades to a WebSocket; the client's first message is the command, then
+// events stream until exit or error while the client may send input and resizes.
 func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	id := chi.URLParam(r, "id")
-	// Refuse before upgrading when the sandbox is not the caller's, with a normal 404.
-	if _, err := s.svc.GetSandbox(r.Context(), p, id); err != nil {
+	// Refuse before upgrading when the sandbox is not the caller's (a normal 404) or
+	// not running, and answer a plain request in the API's error shape.
+	sb, err := s.svc.GetSandbox(r.Context(), p, id)
+	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if sb.Status != "running" {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("sandbox %s is %s", id, sb.Status))
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		writeError(w, http.StatusBadRequest, "invalid_request", "this route is a WebSocket: send Upgrade: websocket")
 		return
 	}
 	conn, err := websocket.Accept(w, r, nil)
@@ -40,43 +74,108 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the request
 	}
 	defer conn.CloseNow()
-	ctx := r.Context()
-	var req struct {
-		Cmd        string   `json:"cmd"`
-		Args       []string `json:"args"`
-		TimeoutSec int      `json:"timeout_sec"`
-	}
-	readCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = wsjson.Read(readCtx, conn, &req)
-	cancel()
-	if err != nil {
-		_ = conn.Close(websocket.StatusPolicyViolation, "the first message must be the command as JSON")
-		return
-	}
-	emit := func(ev service.ExecEvent) error {
-		m := streamMessage{}
-		switch {
-		case ev.Exited:
-			code := ev.ExitCode
-			m = streamMessage{Type: "exit", ExitCode: &code, Status: ev.Status, TimedOut: ev.TimedOut}
-		case ev.PID != 0:
-			m = streamMessage{Type: "start", PID: ev.PID}
-		case ev.Stdout != nil:
-			m = streamMessage{Type: "stdout", Data: ev.Stdout}
-		case ev.Stderr != nil:
-			m = streamMessage{Type: "stderr", Data: ev.Stderr}
+	conn.SetReadLimit(maxStreamMessage)
+	// ctx ends when the client goes away: the agent then stops the command's stream
+	// (and kills it when it has stdin or a pty, since nobody can drive it any more).
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var writeMu sync.Mutex
+	send := func(m streamMessage) error {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
 		}
-		return wsjson.Write(ctx, conn, m)
+		return conn.Write(ctx, websocket.MessageText, b)
 	}
-	if err := s.svc.ExecStream(ctx, p, id, req.Cmd, req.Args, req.TimeoutSec, emit); err != nil {
+	fail := func(err error) {
 		msg := err.Error()
 		if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) && !errors.Is(err, service.ErrConflict) {
 			s.log.Error("exec stream", "sandbox", id, "err", err)
 			msg = "internal error"
 		}
-		_ = wsjson.Write(ctx, conn, streamMessage{Type: "error", Message: msg})
-		_ = conn.Close(websocket.StatusInternalError, "exec failed")
+		_ = send(streamMessage{Type: "error", Message: msg})
+		_ = conn.Close(websocket.StatusPolicyViolation, "exec failed")
+	}
+
+	var start streamStart
+	readCtx, readCancel := context.WithTimeout(ctx, 30*time.Second)
+	err = readJSON(readCtx, conn, &start)
+	readCancel()
+	if err != nil {
+		fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", service.ErrInvalid, err))
+		return
+	}
+	cmd := start.command()
+	cmd.Stdin, cmd.PTY = start.Stdin, start.PTY
+	sess, err := s.svc.StartExec(ctx, p, id, cmd)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer sess.Close()
+	if err := send(streamMessage{Type: "start", PID: sess.PID()}); err != nil {
+		return
+	}
+	go func() {
+		defer cancel()
+		for {
+			var m clientMessage
+			if err := readJSON(ctx, conn, &m); err != nil {
+				if ctx.Err() == nil && websocket.CloseStatus(err) == -1 {
+					_ = send(streamMessage{Type: "error", Message: "bad message: " + err.Error()})
+				}
+				return
+			}
+			if err := s.clientInput(ctx, sess, m); err != nil {
+				msg := err.Error()
+				if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) {
+					s.log.Warn("exec stream input", "sandbox", id, "err", err)
+				}
+				_ = send(streamMessage{Type: "error", Message: msg})
+			}
+		}
+	}()
+	err = sess.Events(func(ev service.ExecEvent) error {
+		switch {
+		case ev.Exited:
+			code := ev.ExitCode
+			return send(streamMessage{Type: "exit", ExitCode: &code, Status: ev.Status, TimedOut: ev.TimedOut})
+		case ev.Stdout != nil:
+			return send(streamMessage{Type: "stdout", Data: ev.Stdout})
+		default:
+			return send(streamMessage{Type: "stderr", Data: ev.Stderr})
+		}
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			fail(err)
+		}
 		return
 	}
 	_ = conn.Close(websocket.StatusNormalClosure, "")
+}
+
+func (s *Server) clientInput(ctx context.Context, sess *service.ExecSession, m clientMessage) error {
+	switch m.Type {
+	case "stdin":
+		return sess.Input(ctx, m.Data, false)
+	case "eof":
+		return sess.Input(ctx, m.Data, true)
+	case "resize":
+		return sess.Resize(ctx, service.PTYSize{Cols: m.Cols, Rows: m.Rows})
+	}
+	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", service.ErrInvalid, m.Type)
+}
+
+// readJSON reads one text or binary message as strict JSON.
+func readJSON(ctx context.Context, conn *websocket.Conn, v any) error {
+	_, b, err := conn.Read(ctx)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }

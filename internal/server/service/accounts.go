@@ -19,17 +19,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 )
 
 // Errors handlers map to HTTP statuses.
 var (
-	ErrInvalid      = errors.New("invalid request") // 400
-	ErrUnauthorized = errors.New("unauthorized")    // 401
-	ErrForbidden    = errors.New("forbidden")       // 403
-	ErrNotFound     = errors.New("not found")       // 404
-	ErrConflict     = errors.New("conflict")        // 409
+	ErrInvalid      = errors.New("invalid request")   // 400
+	ErrUnauthorized = errors.New("unauthorized")      // 401
+	ErrForbidden    = errors.New("forbidden")         // 403
+	ErrNotFound     = errors.New("not found")         // 404
+	ErrConflict     = errors.New("conflict")          // 409
+	ErrTooMany      = errors.New("too many requests") // 429
 )
 
 // Role of a user in a team.
@@ -56,18 +58,41 @@ func (p *Principal) CanManage() bool { return p.Role == Owner || p.Role == Admin
 type Service struct {
 	pool   *pgxpool.Pool
 	q      *db.Queries
+	redis  *redis.Client
 	tokens *auth.Tokens
 	hosts  Hosts
 	log    *slog.Logger
 	now    func() time.Time
 }
 
-// New wires the service to its database and token signer.
-func New(pool *pgxpool.Pool, tokens *auth.Tokens, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.Default()
+// Config is what the service runs on.
+type Config struct {
+	DB     *pgxpool.Pool // all durable state
+	Redis  *redis.Client // ephemeral state: login throttling, API-key use debouncing
+	Tokens *auth.Tokens
+	Log    *slog.Logger
+}
+
+// New wires the service to its databases and token signer.
+func New(cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.Redis == nil || cfg.Tokens == nil {
+		return nil, errors.New("service: DB, Redis and Tokens are required")
 	}
-	return &Service{pool: pool, q: db.New(pool), tokens: tokens, log: log, now: time.Now}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Service{pool: cfg.DB, q: db.New(cfg.DB), redis: cfg.Redis, tokens: cfg.Tokens, log: cfg.Log, now: time.Now}, nil
+}
+
+// Ready reports whether PostgreSQL and Redis answer.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := s.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
 }
 
 // Session is what signup, login and switch-team return.
@@ -169,17 +194,23 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Session, 
 		auth.EqualiseTiming(password)
 		return nil, fail
 	}
+	if err := s.loginAllowed(ctx, email); err != nil {
+		return nil, err
+	}
 	user, err := s.q.GetUserByEmail(ctx, email)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && user.PasswordHash == nil) {
 		auth.EqualiseTiming(password)
+		s.loginFailed(ctx, email)
 		return nil, fail
 	}
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if !auth.CheckPassword(*user.PasswordHash, password) {
+		s.loginFailed(ctx, email)
 		return nil, fail
 	}
+	s.redis.Del(ctx, loginFailKey(email))
 	team, err := s.q.GetDefaultTeam(ctx, user.ID)
 	if err != nil {
 		return nil, fmt.Errorf("login: default team: %w", err)
@@ -261,8 +292,10 @@ func (s *Service) FromAPIKey(ctx context.Context, key string) (*Principal, error
 	if err != nil {
 		return nil, fmt.Errorf("api key: %w", err)
 	}
-	if _, err := s.q.TouchAPIKey(ctx, db.TouchAPIKeyParams{ID: row.ID, TeamID: row.TeamID}); err != nil {
-		s.log.Warn("record api key use", "err", err)
+	if s.shouldRecordKeyUse(ctx, uuidString(row.ID)) {
+		if _, err := s.q.TouchAPIKey(ctx, db.TouchAPIKeyParams{ID: row.ID, TeamID: row.TeamID}); err != nil {
+			s.log.Warn("record api key use", "err", err)
+		}
 	}
 	// A key acts for its team with member rights: it can use sandboxes, not manage the team.
 	return &Principal{TeamID: uuidString(row.TeamID), Role: Member, APIKeyID: uuidString(row.ID)}, nil

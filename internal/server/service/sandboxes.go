@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -78,13 +80,18 @@ func agentError(err error) error {
 	return err
 }
 
-// agentMessage is the agent's own message, without Connect's code prefix.
+// agentMessage is the agent's own message, without Connect's code prefix or the
+// agent's error class (the caller adds its own).
 func agentMessage(err error) string {
 	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return ce.Message()
+	if !errors.As(err, &ce) {
+		return err.Error()
 	}
-	return err.Error()
+	msg := ce.Message()
+	for _, class := range []string{"invalid request: ", "sandbox not found: "} {
+		msg = strings.TrimPrefix(msg, class)
+	}
+	return msg
 }
 
 // CreateSandbox records the sandbox, has the agent boot it and returns it running. If
@@ -103,8 +110,8 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if spec.MemoryMB == 0 {
 		spec.MemoryMB = 512
 	}
-	if spec.VCPUs < 0 || spec.MemoryMB < 0 || spec.TimeoutSec < 0 {
-		return nil, fmt.Errorf("%w: sizes and timeout must not be negative", ErrInvalid)
+	if err := spec.validate(); err != nil {
+		return nil, err
 	}
 	allow := false
 	if spec.AllowInternetAccess != nil {
@@ -159,6 +166,52 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
 	}
 	return toSandbox(row), nil
+}
+
+// Platform-wide bounds, checked before anything is recorded; a host may refuse less
+// (its own limits), which then shows on the sandbox as its error.
+const (
+	maxVCPUs      = 64
+	maxMemoryMB   = 256 << 10
+	maxTimeoutSec = 7 * 24 * 3600
+	maxMetadata   = 64
+)
+
+var (
+	templateNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func (spec SandboxSpec) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case !templateNamePattern.MatchString(spec.Template):
+		return bad("template %q: names are lowercase letters, digits, - and _", spec.Template)
+	case spec.VCPUs < 1 || spec.VCPUs > maxVCPUs:
+		return bad("vcpus %d out of range 1..%d", spec.VCPUs, maxVCPUs)
+	case spec.MemoryMB < 128 || spec.MemoryMB > maxMemoryMB:
+		return bad("memory_mb %d out of range 128..%d", spec.MemoryMB, maxMemoryMB)
+	case spec.TimeoutSec < 0 || spec.TimeoutSec > maxTimeoutSec:
+		return bad("timeout_sec %d out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
+	case len(spec.Metadata) > maxMetadata:
+		return bad("at most %d metadata entries", maxMetadata)
+	}
+	for k, v := range spec.EnvVars {
+		if !envNamePattern.MatchString(k) {
+			return bad("environment variable name %q", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return bad("environment variable %s contains a NUL byte", k)
+		}
+	}
+	for k, v := range spec.Metadata {
+		if len(k) == 0 || len(k) > 128 || len(v) > 1024 {
+			return bad("metadata keys are 1..128 bytes and values at most 1024")
+		}
+	}
+	return nil
 }
 
 func orEmpty(m map[string]string) map[string]string {
@@ -224,88 +277,15 @@ func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) e
 	if _, err := s.hosts.Agent().DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id})); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
 		return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
 	}
-	if _, err := s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: "stopped"}); err != nil {
-		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
-	}
-	return s.audit(ctx, s.q, p, "sandbox.destroy", "sandbox", id, nil)
-}
-
-// ExecResult is a finished command.
-type ExecResult struct {
-	Stdout     []byte
-	Stderr     []byte
-	ExitCode   int
-	DurationMS int64
-	TimedOut   bool
-}
-
-// Exec runs a command in a running sandbox of the principal's team.
-func (s *Service) Exec(ctx context.Context, p *Principal, id, cmd string, args []string, timeoutSec int) (*ExecResult, error) {
-	if cmd == "" {
-		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
-	}
-	if timeoutSec < 0 || timeoutSec > 24*3600 {
-		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
-	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
-		return nil, err
-	}
-	resp, err := s.hosts.Agent().Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: cmd, Args: args, TimeoutSec: int32(timeoutSec)}))
-	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
-	}
-	m := resp.Msg
-	return &ExecResult{Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut()}, nil
-}
-
-// ExecEvent is one step of a streamed command: start (PID), output, exit.
-type ExecEvent struct {
-	PID      uint32
-	Stdout   []byte
-	Stderr   []byte
-	Exited   bool
-	ExitCode int
-	Status   string
-	TimedOut bool
-}
-
-// ExecStream runs a command in a sandbox of the principal's team and calls emit for
-// each event as it happens; it returns when the command ended or ctx did.
-func (s *Service) ExecStream(ctx context.Context, p *Principal, id, cmd string, args []string, timeoutSec int, emit func(ExecEvent) error) error {
-	if cmd == "" {
-		return fmt.Errorf("%w: cmd is required", ErrInvalid)
-	}
-	if timeoutSec < 0 || timeoutSec > 24*3600 {
-		return fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
-	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
-		return err
-	}
-	stream, err := s.hosts.Agent().ExecStream(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: cmd, Args: args, TimeoutSec: int32(timeoutSec)}))
-	if err != nil {
-		return fmt.Errorf("exec in %s: %w", id, agentError(err))
-	}
-	defer stream.Close()
-	for stream.Receive() {
-		var ev ExecEvent
-		switch e := stream.Msg().GetEvent().(type) {
-		case *pb.ExecStreamResponse_StartPid:
-			ev.PID = e.StartPid
-		case *pb.ExecStreamResponse_Stdout:
-			ev.Stdout = e.Stdout
-		case *pb.ExecStreamResponse_Stderr:
-			ev.Stderr = e.Stderr
-		case *pb.ExecStreamResponse_Exit:
-			ev = ExecEvent{Exited: true, ExitCode: int(e.Exit.GetExitCode()), Status: e.Exit.GetStatus(), TimedOut: e.Exit.GetTimedOut()}
-		default:
-			continue
-		}
-		if err := emit(ev); err != nil {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: "stopped"}); err != nil {
 			return err
 		}
-	}
-	if err := stream.Err(); err != nil {
-		return fmt.Errorf("exec in %s: %w", id, agentError(err))
+		return s.audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
 	}
 	return nil
 }

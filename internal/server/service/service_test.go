@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/pgtest"
+	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(redistest.Around(m))) }
 
 func newService(t *testing.T) *Service {
 	t.Helper()
@@ -31,7 +32,11 @@ func newService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(pool, tokens, slog.New(slog.DiscardHandler))
+	s, err := New(Config{DB: pool, Redis: redistest.NewClient(t), Tokens: tokens, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestSignupLoginSwitchTeam(t *testing.T) {

@@ -67,6 +67,12 @@ const (
 	HostAgentServiceReadFileStreamProcedure = "/hostagent.v1.HostAgentService/ReadFileStream"
 	// HostAgentServicePingProcedure is the fully-qualified name of the HostAgentService's Ping RPC.
 	HostAgentServicePingProcedure = "/hostagent.v1.HostAgentService/Ping"
+	// HostAgentServiceExecInputProcedure is the fully-qualified name of the HostAgentService's
+	// ExecInput RPC.
+	HostAgentServiceExecInputProcedure = "/hostagent.v1.HostAgentService/ExecInput"
+	// HostAgentServiceExecResizeProcedure is the fully-qualified name of the HostAgentService's
+	// ExecResize RPC.
+	HostAgentServiceExecResizeProcedure = "/hostagent.v1.HostAgentService/ExecResize"
 )
 
 // HostAgentServiceClient is a client for the hostagent.v1.HostAgentService service.
@@ -89,6 +95,10 @@ type HostAgentServiceClient interface {
 	ReadFileStream(context.Context, *connect.Request[v1.ReadFileRequest]) (*connect.ServerStreamForClient[v1.ReadFileStreamResponse], error)
 	// Ping marks the sandbox active, postponing its idle timeout.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
+	// ExecInput and ExecResize drive a command started by ExecStream with stdin or a pty
+	// (unary calls beside the server stream, so HTTP/1.1 clients can do it too).
+	ExecInput(context.Context, *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error)
+	ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error)
 }
 
 // NewHostAgentServiceClient constructs a client for the hostagent.v1.HostAgentService service. By
@@ -168,6 +178,18 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("Ping")),
 			connect.WithClientOptions(opts...),
 		),
+		execInput: connect.NewClient[v1.ExecInputRequest, v1.ExecInputResponse](
+			httpClient,
+			baseURL+HostAgentServiceExecInputProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("ExecInput")),
+			connect.WithClientOptions(opts...),
+		),
+		execResize: connect.NewClient[v1.ExecResizeRequest, v1.ExecResizeResponse](
+			httpClient,
+			baseURL+HostAgentServiceExecResizeProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("ExecResize")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -184,6 +206,8 @@ type hostAgentServiceClient struct {
 	writeFileStream *connect.Client[v1.WriteFileStreamRequest, v1.WriteFileResponse]
 	readFileStream  *connect.Client[v1.ReadFileRequest, v1.ReadFileStreamResponse]
 	ping            *connect.Client[v1.PingRequest, v1.PingResponse]
+	execInput       *connect.Client[v1.ExecInputRequest, v1.ExecInputResponse]
+	execResize      *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
 }
 
 // CreateSandbox calls hostagent.v1.HostAgentService.CreateSandbox.
@@ -241,6 +265,16 @@ func (c *hostAgentServiceClient) Ping(ctx context.Context, req *connect.Request[
 	return c.ping.CallUnary(ctx, req)
 }
 
+// ExecInput calls hostagent.v1.HostAgentService.ExecInput.
+func (c *hostAgentServiceClient) ExecInput(ctx context.Context, req *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error) {
+	return c.execInput.CallUnary(ctx, req)
+}
+
+// ExecResize calls hostagent.v1.HostAgentService.ExecResize.
+func (c *hostAgentServiceClient) ExecResize(ctx context.Context, req *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error) {
+	return c.execResize.CallUnary(ctx, req)
+}
+
 // HostAgentServiceHandler is an implementation of the hostagent.v1.HostAgentService service.
 type HostAgentServiceHandler interface {
 	// CreateSandbox boots a sandbox and returns once envd inside it is initialised.
@@ -261,6 +295,10 @@ type HostAgentServiceHandler interface {
 	ReadFileStream(context.Context, *connect.Request[v1.ReadFileRequest], *connect.ServerStream[v1.ReadFileStreamResponse]) error
 	// Ping marks the sandbox active, postponing its idle timeout.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
+	// ExecInput and ExecResize drive a command started by ExecStream with stdin or a pty
+	// (unary calls beside the server stream, so HTTP/1.1 clients can do it too).
+	ExecInput(context.Context, *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error)
+	ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error)
 }
 
 // NewHostAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -336,6 +374,18 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("Ping")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServiceExecInputHandler := connect.NewUnaryHandler(
+		HostAgentServiceExecInputProcedure,
+		svc.ExecInput,
+		connect.WithSchema(hostAgentServiceMethods.ByName("ExecInput")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceExecResizeHandler := connect.NewUnaryHandler(
+		HostAgentServiceExecResizeProcedure,
+		svc.ExecResize,
+		connect.WithSchema(hostAgentServiceMethods.ByName("ExecResize")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/hostagent.v1.HostAgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HostAgentServiceCreateSandboxProcedure:
@@ -360,6 +410,10 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServiceReadFileStreamHandler.ServeHTTP(w, r)
 		case HostAgentServicePingProcedure:
 			hostAgentServicePingHandler.ServeHTTP(w, r)
+		case HostAgentServiceExecInputProcedure:
+			hostAgentServiceExecInputHandler.ServeHTTP(w, r)
+		case HostAgentServiceExecResizeProcedure:
+			hostAgentServiceExecResizeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -411,4 +465,12 @@ func (UnimplementedHostAgentServiceHandler) ReadFileStream(context.Context, *con
 
 func (UnimplementedHostAgentServiceHandler) Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.Ping is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) ExecInput(context.Context, *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ExecInput is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ExecResize is not implemented"))
 }

@@ -1,0 +1,187 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+)
+
+// Command is a command to run in a sandbox.
+type Command struct {
+	Cmd        string
+	Args       []string
+	Env        map[string]string
+	Cwd        string
+	TimeoutSec int
+	// Stdin keeps stdin open for ExecInput; PTY runs the command in a terminal of
+	// that size. Both only for ExecStream.
+	Stdin bool
+	PTY   *PTYSize
+}
+
+// PTYSize is a terminal's size in characters.
+type PTYSize struct {
+	Cols uint32 `json:"cols"`
+	Rows uint32 `json:"rows"`
+}
+
+// maxPTY bounds a terminal's columns and rows.
+const maxPTY = 1000
+
+func (c PTYSize) valid() error {
+	if c.Cols < 1 || c.Cols > maxPTY || c.Rows < 1 || c.Rows > maxPTY {
+		return fmt.Errorf("%w: pty cols and rows must be 1..%d", ErrInvalid, maxPTY)
+	}
+	return nil
+}
+
+func (c Command) request(id string) (*pb.ExecRequest, error) {
+	if c.Cmd == "" {
+		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
+	}
+	if c.TimeoutSec < 0 || c.TimeoutSec > 24*3600 {
+		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
+	}
+	req := &pb.ExecRequest{SandboxId: id, Cmd: c.Cmd, Args: c.Args, EnvVars: c.Env, Cwd: c.Cwd, TimeoutSec: int32(c.TimeoutSec), Stdin: c.Stdin}
+	if c.PTY != nil {
+		if err := c.PTY.valid(); err != nil {
+			return nil, err
+		}
+		req.Pty = &pb.PtySize{Cols: c.PTY.Cols, Rows: c.PTY.Rows}
+	}
+	return req, nil
+}
+
+// ExecResult is a finished command.
+type ExecResult struct {
+	Stdout     []byte
+	Stderr     []byte
+	ExitCode   int
+	DurationMS int64
+	TimedOut   bool
+}
+
+// Exec runs a command in a running sandbox of the principal's team to its end.
+func (s *Service) Exec(ctx context.Context, p *Principal, id string, c Command) (*ExecResult, error) {
+	if c.Stdin || c.PTY != nil {
+		return nil, fmt.Errorf("%w: stdin and pty need the exec stream", ErrInvalid)
+	}
+	req, err := c.request(id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return nil, err
+	}
+	resp, err := s.hosts.Agent().Exec(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	m := resp.Msg
+	return &ExecResult{Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut()}, nil
+}
+
+// ExecEvent is one step of a running command: output or exit.
+type ExecEvent struct {
+	Stdout   []byte
+	Stderr   []byte
+	Exited   bool
+	ExitCode int
+	Status   string
+	TimedOut bool
+}
+
+// ExecSession is a command started in a sandbox the caller was authorised for; input
+// and resizes go to that command only.
+type ExecSession struct {
+	s      *Service
+	id     string
+	pid    uint32
+	stream *connect.ServerStreamForClient[pb.ExecStreamResponse]
+}
+
+// StartExec starts a command in a sandbox of the principal's team and returns once it
+// runs (or failed to start); Events then delivers its output and exit.
+func (s *Service) StartExec(ctx context.Context, p *Principal, id string, c Command) (*ExecSession, error) {
+	req, err := c.request(id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+		return nil, err
+	}
+	stream, err := s.hosts.Agent().ExecStream(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	// The agent sends the start event first; anything else means it failed to start.
+	if !stream.Receive() {
+		err := stream.Err()
+		stream.Close()
+		if err == nil {
+			err = errors.New("stream ended before the command started")
+		}
+		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+	}
+	pid, ok := stream.Msg().GetEvent().(*pb.ExecStreamResponse_StartPid)
+	if !ok {
+		stream.Close()
+		return nil, fmt.Errorf("exec in %s: the agent sent %T before the start event", id, stream.Msg().GetEvent())
+	}
+	return &ExecSession{s: s, id: id, pid: pid.StartPid, stream: stream}, nil
+}
+
+// PID is the command's process id in the guest.
+func (e *ExecSession) PID() uint32 { return e.pid }
+
+// Events calls emit for each output and the exit event as they happen; it returns
+// when the command ended, emit failed or the stream broke.
+func (e *ExecSession) Events(emit func(ExecEvent) error) error {
+	for e.stream.Receive() {
+		var ev ExecEvent
+		switch m := e.stream.Msg().GetEvent().(type) {
+		case *pb.ExecStreamResponse_Stdout:
+			ev.Stdout = m.Stdout
+		case *pb.ExecStreamResponse_Stderr:
+			ev.Stderr = m.Stderr
+		case *pb.ExecStreamResponse_Exit:
+			ev = ExecEvent{Exited: true, ExitCode: int(m.Exit.GetExitCode()), Status: m.Exit.GetStatus(), TimedOut: m.Exit.GetTimedOut()}
+		default:
+			continue
+		}
+		if err := emit(ev); err != nil {
+			return err
+		}
+	}
+	if err := e.stream.Err(); err != nil {
+		return fmt.Errorf("exec in %s: %w", e.id, agentError(err))
+	}
+	return nil
+}
+
+// Input sends data to the command's stdin or pty; eof ends its input afterwards.
+func (e *ExecSession) Input(ctx context.Context, data []byte, eof bool) error {
+	req := &pb.ExecInputRequest{SandboxId: e.id, Pid: e.pid, Data: data, Eof: eof}
+	if _, err := e.s.hosts.Agent().ExecInput(ctx, connect.NewRequest(req)); err != nil {
+		return fmt.Errorf("input to %d in %s: %w", e.pid, e.id, agentError(err))
+	}
+	return nil
+}
+
+// Resize changes the size of the command's pty.
+func (e *ExecSession) Resize(ctx context.Context, size PTYSize) error {
+	if err := size.valid(); err != nil {
+		return err
+	}
+	req := &pb.ExecResizeRequest{SandboxId: e.id, Pid: e.pid, Size: &pb.PtySize{Cols: size.Cols, Rows: size.Rows}}
+	if _, err := e.s.hosts.Agent().ExecResize(ctx, connect.NewRequest(req)); err != nil {
+		return fmt.Errorf("resize %d in %s: %w", e.pid, e.id, agentError(err))
+	}
+	return nil
+}
+
+// Close ends the session's stream (the agent then stops waiting for the command).
+func (e *ExecSession) Close() error { return e.stream.Close() }
