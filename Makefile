@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 SQLC_VERSION := v1.31.1
 
-.PHONY: help build envd wrenn image up test test-vm test-go test-sdk lint generate check-generate bench clean tools
+.PHONY: help build envd wrenn image up test test-vm test-go test-sdk lint generate check-generate bench clean tools swagger-ui
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -75,6 +75,9 @@ generate: tools ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned
 check-generate: generate ## Fail when gen/ differs from what proto/ and db/ generate
 	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
 	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
+
+swagger-ui: ## Re-vendor Swagger UI (pinned version + integrity in the script) for /docs
+	bash scripts/vendor-swagger-ui.sh
 
 bench: envd ## Benchmarks (printed figures, ratios against baselines)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...

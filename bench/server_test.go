@@ -157,7 +157,10 @@ func benchAPIOverhead(b *testing.B, cp *controlPlane) {
 // database pool.
 func benchConcurrentList(b *testing.B, cp *controlPlane) {
 	ctx := context.Background()
-	rows, err := db.New(cp.pool).ListSandboxes(ctx, cp.teamID)
+	// What GET /v1/sandboxes lists by default: every state but stopped.
+	live := db.ListSandboxesParams{TeamID: cp.teamID, MaxRows: 1000,
+		Statuses: []string{"pending", "starting", "running", "pausing", "paused", "resuming", "stopping", "error", "missing"}}
+	rows, err := db.New(cp.pool).ListSandboxes(ctx, live)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,7 +190,7 @@ func benchConcurrentList(b *testing.B, cp *controlPlane) {
 		return nil
 	}
 	query := func() error {
-		got, err := db.New(cp.pool).ListSandboxes(ctx, cp.teamID)
+		got, err := db.New(cp.pool).ListSandboxes(ctx, live)
 		if err == nil && len(got) != len(rows) {
 			err = fmt.Errorf("%d rows, want %d", len(got), len(rows))
 		}

@@ -184,6 +184,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 0, "idle timeout (create) or command timeout (exec)")
 	interactive := fs.Bool("i", false, "exec: keep stdin open and forward it")
 	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
+	all := fs.Bool("all", false, "ls: include stopped sandboxes")
 	if err := fs.Parse(splitShortFlags(args[1:])); err != nil {
 		return err
 	}
@@ -208,7 +209,11 @@ func sandboxCmd(ctx context.Context, args []string) error {
 		}
 		return show(sb)
 	case "ls":
-		list, err := c.ListSandboxes(ctx)
+		var states []string
+		if *all {
+			states = []string{"all"}
+		}
+		list, err := c.ListSandboxes(ctx, states...)
 		if err != nil {
 			return err
 		}

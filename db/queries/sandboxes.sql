@@ -10,7 +10,11 @@ RETURNING *;
 SELECT * FROM sandboxes WHERE id = @id AND team_id = @team_id;
 
 -- name: ListSandboxes :many
-SELECT * FROM sandboxes WHERE team_id = @team_id ORDER BY created_at DESC, id;
+-- The team's sandboxes in the given statuses (all when empty), newest first.
+SELECT * FROM sandboxes
+WHERE team_id = @team_id AND (coalesce(cardinality(@statuses::text[]), 0) = 0 OR status = ANY(@statuses::text[]))
+ORDER BY created_at DESC, id
+LIMIT @max_rows;
 
 -- name: UpdateSandboxStatus :one
 -- Sandboxes are never deleted: destroying one moves it to 'stopped' (rows go with their team).

@@ -106,11 +106,21 @@ func (q *Queries) GetSandbox(ctx context.Context, arg GetSandboxParams) (Sandbox
 }
 
 const listSandboxes = `-- name: ListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at FROM sandboxes WHERE team_id = $1 ORDER BY created_at DESC, id
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at FROM sandboxes
+WHERE team_id = $1 AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY($2::text[]))
+ORDER BY created_at DESC, id
+LIMIT $3
 `
 
-func (q *Queries) ListSandboxes(ctx context.Context, teamID pgtype.UUID) ([]Sandbox, error) {
-	rows, err := q.db.Query(ctx, listSandboxes, teamID)
+type ListSandboxesParams struct {
+	TeamID   pgtype.UUID
+	Statuses []string
+	MaxRows  int32
+}
+
+// The team's sandboxes in the given statuses (all when empty), newest first.
+func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([]Sandbox, error) {
+	rows, err := q.db.Query(ctx, listSandboxes, arg.TeamID, arg.Statuses, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}

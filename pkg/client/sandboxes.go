@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -46,12 +47,17 @@ func (c *Client) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (*
 	return &sb, err
 }
 
-// ListSandboxes lists the team's sandboxes, newest first.
-func (c *Client) ListSandboxes(ctx context.Context) ([]Sandbox, error) {
+// ListSandboxes lists the team's sandboxes that are not stopped, newest first; with
+// states, those in the given states ("all" for every one).
+func (c *Client) ListSandboxes(ctx context.Context, states ...string) ([]Sandbox, error) {
 	var out struct {
 		Sandboxes []Sandbox `json:"sandboxes"`
 	}
-	err := c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, &out)
+	path := "/v1/sandboxes"
+	if len(states) > 0 {
+		path += "?state=" + url.QueryEscape(strings.Join(states, ","))
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Sandboxes, err
 }
 

@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -36,12 +38,35 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
-	list, err := s.svc.ListSandboxes(r.Context(), principal(r))
+	q := r.URL.Query()
+	f := service.ListFilter{}
+	if st := q.Get("state"); st != "" {
+		f.States = strings.Split(st, ",")
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > service.MaxList {
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit must be a number in 1..%d", service.MaxList))
+			return
+		}
+		f.Limit = n
+	}
+	list, err := s.svc.ListSandboxes(r.Context(), principal(r), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sandboxes": list})
+	body, err := list.JSON()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The listing's JSON may be shared with concurrent requests: written, not re-encoded.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"sandboxes":`)
+	_, _ = w.Write(body)
+	_, _ = io.WriteString(w, "}\n")
 }
 
 func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {

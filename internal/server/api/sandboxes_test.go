@@ -273,3 +273,49 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// Listing: live sandboxes by default, states and limit on request, and every change
+// visible to the next listing (the list cache never hides a caller's own write).
+func TestListSandboxes(t *testing.T) {
+	env := servertest.New(t)
+	anon := newCall(t, env)
+	c := anon.bearer(signup(anon, "ann@example.com")["token"].(string))
+	ids := func(path string) []string {
+		t.Helper()
+		status, list := c.do("GET", path, "")
+		if status != 200 {
+			t.Fatalf("GET %s: %d %v", path, status, list)
+		}
+		var out []string
+		for _, s := range list["sandboxes"].([]any) {
+			out = append(out, s.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	var created []string
+	for range 3 {
+		_, sb := c.do("POST", "/v1/sandboxes", `{}`)
+		created = append(created, sb["id"].(string))
+		if got := ids("/v1/sandboxes"); len(got) != len(created) || got[0] != sb["id"] {
+			t.Fatalf("right after create: %v, want %d newest first", got, len(created))
+		}
+	}
+	c.do("DELETE", "/v1/sandboxes/"+created[0], "")
+	if got := ids("/v1/sandboxes"); len(got) != 2 || strings.Contains(strings.Join(got, ","), created[0]) {
+		t.Errorf("right after destroy: %v", got)
+	}
+	if got := ids("/v1/sandboxes?state=stopped"); len(got) != 1 || got[0] != created[0] {
+		t.Errorf("stopped: %v", got)
+	}
+	if got := ids("/v1/sandboxes?state=all"); len(got) != 3 {
+		t.Errorf("all: %v", got)
+	}
+	if got := ids("/v1/sandboxes?state=running,stopped&limit=2"); len(got) != 2 || got[0] != created[2] {
+		t.Errorf("running,stopped limit 2: %v", got)
+	}
+	for _, bad := range []string{"?state=sleeping", "?limit=0", "?limit=1001", "?limit=ten"} {
+		if status, body := c.do("GET", "/v1/sandboxes"+bad, ""); status != 400 || errCode(body) != "invalid_request" {
+			t.Errorf("%s: %d %v", bad, status, body)
+		}
+	}
+}

@@ -63,6 +63,7 @@ type Service struct {
 	hosts  Hosts
 	log    *slog.Logger
 	now    func() time.Time
+	lists  listCache
 }
 
 // Config is what the service runs on.

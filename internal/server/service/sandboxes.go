@@ -145,6 +145,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if err != nil {
 		return nil, fmt.Errorf("record sandbox: %w", err)
 	}
+	s.sandboxesChanged(ctx, teamID)
 	req := &pb.CreateSandboxRequest{
 		SandboxId: id, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
 		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata,
@@ -158,10 +159,12 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "error", Error: &msg}); uerr != nil {
 			s.log.Error("record failed create", "sandbox", id, "err", uerr)
 		}
+		s.sandboxesChanged(ctx, teamID)
 		return nil, fmt.Errorf("create sandbox %s: %w", id, agentError(err))
 	}
 	hostIP := resp.Msg.GetSandbox().GetHostIp()
 	row, err = s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "running", HostIP: &hostIP})
+	s.sandboxesChanged(ctx, teamID)
 	if err != nil {
 		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
 	}
@@ -248,23 +251,6 @@ func (s *Service) sandboxRow(ctx context.Context, p *Principal, id string) (db.S
 	return row, nil
 }
 
-// ListSandboxes lists the team's sandboxes, newest first.
-func (s *Service) ListSandboxes(ctx context.Context, p *Principal) ([]*Sandbox, error) {
-	teamID, err := parseUUID(p.TeamID)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.q.ListSandboxes(ctx, teamID)
-	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
-	}
-	out := make([]*Sandbox, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, toSandbox(r))
-	}
-	return out, nil
-}
-
 // DestroySandbox stops a sandbox of the principal's team.
 func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) error {
 	row, err := s.sandboxRow(ctx, p, id)
@@ -284,6 +270,7 @@ func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) e
 		}
 		return s.audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
 	})
+	s.sandboxesChanged(ctx, row.TeamID)
 	if err != nil {
 		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
 	}

@@ -247,12 +247,18 @@ func TestQueriesSandboxes(t *testing.T) {
 	_, err := q.GetSandbox(ctx, db.GetSandboxParams{ID: sb1.ID, TeamID: f.teamB.ID})
 	wantNoRows(t, "team B gets team A's sandbox", err)
 
-	list := must[[]db.Sandbox](t, "list A")(q.ListSandboxes(ctx, f.teamA.ID))
+	list := must[[]db.Sandbox](t, "list A")(q.ListSandboxes(ctx, db.ListSandboxesParams{TeamID: f.teamA.ID, MaxRows: 100}))
 	if len(list) != 2 || list[0].TeamID != f.teamA.ID || list[1].TeamID != f.teamA.ID {
 		t.Errorf("team A's sandboxes: %+v", list)
 	}
-	if list := must[[]db.Sandbox](t, "list B")(q.ListSandboxes(ctx, f.teamB.ID)); len(list) != 1 || list[0].ID != "sb000000000000000003" {
+	if list := must[[]db.Sandbox](t, "list B")(q.ListSandboxes(ctx, db.ListSandboxesParams{TeamID: f.teamB.ID, MaxRows: 100})); len(list) != 1 || list[0].ID != "sb000000000000000003" {
 		t.Errorf("team B's sandboxes: %+v", list)
+	}
+	if list := must[[]db.Sandbox](t, "list A, running only")(q.ListSandboxes(ctx, db.ListSandboxesParams{TeamID: f.teamA.ID, Statuses: []string{"running"}, MaxRows: 100})); len(list) != 0 {
+		t.Errorf("team A's running sandboxes (all pending): %+v", list)
+	}
+	if list := must[[]db.Sandbox](t, "list A, limit 1")(q.ListSandboxes(ctx, db.ListSandboxesParams{TeamID: f.teamA.ID, MaxRows: 1})); len(list) != 1 {
+		t.Errorf("limit 1: %+v", list)
 	}
 
 	// Team B cannot change team A's sandbox.
@@ -285,7 +291,7 @@ func TestQueriesSandboxes(t *testing.T) {
 	if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: sb2.ID, TeamID: f.teamA.ID, Status: "bogus"}); err == nil {
 		t.Error("unknown status accepted")
 	}
-	if list := must[[]db.Sandbox](t, "list")(q.ListSandboxes(ctx, pgtype.UUID{Bytes: [16]byte{1}, Valid: true})); list == nil || len(list) != 0 {
+	if list := must[[]db.Sandbox](t, "list")(q.ListSandboxes(ctx, db.ListSandboxesParams{TeamID: pgtype.UUID{Bytes: [16]byte{1}, Valid: true}, MaxRows: 10})); list == nil || len(list) != 0 {
 		t.Errorf("unknown team's sandboxes: %#v, want an empty slice", list)
 	}
 }
