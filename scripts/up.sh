@@ -2,9 +2,10 @@
 # `make up`: from a Debian/Ubuntu box to a working single-host Wrenn, as root.
 #
 # Installs what is missing, builds, builds the `base` template if absent, starts
-# Wrenn's own PostgreSQL and Redis (scripts/services.sh), a host agent and the control
-# plane, creates an admin user and an API key (once; kept under WRENN_DIR), prints the
-# URL and key, and proves the install works by running a command in a fresh sandbox.
+# Wrenn's own PostgreSQL and Redis (scripts/services.sh) and the control plane, creates
+# an admin user and an API key (once; kept under WRENN_DIR), registers a local host
+# agent (once), prints the URL and key, and proves the install works by running a
+# command in a fresh sandbox.
 # Then it stays in the foreground; Ctrl-C stops the server and agent and the databases.
 # Sandboxes still running then keep running: the next `make up` re-adopts them.
 set -euo pipefail
@@ -47,13 +48,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-export WRENN_AGENT_SECRET
-WRENN_AGENT_SECRET=$(secret agent-secret)
-step "host agent on $AGENT_ADDR"
-bin/wrenn agent --listen "$AGENT_ADDR" >>"$STATE/agent.log" 2>&1 &
-pids+=($!)
 step "control plane on :$PORT"
-WRENN_JWT_SECRET=$(secret jwt-secret) WRENN_AGENT_ADDR=$AGENT_ADDR \
+# Sandbox ports at {port}-{id}.localhost:$PORT (curl and browsers resolve *.localhost
+# to this machine); set WRENN_DOMAIN to a real wildcard domain behind TLS (deploy/Caddyfile).
+WRENN_DOMAIN=${WRENN_DOMAIN:-localhost} WRENN_JWT_SECRET=$(secret jwt-secret) \
 	bin/wrenn server --listen ":$PORT" >>"$STATE/server.log" 2>&1 &
 pids+=($!)
 URL=http://127.0.0.1:$PORT
@@ -70,12 +68,34 @@ step "admin user and API key"
 ADMIN_EMAIL=${WRENN_ADMIN_EMAIL:-admin@wrenn.local}
 ADMIN_PASSWORD=$(secret admin-password)
 creds="\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\""
-token=$(api -X POST "$URL/v1/auth/login" -d "{$creds}" | json "['token']" 2>/dev/null ||
-	api -X POST "$URL/v1/auth/signup" -d "{$creds,\"name\":\"admin\"}" | json "['token']")
+api -X POST "$URL/v1/auth/signup" -d "{$creds,\"name\":\"admin\"}" -o /dev/null
+bin/wrenn admin grant "$ADMIN_EMAIL" >/dev/null # platform administrator: may add platform hosts
+token=$(api -X POST "$URL/v1/auth/login" -d "{$creds}" | json "['token']")
 if [ ! -s "$STATE/api-key" ]; then
 	(umask 077 && api -X POST "$URL/v1/api-keys" -H "Authorization: Bearer $token" -d '{"name":"make up"}' |
 		json "['key']" >"$STATE/api-key")
 fi
+
+# The local agent registers like any other host: a one-time token from POST /v1/hosts,
+# then its own TLS identity and credentials under $WRENN_DIR/agent.
+step "host agent on $AGENT_ADDR"
+agent_args=(--listen "$AGENT_ADDR")
+host_id=$(python3 -c "import json; print(json.load(open('$WRENN_DIR/agent/host.json'))['host_id'])" 2>/dev/null || true)
+if [ -z "$host_id" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id")" != 200 ]; then
+	# Never registered, or registered with a control plane whose database is gone.
+	rm -f "$WRENN_DIR/agent/host.json"
+	reg=$(api -X POST "$URL/v1/hosts" -H "Authorization: Bearer $token" -d "{\"name\":\"$(hostname)\",\"platform\":true}")
+	agent_args+=(--server "$URL" --token "$(echo "$reg" | json "['registration_token']")")
+	host_id=$(echo "$reg" | json "['id']")
+fi
+bin/wrenn agent "${agent_args[@]}" >>"$STATE/agent.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+	status=$(api -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id" | json "['status']" 2>/dev/null || true)
+	[ "$status" = online ] && break
+	sleep 0.2
+done
+[ "$status" = online ] || { echo "up: the agent did not come online; see $STATE/agent.log" >&2; exit 1; }
 KEY=$(cat "$STATE/api-key")
 
 step "proving it works: a command in a fresh sandbox"
@@ -84,6 +104,7 @@ id=$(echo "$sb" | json "['id']") || { echo "up: create failed: $sb" >&2; exit 1;
 api -X POST "$URL/v1/sandboxes/$id/exec" -H "X-API-Key: $KEY" \
 	-d '{"cmd":"/bin/bash","args":["-c","echo Hello from $(hostname), kernel $(uname -r)"]}' | json "['stdout']"
 api -X DELETE "$URL/v1/sandboxes/$id" -H "X-API-Key: $KEY" -o /dev/null
+echo "sandbox answered"
 
 cat <<EOF2
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/wrennhq/wrenn/internal/envd"
+	"github.com/wrennhq/wrenn/internal/envd/portfwd"
 	"github.com/wrennhq/wrenn/internal/version"
 )
 
@@ -32,6 +33,7 @@ func run() error {
 	port := flag.Int("port", 49983, "TCP port to serve on (all interfaces)")
 	addr := flag.String("addr", "", "listen address host:port (overrides -port)")
 	inVM := flag.Bool("in-vm", false, "running inside a sandbox VM: allow /init to set the system clock and hostname")
+	forwardLoopback := flag.Bool("forward-loopback", true, "with -in-vm: expose TCP services listening only on the guest's loopback on its external addresses")
 	runDir := flag.String("run-dir", "/run/e2b", "directory for the sandbox identity files")
 	debug := flag.Bool("debug", false, "debug logging")
 	showVersion := flag.Bool("version", false, "print the version and exit")
@@ -57,6 +59,19 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if *inVM && *forwardLoopback {
+		fwdCtx, stopFwd := context.WithCancel(ctx)
+		fwdDone := make(chan struct{})
+		go func() {
+			defer close(fwdDone)
+			cfg := portfwd.Config{Exclude: []int{ln.Addr().(*net.TCPAddr).Port}, Log: log}
+			if err := portfwd.Run(fwdCtx, cfg); err != nil {
+				log.Warn("loopback port forwarding unavailable", "err", err)
+			}
+		}()
+		defer func() { stopFwd(); <-fwdDone }()
+	}
 
 	srv := envd.New(envd.Config{Version: envdVersion, InVM: *inVM, RunDir: *runDir, Logger: log})
 	log.Info("envd listening", "addr", ln.Addr().String(), "version", envdVersion, "in_vm", *inVM)

@@ -20,9 +20,11 @@ Usage:
   wrenn signup|login --email E  create an account or log in (password from WRENN_PASSWORD or stdin)
   wrenn keys create NAME|ls|rm  team API keys
   wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
+  wrenn host create|ls|get|rm|tag|untag …          hosts (machines running wrenn agent)
+  wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
-  wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, one host agent)
-  wrenn agent [flags]           run the host agent (root): sandboxes of this host over Connect RPC
+  wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, Redis, registered hosts)
+  wrenn agent [flags]           run the host agent (root): registers with --server/--token, then serves its sandboxes
   wrenn vm run [flags] -- CMD…  boot a throwaway sandbox, run CMD in it, tear it down
   wrenn version                 print the version
 
@@ -60,6 +62,10 @@ func run(ctx context.Context, args []string) int {
 		err = keysCmd(ctx, args[1:])
 	case args[0] == "sandbox":
 		err = sandboxCmd(ctx, args[1:])
+	case args[0] == "host":
+		err = hostCmd(ctx, args[1:])
+	case args[0] == "admin":
+		err = adminCmd(ctx, args[1:])
 	case args[0] == "server":
 		err = serverCmd(ctx, log, args[1:])
 	case args[0] == "agent":

@@ -12,20 +12,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/proxy"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
 	"github.com/wrennhq/wrenn/internal/server/service"
 	"github.com/wrennhq/wrenn/internal/server/store"
 )
-
-// oneAgent is the single configured host agent (until hosts register themselves).
-type oneAgent struct {
-	c hostagentv1connect.HostAgentServiceClient
-}
-
-func (o oneAgent) Agent() hostagentv1connect.HostAgentServiceClient { return o.c }
 
 func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("wrenn server", flag.ContinueOnError)
@@ -35,7 +29,23 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	dsn, redisURL := os.Getenv("WRENN_DATABASE_URL"), os.Getenv("WRENN_REDIS_URL")
 	jwtKey := os.Getenv("WRENN_JWT_SECRET")
-	agentAddr, agentSecret := os.Getenv("WRENN_AGENT_ADDR"), os.Getenv("WRENN_AGENT_SECRET")
+	sched, err := scheduler.New(envOr("WRENN_SCHEDULER", scheduler.LeastLoaded))
+	if err != nil {
+		return fmt.Errorf("WRENN_SCHEDULER: %w", err)
+	}
+	stale, err := time.ParseDuration(envOr("WRENN_HOST_STALE_AFTER", "90s"))
+	if err != nil || stale < time.Second {
+		return fmt.Errorf("WRENN_HOST_STALE_AFTER: want a duration like 90s")
+	}
+	// How often the host monitor runs (unreachable hosts, missing sandboxes coming back).
+	beatEvery, err := time.ParseDuration(envOr("WRENN_HOST_HEARTBEAT_INTERVAL", "30s"))
+	if err != nil || beatEvery < time.Second {
+		return fmt.Errorf("WRENN_HOST_HEARTBEAT_INTERVAL: want a duration of at least 1s, like 30s")
+	}
+	monitorEvery, err := time.ParseDuration(envOr("WRENN_HOST_MONITOR_INTERVAL", "10s"))
+	if err != nil || monitorEvery < time.Second {
+		return fmt.Errorf("WRENN_HOST_MONITOR_INTERVAL: want a duration of at least 1s, like 10s")
+	}
 	switch {
 	case dsn == "":
 		return errors.New("WRENN_DATABASE_URL is required (scripts/services.sh start prints it)")
@@ -43,8 +53,6 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return errors.New("WRENN_REDIS_URL is required (scripts/services.sh start prints it)")
 	case len(jwtKey) < 32:
 		return errors.New("WRENN_JWT_SECRET must be at least 32 characters")
-	case agentAddr == "" || agentSecret == "":
-		return errors.New("WRENN_AGENT_ADDR and WRENN_AGENT_SECRET are required")
 	}
 	pool, err := store.Open(ctx, dsn)
 	if err != nil {
@@ -63,17 +71,28 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.New(service.Config{DB: pool, Redis: rdb, Tokens: tokens, Log: log})
+	// Host secrets are sealed with a key derived from the same server secret.
+	sealer, err := auth.NewSealer([]byte(jwtKey))
 	if err != nil {
 		return err
 	}
-	svc.SetHosts(oneAgent{hostclient.New(agentAddr, agentSecret)})
+	svc, err := service.New(service.Config{
+		DB: pool, Redis: rdb, Tokens: tokens, Sealer: sealer, Scheduler: sched, Log: log,
+		AllowInternetDefault: envBool("WRENN_ALLOW_INTERNET_DEFAULT", true), HeartbeatInterval: beatEvery,
+	})
+	if err != nil {
+		return err
+	}
+	svc.SetHosts(hostclient.NewPool(svc.HostConn))
+	go svc.RunHostMonitor(ctx, service.MonitorConfig{Interval: monitorEvery, Stale: stale})
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	srv := &http.Server{Handler: api.New(svc, log), ReadHeaderTimeout: 30 * time.Second}
+	// Sandbox ports are served at {port}-{id}.WRENN_DOMAIN (and by E2b-Sandbox-* headers).
+	handler := proxy.New(svc, os.Getenv("WRENN_DOMAIN"), log).Wrap(api.New(svc, log))
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
 }
 

@@ -6,7 +6,7 @@ RETURNING id, team_id, name, key_prefix, created_by, created_at, last_used_at, r
 
 -- name: GetAPIKeyByHash :one
 -- Authenticates an X-API-Key: revoked keys and keys of deleted teams are not found.
-SELECT k.id, k.team_id, k.name, k.key_prefix, k.created_by, k.created_at, k.last_used_at, t.slug AS team_slug
+SELECT k.id, k.team_id, k.name, k.key_prefix, k.created_by, k.created_at, k.last_used_at, t.slug AS team_slug, t.is_byoc AS team_is_byoc
 FROM team_api_keys k
 JOIN teams t ON t.id = k.team_id
 WHERE k.key_hash = @key_hash AND k.revoked_at IS NULL AND t.deleted_at IS NULL;

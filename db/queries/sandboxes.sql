@@ -1,9 +1,15 @@
 -- name: CreateSandbox :one
 INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb,
-                       timeout_sec, allow_internet_access, metadata)
+                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash)
 VALUES (@id, @team_id, @host_id, @template, @status, @vcpus, @memory_mb, @disk_mb,
-        @timeout_sec, @allow_internet_access, coalesce(sqlc.narg(metadata)::jsonb, '{}'))
+        @timeout_sec, @allow_internet_access, coalesce(sqlc.narg(metadata)::jsonb, '{}'),
+        @allow_public_traffic, sqlc.narg(traffic_token_hash))
 RETURNING *;
+
+-- name: GetSandboxForProxy :one
+-- The port proxy addresses sandboxes by id alone; it decides access itself.
+SELECT id, team_id, host_id, status, allow_public_traffic, traffic_token_hash
+FROM sandboxes WHERE id = @id;
 
 -- name: GetSandbox :one
 -- Another team's id is no row, never its data.

@@ -14,9 +14,10 @@ RETURNING *;
 
 -- name: GetMembership :one
 -- The user's role in a team, the authority for every request (a JWT's role is a hint).
-SELECT ut.role, ut.is_default
+SELECT ut.role, ut.is_default, t.is_byoc, u.is_admin
 FROM users_teams ut
 JOIN teams t ON t.id = ut.team_id
+JOIN users u ON u.id = ut.user_id
 WHERE ut.user_id = @user_id AND ut.team_id = @team_id AND t.deleted_at IS NULL;
 
 -- name: GetDefaultTeam :one

@@ -61,7 +61,7 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (Cre
 }
 
 const getAPIKeyByHash = `-- name: GetAPIKeyByHash :one
-SELECT k.id, k.team_id, k.name, k.key_prefix, k.created_by, k.created_at, k.last_used_at, t.slug AS team_slug
+SELECT k.id, k.team_id, k.name, k.key_prefix, k.created_by, k.created_at, k.last_used_at, t.slug AS team_slug, t.is_byoc AS team_is_byoc
 FROM team_api_keys k
 JOIN teams t ON t.id = k.team_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.deleted_at IS NULL
@@ -76,6 +76,7 @@ type GetAPIKeyByHashRow struct {
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
 	TeamSlug   string
+	TeamIsBYOC bool
 }
 
 // Authenticates an X-API-Key: revoked keys and keys of deleted teams are not found.
@@ -91,6 +92,7 @@ func (q *Queries) GetAPIKeyByHash(ctx context.Context, keyHash []byte) (GetAPIKe
 		&i.CreatedAt,
 		&i.LastUsedAt,
 		&i.TeamSlug,
+		&i.TeamIsBYOC,
 	)
 	return i, err
 }

@@ -30,6 +30,41 @@ type Host struct {
 	Status          string
 	CreatedAt       time.Time
 	LastHeartbeatAt *time.Time
+	CreatedBy       pgtype.UUID
+	CertFingerprint *string
+	SecretSealed    []byte
+	AgentVersion    string
+	Vcpus           int32
+	MemoryMB        int32
+	RegisteredAt    *time.Time
+	DeletedAt       *time.Time
+}
+
+type HostRefreshToken struct {
+	ID        pgtype.UUID
+	HostID    pgtype.UUID
+	TokenHash []byte
+	ParentID  pgtype.UUID
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	RevokedAt *time.Time
+}
+
+type HostTag struct {
+	HostID    pgtype.UUID
+	Tag       string
+	CreatedAt time.Time
+}
+
+type HostToken struct {
+	ID        pgtype.UUID
+	HostID    pgtype.UUID
+	TokenHash []byte
+	CreatedBy pgtype.UUID
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
 }
 
 type Sandbox struct {
@@ -50,6 +85,8 @@ type Sandbox struct {
 	StartedAt           *time.Time
 	StoppedAt           *time.Time
 	LastActiveAt        *time.Time
+	AllowPublicTraffic  bool
+	TrafficTokenHash    []byte
 }
 
 type Team struct {
@@ -79,6 +116,12 @@ type Template struct {
 	Name      string
 	Kind      string
 	CreatedAt time.Time
+}
+
+type TemplateHost struct {
+	TemplateID pgtype.UUID
+	HostID     pgtype.UUID
+	CreatedAt  time.Time
 }
 
 type User struct {

@@ -13,10 +13,11 @@ import (
 
 const createSandbox = `-- name: CreateSandbox :one
 INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb,
-                       timeout_sec, allow_internet_access, metadata)
+                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-        $9, $10, coalesce($11::jsonb, '{}'))
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at
+        $9, $10, coalesce($11::jsonb, '{}'),
+        $12, $13)
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash
 `
 
 type CreateSandboxParams struct {
@@ -31,6 +32,8 @@ type CreateSandboxParams struct {
 	TimeoutSec          int32
 	AllowInternetAccess bool
 	Metadata            []byte
+	AllowPublicTraffic  bool
+	TrafficTokenHash    []byte
 }
 
 func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (Sandbox, error) {
@@ -46,6 +49,8 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		arg.TimeoutSec,
 		arg.AllowInternetAccess,
 		arg.Metadata,
+		arg.AllowPublicTraffic,
+		arg.TrafficTokenHash,
 	)
 	var i Sandbox
 	err := row.Scan(
@@ -66,12 +71,14 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		&i.StartedAt,
 		&i.StoppedAt,
 		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
 	)
 	return i, err
 }
 
 const getSandbox = `-- name: GetSandbox :one
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at FROM sandboxes WHERE id = $1 AND team_id = $2
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash FROM sandboxes WHERE id = $1 AND team_id = $2
 `
 
 type GetSandboxParams struct {
@@ -101,12 +108,43 @@ func (q *Queries) GetSandbox(ctx context.Context, arg GetSandboxParams) (Sandbox
 		&i.StartedAt,
 		&i.StoppedAt,
 		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
+	)
+	return i, err
+}
+
+const getSandboxForProxy = `-- name: GetSandboxForProxy :one
+SELECT id, team_id, host_id, status, allow_public_traffic, traffic_token_hash
+FROM sandboxes WHERE id = $1
+`
+
+type GetSandboxForProxyRow struct {
+	ID                 string
+	TeamID             pgtype.UUID
+	HostID             pgtype.UUID
+	Status             string
+	AllowPublicTraffic bool
+	TrafficTokenHash   []byte
+}
+
+// The port proxy addresses sandboxes by id alone; it decides access itself.
+func (q *Queries) GetSandboxForProxy(ctx context.Context, id string) (GetSandboxForProxyRow, error) {
+	row := q.db.QueryRow(ctx, getSandboxForProxy, id)
+	var i GetSandboxForProxyRow
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.HostID,
+		&i.Status,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
 	)
 	return i, err
 }
 
 const listSandboxes = `-- name: ListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash FROM sandboxes
 WHERE team_id = $1 AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY($2::text[]))
 ORDER BY created_at DESC, id
 LIMIT $3
@@ -146,6 +184,8 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 			&i.StartedAt,
 			&i.StoppedAt,
 			&i.LastActiveAt,
+			&i.AllowPublicTraffic,
+			&i.TrafficTokenHash,
 		); err != nil {
 			return nil, err
 		}
@@ -166,7 +206,7 @@ UPDATE sandboxes SET
     stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END
 WHERE id = $4 AND team_id = $5
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash
 `
 
 type UpdateSandboxStatusParams struct {
@@ -207,6 +247,8 @@ func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStat
 		&i.StartedAt,
 		&i.StoppedAt,
 		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
 	)
 	return i, err
 }

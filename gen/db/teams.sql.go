@@ -100,9 +100,10 @@ func (q *Queries) GetDefaultTeam(ctx context.Context, userID pgtype.UUID) (GetDe
 }
 
 const getMembership = `-- name: GetMembership :one
-SELECT ut.role, ut.is_default
+SELECT ut.role, ut.is_default, t.is_byoc, u.is_admin
 FROM users_teams ut
 JOIN teams t ON t.id = ut.team_id
+JOIN users u ON u.id = ut.user_id
 WHERE ut.user_id = $1 AND ut.team_id = $2 AND t.deleted_at IS NULL
 `
 
@@ -114,13 +115,20 @@ type GetMembershipParams struct {
 type GetMembershipRow struct {
 	Role      string
 	IsDefault bool
+	IsBYOC    bool
+	IsAdmin   bool
 }
 
 // The user's role in a team, the authority for every request (a JWT's role is a hint).
 func (q *Queries) GetMembership(ctx context.Context, arg GetMembershipParams) (GetMembershipRow, error) {
 	row := q.db.QueryRow(ctx, getMembership, arg.UserID, arg.TeamID)
 	var i GetMembershipRow
-	err := row.Scan(&i.Role, &i.IsDefault)
+	err := row.Scan(
+		&i.Role,
+		&i.IsDefault,
+		&i.IsBYOC,
+		&i.IsAdmin,
+	)
 	return i, err
 }
 

@@ -34,6 +34,8 @@ type Slots interface {
 	Release(s *netslot.Slot) error
 	// Adopt takes over the slot of a sandbox that survived an agent restart.
 	Adopt(index int) (*netslot.Slot, error)
+	// Owns reports whether a slot index is in this agent's range.
+	Owns(index int) bool
 }
 
 // Config configures a Manager.
@@ -82,6 +84,11 @@ type sandbox struct {
 	// interactive holds commands started with stdin or a pty, by guest pid (true =
 	// pty), so input reaches only commands the agent started and goes the right way.
 	interactive sync.Map
+
+	// connsDone is closed when connections proxied to the guest must end (the VM
+	// stopped or died).
+	connsDone     chan struct{}
+	connsDoneOnce sync.Once
 
 	// lastActive is read by the reaper without the lock.
 	activeMu   sync.Mutex
@@ -212,7 +219,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 			return nil, "", tm, err
 		}
 	}
-	sb := &sandbox{id: spec.ID, dir: filepath.Join(m.cfg.Dir, "sandboxes", spec.ID)}
+	sb := &sandbox{id: spec.ID, dir: filepath.Join(m.cfg.Dir, "sandboxes", spec.ID), connsDone: make(chan struct{})}
 	now := m.cfg.Now()
 	sb.rec = record{Spec: spec, State: Starting, Kernel: tmpl.Kernel, Initrd: tmpl.Initrd, CreatedAt: now, LastActive: now}
 	sb.lastActive = now
@@ -392,6 +399,7 @@ func (m *Manager) watch(sb *sandbox, machine vmm.Machine) {
 	if sb.machine != machine || sb.rec.State == Stopping || sb.rec.State == Stopped {
 		return // stopped on purpose, or replaced
 	}
+	sb.endConns()
 	reason := fmt.Sprintf("vm exited unexpectedly: %v", machine.Err())
 	sb.rec.Error = reason
 	if err := sb.moveTo(Error); err != nil {
@@ -522,6 +530,7 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 // teardown releases everything of a sandbox; it keeps going past failures so as much as
 // possible is freed, and reports them all.
 func (m *Manager) teardown(ctx context.Context, sb *sandbox) error {
+	sb.endConns()
 	var errs []error
 	if sb.machine != nil {
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -547,6 +556,24 @@ func randomHex(n int) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// endConns ends the connections proxied to the sandbox's guest.
+func (sb *sandbox) endConns() {
+	sb.connsDoneOnce.Do(func() { close(sb.connsDone) })
+}
+
+// ProxyTarget returns the address a running sandbox's guest ports are reached at from
+// this host, and a channel closed when connections proxied there must end. Proxied
+// traffic counts as activity.
+func (m *Manager) ProxyTarget(id string) (netip.Addr, <-chan struct{}, error) {
+	sb, err := m.running(id, "proxy to")
+	if err != nil {
+		return netip.Addr{}, nil, err
+	}
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.slot.HostIP, sb.connsDone, nil
 }
 
 // AllowInternetDefault is the egress setting of sandboxes whose create does not say.

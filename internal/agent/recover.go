@@ -18,6 +18,7 @@ import (
 type RecoverReport struct {
 	Adopted []string // live sandboxes taken over
 	Cleaned []string // half-made or dead sandboxes removed
+	Skipped []string // sandboxes of slots outside this agent's range, untouched
 }
 
 // Recover rebuilds the sandbox table from WRENN_DIR after a (re)start: running
@@ -36,6 +37,13 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
+		if rec, err := readRecord(dir); err == nil && rec.Slot > 0 && !m.cfg.Slots.Owns(rec.Slot) {
+			// Not this agent's to judge: another agent's sandbox, or a changed
+			// --first-slot/--last-slot. Leave it exactly as it is.
+			m.log.Warn("sandbox outside this agent's slot range: left alone", "sandbox", e.Name(), "slot", rec.Slot)
+			rep.Skipped = append(rep.Skipped, e.Name())
+			continue
+		}
 		sb, reason := m.adopt(ctx, e.Name(), dir)
 		if sb != nil {
 			m.mu.Lock()
@@ -64,7 +72,7 @@ func (m *Manager) adopt(ctx context.Context, id, dir string) (*sandbox, string) 
 	if err != nil {
 		return nil, "vm not running: " + err.Error()
 	}
-	sb := &sandbox{id: id, dir: dir, rec: *rec, machine: machine, lastActive: rec.LastActive}
+	sb := &sandbox{id: id, dir: dir, rec: *rec, machine: machine, lastActive: rec.LastActive, connsDone: make(chan struct{})}
 	slot, err := m.cfg.Slots.Adopt(rec.Slot)
 	if err != nil {
 		m.stopAdopted(machine, id)

@@ -21,7 +21,7 @@ func TestStateMachine(t *testing.T) {
 			t.Errorf("%s → %s allowed", tr[0], tr[1])
 		}
 	}
-	sb := &sandbox{id: "sbtest", dir: t.TempDir(), rec: record{State: Stopped}}
+	sb := &sandbox{id: "sbtest", dir: t.TempDir(), rec: record{State: Stopped}, connsDone: make(chan struct{})}
 	if err := sb.moveTo(Running); err == nil {
 		t.Error("a stopped sandbox moved to running")
 	}

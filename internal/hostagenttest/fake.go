@@ -20,8 +20,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -33,6 +35,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -72,6 +75,7 @@ type Fake struct {
 	seq      int64 // creation order, for List
 	slot     int   // last host IP slot handed out
 	failNext error
+	guest    netip.Addr // where the port proxy finds every guest; zero = 127.0.0.1
 }
 
 // box is one fake sandbox.
@@ -120,6 +124,9 @@ func New(t testing.TB) *Fake {
 		connect.WithReadMaxBytes(maxWholeFile+1<<20))
 	mux := http.NewServeMux()
 	mux.Handle(path, h)
+	// The real agent's port proxy, with every sandbox's guest at 127.0.0.1: a test
+	// serves "sandbox port" P by listening on 127.0.0.1:P.
+	mux.Handle(proxy.Prefix, proxy.New(f, func(c string) bool { return c == f.secret }, slog.New(slog.DiscardHandler)))
 	f.srv = httptest.NewUnstartedServer(mux)
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -128,6 +135,31 @@ func New(t testing.TB) *Fake {
 	f.srv.Start()
 	t.Cleanup(f.close)
 	return f
+}
+
+// ProxyTarget is the proxy's view of a live sandbox: its guest is 127.0.0.1 here (or
+// SetGuestAddr's address), and proxied connections end when it is destroyed.
+func (f *Fake) ProxyTarget(id string) (netip.Addr, <-chan struct{}, error) {
+	f.mu.RLock()
+	b, ok := f.boxes[id]
+	guest := f.guest
+	f.mu.RUnlock()
+	if !ok {
+		return netip.Addr{}, nil, fmt.Errorf("sandbox %s not found", id)
+	}
+	if !guest.IsValid() {
+		guest = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return guest, b.ctx.Done(), nil
+}
+
+// SetGuestAddr makes the port proxy find every sandbox's guest at a instead of
+// 127.0.0.1 (e.g. a server in another network namespace); the zero Addr restores
+// 127.0.0.1.
+func (f *Fake) SetGuestAddr(a netip.Addr) {
+	f.mu.Lock()
+	f.guest = a
+	f.mu.Unlock()
 }
 
 // close ends running commands first, so no handler keeps the server's Close waiting.

@@ -170,9 +170,15 @@ func (p *Pool) Release(s *Slot) error {
 }
 
 // Adopt takes over the existing slot i (after an agent restart) and reserves its index.
+// ErrOutOfRange: a slot index is not this pool's (another agent's, or a changed range).
+var ErrOutOfRange = errors.New("outside the pool's range")
+
+// Owns reports whether slot index i is in the pool's range.
+func (p *Pool) Owns(i int) bool { return i >= p.first && i <= p.last }
+
 func (p *Pool) Adopt(i int) (*Slot, error) {
 	if i < p.first || i > p.last {
-		return nil, fmt.Errorf("adopt slot %d: outside the pool's range %d..%d", i, p.first, p.last)
+		return nil, fmt.Errorf("adopt slot %d: %w %d..%d", i, ErrOutOfRange, p.first, p.last)
 	}
 	p.mu.Lock()
 	for _, r := range slices.Concat(p.ready[0], p.ready[1]) {

@@ -14,9 +14,7 @@ import (
 // The wrenn CLI against a real control plane, agent and VM.
 func TestCLI(t *testing.T) {
 	needVM(t)
-	agentAddr := freeAddr(t)
-	startAgent(t, agentAddr)
-	base := startServer(t, agentAddr)
+	base := startControlPlaneWithHost(t)
 	cfgDir := t.TempDir()
 	wrenn := func(stdin string, args ...string) (string, string, int) {
 		t.Helper()

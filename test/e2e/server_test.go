@@ -8,52 +8,14 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
-	"github.com/wrennhq/wrenn/internal/pgtest"
-	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
-
-// startServer runs `wrenn server` against a fresh database and the given agent.
-func startServer(t *testing.T, agentAddr string) string {
-	t.Helper()
-	addr := freeAddr(t)
-	cmd := exec.Command(wrennBinary(t), "server", "--listen", addr)
-	cmd.Env = append(os.Environ(),
-		"WRENN_DATABASE_URL="+pgtest.NewDB(t), "WRENN_REDIS_URL="+redistest.NewURL(t), "WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789",
-		"WRENN_AGENT_ADDR="+agentAddr, "WRENN_AGENT_SECRET="+agentSecret)
-	logs := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(base + "/v1/sandboxes"); err == nil {
-			resp.Body.Close()
-			return base
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func rest(t *testing.T, method, url, auth, body string) (int, map[string]any) {
 	t.Helper()
@@ -81,9 +43,7 @@ func rest(t *testing.T, method, url, auth, body string) (int, map[string]any) {
 // touches another team's sandbox.
 func TestControlPlaneSandboxLifecycle(t *testing.T) {
 	needVM(t)
-	agentAddr := freeAddr(t)
-	startAgent(t, agentAddr)
-	base := startServer(t, agentAddr)
+	base := startControlPlaneWithHost(t)
 
 	_, ann := rest(t, "POST", base+"/v1/auth/signup", "", `{"email":"ann@example.com","password":"correct horse battery"}`)
 	_, bob := rest(t, "POST", base+"/v1/auth/signup", "", `{"email":"bob@example.com","password":"bob's long password"}`)
@@ -184,9 +144,7 @@ func TestControlPlaneSandboxLifecycle(t *testing.T) {
 // round trip, destroy.
 func TestSDKSandbox(t *testing.T) {
 	needVM(t)
-	agentAddr := freeAddr(t)
-	startAgent(t, agentAddr)
-	base := startServer(t, agentAddr)
+	base := startControlPlaneWithHost(t)
 	ctx := context.Background()
 	s, err := client.New(base).Signup(ctx, "sdk@example.com", "", "correct horse battery")
 	if err != nil {

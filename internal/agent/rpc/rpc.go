@@ -1,5 +1,5 @@
 // Package rpc serves the host agent's Connect API (hostagent.v1.HostAgentService) on
-// top of the sandbox manager, behind a bearer-secret check.
+// top of the sandbox manager, behind a check of the caller's bearer credential.
 package rpc
 
 import (
@@ -37,20 +37,25 @@ type Server struct {
 var _ hostagentv1connect.HostAgentServiceHandler = (*Server)(nil)
 
 // Handler returns the agent's HTTP handler: the Connect service behind a check of
-// `Authorization: Bearer <secret>`.
-func Handler(m *agent.Manager, secret string) (string, http.Handler) {
+// `Authorization: Bearer <credential>` by allowed.
+func Handler(m *agent.Manager, allowed func(bearer string) bool) (string, http.Handler) {
 	path, h := hostagentv1connect.NewHostAgentServiceHandler(&Server{m: m},
-		connect.WithInterceptors(bearer{secret: []byte(secret)}),
+		connect.WithInterceptors(bearer{allowed: allowed}),
 		connect.WithReadMaxBytes(MaxWholeFile+1<<20))
 	return path, h
 }
 
-// bearer checks the shared secret on every call, in constant time.
-type bearer struct{ secret []byte }
+// SharedSecret accepts exactly secret, in constant time (a standalone agent).
+func SharedSecret(secret string) func(string) bool {
+	return func(tok string) bool { return subtle.ConstantTimeCompare([]byte(tok), []byte(secret)) == 1 }
+}
+
+// bearer checks the caller's credential on every call.
+type bearer struct{ allowed func(string) bool }
 
 func (b bearer) check(h http.Header) error {
 	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), b.secret) != 1 {
+	if !ok || !b.allowed(tok) {
 		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing or wrong agent credentials"))
 	}
 	return nil

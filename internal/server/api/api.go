@@ -42,6 +42,7 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 	r.Get("/docs", docs.ServeHTTP)
 	r.Get("/docs/*", docs.ServeHTTP)
 	r.Route("/v1", func(r chi.Router) {
+		s.hostRoutes(r)
 		r.Post("/auth/signup", s.signup)
 		r.Post("/auth/login", s.login)
 		r.Group(func(r chi.Router) {
@@ -185,6 +186,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{service.ErrForbidden, http.StatusForbidden, "forbidden"},
 		{service.ErrNotFound, http.StatusNotFound, "not_found"},
 		{service.ErrConflict, http.StatusConflict, "conflict"},
+		{service.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	} {
 		if errors.Is(err, m.err) {
 			writeError(w, m.status, m.code, err.Error())

@@ -20,6 +20,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		MemoryMB            int               `json:"memory_mb"`
 		TimeoutSec          int               `json:"timeout_sec"`
 		AllowInternetAccess *bool             `json:"allow_internet_access"`
+		AllowPublicTraffic  *bool             `json:"allow_public_traffic"`
 		EnvVars             map[string]string `json:"env_vars"`
 		Metadata            map[string]string `json:"metadata"`
 	}
@@ -28,7 +29,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 	}
 	sb, err := s.svc.CreateSandbox(r.Context(), principal(r), service.SandboxSpec{
 		Template: req.Template, VCPUs: req.VCPUs, MemoryMB: req.MemoryMB, TimeoutSec: req.TimeoutSec,
-		AllowInternetAccess: req.AllowInternetAccess, EnvVars: req.EnvVars, Metadata: req.Metadata,
+		AllowInternetAccess: req.AllowInternetAccess, AllowPublicTraffic: req.AllowPublicTraffic, EnvVars: req.EnvVars, Metadata: req.Metadata,
 	})
 	if err != nil {
 		s.fail(w, r, err)

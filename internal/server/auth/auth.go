@@ -121,8 +121,8 @@ func (t *Tokens) Verify(token string) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
-	if c.UserID == "" || c.UserID != c.Subject {
-		return nil, fmt.Errorf("%w: no user", ErrBadToken)
+	if c.UserID == "" || c.UserID != c.Subject || len(c.Audience) > 0 {
+		return nil, fmt.Errorf("%w: not a user token", ErrBadToken)
 	}
 	return &c, nil
 }

@@ -1,6 +1,7 @@
-// Package hostclient is the control plane's client of host agents: a Connect client of
-// hostagent.v1 over h2c (file uploads are client streams, which need HTTP/2) that
-// presents the agent's bearer secret.
+// Package hostclient is the control plane's client of host agents (hostagent.v1 over
+// Connect): Pool reaches registered hosts over TLS pinned to the certificate recorded
+// at registration, presenting each host's secret; New reaches a standalone agent over
+// h2c with a shared secret (file uploads are client streams, which need HTTP/2).
 package hostclient
 
 import (
@@ -12,7 +13,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 )
 
-// New returns a client of the agent at addr (host:port).
+// New returns a client of the standalone agent at addr (host:port).
 func New(addr, secret string) hostagentv1connect.HostAgentServiceClient {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)

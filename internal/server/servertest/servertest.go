@@ -7,22 +7,32 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/hostagenttest"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/proxy"
 	"github.com/wrennhq/wrenn/internal/server/service"
 	"github.com/wrennhq/wrenn/internal/server/store"
 )
+
+// Domain is the test control plane's sandbox domain: {port}-{id}.wrenn.test.
+const Domain = "wrenn.test"
 
 // Run starts the test databases around a package's tests; call it from TestMain.
 func Run(m interface{ Run() int }) int { return pgtest.Run(redistest.Around(m)) }
@@ -33,8 +43,10 @@ type Env struct {
 	Service *service.Service
 	DB      *pgxpool.Pool
 	Redis   *redis.Client
-	Agent   *hostagenttest.Fake
+	Agent   *hostagenttest.Fake // the first host (a platform host)
+	HostID  string
 	Tokens  *auth.Tokens
+	hosts   *fakeHosts
 }
 
 // New starts a control plane on a fresh database; it stops when the test ends.
@@ -55,19 +67,78 @@ func New(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	rdb := redistest.NewClient(t)
-	svc, err := service.New(service.Config{DB: pool, Redis: rdb, Tokens: tokens, Log: log})
+	sealer, err := auth.NewSealer(bytes.Repeat([]byte("s"), 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := hostagenttest.New(t)
-	svc.SetHosts(oneAgent{fake.Client()})
-	srv := httptest.NewServer(api.New(svc, log))
+	svc, err := service.New(service.Config{DB: pool, Redis: rdb, Tokens: tokens, Sealer: sealer, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h2 http.Protocols
+	h2.SetUnencryptedHTTP2(true)
+	hosts := &fakeHosts{byID: map[string]*hostagenttest.Fake{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
+	svc.SetHosts(hosts)
+	srv := httptest.NewServer(proxy.New(svc, Domain, log).Wrap(api.New(svc, log)))
 	t.Cleanup(srv.Close)
-	return &Env{URL: srv.URL, Service: svc, DB: pool, Redis: rdb, Agent: fake, Tokens: tokens}
+	env := &Env{URL: srv.URL, Service: svc, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
+	env.HostID, env.Agent = env.AddHost(t, "")
+	return env
 }
 
-type oneAgent struct {
-	c hostagentv1connect.HostAgentServiceClient
+// AddHost registers another in-memory host, a platform host when teamID is "" and
+// that team's own (BYOC) host otherwise, online, and returns its id.
+func (e *Env) AddHost(t testing.TB, teamID string) (string, *hostagenttest.Fake) {
+	t.Helper()
+	ctx := context.Background()
+	q := db.New(e.DB)
+	params := db.CreateHostParams{Name: "fake"}
+	if teamID != "" {
+		if err := params.TeamID.Scan(teamID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row, err := q.CreateHost(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := strings.Repeat("0", 64)
+	if _, err := q.RegisterHost(ctx, db.RegisterHostParams{ID: row.ID, Address: "fake:1", CertFingerprint: &fp, SecretSealed: []byte{0}, Vcpus: 64, MemoryMB: 65536}); err != nil {
+		t.Fatal(err)
+	}
+	fake := hostagenttest.New(t)
+	id := row.ID.String()
+	e.hosts.mu.Lock()
+	e.hosts.byID[id] = fake
+	e.hosts.mu.Unlock()
+	return id, fake
 }
 
-func (o oneAgent) Agent() hostagentv1connect.HostAgentServiceClient { return o.c }
+// fakeHosts is service.Hosts over in-memory agents, by host id.
+type fakeHosts struct {
+	mu         sync.Mutex
+	byID       map[string]*hostagenttest.Fake
+	http1, h2c *http.Transport // the fakes speak plain HTTP/1.1 and h2c
+}
+
+func (h *fakeHosts) Agent(_ context.Context, hostID string) (hostagentv1connect.HostAgentServiceClient, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.byID[hostID]
+	if !ok {
+		return nil, fmt.Errorf("no fake host %s", hostID)
+	}
+	return f.Client(), nil
+}
+
+func (h *fakeHosts) Endpoint(_ context.Context, hostID string) (hostclient.Endpoint, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.byID[hostID]
+	if !ok {
+		return hostclient.Endpoint{}, fmt.Errorf("no fake host %s", hostID)
+	}
+	return hostclient.Endpoint{HTTP1: h.http1, HTTP2: h.h2c, BaseURL: "http://" + f.Addr(), Secret: f.Secret()}, nil
+}
+
+func (h *fakeHosts) Evict(string) {}

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
 
 // Errors handlers map to HTTP statuses.
@@ -32,6 +33,7 @@ var (
 	ErrNotFound     = errors.New("not found")         // 404
 	ErrConflict     = errors.New("conflict")          // 409
 	ErrTooMany      = errors.New("too many requests") // 429
+	ErrUnavailable  = errors.New("unavailable")       // 503
 )
 
 // Role of a user in a team.
@@ -49,6 +51,10 @@ type Principal struct {
 	TeamID   string
 	Role     Role
 	APIKeyID string // "" for a user token
+	// TeamBYOC: the team's sandboxes run on its own hosts only.
+	TeamBYOC bool
+	// Admin: a platform administrator (manages platform hosts); never an API key.
+	Admin bool
 }
 
 // CanManage reports whether the principal may manage the team (keys, members).
@@ -64,6 +70,11 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	lists  listCache
+
+	sched         scheduler.Scheduler
+	heartbeat     time.Duration
+	sealer        *auth.Sealer
+	allowInternet bool
 }
 
 // Config is what the service runs on.
@@ -71,18 +82,34 @@ type Config struct {
 	DB     *pgxpool.Pool // all durable state
 	Redis  *redis.Client // ephemeral state: login throttling, API-key use debouncing
 	Tokens *auth.Tokens
-	Log    *slog.Logger
+	// Sealer protects the per-host secrets at rest.
+	Sealer *auth.Sealer
+	// Scheduler places sandboxes on hosts (default least-loaded).
+	Scheduler scheduler.Scheduler
+	// AllowInternetDefault is the egress of sandboxes whose create does not say.
+	AllowInternetDefault bool
+	// HeartbeatInterval is how often agents are told to report (default 30 s; whole
+	// seconds).
+	HeartbeatInterval time.Duration
+	Log               *slog.Logger
 }
 
 // New wires the service to its databases and token signer.
 func New(cfg Config) (*Service, error) {
-	if cfg.DB == nil || cfg.Redis == nil || cfg.Tokens == nil {
-		return nil, errors.New("service: DB, Redis and Tokens are required")
+	if cfg.DB == nil || cfg.Redis == nil || cfg.Tokens == nil || cfg.Sealer == nil {
+		return nil, errors.New("service: DB, Redis, Tokens and Sealer are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Service{pool: cfg.DB, q: db.New(cfg.DB), redis: cfg.Redis, tokens: cfg.Tokens, log: cfg.Log, now: time.Now}, nil
+	if cfg.HeartbeatInterval < time.Second {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.Scheduler == nil {
+		cfg.Scheduler, _ = scheduler.New(scheduler.LeastLoaded)
+	}
+	return &Service{pool: cfg.DB, q: db.New(cfg.DB), redis: cfg.Redis, tokens: cfg.Tokens, log: cfg.Log, now: time.Now,
+		sched: cfg.Scheduler, heartbeat: cfg.HeartbeatInterval, sealer: cfg.Sealer, allowInternet: cfg.AllowInternetDefault}, nil
 }
 
 // Ready reports whether PostgreSQL and Redis answer.
@@ -246,22 +273,30 @@ func (s *Service) session(userID, teamID string, role Role) (*Session, error) {
 // role is the user's role in a team from the database; not a member → not found, so
 // another team's existence is not revealed.
 func (s *Service) role(ctx context.Context, userID, teamID string) (Role, error) {
-	uid, err := parseUUID(userID)
-	if err != nil {
-		return "", fmt.Errorf("%w: unknown user", ErrUnauthorized)
-	}
-	tid, err := parseUUID(teamID)
+	m, err := s.membership(ctx, userID, teamID)
 	if err != nil {
 		return "", err
 	}
+	return Role(m.Role), nil
+}
+
+func (s *Service) membership(ctx context.Context, userID, teamID string) (db.GetMembershipRow, error) {
+	uid, err := parseUUID(userID)
+	if err != nil {
+		return db.GetMembershipRow{}, fmt.Errorf("%w: unknown user", ErrUnauthorized)
+	}
+	tid, err := parseUUID(teamID)
+	if err != nil {
+		return db.GetMembershipRow{}, err
+	}
 	m, err := s.q.GetMembership(ctx, db.GetMembershipParams{UserID: uid, TeamID: tid})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("%w: team %s", ErrNotFound, teamID)
+		return m, fmt.Errorf("%w: team %s", ErrNotFound, teamID)
 	}
 	if err != nil {
-		return "", fmt.Errorf("membership: %w", err)
+		return m, fmt.Errorf("membership: %w", err)
 	}
-	return Role(m.Role), nil
+	return m, nil
 }
 
 // FromToken resolves a JWT to a principal, re-checking membership and role in the
@@ -271,14 +306,14 @@ func (s *Service) FromToken(ctx context.Context, token string) (*Principal, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 	}
-	role, err := s.role(ctx, c.UserID, c.TeamID)
+	m, err := s.membership(ctx, c.UserID, c.TeamID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: no longer a member of the token's team", ErrUnauthorized)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Principal{UserID: c.UserID, TeamID: c.TeamID, Role: role}, nil
+	return &Principal{UserID: c.UserID, TeamID: c.TeamID, Role: Role(m.Role), TeamBYOC: m.IsBYOC, Admin: m.IsAdmin}, nil
 }
 
 // FromAPIKey resolves an X-API-Key; revoked keys and keys of deleted teams fail.
@@ -299,7 +334,7 @@ func (s *Service) FromAPIKey(ctx context.Context, key string) (*Principal, error
 		}
 	}
 	// A key acts for its team with member rights: it can use sandboxes, not manage the team.
-	return &Principal{TeamID: uuidString(row.TeamID), Role: Member, APIKeyID: uuidString(row.ID)}, nil
+	return &Principal{TeamID: uuidString(row.TeamID), Role: Member, APIKeyID: uuidString(row.ID), TeamBYOC: row.TeamIsBYOC}, nil
 }
 
 // audit appends one entry; it runs inside the caller's transaction when there is one.

@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 )
 
 // Command is a command to run in a sandbox.
@@ -73,10 +74,11 @@ func (s *Service) Exec(ctx context.Context, p *Principal, id string, c Command) 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+	agent, err := s.sandboxAgent(ctx, p, id)
+	if err != nil {
 		return nil, err
 	}
-	resp, err := s.hosts.Agent().Exec(ctx, connect.NewRequest(req))
+	resp, err := agent.Exec(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
 	}
@@ -97,7 +99,7 @@ type ExecEvent struct {
 // ExecSession is a command started in a sandbox the caller was authorised for; input
 // and resizes go to that command only.
 type ExecSession struct {
-	s      *Service
+	agent  hostagentv1connect.HostAgentServiceClient
 	id     string
 	pid    uint32
 	stream *connect.ServerStreamForClient[pb.ExecStreamResponse]
@@ -110,10 +112,11 @@ func (s *Service) StartExec(ctx context.Context, p *Principal, id string, c Comm
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+	agent, err := s.sandboxAgent(ctx, p, id)
+	if err != nil {
 		return nil, err
 	}
-	stream, err := s.hosts.Agent().ExecStream(ctx, connect.NewRequest(req))
+	stream, err := agent.ExecStream(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
 	}
@@ -131,7 +134,7 @@ func (s *Service) StartExec(ctx context.Context, p *Principal, id string, c Comm
 		stream.Close()
 		return nil, fmt.Errorf("exec in %s: the agent sent %T before the start event", id, stream.Msg().GetEvent())
 	}
-	return &ExecSession{s: s, id: id, pid: pid.StartPid, stream: stream}, nil
+	return &ExecSession{agent: agent, id: id, pid: pid.StartPid, stream: stream}, nil
 }
 
 // PID is the command's process id in the guest.
@@ -165,7 +168,7 @@ func (e *ExecSession) Events(emit func(ExecEvent) error) error {
 // Input sends data to the command's stdin or pty; eof ends its input afterwards.
 func (e *ExecSession) Input(ctx context.Context, data []byte, eof bool) error {
 	req := &pb.ExecInputRequest{SandboxId: e.id, Pid: e.pid, Data: data, Eof: eof}
-	if _, err := e.s.hosts.Agent().ExecInput(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := e.agent.ExecInput(ctx, connect.NewRequest(req)); err != nil {
 		return fmt.Errorf("input to %d in %s: %w", e.pid, e.id, agentError(err))
 	}
 	return nil
@@ -177,7 +180,7 @@ func (e *ExecSession) Resize(ctx context.Context, size PTYSize) error {
 		return err
 	}
 	req := &pb.ExecResizeRequest{SandboxId: e.id, Pid: e.pid, Size: &pb.PtySize{Cols: size.Cols, Rows: size.Rows}}
-	if _, err := e.s.hosts.Agent().ExecResize(ctx, connect.NewRequest(req)); err != nil {
+	if _, err := e.agent.ExecResize(ctx, connect.NewRequest(req)); err != nil {
 		return fmt.Errorf("resize %d in %s: %w", e.pid, e.id, agentError(err))
 	}
 	return nil

@@ -15,10 +15,11 @@ const fileChunk = 1 << 20
 
 // Ping marks a sandbox of the principal's team active, postponing its idle timeout.
 func (s *Service) Ping(ctx context.Context, p *Principal, id string) error {
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+	agent, err := s.sandboxAgent(ctx, p, id)
+	if err != nil {
 		return err
 	}
-	if _, err := s.hosts.Agent().Ping(ctx, connect.NewRequest(&pb.PingRequest{SandboxId: id})); err != nil {
+	if _, err := agent.Ping(ctx, connect.NewRequest(&pb.PingRequest{SandboxId: id})); err != nil {
 		return fmt.Errorf("ping %s: %w", id, agentError(err))
 	}
 	return nil
@@ -30,10 +31,11 @@ func (s *Service) WriteFile(ctx context.Context, p *Principal, id, path string, 
 	if path == "" {
 		return 0, fmt.Errorf("%w: path is required", ErrInvalid)
 	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+	agent, err := s.sandboxAgent(ctx, p, id)
+	if err != nil {
 		return 0, err
 	}
-	stream := s.hosts.Agent().WriteFileStream(ctx)
+	stream := agent.WriteFileStream(ctx)
 	if err := stream.Send(&pb.WriteFileStreamRequest{Part: &pb.WriteFileStreamRequest_Header{Header: &pb.WriteFileRequest{SandboxId: id, Path: path}}}); err != nil && !errors.Is(err, io.EOF) {
 		return 0, fmt.Errorf("write %s in %s: %w", path, id, err)
 	}
@@ -65,10 +67,11 @@ func (s *Service) ReadFile(ctx context.Context, p *Principal, id, path string, s
 	if path == "" {
 		return fmt.Errorf("%w: path is required", ErrInvalid)
 	}
-	if _, err := s.sandboxRow(ctx, p, id); err != nil {
+	agent, err := s.sandboxAgent(ctx, p, id)
+	if err != nil {
 		return err
 	}
-	stream, err := s.hosts.Agent().ReadFileStream(ctx, connect.NewRequest(&pb.ReadFileRequest{SandboxId: id, Path: path}))
+	stream, err := agent.ReadFileStream(ctx, connect.NewRequest(&pb.ReadFileRequest{SandboxId: id, Path: path}))
 	if err != nil {
 		return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
 	}

@@ -15,16 +15,41 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/sandboxid"
+	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
 
-// Hosts gives the agent a sandbox lives on; one configured agent for now (the hosts
-// issue adds registration and scheduling).
+// Hosts reaches the agents of registered hosts (hostclient.Pool).
 type Hosts interface {
-	Agent() hostagentv1connect.HostAgentServiceClient
+	Agent(ctx context.Context, hostID string) (hostagentv1connect.HostAgentServiceClient, error)
+	// Endpoint is how the port proxy reaches a host's agent.
+	Endpoint(ctx context.Context, hostID string) (hostclient.Endpoint, error)
+	// Evict forgets a host's connection (deleted, or re-registered).
+	Evict(hostID string)
 }
 
 // SetHosts connects the service to its host agents.
 func (s *Service) SetHosts(h Hosts) { s.hosts = h }
+
+// sandboxAgent returns the agent of the host a sandbox of the principal's team is on.
+func (s *Service) sandboxAgent(ctx context.Context, p *Principal, id string) (hostagentv1connect.HostAgentServiceClient, error) {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.agentOf(ctx, row)
+}
+
+func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {
+	if !row.HostID.Valid {
+		return nil, fmt.Errorf("%w: sandbox %s is on no host", ErrNotFound, row.ID)
+	}
+	agent, err := s.hosts.Agent(ctx, uuidString(row.HostID))
+	if err != nil {
+		return nil, fmt.Errorf("host of %s: %w", row.ID, err)
+	}
+	return agent, nil
+}
 
 // SandboxSpec is a create request.
 type SandboxSpec struct {
@@ -33,30 +58,36 @@ type SandboxSpec struct {
 	MemoryMB            int
 	TimeoutSec          int
 	AllowInternetAccess *bool
-	EnvVars             map[string]string
-	Metadata            map[string]string
+	// AllowPublicTraffic false makes the sandbox's ports (but envd's) need the team's
+	// API key or the traffic token returned at create.
+	AllowPublicTraffic *bool
+	EnvVars            map[string]string
+	Metadata           map[string]string
 }
 
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
-	ID                  string            `json:"id"`
-	Template            string            `json:"template"`
-	Status              string            `json:"status"`
-	VCPUs               int               `json:"vcpus"`
-	MemoryMB            int               `json:"memory_mb"`
-	TimeoutSec          int               `json:"timeout_sec"`
-	AllowInternetAccess bool              `json:"allow_internet_access"`
-	Metadata            map[string]string `json:"metadata"`
-	Error               string            `json:"error,omitempty"`
-	CreatedAt           time.Time         `json:"created_at"`
-	StartedAt           *time.Time        `json:"started_at,omitempty"`
-	StoppedAt           *time.Time        `json:"stopped_at,omitempty"`
+	ID                  string `json:"id"`
+	Template            string `json:"template"`
+	Status              string `json:"status"`
+	VCPUs               int    `json:"vcpus"`
+	MemoryMB            int    `json:"memory_mb"`
+	TimeoutSec          int    `json:"timeout_sec"`
+	AllowInternetAccess bool   `json:"allow_internet_access"`
+	AllowPublicTraffic  bool   `json:"allow_public_traffic"`
+	// TrafficAccessToken is shown once, in the create answer of a private sandbox.
+	TrafficAccessToken string            `json:"traffic_access_token,omitempty"`
+	Metadata           map[string]string `json:"metadata"`
+	Error              string            `json:"error,omitempty"`
+	CreatedAt          time.Time         `json:"created_at"`
+	StartedAt          *time.Time        `json:"started_at,omitempty"`
+	StoppedAt          *time.Time        `json:"stopped_at,omitempty"`
 }
 
 func toSandbox(r db.Sandbox) *Sandbox {
 	sb := &Sandbox{
 		ID: r.ID, Template: r.Template, Status: r.Status, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
-		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, CreatedAt: r.CreatedAt,
+		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, AllowPublicTraffic: r.AllowPublicTraffic, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, Metadata: map[string]string{},
 	}
 	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
@@ -69,7 +100,12 @@ func toSandbox(r db.Sandbox) *Sandbox {
 // agentError maps an agent's answer to the service's errors: its validation is the
 // user's problem (400), the rest is ours.
 func agentError(err error) error {
+	if errors.Is(err, hostclient.ErrFingerprint) {
+		return fmt.Errorf("%w: the host's agent presents another certificate than the one pinned at registration", ErrUnavailable)
+	}
 	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable:
+		return fmt.Errorf("%w: the sandbox's host does not answer", ErrUnavailable)
 	case connect.CodeInvalidArgument:
 		return fmt.Errorf("%w: %s", ErrInvalid, agentMessage(err))
 	case connect.CodeNotFound:
@@ -94,13 +130,10 @@ func agentMessage(err error) string {
 	return msg
 }
 
-// CreateSandbox records the sandbox, has the agent boot it and returns it running. If
-// the agent fails, the sandbox is recorded as failed (status error) — never left
-// pending — and the error is returned.
+// CreateSandbox places the sandbox on a host, records it, has the host's agent boot
+// it and returns it running. If the agent fails, the sandbox is recorded as failed
+// (status error) — never left pending — and the error is returned.
 func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxSpec) (*Sandbox, error) {
-	if s.hosts == nil {
-		return nil, errors.New("no host agent configured")
-	}
 	if spec.Template == "" {
 		spec.Template = "base"
 	}
@@ -113,9 +146,22 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
-	allow := false
+	allow := s.allowInternet
 	if spec.AllowInternetAccess != nil {
 		allow = *spec.AllowInternetAccess
+	}
+	public, trafficToken, trafficHash := true, "", []byte(nil)
+	if spec.AllowPublicTraffic != nil && !*spec.AllowPublicTraffic {
+		public = false
+		trafficToken, trafficHash = auth.NewOpaqueToken(auth.TrafficTokenPrefix)
+	}
+	hostID, err := s.place(ctx, p, spec)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := s.hosts.Agent(ctx, uuidString(hostID))
+	if err != nil {
+		return nil, fmt.Errorf("reach host %s: %w", uuidString(hostID), err)
 	}
 	id, err := sandboxid.New()
 	if err != nil {
@@ -134,8 +180,9 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 		q := s.q.WithTx(tx)
 		var err error
 		row, err = q.CreateSandbox(ctx, db.CreateSandboxParams{
-			ID: id, TeamID: teamID, Template: spec.Template, Status: "starting", Vcpus: int32(spec.VCPUs),
+			ID: id, TeamID: teamID, HostID: hostID, Template: spec.Template, Status: "starting", Vcpus: int32(spec.VCPUs),
 			MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec), AllowInternetAccess: allow, Metadata: meta,
+			AllowPublicTraffic: public, TrafficTokenHash: trafficHash,
 		})
 		if err != nil {
 			return err
@@ -148,12 +195,9 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	s.sandboxesChanged(ctx, teamID)
 	req := &pb.CreateSandboxRequest{
 		SandboxId: id, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
-		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata,
+		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &allow,
 	}
-	if spec.AllowInternetAccess != nil {
-		req.AllowInternetAccess = spec.AllowInternetAccess
-	}
-	resp, err := s.hosts.Agent().CreateSandbox(ctx, connect.NewRequest(req))
+	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
 	if err != nil {
 		msg := agentMessage(err)
 		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "error", Error: &msg}); uerr != nil {
@@ -168,7 +212,9 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if err != nil {
 		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
 	}
-	return toSandbox(row), nil
+	out := toSandbox(row)
+	out.TrafficAccessToken = trafficToken
+	return out, nil
 }
 
 // Platform-wide bounds, checked before anything is recorded; a host may refuse less
@@ -260,8 +306,19 @@ func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) e
 	if row.Status == "stopped" {
 		return fmt.Errorf("%w: sandbox %s is already stopped", ErrNotFound, id)
 	}
-	if _, err := s.hosts.Agent().DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id})); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
-		return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
+	// A sandbox whose host is unreachable (missing) or gone is recorded stopped at
+	// once; the host monitor stops it if its host comes back still running it.
+	if agent, err := s.agentOf(ctx, row); err == nil {
+		_, err = agent.DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
+		switch code := connect.CodeOf(err); {
+		case err == nil, code == connect.CodeNotFound:
+		case row.Status == "missing" || code == connect.CodeUnavailable:
+			s.log.Warn("destroy on an unreachable host: recorded stopped, the monitor finishes it", "sandbox", id, "err", err)
+		default:
+			return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
+		}
+	} else if row.Status != "missing" && row.HostID.Valid {
+		return err
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)

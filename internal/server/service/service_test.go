@@ -32,7 +32,11 @@ func newService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{DB: pool, Redis: redistest.NewClient(t), Tokens: tokens, Log: slog.New(slog.DiscardHandler)})
+	sealer, err := auth.NewSealer(bytes.Repeat([]byte("x"), 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{DB: pool, Redis: redistest.NewClient(t), Tokens: tokens, Sealer: sealer, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,143 @@
+-- name: CreateHost :one
+INSERT INTO hosts (team_id, name, created_by)
+VALUES (sqlc.narg(team_id), @name, sqlc.narg(created_by))
+RETURNING *;
+
+-- name: GetHost :one
+SELECT * FROM hosts WHERE id = @id AND deleted_at IS NULL;
+
+-- name: ListHosts :many
+-- Every host (platform admins), oldest first.
+SELECT * FROM hosts WHERE deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: ListTeamHosts :many
+SELECT * FROM hosts WHERE team_id = @team_id AND deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: CreateHostToken :one
+INSERT INTO host_tokens (host_id, token_hash, created_by, expires_at)
+VALUES (@host_id, @token_hash, sqlc.narg(created_by), @expires_at)
+RETURNING *;
+
+-- name: UseHostToken :one
+-- Marks a registration token used; no row when it is unknown, used or expired.
+UPDATE host_tokens SET used_at = now()
+WHERE token_hash = @token_hash AND used_at IS NULL AND expires_at > now()
+RETURNING *;
+
+-- name: RegisterHost :one
+-- Only a host that never registered can register.
+UPDATE hosts SET
+    address = @address, cert_fingerprint = @cert_fingerprint, secret_sealed = @secret_sealed,
+    agent_version = @agent_version, vcpus = @vcpus, memory_mb = @memory_mb,
+    status = 'online', registered_at = now(), last_heartbeat_at = now()
+WHERE id = @id AND registered_at IS NULL AND deleted_at IS NULL
+RETURNING *;
+
+-- name: HostHeartbeat :one
+-- Records a heartbeat; an unreachable host is online again.
+UPDATE hosts SET
+    last_heartbeat_at = now(),
+    status = CASE WHEN status IN ('unreachable', 'pending') THEN 'online' ELSE status END,
+    vcpus = @vcpus, memory_mb = @memory_mb, agent_version = @agent_version
+WHERE id = @id AND registered_at IS NOT NULL AND deleted_at IS NULL
+RETURNING *;
+
+-- name: MarkStaleHostsUnreachable :many
+-- Online hosts silent since before the cutoff become unreachable.
+UPDATE hosts SET status = 'unreachable'
+WHERE status = 'online' AND deleted_at IS NULL AND last_heartbeat_at < @cutoff
+RETURNING id;
+
+-- name: MarkHostUnreachable :exec
+UPDATE hosts SET status = 'unreachable' WHERE id = @id AND status = 'online';
+
+-- name: DeleteHost :one
+UPDATE hosts SET deleted_at = now(), status = 'offline', secret_sealed = NULL
+WHERE id = @id AND deleted_at IS NULL
+RETURNING *;
+
+-- name: CreateHostRefreshToken :one
+INSERT INTO host_refresh_tokens (host_id, token_hash, parent_id, expires_at)
+VALUES (@host_id, @token_hash, sqlc.narg(parent_id), @expires_at)
+RETURNING *;
+
+-- name: GetHostRefreshToken :one
+-- For update: two refreshes with one token are serialised.
+SELECT * FROM host_refresh_tokens WHERE token_hash = @token_hash FOR UPDATE;
+
+-- name: MarkHostRefreshTokenUsed :exec
+UPDATE host_refresh_tokens SET used_at = coalesce(used_at, now()) WHERE id = @id;
+
+-- name: RevokeHostRefreshToken :exec
+UPDATE host_refresh_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = @id;
+
+-- name: RevokeUnusedHostRefreshChildren :exec
+-- A token presented again after a rotation it never completed: the children it was
+-- given (and never used) are void; it gets a new one.
+UPDATE host_refresh_tokens SET revoked_at = now()
+WHERE parent_id = @parent_id AND used_at IS NULL AND revoked_at IS NULL;
+
+-- name: RevokeHostRefreshTokens :exec
+UPDATE host_refresh_tokens SET revoked_at = now() WHERE host_id = @host_id AND revoked_at IS NULL;
+
+-- name: ListHostTags :many
+SELECT tag FROM host_tags WHERE host_id = @host_id ORDER BY tag;
+
+-- name: AddHostTag :exec
+INSERT INTO host_tags (host_id, tag) VALUES (@host_id, @tag) ON CONFLICT DO NOTHING;
+
+-- name: RemoveHostTag :execrows
+DELETE FROM host_tags WHERE host_id = @host_id AND tag = @tag;
+
+-- name: HostLoads :many
+-- What is placed on each host: live sandboxes and the resources they reserve.
+SELECT host_id, count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
+FROM sandboxes
+WHERE host_id IS NOT NULL AND status NOT IN ('stopped', 'error')
+GROUP BY host_id;
+
+-- name: ListHostSandboxes :many
+-- Sandboxes placed on a host that are not stopped (error ones included: the host may
+-- still run them).
+SELECT * FROM sandboxes WHERE host_id = @host_id AND status NOT IN ('stopped') ORDER BY created_at;
+
+-- name: MarkUnreachableSandboxesMissing :many
+-- Live sandboxes of every unreachable host are missing until their host is back
+-- (idempotent: also catches a round interrupted between marking a host and these).
+UPDATE sandboxes SET status = 'missing'
+WHERE host_id IN (SELECT id FROM hosts WHERE status = 'unreachable')
+  AND status IN ('running', 'paused', 'starting', 'pausing', 'resuming', 'stopping')
+RETURNING id, team_id;
+
+-- name: MarkHostSandboxesMissing :many
+-- The host is unreachable: its live sandboxes are missing until it is back.
+UPDATE sandboxes SET status = 'missing'
+WHERE host_id = ANY(@host_ids::uuid[]) AND status IN ('running', 'paused', 'starting', 'pausing', 'resuming', 'stopping')
+RETURNING id, team_id;
+
+-- name: SetSandboxStatusByHost :one
+-- Reconciliation: the host's view of one of its sandboxes, applied only if the status
+-- is still the one the decision was based on (a concurrent destroy wins).
+UPDATE sandboxes SET
+    status = @status::text,
+    error = sqlc.narg(error),
+    stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END
+WHERE id = @id AND host_id = @host_id AND status = @from_status::text
+RETURNING *;
+
+-- name: TemplateHosts :many
+-- The hosts holding a team's (or the platform's) snapshot template; no rows for a
+-- base template or an unknown name.
+SELECT th.host_id FROM template_hosts th
+JOIN templates t ON t.id = th.template_id
+WHERE t.name = @name AND t.kind = 'snapshot' AND (t.team_id IS NULL OR t.team_id = @team_id);
+
+-- name: TemplateKind :one
+SELECT kind FROM templates WHERE name = @name AND (team_id IS NULL OR team_id = @team_id)
+ORDER BY team_id NULLS LAST LIMIT 1;
+
+-- name: SetTeamBYOC :one
+UPDATE teams SET is_byoc = @is_byoc WHERE id = @id AND deleted_at IS NULL RETURNING *;
+
+-- name: SetUserAdmin :one
+UPDATE users SET is_admin = @is_admin, updated_at = now() WHERE email = @email RETURNING *;

@@ -1,0 +1,146 @@
+package auth
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Host credentials: a host agent proves itself to the control plane with a host JWT
+// (short-lived, renewed with a rotating refresh token); the control plane proves
+// itself to the agent with a per-host secret the agent stores only as a hash.
+
+// hostAudience separates host tokens from users' tokens: neither verifies as the other.
+const hostAudience = "wrenn-host"
+
+// HostTokenTTL is how long a host JWT lives.
+const HostTokenTTL = 7 * 24 * time.Hour
+
+type hostClaims struct {
+	HostID string `json:"hid"`
+	jwt.RegisteredClaims
+}
+
+// IssueHost returns a host JWT for hostID.
+func (t *Tokens) IssueHost(hostID string) (string, time.Time, error) {
+	now := t.now()
+	exp := now.Add(HostTokenTTL)
+	c := hostClaims{HostID: hostID, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: t.issuer, Subject: hostID, Audience: jwt.ClaimStrings{hostAudience},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+		ExpiresAt: jwt.NewNumericDate(exp), ID: randomHex(12),
+	}}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.key)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign host token: %w", err)
+	}
+	return s, exp, nil
+}
+
+// VerifyHost checks a host JWT and returns its host id.
+func (t *Tokens) VerifyHost(token string) (string, error) {
+	var c hostClaims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.key, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithAudience(hostAudience),
+		jwt.WithIssuer(t.issuer), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	if c.HostID == "" || c.HostID != c.Subject {
+		return "", fmt.Errorf("%w: no host", ErrBadToken)
+	}
+	return c.HostID, nil
+}
+
+// Opaque token kinds: registration tokens (one-time), refresh tokens, host secrets
+// and sandbox traffic tokens.
+const (
+	RegistrationTokenPrefix = "wrh_"
+	RefreshTokenPrefix      = "wrr_"
+	HostSecretPrefix        = "wrs_"
+	// TrafficTokenPrefix: a private sandbox's traffic token (e2b-traffic-access-token).
+	TrafficTokenPrefix = "wrt_"
+)
+
+var opaquePattern = regexp.MustCompile(`^wr[hrst]_[0-9a-f]{64}$`)
+
+// NewOpaqueToken returns prefix + 64 hex characters and its SHA-256 (what is stored).
+func NewOpaqueToken(prefix string) (string, []byte) {
+	tok := prefix + randomHex(32)
+	return tok, HashToken(tok)
+}
+
+// HashToken is the stored form of an opaque token.
+func HashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// ValidOpaqueToken reports whether tok has the shape of a token of that prefix.
+func ValidOpaqueToken(tok, prefix string) bool {
+	return opaquePattern.MatchString(tok) && tok[:len(prefix)] == prefix
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // the kernel's RNG does not fail
+	}
+	return hex.EncodeToString(b)
+}
+
+// Sealer encrypts host secrets at rest (AES-256-GCM) with a key derived from the
+// server's secret, so a database dump alone does not let anyone act as the control
+// plane towards the hosts.
+type Sealer struct{ aead cipher.AEAD }
+
+// NewSealer derives the sealing key from the server's secret.
+func NewSealer(serverSecret []byte) (*Sealer, error) {
+	if len(serverSecret) < 32 {
+		return nil, errors.New("server secret must be at least 32 bytes")
+	}
+	key, err := hkdf.Key(sha256.New, serverSecret, nil, "wrenn host secrets v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealer{aead: aead}, nil
+}
+
+// Seal encrypts plaintext bound to context (the host id), nonce first.
+func (s *Sealer) Seal(plaintext []byte, context string) []byte {
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return s.aead.Seal(nonce, nonce, plaintext, []byte(context))
+}
+
+// Open decrypts what Seal made for the same context.
+func (s *Sealer) Open(sealed []byte, context string) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("sealed secret too short")
+	}
+	out, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(context))
+	if err != nil {
+		return nil, fmt.Errorf("open sealed secret: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,207 @@
+// Package proxy is the control plane's sandbox port proxy: requests for
+// {port}-{sandbox_id}.{domain} (or carrying E2b-Sandbox-Id and E2b-Sandbox-Port) go
+// to the owning host's agent (/proxy/{id}/{port}/…), streamed both ways, with
+// WebSocket upgrades; answers follow E2B's client proxy (specs/e2b-rest-api.md §4).
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	agentproxy "github.com/wrennhq/wrenn/internal/agent/proxy"
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
+	"github.com/wrennhq/wrenn/internal/httpbuf"
+	"github.com/wrennhq/wrenn/internal/server/service"
+)
+
+// Headers of header routing (E2B_SANDBOX_URL deployments).
+const (
+	SandboxIDHeader   = "E2b-Sandbox-Id"
+	SandboxPortHeader = "E2b-Sandbox-Port"
+)
+
+// envdInternal are envd paths only the control plane and agent may call.
+var envdInternal = map[string]bool{
+	"/init": true, "/freeze": true, "/unfreeze": true, "/collapse": true,
+	"/fsfreeze": true, "/fsthaw": true, "/upgrade": true,
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]+$`)
+
+// Proxy routes sandbox traffic; everything else goes to the next handler (the API).
+type Proxy struct {
+	svc     *service.Service
+	buffers *httpbuf.Pool
+	domain  string // e.g. "wrenn.example"; "" = header routing only
+	log     *slog.Logger
+}
+
+// New returns the proxy for domain.
+func New(svc *service.Service, domain string, log *slog.Logger) *Proxy {
+	return &Proxy{svc: svc, domain: strings.ToLower(strings.Trim(domain, ".")), log: log, buffers: httpbuf.New()}
+}
+
+// Wrap sends sandbox traffic to the proxy and the rest to next.
+func (p *Proxy) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route, ok := p.match(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if route.err != "" {
+			http.Error(w, route.err, http.StatusBadRequest)
+			return
+		}
+		p.serve(w, r, route.id, route.port)
+	})
+}
+
+type route struct {
+	id   string
+	port int
+	err  string // a 400's text
+}
+
+// match tells sandbox traffic from API calls: header routing when the Host is
+// localhost, an IP or sandbox.<domain> and an E2b-Sandbox-* header is present;
+// host routing for <port>-<id>.<domain>.
+func (p *Proxy) match(r *http.Request) (route, bool) {
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	hid, hport := r.Header.Get(SandboxIDHeader), r.Header.Get(SandboxPortHeader)
+	headerHost := host == "localhost" || net.ParseIP(host) != nil || (p.domain != "" && host == "sandbox."+p.domain)
+	if headerHost && (hid != "" || hport != "") {
+		if hid == "" || hport == "" {
+			return route{err: "missing header: both " + SandboxIDHeader + " and " + SandboxPortHeader + " are required"}, true
+		}
+		return parse(hport, hid), true
+	}
+	if p.domain == "" {
+		return route{}, false
+	}
+	label, rest, ok := strings.Cut(host, ".")
+	if !ok || rest != p.domain || !strings.Contains(label, "-") {
+		return route{}, false
+	}
+	parts := strings.Split(label, "-")
+	return parse(parts[0], parts[1]), true
+}
+
+func parse(port, id string) route {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return route{err: "Invalid sandbox port"}
+	}
+	if !idPattern.MatchString(id) {
+		return route{err: "Invalid sandbox ID"}
+	}
+	return route{id: id, port: n}
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port int) {
+	if port == envdapi.Port {
+		if clean := path.Clean("/" + r.URL.Path); envdInternal[clean] {
+			p.reply(w, r, http.StatusNotFound, map[string]any{
+				"message": "This path is reserved for the control plane and cannot be reached through the proxy", "path": clean, "code": 404})
+			return
+		}
+	}
+	ep, err := p.svc.ProxyRoute(r.Context(), id, port, service.ProxyCredentials{
+		APIKey: r.Header.Get("X-API-Key"), TrafficToken: r.Header.Get(service.TrafficTokenHeader),
+	})
+	var denied *service.ProxyDeniedError
+	switch {
+	case errors.As(err, &denied):
+		p.reply(w, r, http.StatusForbidden, map[string]any{"sandboxId": id, "message": denied.Message, "code": 403})
+		return
+	case errors.Is(err, service.ErrNotFound):
+		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox was not found", "code": 502})
+		return
+	case err != nil:
+		p.log.Error("proxy route", "sandbox", id, "err", err)
+		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox's host is not reachable", "code": 502})
+		return
+	}
+	base, err := url.Parse(ep.BaseURL)
+	if err != nil {
+		p.log.Error("proxy: host endpoint", "sandbox", id, "err", err)
+		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox's host is not reachable", "code": 502})
+		return
+	}
+	transport := ep.HTTP1
+	if r.ProtoMajor == 2 {
+		transport = ep.HTTP2
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = base.Scheme, base.Host
+			prefix := fmt.Sprintf("%s%s/%d", agentproxy.Prefix, id, port)
+			pr.Out.URL.Path = prefix + r.URL.Path
+			pr.Out.URL.RawPath = prefix + r.URL.EscapedPath()
+			pr.Out.Host = r.Host
+			// Wrenn's credentials never reach the sandbox: code in it may be untrusted.
+			pr.Out.Header.Del("X-API-Key")
+			pr.Out.Header.Del(service.TrafficTokenHeader)
+			pr.Out.Header.Set(agentproxy.AuthHeader, ep.Secret)
+			pr.SetXForwarded()
+		},
+		Transport:     transport,
+		BufferPool:    p.buffers,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client left
+			}
+			p.log.Warn("proxy to agent", "sandbox", id, "port", port, "err", err)
+			p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox's host is not reachable", "code": 502})
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// reply answers in JSON, or in HTML when the request is a browser navigation.
+func (p *Proxy) reply(w http.ResponseWriter, r *http.Request, status int, body map[string]any) {
+	if browserNavigation(r) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		msg := html.EscapeString(fmt.Sprint(body["message"]))
+		fmt.Fprintf(w, "<!doctype html><title>%d</title><h1>%d</h1><p>%s</p>\n", status, status, msg)
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+func browserNavigation(r *http.Request) bool {
+	switch {
+	case !strings.Contains(r.UserAgent(), "Mozilla/"),
+		strings.Contains(r.Header.Get("Accept"), "application/json"),
+		r.Header.Get("X-Requested-With") != "":
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Mode") {
+	case "cors", "no-cors", "same-origin", "websocket":
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,301 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/wrennhq/wrenn/gen/db"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/server/auth"
+)
+
+// RegistrationTTL is how long a registration token can be used.
+const RegistrationTTL = time.Hour
+
+// Host is a host as the API shows it.
+type Host struct {
+	ID              string     `json:"id"`
+	TeamID          string     `json:"team_id,omitempty"` // empty: a platform host
+	Name            string     `json:"name"`
+	Status          string     `json:"status"`
+	Address         string     `json:"address"`
+	CertFingerprint string     `json:"cert_fingerprint,omitempty"`
+	AgentVersion    string     `json:"agent_version"`
+	VCPUs           int        `json:"vcpus"`
+	MemoryMB        int        `json:"memory_mb"`
+	Sandboxes       int        `json:"sandboxes"`
+	Tags            []string   `json:"tags"`
+	CreatedAt       time.Time  `json:"created_at"`
+	RegisteredAt    *time.Time `json:"registered_at,omitempty"`
+	LastHeartbeatAt *time.Time `json:"last_heartbeat_at,omitempty"`
+}
+
+func toHost(r db.Host, tags []string, sandboxes int) *Host {
+	h := &Host{
+		ID: uuidString(r.ID), TeamID: uuidString(r.TeamID), Name: r.Name, Status: r.Status, Address: r.Address,
+		AgentVersion: r.AgentVersion, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB), Sandboxes: sandboxes,
+		Tags: tags, CreatedAt: r.CreatedAt, RegisteredAt: r.RegisteredAt, LastHeartbeatAt: r.LastHeartbeatAt,
+	}
+	if h.Tags == nil {
+		h.Tags = []string{}
+	}
+	if r.CertFingerprint != nil {
+		h.CertFingerprint = *r.CertFingerprint
+	}
+	return h
+}
+
+// NewHost is a created host with the one-time token its agent registers with.
+type NewHost struct {
+	*Host
+	RegistrationToken string    `json:"registration_token"`
+	TokenExpiresAt    time.Time `json:"registration_token_expires_at"`
+}
+
+func registrationKey(hash []byte) string { return fmt.Sprintf("wrenn:host-registration:%x", hash) }
+
+// CreateHost records a host and returns the token its agent registers with: a
+// platform host (platform admins), or one of the team's own hosts (owners and
+// admins of a BYOC team).
+func (s *Service) CreateHost(ctx context.Context, p *Principal, name string, platform bool) (*NewHost, error) {
+	if p.UserID == "" {
+		return nil, fmt.Errorf("%w: hosts are managed with a user's token, not an API key", ErrForbidden)
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return nil, fmt.Errorf("%w: name must be 1..100 characters", ErrInvalid)
+	}
+	params := db.CreateHostParams{Name: name}
+	params.CreatedBy, _ = parseUUID(p.UserID)
+	switch {
+	case platform && !p.Admin:
+		return nil, fmt.Errorf("%w: only platform administrators add platform hosts", ErrForbidden)
+	case !platform && !p.TeamBYOC:
+		return nil, fmt.Errorf("%w: the team does not run its own hosts (BYOC); ask a platform administrator", ErrForbidden)
+	case !platform && !p.CanManage():
+		return nil, fmt.Errorf("%w: only team owners and admins add hosts", ErrForbidden)
+	case !platform:
+		params.TeamID, _ = parseUUID(p.TeamID)
+	}
+	token, hash := auth.NewOpaqueToken(auth.RegistrationTokenPrefix)
+	expires := s.now().Add(RegistrationTTL)
+	var row db.Host
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		var err error
+		if row, err = q.CreateHost(ctx, params); err != nil {
+			return err
+		}
+		if _, err := q.CreateHostToken(ctx, db.CreateHostTokenParams{HostID: row.ID, TokenHash: hash, CreatedBy: params.CreatedBy, ExpiresAt: expires}); err != nil {
+			return err
+		}
+		if err := s.audit(ctx, q, p, "host.create", "host", uuidString(row.ID), map[string]any{"name": name, "platform": platform}); err != nil {
+			return err
+		}
+		// The live token is in Redis (single use, expiring); written before the
+		// commit, so a committed host always has its token.
+		return s.redis.Set(ctx, registrationKey(hash), uuidString(row.ID), RegistrationTTL).Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create host: %w", err)
+	}
+	return &NewHost{Host: toHost(row, nil, 0), RegistrationToken: token, TokenExpiresAt: expires}, nil
+}
+
+// hostFor returns a host the principal may see: every host for platform admins, the
+// team's own otherwise; anything else is not found.
+func (s *Service) hostFor(ctx context.Context, p *Principal, id string) (db.Host, error) {
+	hid, err := parseUUID(id)
+	if err != nil {
+		return db.Host{}, err
+	}
+	row, err := s.q.GetHost(ctx, hid)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !p.Admin && uuidString(row.TeamID) != p.TeamID) || (err == nil && !p.Admin && !row.TeamID.Valid) {
+		return db.Host{}, fmt.Errorf("%w: host %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return db.Host{}, fmt.Errorf("get host %s: %w", id, err)
+	}
+	return row, nil
+}
+
+// manageable is hostFor for changes: team hosts need an owner or admin.
+func (s *Service) manageable(ctx context.Context, p *Principal, id string) (db.Host, error) {
+	row, err := s.hostFor(ctx, p, id)
+	if err != nil {
+		return row, err
+	}
+	if p.UserID == "" || (!p.Admin && !p.CanManage()) {
+		return row, fmt.Errorf("%w: only team owners and admins manage hosts", ErrForbidden)
+	}
+	return row, nil
+}
+
+func (s *Service) hostLoads(ctx context.Context) (map[pgtype.UUID]db.HostLoadsRow, error) {
+	loads, err := s.q.HostLoads(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("host loads: %w", err)
+	}
+	out := make(map[pgtype.UUID]db.HostLoadsRow, len(loads))
+	for _, l := range loads {
+		out[l.HostID] = l
+	}
+	return out, nil
+}
+
+// ListHosts lists the hosts the principal may see.
+func (s *Service) ListHosts(ctx context.Context, p *Principal) ([]*Host, error) {
+	var rows []db.Host
+	var err error
+	if p.Admin {
+		rows, err = s.q.ListHosts(ctx)
+	} else {
+		tid, perr := parseUUID(p.TeamID)
+		if perr != nil {
+			return nil, perr
+		}
+		rows, err = s.q.ListTeamHosts(ctx, tid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	loads, err := s.hostLoads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Host, 0, len(rows))
+	for _, r := range rows {
+		tags, err := s.q.ListHostTags(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, toHost(r, tags, int(loads[r.ID].Sandboxes)))
+	}
+	return out, nil
+}
+
+// GetHost returns one host.
+func (s *Service) GetHost(ctx context.Context, p *Principal, id string) (*Host, error) {
+	row, err := s.hostFor(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := s.q.ListHostTags(ctx, row.ID)
+	if err != nil {
+		return nil, err
+	}
+	loads, err := s.hostLoads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return toHost(row, tags, int(loads[row.ID].Sandboxes)), nil
+}
+
+var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// TagHost adds (or, with remove, removes) a tag.
+func (s *Service) TagHost(ctx context.Context, p *Principal, id, tag string, remove bool) error {
+	if !tagPattern.MatchString(tag) {
+		return fmt.Errorf("%w: tags are 1..63 of a-z 0-9 . _ - (starting with a letter or digit)", ErrInvalid)
+	}
+	row, err := s.manageable(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	if remove {
+		n, err := s.q.RemoveHostTag(ctx, db.RemoveHostTagParams{HostID: row.ID, Tag: tag})
+		if err == nil && n == 0 {
+			return fmt.Errorf("%w: host %s has no tag %q", ErrNotFound, id, tag)
+		}
+		return err
+	}
+	return s.q.AddHostTag(ctx, db.AddHostTagParams{HostID: row.ID, Tag: tag})
+}
+
+// HostBusyError is a refused delete: the host still runs these sandboxes.
+type HostBusyError struct{ Sandboxes []string }
+
+func (e *HostBusyError) Error() string {
+	return fmt.Sprintf("the host runs %d sandboxes: destroy them first or delete with force=true", len(e.Sandboxes))
+}
+
+func (e *HostBusyError) Unwrap() error { return ErrConflict }
+
+// DeleteHost removes a host. With live sandboxes it refuses (HostBusyError) unless
+// force, which destroys them first (as far as the host answers; the sandboxes are
+// recorded stopped either way). The host's credentials stop working at once.
+func (s *Service) DeleteHost(ctx context.Context, p *Principal, id string, force bool) error {
+	row, err := s.manageable(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	live, err := s.q.ListHostSandboxes(ctx, pgtype.UUID(row.ID))
+	if err != nil {
+		return fmt.Errorf("sandboxes of host %s: %w", id, err)
+	}
+	if len(live) > 0 && !force {
+		busy := &HostBusyError{}
+		for _, sb := range live {
+			busy.Sandboxes = append(busy.Sandboxes, sb.ID)
+		}
+		return busy
+	}
+	for _, sb := range live {
+		s.stopOnHost(ctx, sb, "host deleted")
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := s.q.WithTx(tx)
+		if _, err := q.DeleteHost(ctx, row.ID); err != nil {
+			return err
+		}
+		if err := q.RevokeHostRefreshTokens(ctx, row.ID); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, p, "host.delete", "host", id, map[string]any{"force": force, "sandboxes": len(live)})
+	})
+	if err != nil {
+		return fmt.Errorf("delete host %s: %w", id, err)
+	}
+	s.hosts.Evict(id)
+	return nil
+}
+
+// stopOnHost destroys a sandbox on its host as far as the host answers and records it
+// stopped (the reconciler stops what an unreachable host still runs when it is back).
+func (s *Service) stopOnHost(ctx context.Context, sb db.Sandbox, why string) {
+	if agent, err := s.agentOf(ctx, sb); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
+			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)
+		}
+		cancel()
+	}
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: "stopped", Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.log.Error("record stopped sandbox", "sandbox", sb.ID, "err", err)
+	}
+	s.sandboxesChanged(ctx, sb.TeamID)
+}
+
+// SetTeamBYOC lets a team run on its own hosts (platform admins only).
+func (s *Service) SetTeamBYOC(ctx context.Context, p *Principal, teamID string, byoc bool) error {
+	if !p.Admin {
+		return fmt.Errorf("%w: platform administrators only", ErrForbidden)
+	}
+	tid, err := parseUUID(teamID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.q.SetTeamBYOC(ctx, db.SetTeamBYOCParams{ID: tid, IsBYOC: byoc}); errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: team %s", ErrNotFound, teamID)
+	} else if err != nil {
+		return err
+	}
+	return s.audit(ctx, s.q, p, "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
+}

@@ -1,0 +1,187 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/wrennhq/wrenn/gen/db"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/server/hostclient"
+)
+
+// MonitorConfig tunes the host monitor.
+type MonitorConfig struct {
+	Interval time.Duration // how often hosts are checked (default 10 s)
+	Stale    time.Duration // silence after which a host is unreachable (default 90 s)
+	// Grace: a sandbox still being created younger than this is never judged lost.
+	Grace time.Duration // default 2 minutes
+}
+
+func (c *MonitorConfig) defaults() {
+	if c.Interval <= 0 {
+		c.Interval = 10 * time.Second
+	}
+	if c.Stale <= 0 {
+		c.Stale = 90 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 2 * time.Minute
+	}
+}
+
+// RunHostMonitor closes the gap between what should exist (PostgreSQL) and what the
+// hosts run, until ctx ends. Each round: hosts silent for longer than Stale become
+// unreachable and their sandboxes missing (reversible); every online host is asked
+// what it runs, so missing sandboxes it still runs are restored, sandboxes it lost
+// are marked failed, and sandboxes nobody should run are stopped. With several
+// control planes, a Redis lease lets one of them do each round.
+func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
+	cfg.defaults()
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	for {
+		if ok, err := s.redis.SetNX(ctx, "wrenn:host-monitor-lease", 1, cfg.Interval*9/10).Result(); err == nil && ok {
+			s.MonitorRound(ctx, cfg)
+		} else if err != nil && ctx.Err() == nil {
+			s.log.Warn("host monitor lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// MonitorRound runs one round of the monitor.
+func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
+	cfg.defaults()
+	cutoff := s.now().Add(-cfg.Stale)
+	stale, err := s.q.MarkStaleHostsUnreachable(ctx, &cutoff)
+	if err != nil {
+		s.log.Error("mark stale hosts", "err", err)
+		return
+	}
+	for _, h := range stale {
+		s.log.Warn("host unreachable: no heartbeat", "host", uuidString(h), "for", cfg.Stale)
+	}
+	missing, err := s.q.MarkUnreachableSandboxesMissing(ctx)
+	if err != nil {
+		s.log.Error("mark sandboxes of unreachable hosts missing", "err", err)
+	}
+	teams := map[pgtype.UUID]bool{}
+	for _, m := range missing {
+		teams[m.TeamID] = true
+	}
+	for t := range teams {
+		s.sandboxesChanged(ctx, t)
+	}
+	hosts, err := s.q.ListHosts(ctx)
+	if err != nil {
+		s.log.Error("list hosts", "err", err)
+		return
+	}
+	for _, h := range hosts {
+		if h.Status == "online" {
+			s.reconcile(ctx, h, cfg)
+		}
+	}
+}
+
+// reconcile compares one online host's sandboxes with the database.
+func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
+	hostID := uuidString(h.ID)
+	agent, err := s.hosts.Agent(ctx, hostID)
+	if err != nil {
+		s.log.Warn("reconcile: reach host", "host", hostID, "err", err)
+		return
+	}
+	// The rows are read first: a sandbox created after this snapshot may be on the
+	// host but not in the rows, and Grace protects it; the other order could judge a
+	// just-created sandbox lost.
+	rows, err := s.q.ListHostSandboxes(ctx, h.ID)
+	if err != nil {
+		s.log.Error("reconcile: sandboxes of host", "host", hostID, "err", err)
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	resp, err := agent.ListSandboxes(lctx, connect.NewRequest(&pb.ListSandboxesRequest{}))
+	cancel()
+	if errors.Is(err, hostclient.ErrFingerprint) {
+		// Whatever answers there is not the registered host: take it out of placement.
+		s.markUnreachable(ctx, h.ID)
+		s.log.Error("reconcile: host presents another certificate than the pinned one: marked unreachable", "host", hostID, "err", err)
+		return
+	}
+	if err != nil {
+		s.log.Warn("reconcile: list sandboxes", "host", hostID, "err", err)
+		return
+	}
+	running := map[string]*pb.Sandbox{}
+	for _, sb := range resp.Msg.GetSandboxes() {
+		running[sb.GetId()] = sb
+	}
+	known := map[string]bool{}
+	for _, row := range rows {
+		known[row.ID] = true
+		onHost, ok := running[row.ID]
+		switch {
+		case ok && row.Status == "missing":
+			status := "running"
+			if onHost.GetState() == pb.SandboxState_SANDBOX_STATE_PAUSED {
+				status = "paused"
+			}
+			s.setByHost(ctx, row, status, nil)
+			s.log.Info("reconcile: sandbox back", "sandbox", row.ID, "host", hostID)
+		case ok && onHost.GetState() == pb.SandboxState_SANDBOX_STATE_ERROR && row.Status != "error":
+			msg := onHost.GetError()
+			s.setByHost(ctx, row, "error", &msg)
+		case !ok && row.Status != "error" && !(row.Status == "starting" && s.now().Sub(row.CreatedAt) < cfg.Grace):
+			msg := "lost: its host no longer runs it"
+			s.setByHost(ctx, row, "error", &msg)
+			s.log.Warn("reconcile: sandbox lost", "sandbox", row.ID, "host", hostID)
+		}
+	}
+	for id, sb := range running {
+		if known[id] {
+			continue
+		}
+		// Young sandboxes may be a create whose row is not visible yet.
+		if created := sb.GetCreatedAt(); created != nil && s.now().Sub(created.AsTime()) < cfg.Grace {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
+		cancel()
+		s.log.Warn("reconcile: stopped an orphan sandbox", "sandbox", id, "host", hostID, "err", err)
+	}
+}
+
+// markUnreachable takes a host out of placement and marks its sandboxes missing.
+func (s *Service) markUnreachable(ctx context.Context, hostID pgtype.UUID) {
+	if err := s.q.MarkHostUnreachable(ctx, hostID); err != nil {
+		s.log.Error("mark host unreachable", "host", uuidString(hostID), "err", err)
+		return
+	}
+	missing, err := s.q.MarkHostSandboxesMissing(ctx, []pgtype.UUID{hostID})
+	if err != nil {
+		s.log.Error("mark sandboxes missing", "host", uuidString(hostID), "err", err)
+	}
+	for _, m := range missing {
+		s.sandboxesChanged(ctx, m.TeamID)
+	}
+}
+
+func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status string, msg *string) {
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: status, Error: msg, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
+		return // changed meanwhile (e.g. destroyed): the next round judges again
+	} else if err != nil {
+		s.log.Error("reconcile: record status", "sandbox", row.ID, "err", err)
+		return
+	}
+	s.sandboxesChanged(ctx, row.TeamID)
+}

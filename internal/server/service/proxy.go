@@ -1,0 +1,68 @@
+package service
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
+	"github.com/wrennhq/wrenn/internal/sandboxid"
+	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/hostclient"
+)
+
+// ProxyCredentials are what a proxied request may carry to reach a private sandbox.
+type ProxyCredentials struct {
+	APIKey       string // X-API-Key of the sandbox's team
+	TrafficToken string // e2b-traffic-access-token
+}
+
+// ProxyDeniedError is a refused proxied request (403), saying which credential is
+// missing or wrong.
+type ProxyDeniedError struct{ Message string }
+
+func (e *ProxyDeniedError) Error() string { return e.Message }
+func (e *ProxyDeniedError) Unwrap() error { return ErrForbidden }
+
+// TrafficTokenHeader carries a private sandbox's traffic token.
+const TrafficTokenHeader = "E2b-Traffic-Access-Token"
+
+// ProxyRoute decides whether a request may reach port of sandbox id and returns the
+// endpoint of the agent that runs it. ErrNotFound: no such running sandbox (the
+// proxy answers 502). Port 49983 (envd) is never gated here: envd checks its own
+// access token. Other ports of a sandbox created with allow_public_traffic=false
+// need the sandbox's traffic token or an API key of its team.
+func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCredentials) (hostclient.Endpoint, error) {
+	if !sandboxid.Valid(id) {
+		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+	}
+	row, err := s.q.GetSandboxForProxy(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (row.Status != "running" || !row.HostID.Valid)) {
+		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return hostclient.Endpoint{}, fmt.Errorf("proxy to %s: %w", id, err)
+	}
+	if port != envdapi.Port && !row.AllowPublicTraffic {
+		switch {
+		case c.TrafficToken != "":
+			if row.TrafficTokenHash == nil || subtle.ConstantTimeCompare(auth.HashToken(c.TrafficToken), row.TrafficTokenHash) != 1 {
+				return hostclient.Endpoint{}, &ProxyDeniedError{"Invalid " + TrafficTokenHeader + " header"}
+			}
+		case c.APIKey != "":
+			p, err := s.FromAPIKey(ctx, c.APIKey)
+			if err != nil || p.TeamID != uuidString(row.TeamID) {
+				return hostclient.Endpoint{}, &ProxyDeniedError{"Invalid X-API-Key header: not a key of the sandbox's team"}
+			}
+		default:
+			return hostclient.Endpoint{}, &ProxyDeniedError{"Missing " + TrafficTokenHeader + " header: the sandbox's traffic is private"}
+		}
+	}
+	ep, err := s.hosts.Endpoint(ctx, uuidString(row.HostID))
+	if err != nil {
+		return hostclient.Endpoint{}, fmt.Errorf("host of %s: %w", id, err)
+	}
+	return ep, nil
+}
