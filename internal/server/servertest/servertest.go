@@ -103,7 +103,7 @@ func (e *Env) AddHost(t testing.TB, teamID string) (string, *hostagenttest.Fake)
 		t.Fatal(err)
 	}
 	fp := strings.Repeat("0", 64)
-	if _, err := q.RegisterHost(ctx, db.RegisterHostParams{ID: row.ID, Address: "fake:1", CertFingerprint: &fp, SecretSealed: []byte{0}, Vcpus: 64, MemoryMB: 65536}); err != nil {
+	if _, err := q.RegisterHost(ctx, db.RegisterHostParams{ID: row.ID, Address: "fake:1", CertFingerprint: &fp, SecretSealed: []byte{0}, Vcpus: 1 << 20, MemoryMB: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
 	fake := hostagenttest.New(t)

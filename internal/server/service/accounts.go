@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,6 +71,8 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	lists  listCache
+	// keyUses: when this replica last saw each API key (debounces the Redis check).
+	keyUses sync.Map
 
 	sched         scheduler.Scheduler
 	heartbeat     time.Duration

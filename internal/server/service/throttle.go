@@ -65,6 +65,12 @@ const apiKeyUseInterval = time.Minute
 // shouldRecordKeyUse reports whether this request is the first use of the key in the
 // interval (always true when Redis cannot say).
 func (s *Service) shouldRecordKeyUse(ctx context.Context, keyID string) bool {
+	// This replica recorded it within the interval: no need to ask Redis either.
+	now := s.now()
+	if last, ok := s.keyUses.Load(keyID); ok && now.Sub(last.(time.Time)) < apiKeyUseInterval {
+		return false
+	}
+	s.keyUses.Store(keyID, now)
 	ok, err := s.redis.SetNX(ctx, "wrenn:api-key-used:"+keyID, 1, apiKeyUseInterval).Result()
 	if err != nil {
 		s.log.Warn("api key use debounce unavailable", "err", err)
