@@ -707,3 +707,38 @@ func TestPlacementAndBYOC(t *testing.T) {
 		t.Errorf("the BYOC team's host is unaffected: %s not on it", got)
 	}
 }
+
+// A snapshot template is created only where its files are (template_hosts): the
+// create reaches that host's agent and no other, and with that host gone it is 503.
+func TestTemplateLocality(t *testing.T) {
+	env := servertest.New(t)
+	anon := newCall(t, env)
+	ctx := context.Background()
+	ann := signup(anon, "ann@example.com")
+	annC := anon.bearer(ann["token"].(string))
+	holder, holderFake := env.AddHost(t, "")
+	var tmpl string
+	if err := env.DB.QueryRow(ctx, `INSERT INTO templates (name, kind) VALUES ('snap', 'snapshot') RETURNING id`).Scan(&tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.DB.Exec(ctx, `INSERT INTO template_hosts (template_id, host_id) VALUES ($1, $2)`, tmpl, holder); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		// The in-memory agent knows only "base", so it refuses; what matters is who was asked.
+		annC.do("POST", "/v1/sandboxes", `{"template":"snap"}`)
+	}
+	if got, other := holderFake.Calls("CreateSandbox"), env.Agent.Calls("CreateSandbox"); got != 3 || other != 0 {
+		t.Errorf("creates from the snapshot template: %d on its host, %d elsewhere", got, other)
+	}
+	// base goes anywhere, so the least-loaded empty host gets it too.
+	if status, _ := annC.do("POST", "/v1/sandboxes", `{}`); status != 201 {
+		t.Errorf("base template: %d", status)
+	}
+	if _, err := env.DB.Exec(ctx, `UPDATE hosts SET status = 'unreachable' WHERE id = $1`, holder); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := annC.do("POST", "/v1/sandboxes", `{"template":"snap"}`); status != 503 || errCode(body) != "unavailable" {
+		t.Errorf("snapshot template with its host unreachable: %d %v", status, body)
+	}
+}
