@@ -43,9 +43,11 @@ WHERE id = @id AND registered_at IS NOT NULL AND deleted_at IS NULL
 RETURNING *;
 
 -- name: MarkStaleHostsUnreachable :many
--- Online hosts silent since before the cutoff become unreachable.
+-- Online hosts silent for longer than stale_seconds become unreachable (measured on the
+-- database's clock, which also stamped the heartbeats).
 UPDATE hosts SET status = 'unreachable'
-WHERE status = 'online' AND deleted_at IS NULL AND last_heartbeat_at < @cutoff
+WHERE status = 'online' AND deleted_at IS NULL
+  AND last_heartbeat_at < now() - make_interval(secs => @stale_seconds::float8)
 RETURNING id;
 
 -- name: MarkHostUnreachable :exec

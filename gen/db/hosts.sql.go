@@ -493,13 +493,15 @@ func (q *Queries) MarkHostUnreachable(ctx context.Context, id pgtype.UUID) error
 
 const markStaleHostsUnreachable = `-- name: MarkStaleHostsUnreachable :many
 UPDATE hosts SET status = 'unreachable'
-WHERE status = 'online' AND deleted_at IS NULL AND last_heartbeat_at < $1
+WHERE status = 'online' AND deleted_at IS NULL
+  AND last_heartbeat_at < now() - make_interval(secs => $1::float8)
 RETURNING id
 `
 
-// Online hosts silent since before the cutoff become unreachable.
-func (q *Queries) MarkStaleHostsUnreachable(ctx context.Context, cutoff *time.Time) ([]pgtype.UUID, error) {
-	rows, err := q.db.Query(ctx, markStaleHostsUnreachable, cutoff)
+// Online hosts silent for longer than stale_seconds become unreachable (measured on the
+// database's clock, which also stamped the heartbeats).
+func (q *Queries) MarkStaleHostsUnreachable(ctx context.Context, staleSeconds float64) ([]pgtype.UUID, error) {
+	rows, err := q.db.Query(ctx, markStaleHostsUnreachable, staleSeconds)
 	if err != nil {
 		return nil, err
 	}

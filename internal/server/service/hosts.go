@@ -248,7 +248,9 @@ func (s *Service) DeleteHost(ctx context.Context, p *Principal, id string, force
 		return busy
 	}
 	for _, sb := range live {
-		s.stopOnHost(ctx, sb, "host deleted")
+		// An unreachable host is not waited for: its agent is refused from now on, and
+		// its sandboxes are recorded stopped.
+		s.stopOnHost(ctx, sb, "host deleted", row.Status == "online")
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -269,8 +271,8 @@ func (s *Service) DeleteHost(ctx context.Context, p *Principal, id string, force
 
 // stopOnHost destroys a sandbox on its host as far as the host answers and records it
 // stopped (the reconciler stops what an unreachable host still runs when it is back).
-func (s *Service) stopOnHost(ctx context.Context, sb db.Sandbox, why string) {
-	if agent, err := s.agentOf(ctx, sb); err == nil {
+func (s *Service) stopOnHost(ctx context.Context, sb db.Sandbox, why string, reachable bool) {
+	if agent, err := s.agentOf(ctx, sb); err == nil && reachable {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
 			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)

@@ -60,8 +60,7 @@ func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
 // MonitorRound runs one round of the monitor.
 func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 	cfg.defaults()
-	cutoff := s.now().Add(-cfg.Stale)
-	stale, err := s.q.MarkStaleHostsUnreachable(ctx, &cutoff)
+	stale, err := s.q.MarkStaleHostsUnreachable(ctx, cfg.Stale.Seconds())
 	if err != nil {
 		s.log.Error("mark stale hosts", "err", err)
 		return
