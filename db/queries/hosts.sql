@@ -111,12 +111,6 @@ WHERE host_id IN (SELECT id FROM hosts WHERE status = 'unreachable')
   AND status IN ('running', 'paused', 'starting', 'pausing', 'resuming', 'stopping')
 RETURNING id, team_id;
 
--- name: MarkHostSandboxesMissing :many
--- The host is unreachable: its live sandboxes are missing until it is back.
-UPDATE sandboxes SET status = 'missing'
-WHERE host_id = ANY(@host_ids::uuid[]) AND status IN ('running', 'paused', 'starting', 'pausing', 'resuming', 'stopping')
-RETURNING id, team_id;
-
 -- name: SetSandboxStatusByHost :one
 -- Reconciliation: the host's view of one of its sandboxes, applied only if the status
 -- is still the one the decision was based on (a concurrent destroy wins).

@@ -450,38 +450,6 @@ func (q *Queries) MarkHostRefreshTokenUsed(ctx context.Context, id pgtype.UUID) 
 	return err
 }
 
-const markHostSandboxesMissing = `-- name: MarkHostSandboxesMissing :many
-UPDATE sandboxes SET status = 'missing'
-WHERE host_id = ANY($1::uuid[]) AND status IN ('running', 'paused', 'starting', 'pausing', 'resuming', 'stopping')
-RETURNING id, team_id
-`
-
-type MarkHostSandboxesMissingRow struct {
-	ID     string
-	TeamID pgtype.UUID
-}
-
-// The host is unreachable: its live sandboxes are missing until it is back.
-func (q *Queries) MarkHostSandboxesMissing(ctx context.Context, hostIds []pgtype.UUID) ([]MarkHostSandboxesMissingRow, error) {
-	rows, err := q.db.Query(ctx, markHostSandboxesMissing, hostIds)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []MarkHostSandboxesMissingRow{}
-	for rows.Next() {
-		var i MarkHostSandboxesMissingRow
-		if err := rows.Scan(&i.ID, &i.TeamID); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const markHostUnreachable = `-- name: MarkHostUnreachable :exec
 UPDATE hosts SET status = 'unreachable' WHERE id = $1 AND status = 'online'
 `

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/atomicfile"
 )
 
 // recordFile is the sandbox's persisted state under its directory; the agent rebuilds
@@ -46,21 +48,7 @@ func writeRecord(dir string, r *record) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".sandbox-*.json")
-	if err != nil {
-		return fmt.Errorf("write record in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write record in %s: %w", dir, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, recordFile)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, recordFile), b, 0o600); err != nil {
 		return fmt.Errorf("write record in %s: %w", dir, err)
 	}
 	return nil

@@ -3,7 +3,6 @@ package envd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/envd/httpx"
 	"github.com/wrennhq/wrenn/internal/envd/state"
 	"golang.org/x/sys/unix"
+
+	"github.com/wrennhq/wrenn/internal/atomicfile"
 )
 
 const (
@@ -223,20 +224,9 @@ func (h *initHandler) setIdentity(key, value string) error {
 		return fmt.Errorf("create %s: %w", h.cfg.RunDir, err)
 	}
 	for name, v := range map[string]string{"." + key: value, ".E2B_SANDBOX": "true"} {
-		if err := writeFileAtomic(filepath.Join(h.cfg.RunDir, name), []byte(v)); err != nil {
+		if err := atomicfile.Write(filepath.Join(h.cfg.RunDir, name), []byte(v), 0o644); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return errors.Join(fmt.Errorf("write %s: %w", path, err), os.Remove(tmp))
 	}
 	return nil
 }

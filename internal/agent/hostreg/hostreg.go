@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 )
 
@@ -58,7 +59,7 @@ func (c *Credentials) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, credentialsFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(dir, credentialsFile), b, 0o600)
 }
 
 // CheckSecret reports whether bearer is the control plane's secret (constant time).

@@ -68,17 +68,7 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 	for _, h := range stale {
 		s.log.Warn("host unreachable: no heartbeat", "host", uuidString(h), "for", cfg.Stale)
 	}
-	missing, err := s.q.MarkUnreachableSandboxesMissing(ctx)
-	if err != nil {
-		s.log.Error("mark sandboxes of unreachable hosts missing", "err", err)
-	}
-	teams := map[pgtype.UUID]bool{}
-	for _, m := range missing {
-		teams[m.TeamID] = true
-	}
-	for t := range teams {
-		s.sandboxesChanged(ctx, t)
-	}
+	s.markMissing(ctx)
 	hosts, err := s.q.ListHosts(ctx)
 	if err != nil {
 		s.log.Error("list hosts", "err", err)
@@ -166,12 +156,22 @@ func (s *Service) markUnreachable(ctx context.Context, hostID pgtype.UUID) {
 		s.log.Error("mark host unreachable", "host", uuidString(hostID), "err", err)
 		return
 	}
-	missing, err := s.q.MarkHostSandboxesMissing(ctx, []pgtype.UUID{hostID})
+	s.markMissing(ctx)
+}
+
+// markMissing marks the live sandboxes of every unreachable host missing (idempotent,
+// so an interrupted round is caught up by the next).
+func (s *Service) markMissing(ctx context.Context) {
+	missing, err := s.q.MarkUnreachableSandboxesMissing(ctx)
 	if err != nil {
-		s.log.Error("mark sandboxes missing", "host", uuidString(hostID), "err", err)
+		s.log.Error("mark sandboxes of unreachable hosts missing", "err", err)
 	}
+	teams := map[pgtype.UUID]bool{}
 	for _, m := range missing {
-		s.sandboxesChanged(ctx, m.TeamID)
+		teams[m.TeamID] = true
+	}
+	for t := range teams {
+		s.sandboxesChanged(ctx, t)
 	}
 }
 
