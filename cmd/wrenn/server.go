@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -91,7 +92,11 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	// Sandbox ports are served at {port}-{id}.WRENN_DOMAIN (and by E2b-Sandbox-* headers).
-	handler := proxy.New(svc, os.Getenv("WRENN_DOMAIN"), log).Wrap(api.New(svc, log))
+	px := proxy.New(svc, os.Getenv("WRENN_DOMAIN"), log)
+	if n, err := strconv.Atoi(os.Getenv("WRENN_PROXY_CONN_LIMIT")); err == nil && n > 0 {
+		px.SetConnLimit(n)
+	}
+	handler := px.Wrap(api.New(svc, log))
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
 }

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	agentproxy "github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
@@ -39,17 +40,47 @@ var envdInternal = map[string]bool{
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]+$`)
 
+// DefaultConnLimit bounds the concurrent proxied requests (and WebSockets) per sandbox
+// on one control plane, so one sandbox cannot take every connection.
+const DefaultConnLimit = 1000
+
 // Proxy routes sandbox traffic; everything else goes to the next handler (the API).
 type Proxy struct {
 	svc     *service.Service
 	buffers *httpbuf.Pool
 	domain  string // e.g. "wrenn.example"; "" = header routing only
 	log     *slog.Logger
+	limit   int
+
+	mu    sync.Mutex
+	conns map[string]int // open proxied requests by sandbox
 }
 
 // New returns the proxy for domain.
 func New(svc *service.Service, domain string, log *slog.Logger) *Proxy {
-	return &Proxy{svc: svc, domain: strings.ToLower(strings.Trim(domain, ".")), log: log, buffers: httpbuf.New()}
+	return &Proxy{svc: svc, domain: strings.ToLower(strings.Trim(domain, ".")), log: log, buffers: httpbuf.New(),
+		limit: DefaultConnLimit, conns: map[string]int{}}
+}
+
+// SetConnLimit changes the per-sandbox limit of concurrent proxied requests; call it
+// before serving.
+func (p *Proxy) SetConnLimit(n int) { p.limit = n }
+
+// acquire counts a proxied request of a sandbox, or refuses it over the limit.
+func (p *Proxy) acquire(id string) (release func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns[id] >= p.limit {
+		return nil, false
+	}
+	p.conns[id]++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.conns[id]--; p.conns[id] == 0 {
+			delete(p.conns, id)
+		}
+	}, true
 }
 
 // Wrap sends sandbox traffic to the proxy and the rest to next.
@@ -137,6 +168,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox's host is not reachable", "code": 502})
 		return
 	}
+	release, ok := p.acquire(id)
+	if !ok {
+		p.reply(w, r, http.StatusTooManyRequests, map[string]any{"sandboxId": id,
+			"message": fmt.Sprintf("The sandbox has too many concurrent incoming connections (limit: %d)", p.limit), "connectionLimit": p.limit, "code": 429})
+		return
+	}
+	defer release()
 	base, err := url.Parse(ep.BaseURL)
 	if err != nil {
 		p.log.Error("proxy: host endpoint", "sandbox", id, "err", err)

@@ -307,3 +307,59 @@ func TestStreamingWebSocketAndTeardown(t *testing.T) {
 		t.Error("an open WebSocket outlived its sandbox")
 	}
 }
+
+// Past the per-sandbox limit of concurrent proxied requests, the spec's 429; a slot
+// frees when a request ends.
+func TestConnectionLimit(t *testing.T) {
+	f := setup(t)
+	f.env.Proxy.SetConnLimit(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sb, err := f.c.CreateSandbox(ctx, client.CreateSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			w.(http.Flusher).Flush()
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
+	var open []*http.Response
+	for range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.env.URL+"/hold", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, resp)
+	}
+	resp, body := f.get(t, host, "/", nil)
+	if resp.StatusCode != 429 || !strings.Contains(body, `"connectionLimit":2`) {
+		t.Errorf("third concurrent request: %d %q", resp.StatusCode, body)
+	}
+	close(hold)
+	for _, r := range open {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, body := f.get(t, host, "/", nil)
+		if resp.StatusCode == 200 && body == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the held requests ended: %d %q", resp.StatusCode, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -41,6 +41,7 @@ func Run(m interface{ Run() int }) int { return pgtest.Run(redistest.Around(m)) 
 type Env struct {
 	URL     string // base URL of the REST API
 	Service *service.Service
+	Proxy   *proxy.Proxy // the port proxy in front of the API
 	DB      *pgxpool.Pool
 	Redis   *redis.Client
 	Agent   *hostagenttest.Fake // the first host (a platform host)
@@ -79,9 +80,10 @@ func New(t testing.TB) *Env {
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &fakeHosts{byID: map[string]*hostagenttest.Fake{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
 	svc.SetHosts(hosts)
-	srv := httptest.NewServer(proxy.New(svc, Domain, log).Wrap(api.New(svc, log)))
+	px := proxy.New(svc, Domain, log)
+	srv := httptest.NewServer(px.Wrap(api.New(svc, log)))
 	t.Cleanup(srv.Close)
-	env := &Env{URL: srv.URL, Service: svc, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
+	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
 }
