@@ -30,7 +30,11 @@ var env struct {
 func TestMain(m *testing.M) {
 	prepare()
 	// A private PostgreSQL and Redis for the control-plane tests, for the whole run.
-	os.Exit(pgtest.Run(redistest.Around(m)))
+	code := pgtest.Run(redistest.Around(m))
+	if wrennBin != "" {
+		os.RemoveAll(filepath.Dir(wrennBin)) // the binary built for this run
+	}
+	os.Exit(code)
 }
 
 // prepare builds (or finds up to date) the `base` template the VM tests boot. The test
