@@ -394,15 +394,7 @@ func benchProxyHostNetns(b *testing.B) {
 	env := servertest.New(b)
 	env.Agent.SetGuestAddr(upAddr)
 	ctx := context.Background()
-	sess, err := client.New(env.URL).Signup(ctx, "proxy-bench@example.com", "", "correct horse battery staple")
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := client.New(env.URL, client.WithToken(sess.Token)).CreateAPIKey(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sb, err := client.New(env.URL, client.WithAPIKey(key.Key)).CreateSandbox(ctx, client.CreateSandboxRequest{})
+	sb, err := env.NewTeam(b, "proxy-bench@example.com").Client.CreateSandbox(ctx, client.CreateSandboxRequest{})
 	if err != nil {
 		b.Fatal(err)
 	}

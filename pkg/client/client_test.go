@@ -69,15 +69,7 @@ func TestSandboxes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv := servertest.New(t)
-	s, err := client.New(srv.URL).Signup(ctx, "sdk@example.com", "", "correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := client.New(srv.URL, client.WithToken(s.Token)).CreateAPIKey(ctx, "sdk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(srv.URL, client.WithAPIKey(k.Key))
+	c := srv.NewTeam(t, "sdk@example.com").Client
 	sb, err := c.CreateSandbox(ctx, client.CreateSandboxRequest{EnvVars: map[string]string{"X": "42"}, Metadata: map[string]string{"k": "v"}})
 	if err != nil || sb.Status != "running" || sb.Metadata["k"] != "v" || len(sb.ID) != 20 {
 		t.Fatalf("create: %+v %v", sb, err)

@@ -38,16 +38,8 @@ type fixture struct {
 
 func setup(t *testing.T) fixture {
 	env := servertest.New(t)
-	ctx := context.Background()
-	s, err := client.New(env.URL).Signup(ctx, "ann@example.com", "", "correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := client.New(env.URL, client.WithToken(s.Token)).CreateAPIKey(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fixture{env: env, c: client.New(env.URL, client.WithAPIKey(k.Key)), key: k.Key}
+	ann := env.NewTeam(t, "ann@example.com")
+	return fixture{env: env, c: ann.Client, key: ann.Key}
 }
 
 // get sends a request for port of sandbox id by Host name.
@@ -170,8 +162,7 @@ func TestPrivateTraffic(t *testing.T) {
 	}
 	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret data") }))
 	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
-	other, _ := client.New(f.env.URL).Signup(ctx, "bob@example.com", "", "correct horse battery")
-	bobKey, _ := client.New(f.env.URL, client.WithToken(other.Token)).CreateAPIKey(ctx, "b")
+	bob := f.env.NewTeam(t, "bob@example.com")
 	for _, c := range []struct {
 		name   string
 		hdr    map[string]string
@@ -180,7 +171,7 @@ func TestPrivateTraffic(t *testing.T) {
 	}{
 		{"no credentials", nil, 403, "Missing E2b-Traffic-Access-Token"},
 		{"wrong token", map[string]string{"E2b-Traffic-Access-Token": "wrt_" + strings.Repeat("0", 64)}, 403, "Invalid E2b-Traffic-Access-Token"},
-		{"another team's key", map[string]string{"X-API-Key": bobKey.Key}, 403, "Invalid X-API-Key"},
+		{"another team's key", map[string]string{"X-API-Key": bob.Key}, 403, "Invalid X-API-Key"},
 		{"traffic token", map[string]string{"E2b-Traffic-Access-Token": sb.TrafficAccessToken}, 200, "secret data"},
 		{"team key", map[string]string{"X-API-Key": f.key}, 200, "secret data"},
 	} {

@@ -29,6 +29,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/proxy"
 	"github.com/wrennhq/wrenn/internal/server/service"
 	"github.com/wrennhq/wrenn/internal/server/store"
+	"github.com/wrennhq/wrenn/pkg/client"
 )
 
 // Domain is the test control plane's sandbox domain: {port}-{id}.wrenn.test.
@@ -86,6 +87,28 @@ func New(t testing.TB) *Env {
 	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
+}
+
+// Team is a signed-up user's team with an API key.
+type Team struct {
+	Session *client.Session
+	Key     string         // the team's API key
+	Client  *client.Client // acting with Key
+}
+
+// NewTeam signs up email (which gets a team of its own) and makes an API key.
+func (e *Env) NewTeam(t testing.TB, email string) Team {
+	t.Helper()
+	ctx := context.Background()
+	s, err := client.New(e.URL).Signup(ctx, email, "", "correct horse battery")
+	if err != nil {
+		t.Fatalf("signup %s: %v", email, err)
+	}
+	k, err := client.New(e.URL, client.WithToken(s.Token)).CreateAPIKey(ctx, "test")
+	if err != nil {
+		t.Fatalf("api key for %s: %v", email, err)
+	}
+	return Team{Session: s, Key: k.Key, Client: client.New(e.URL, client.WithAPIKey(k.Key))}
 }
 
 // AddHost registers another in-memory host, a platform host when teamID is "" and
