@@ -111,7 +111,7 @@ func BenchmarkAgentCreate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := agent.New(agent.Config{Dir: xfs, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log})
+		m, err := agent.New(agent.Config{Dir: xfs, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
 		if err != nil {
 			b.Fatal(err)
 		}

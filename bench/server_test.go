@@ -17,7 +17,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
-	"github.com/wrennhq/wrenn/internal/sandboxid"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
@@ -101,10 +101,7 @@ func benchAPIOverhead(b *testing.B, cp *controlPlane) {
 		}
 	}
 	for range max(b.N, cpOps) {
-		id, err := sandboxid.New()
-		if err != nil {
-			b.Fatal(err)
-		}
+		id := ident.NewSandboxID()
 		timed(&direct[0], func() error {
 			_, err := cp.agent.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{
 				SandboxId: id, Template: "base", Vcpus: 1, MemoryMb: 512, Metadata: map[string]string{},

@@ -12,6 +12,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
 
@@ -97,7 +98,7 @@ func BenchmarkVMBoot(b *testing.B) {
 	}
 	defer pool.Close()
 	manager := func(kernelArgs ...string) *agent.Manager {
-		m, err := agent.New(agent.Config{Dir: dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log, KernelArgs: kernelArgs})
+		m, err := agent.New(agent.Config{Dir: dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log, KernelArgs: kernelArgs})
 		if err != nil {
 			b.Fatal(err)
 		}

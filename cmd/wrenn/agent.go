@@ -19,6 +19,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent/rpc"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/version"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
@@ -74,7 +75,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}()
 	m, err := agent.New(agent.Config{
-		Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool,
+		Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{},
 		Log: log, AllowInternetDefault: *internet,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
 
@@ -72,7 +73,7 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log})
+	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
 	if err != nil {
 		return err
 	}

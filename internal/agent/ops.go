@@ -9,10 +9,11 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 )
 
-// running returns a sandbox that is running, marked active now. The sandbox lock is
-// not held while a command runs: commands run concurrently; only transitions serialise.
+// running returns a sandbox that is running, marked active now. No lock is held while
+// a command runs: commands run concurrently; only transitions serialise.
 func (m *Manager) running(id, op string) (*sandbox, error) {
 	sb, err := m.lookup(id)
 	if err != nil {
@@ -21,7 +22,7 @@ func (m *Manager) running(id, op string) (*sandbox, error) {
 	sb.mu.Lock()
 	state, envd := sb.rec.State, sb.envd
 	sb.mu.Unlock()
-	if state != Running || envd == nil {
+	if state != lifecycle.Running || envd == nil {
 		return nil, &ErrState{ID: id, State: state, Op: op}
 	}
 	sb.touch(m.cfg.Now())
@@ -70,7 +71,7 @@ func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, t
 			if pid != 0 && ctx.Err() != nil {
 				killCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
-				if err := sb.envd.Kill(watchVM(killCtx, sb), pid); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+				if err := sb.client().Kill(watchVM(killCtx, sb), pid); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
 					m.log.Warn("kill abandoned interactive command", "sandbox", id, "pid", pid, "err", err)
 				}
 			}
@@ -82,7 +83,7 @@ func (m *Manager) Exec(ctx context.Context, id string, cmd envdclient.Command, t
 		runCtx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	res, err := sb.envd.Run(watchVM(runCtx, sb), cmd, onStart, stdout, stderr)
+	res, err := sb.client().Run(watchVM(runCtx, sb), cmd, onStart, stdout, stderr)
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodeDeadlineExceeded || errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			return &ExecResult{Result: envdclient.Result{ExitCode: -1, Status: "timed out"}, Duration: time.Since(start), TimedOut: true}, nil
@@ -117,12 +118,12 @@ func (m *Manager) Input(ctx context.Context, id string, pid uint32, data []byte,
 		data, eof = append(data, 0x04), false
 	}
 	if len(data) > 0 {
-		if err := sb.envd.Input(watchVM(ctx, sb), pid, data, pty); err != nil {
+		if err := sb.client().Input(watchVM(ctx, sb), pid, data, pty); err != nil {
 			return fmt.Errorf("input in %s: %w", id, err)
 		}
 	}
 	if eof {
-		if err := sb.envd.CloseStdin(watchVM(ctx, sb), pid); err != nil {
+		if err := sb.client().CloseStdin(watchVM(ctx, sb), pid); err != nil {
 			return fmt.Errorf("input in %s: %w", id, err)
 		}
 	}
@@ -138,7 +139,7 @@ func (m *Manager) Resize(ctx context.Context, id string, pid uint32, size envdcl
 	if !pty {
 		return fmt.Errorf("%w: command %d has no pty", ErrInvalid, pid)
 	}
-	if err := sb.envd.Resize(watchVM(ctx, sb), pid, size); err != nil {
+	if err := sb.client().Resize(watchVM(ctx, sb), pid, size); err != nil {
 		return fmt.Errorf("resize in %s: %w", id, err)
 	}
 	return nil
@@ -171,7 +172,7 @@ func (m *Manager) WriteFile(ctx context.Context, id, path, user string, r io.Rea
 		return err
 	}
 	defer sb.touch(m.cfg.Now())
-	return sb.envd.WriteFile(watchVM(ctx, sb), path, user, r)
+	return sb.client().WriteFile(watchVM(ctx, sb), path, user, r)
 }
 
 // ReadFile opens path in the sandbox; the caller closes the reader.
@@ -183,7 +184,7 @@ func (m *Manager) ReadFile(ctx context.Context, id, path, user string) (io.ReadC
 	if err != nil {
 		return nil, err
 	}
-	return sb.envd.ReadFile(watchVM(ctx, sb), path, user)
+	return sb.client().ReadFile(watchVM(ctx, sb), path, user)
 }
 
 // Ping marks a sandbox active, postponing its idle timeout.
@@ -216,7 +217,7 @@ func (m *Manager) StartReaper(interval time.Duration) {
 func (m *Manager) reapIdle(ctx context.Context) {
 	now := m.cfg.Now()
 	for _, info := range m.List() {
-		if info.State != Running || info.Spec.TimeoutSec == 0 {
+		if info.State != lifecycle.Running || info.Spec.TimeoutSec == 0 {
 			continue
 		}
 		if idle := now.Sub(info.LastActive); idle > time.Duration(info.Spec.TimeoutSec)*time.Second {

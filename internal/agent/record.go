@@ -8,32 +8,24 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 )
 
 // recordFile is the sandbox's persisted state under its directory; the agent rebuilds
 // its table from these files after a restart.
 const recordFile = "sandbox.json"
 
-// Spec is what a sandbox was created with.
-type Spec struct {
-	ID            string            `json:"id"`
-	Template      string            `json:"template"`
-	VCPUs         int               `json:"vcpus"`
-	MemoryMiB     int               `json:"memory_mib"`
-	DiskMiB       int               `json:"disk_mib"`
-	EnvVars       map[string]string `json:"env_vars,omitempty"`
-	TimeoutSec    int               `json:"timeout_sec"`
-	AllowInternet bool              `json:"allow_internet"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
-}
-
 // record is one sandbox as written to disk. The envd token is a machine-local secret
 // the agent must present to the guest; the file is 0600 under a 0700 directory.
 type record struct {
-	Spec       Spec      `json:"spec"`
-	State      State     `json:"state"`
-	Slot       int       `json:"slot"` // 0 = none yet
-	Token      string    `json:"envd_token,omitempty"`
+	Spec  Spec            `json:"spec"`
+	State lifecycle.State `json:"state"`
+	Slot  int             `json:"slot"` // 0 = none
+	Token string          `json:"envd_token,omitempty"`
+	// VMM names the driver that runs (or ran) the sandbox's VM: only that driver can
+	// adopt it or restore its snapshots. "" in records written before it was kept
+	// (they were all qemu's).
+	VMM        string    `json:"vmm,omitempty"`
 	Kernel     string    `json:"kernel"`
 	Initrd     string    `json:"initrd"`
 	CreatedAt  time.Time `json:"created_at"`

@@ -4,27 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/wrennhq/wrenn/internal/envd/envdapi"
-	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
 // RecoverReport says what Recover found.
 type RecoverReport struct {
-	Adopted []string // live sandboxes taken over
-	Cleaned []string // half-made or dead sandboxes removed
-	Skipped []string // sandboxes of slots outside this agent's range, untouched
+	Adopted []string // live sandboxes taken over with their VM
+	Kept    []string // sandboxes without a VM kept as they are (paused, error)
+	Cleaned []string // half-made sandboxes removed
+	Skipped []string // sandboxes this agent may not judge (another slot range or driver), untouched
 }
 
-// Recover rebuilds the sandbox table from WRENN_DIR after a (re)start: running
-// sandboxes whose VM is alive are adopted with their slot and disk; sandboxes caught
-// half-way through a create or destroy, and ones whose VM died while no agent was
-// watching, are cleaned. Call it before serving.
+// Recover rebuilds the sandbox table from WRENN_DIR after a (re)start. Running
+// sandboxes whose VM is alive are adopted with their slot and disk; paused ones are
+// kept (their disk and snapshot stay); ones whose VM died while no agent watched are
+// kept in the error state, with their disk, until destroyed. Only sandboxes caught
+// half-way through a create or destroy are cleaned. Call it before serving.
 func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 	root := filepath.Join(m.cfg.Dir, "sandboxes")
 	entries, err := os.ReadDir(root)
@@ -33,101 +34,147 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 	}
 	rep := &RecoverReport{}
 	for _, e := range entries {
-		if !e.IsDir() || !sandboxIDPattern.MatchString(e.Name()) {
+		if !e.IsDir() || !ident.ValidSandboxID(e.Name()) {
 			continue
 		}
-		dir := filepath.Join(root, e.Name())
-		if rec, err := readRecord(dir); err == nil && rec.Slot > 0 && !m.cfg.Slots.Owns(rec.Slot) {
-			// Not this agent's to judge: another agent's sandbox, or a changed
-			// --first-slot/--last-slot. Leave it exactly as it is.
-			m.log.Warn("sandbox outside this agent's slot range: left alone", "sandbox", e.Name(), "slot", rec.Slot)
-			rep.Skipped = append(rep.Skipped, e.Name())
+		id, dir := e.Name(), filepath.Join(root, e.Name())
+		rec, err := readRecord(dir)
+		if err != nil {
+			m.log.Warn("cleaning sandbox left behind", "sandbox", id, "reason", "no readable record: "+err.Error())
+			m.cleanLeftover(ctx, id, dir, nil)
+			rep.Cleaned = append(rep.Cleaned, id)
 			continue
 		}
-		sb, reason := m.adopt(ctx, e.Name(), dir)
-		if sb != nil {
-			m.mu.Lock()
-			m.boxes[sb.id] = sb
-			m.mu.Unlock()
-			rep.Adopted = append(rep.Adopted, sb.id)
+		if why := m.notOurs(rec); why != "" {
+			m.log.Warn("sandbox left alone: "+why, "sandbox", id, "slot", rec.Slot, "vmm", rec.VMM)
+			rep.Skipped = append(rep.Skipped, id)
 			continue
 		}
-		m.log.Warn("cleaning sandbox left behind", "sandbox", e.Name(), "reason", reason)
-		m.cleanLeftover(ctx, e.Name(), dir)
-		rep.Cleaned = append(rep.Cleaned, e.Name())
+		switch rec.State {
+		case lifecycle.Starting, lifecycle.Stopping:
+			m.log.Warn("cleaning sandbox left behind", "sandbox", id, "reason", "caught while "+string(rec.State))
+			m.cleanLeftover(ctx, id, dir, rec)
+			rep.Cleaned = append(rep.Cleaned, id)
+			continue
+		}
+		sb := newSandbox(id, dir, *rec)
+		if m.recoverOne(ctx, sb) {
+			rep.Adopted = append(rep.Adopted, id)
+		} else {
+			rep.Kept = append(rep.Kept, id)
+		}
+		m.mu.Lock()
+		m.boxes[id] = sb
+		m.mu.Unlock()
 	}
 	return rep, nil
 }
 
-// adopt takes over one sandbox directory, or says why it cannot.
-func (m *Manager) adopt(ctx context.Context, id, dir string) (*sandbox, string) {
-	rec, err := readRecord(dir)
-	if err != nil {
-		return nil, "no readable record: " + err.Error()
+// notOurs says why a sandbox is not this agent's to judge, or "".
+func (m *Manager) notOurs(rec *record) string {
+	switch {
+	case rec.Slot > 0 && !m.cfg.Slots.Owns(rec.Slot):
+		// Another agent's sandbox, or a changed --first-slot/--last-slot.
+		return "its slot is outside this agent's range"
+	case rec.VMM != "" && rec.VMM != m.cfg.Driver.Name():
+		return fmt.Sprintf("its vm is run by %s, this agent by %s", rec.VMM, m.cfg.Driver.Name())
 	}
-	if rec.State != Running {
-		return nil, "caught while " + string(rec.State)
-	}
-	machine, err := m.cfg.Driver.Adopt(ctx, dir)
-	if err != nil {
-		return nil, "vm not running: " + err.Error()
-	}
-	sb := &sandbox{id: id, dir: dir, rec: *rec, machine: machine, lastActive: rec.LastActive, connsDone: make(chan struct{})}
-	slot, err := m.cfg.Slots.Adopt(rec.Slot)
-	if err != nil {
-		m.stopAdopted(machine, id)
-		return nil, fmt.Sprintf("slot %d: %v", rec.Slot, err)
-	}
-	sb.slot = slot
-	sb.envd = envdclient.New("http://"+netip.AddrPortFrom(slot.HostIP, envdapi.Port).String(), rec.Token, envdHTTPClient())
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := sb.envd.WaitHealthy(hctx); err != nil {
-		m.stopAdopted(machine, id)
-		_ = m.cfg.Slots.Release(slot)
-		return nil, "envd does not answer: " + err.Error()
-	}
-	// The idle clock restarts: time the agent was away is not the user's idleness.
-	sb.lastActive = m.cfg.Now()
-	go m.watch(sb, machine)
-	return sb, ""
+	return ""
 }
 
-func (m *Manager) stopAdopted(machine vmm.Machine, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := machine.Stop(ctx); err != nil {
-		m.log.Warn("stop vm of a sandbox being cleaned", "sandbox", id, "err", err)
+// recoverOne brings one sandbox with a complete record back: a live VM is adopted
+// (true); otherwise the sandbox is kept without one (false) — paused as it was, a
+// resume interrupted before its VM ran back to paused, anything else in the error
+// state with the reason, its runtime resources freed and its disk kept.
+func (m *Manager) recoverOne(ctx context.Context, sb *sandbox) bool {
+	state := sb.state()
+	if state == lifecycle.Paused {
+		m.logFailure(sb, "find disk of paused sandbox", m.adoptDisk(sb))
+		return false
 	}
+	err := m.adoptRunning(ctx, sb)
+	if err == nil {
+		return true
+	}
+	m.releaseRuntime(ctx, sb)
+	to, reason := lifecycle.Error, ""
+	switch state {
+	case lifecycle.Resuming:
+		to = lifecycle.Paused // the snapshot it resumed from is intact
+	case lifecycle.Error:
+		reason = sb.rec.Error
+	default:
+		reason = fmt.Sprintf("lost while the agent was away (%s): %v", state, err)
+	}
+	sb.set(func(sb *sandbox) { sb.rec.State, sb.rec.Error, sb.rec.Slot = to, reason, 0 })
+	m.logFailure(sb, "record recovered state", sb.persist())
+	m.log.Warn("sandbox kept without a vm", "sandbox", sb.id, "state", to, "reason", reason)
+	return false
+}
+
+// adoptRunning takes over a sandbox whose VM should still run: VM, slot, disk, envd.
+func (m *Manager) adoptRunning(ctx context.Context, sb *sandbox) (err error) {
+	if sb.state() == lifecycle.Error {
+		return errors.New("in the error state")
+	}
+	var undo rollback
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	undoVM, err := m.adoptVM(ctx, sb)
+	if err != nil {
+		return fmt.Errorf("vm: %w", err)
+	}
+	undo.add(undoVM)
+	undoSlot, err := m.adoptSlot(sb, sb.rec.Slot)
+	if err != nil {
+		return err
+	}
+	undo.add(undoSlot)
+	if err := m.adoptDisk(sb); err != nil {
+		return err
+	}
+	if err := m.connectEnvd(ctx, sb, 10*time.Second); err != nil {
+		return fmt.Errorf("envd does not answer: %w", err)
+	}
+	// Pausing or resuming when the agent went away, but the VM runs: it is running.
+	sb.set(func(sb *sandbox) { sb.rec.State = lifecycle.Running })
+	m.logFailure(sb, "record adopted sandbox", sb.persist())
+	// The idle clock restarts: time the agent was away is not the user's idleness.
+	sb.touch(m.cfg.Now())
+	m.watch(sb)
+	return nil
+}
+
+// releaseRuntime frees what a sandbox without a VM must not hold: a VM process still
+// around and its network slot.
+func (m *Manager) releaseRuntime(ctx context.Context, sb *sandbox) {
+	switch machine, err := m.cfg.Driver.Adopt(ctx, sb.dir); {
+	case err == nil:
+		m.attachVM(sb, machine)
+		m.logFailure(sb, "stop vm", m.stopVM(ctx, sb))
+	case !errors.Is(err, vmm.ErrNotRunning):
+		m.log.Warn("look for a vm left behind", "sandbox", sb.id, "err", err)
+	}
+	sb.set(func(sb *sandbox) { sb.machine = nil })
+	if index := sb.rec.Slot; index > 0 && sb.slot == nil {
+		if _, err := m.adoptSlot(sb, index); err != nil {
+			return // the namespace is gone already
+		}
+	}
+	m.logFailure(sb, "release slot", m.releaseSlot(sb))
 }
 
 // cleanLeftover removes whatever a half-made sandbox had: its VM (if one runs), its
-// slot (if the record got that far) and its directory.
-func (m *Manager) cleanLeftover(ctx context.Context, id, dir string) {
-	if machine, err := m.cfg.Driver.Adopt(ctx, dir); err == nil {
-		m.stopAdopted(machine, id)
-	} else if !errors.Is(err, vmm.ErrNotRunning) {
-		m.log.Warn("look for a vm of a half-made sandbox", "sandbox", id, "err", err)
+// slot (if the record got that far), its disk and its directory.
+func (m *Manager) cleanLeftover(ctx context.Context, id, dir string, rec *record) {
+	if rec == nil {
+		rec = &record{}
 	}
-	if rec, err := readRecord(dir); err == nil && rec.Slot > 0 {
-		if slot, err := m.cfg.Slots.Adopt(rec.Slot); err == nil {
-			_ = m.cfg.Slots.Release(slot)
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		m.log.Warn("remove half-made sandbox", "sandbox", id, "err", err)
-	}
-}
-
-// InUse reports whether a slot index belongs to a sandbox of this manager (for the
-// slot pool's reclaiming of leftovers).
-func (m *Manager) InUse(index int) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, sb := range m.boxes {
-		if sb.slot != nil && sb.slot.Index == index {
-			return true
-		}
-	}
-	return false
+	sb := newSandbox(id, dir, *rec)
+	m.releaseRuntime(ctx, sb)
+	m.logFailure(sb, "release disk", m.releaseDisk(sb))
+	m.logFailure(sb, "remove directory", m.removeDir(sb))
 }

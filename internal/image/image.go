@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"io"
 	"net/url"
 	"os"
@@ -98,22 +99,13 @@ type RootFS struct {
 
 const manifestFile = "template.json"
 
-// ValidateName checks a template name against the allow-list. Callers must run it before a
-// name becomes part of any path.
-func ValidateName(name string) error {
-	if !regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`).MatchString(name) {
-		return fmt.Errorf("invalid template name %q: use 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", name)
-	}
-	return nil
-}
-
 // normalize validates the options (the name first, before any path is built) and fills in
 // defaults.
 func (o Options) normalize() (*Options, error) {
 	if o.Name == "" {
 		o.Name = "base"
 	}
-	if err := ValidateName(o.Name); err != nil {
+	if err := ident.CheckTemplate(o.Name); err != nil {
 		return nil, err
 	}
 	if o.Dir == "" {
@@ -319,7 +311,7 @@ func sourceID(ctx context.Context, rep *reporter, o *Options) (string, error) {
 
 // Load reads a built template's manifest and checks that its files exist.
 func Load(dir, name string) (*Template, error) {
-	if err := ValidateName(name); err != nil {
+	if err := ident.CheckTemplate(name); err != nil {
 		return nil, err
 	}
 	if dir == "" {

@@ -15,20 +15,6 @@ import (
 	"testing"
 )
 
-func TestValidateName(t *testing.T) {
-	for _, ok := range []string{"base", "a", "py3_12-slim", "0abc", strings.Repeat("a", 63)} {
-		if err := ValidateName(ok); err != nil {
-			t.Errorf("ValidateName(%q) = %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "A", "Base", "../x", "x/y", ".hidden", "-x", "_x", "a b", "a.b",
-		strings.Repeat("a", 64), "base\n", "x\x00"} {
-		if err := ValidateName(bad); err == nil {
-			t.Errorf("ValidateName(%q) accepted", bad)
-		}
-	}
-}
-
 // A bad name must be refused before any directory is created or file read.
 func TestBuildRejectsBadNameBeforeTouchingPaths(t *testing.T) {
 	for _, name := range []string{"../x", "A", strings.Repeat("n", 64), "a/b"} {

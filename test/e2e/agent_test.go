@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
 
@@ -431,12 +432,13 @@ func TestAgentKilledMidCreateCleansUp(t *testing.T) {
 	a := startAgent(t, addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	id := ident.NewSandboxID()
 	go func() {
-		_, err := a.client.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{SandboxId: "midcreate0001"}))
+		_, err := a.client.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{SandboxId: id}))
 		done <- err
 	}()
 	// Wait until the create is under way: its directory and VM exist, envd not yet up.
-	dir := filepath.Join(env.dir, "sandboxes", "midcreate0001")
+	dir := filepath.Join(env.dir, "sandboxes", id)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "qemu.pid")); err == nil {
@@ -452,7 +454,7 @@ func TestAgentKilledMidCreateCleansUp(t *testing.T) {
 	<-done
 
 	b := startAgent(t, addr)
-	if _, err := b.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: "midcreate0001"})); connect.CodeOf(err) != connect.CodeNotFound {
+	if _, err := b.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: id})); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("half-made sandbox after restart: %v", err)
 	}
 	assertGone(t, dir, "")

@@ -15,7 +15,10 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
 
@@ -34,7 +37,7 @@ func newManager(t *testing.T, kernelArgs ...string) *agent.Manager {
 	}
 	t.Cleanup(func() { _ = pool.Close() })
 	m, err := agent.New(agent.Config{
-		Dir: env.dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log,
+		Dir: env.dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log,
 		BootTimeout: 2 * time.Minute, KernelArgs: kernelArgs,
 	})
 	if err != nil {
@@ -109,7 +112,8 @@ func TestBadKernelArgsFailClearly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	_, _, _, err := m.Create(ctx, agent.Spec{Template: "base", ID: "badkernel0001"})
+	id := ident.NewSandboxID()
+	_, _, _, err := m.Create(ctx, agent.Spec{Template: "base", ID: id})
 	if err == nil {
 		t.Fatal("a guest that cannot boot started")
 	}
@@ -120,7 +124,7 @@ func TestBadKernelArgsFailClearly(t *testing.T) {
 		t.Errorf("failure noticed after %v; the VM exit should end the wait at once", took)
 	}
 	t.Logf("error (after %v): %.300s", time.Since(start).Round(time.Millisecond), err)
-	assertGone(t, filepath.Join(env.dir, "sandboxes", "badkernel0001"), "")
+	assertGone(t, filepath.Join(env.dir, "sandboxes", id), "")
 	if len(m.List()) != 0 {
 		t.Errorf("a failed create stays listed: %v", m.List())
 	}
@@ -165,7 +169,7 @@ func TestKilledQemuIsDetectedAndCleaned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.State == agent.Error {
+		if got.State == lifecycle.Error {
 			if !strings.Contains(got.Error, "killed") {
 				t.Errorf("error state says %q, want the VM was killed", got.Error)
 			}

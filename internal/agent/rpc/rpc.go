@@ -19,6 +19,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -29,16 +30,34 @@ const MaxWholeFile = 64 << 20
 // streamChunk is the size of ReadFileStream messages.
 const streamChunk = 1 << 20
 
+// Sandboxes is what the RPC server needs of the sandbox manager; *agent.Manager is the
+// implementation. The server only translates between the wire and these calls.
+type Sandboxes interface {
+	Create(ctx context.Context, spec agent.Spec) (*agent.Info, string, agent.Timings, error)
+	Destroy(ctx context.Context, id string) error
+	Get(id string) (*agent.Info, error)
+	List() []*agent.Info
+	Ping(id string) error
+	AllowInternetDefault() bool
+	Exec(ctx context.Context, id string, cmd envdclient.Command, timeout time.Duration, onStart func(uint32), stdout, stderr io.Writer) (*agent.ExecResult, error)
+	Input(ctx context.Context, id string, pid uint32, data []byte, eof bool) error
+	Resize(ctx context.Context, id string, pid uint32, size envdclient.PTYSize) error
+	WriteFile(ctx context.Context, id, path, user string, r io.Reader) error
+	ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error)
+}
+
+var _ Sandboxes = (*agent.Manager)(nil)
+
 // Server implements hostagentv1connect.HostAgentServiceHandler.
 type Server struct {
-	m *agent.Manager
+	m Sandboxes
 }
 
 var _ hostagentv1connect.HostAgentServiceHandler = (*Server)(nil)
 
 // Handler returns the agent's HTTP handler: the Connect service behind a check of
 // `Authorization: Bearer <credential>` by allowed.
-func Handler(m *agent.Manager, allowed func(bearer string) bool) (string, http.Handler) {
+func Handler(m Sandboxes, allowed func(bearer string) bool) (string, http.Handler) {
 	path, h := hostagentv1connect.NewHostAgentServiceHandler(&Server{m: m},
 		connect.WithInterceptors(bearer{allowed: allowed}),
 		connect.WithReadMaxBytes(MaxWholeFile+1<<20))
@@ -118,15 +137,15 @@ func toConnect(err error) error {
 	return connect.NewError(connect.CodeInternal, err)
 }
 
-var stateNames = map[agent.State]pb.SandboxState{
-	agent.Starting: pb.SandboxState_SANDBOX_STATE_STARTING,
-	agent.Running:  pb.SandboxState_SANDBOX_STATE_RUNNING,
-	agent.Pausing:  pb.SandboxState_SANDBOX_STATE_PAUSING,
-	agent.Paused:   pb.SandboxState_SANDBOX_STATE_PAUSED,
-	agent.Resuming: pb.SandboxState_SANDBOX_STATE_RESUMING,
-	agent.Stopping: pb.SandboxState_SANDBOX_STATE_STOPPING,
-	agent.Stopped:  pb.SandboxState_SANDBOX_STATE_STOPPED,
-	agent.Error:    pb.SandboxState_SANDBOX_STATE_ERROR,
+var stateNames = map[lifecycle.State]pb.SandboxState{
+	lifecycle.Starting: pb.SandboxState_SANDBOX_STATE_STARTING,
+	lifecycle.Running:  pb.SandboxState_SANDBOX_STATE_RUNNING,
+	lifecycle.Pausing:  pb.SandboxState_SANDBOX_STATE_PAUSING,
+	lifecycle.Paused:   pb.SandboxState_SANDBOX_STATE_PAUSED,
+	lifecycle.Resuming: pb.SandboxState_SANDBOX_STATE_RESUMING,
+	lifecycle.Stopping: pb.SandboxState_SANDBOX_STATE_STOPPING,
+	lifecycle.Stopped:  pb.SandboxState_SANDBOX_STATE_STOPPED,
+	lifecycle.Error:    pb.SandboxState_SANDBOX_STATE_ERROR,
 }
 
 func toProto(i *agent.Info) *pb.Sandbox {

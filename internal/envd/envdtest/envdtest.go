@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -109,6 +110,8 @@ type Envd struct {
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	HTTP   *http.Client
+	done   chan struct{}
+	err    error // set before done is closed
 }
 
 // RequireRoot skips the test when not root: user switching and the private mount
@@ -120,25 +123,47 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-// Start runs envd with extra flags and waits until /health answers. It is stopped, and
-// its log printed on failure, when the test ends.
+// Start runs envd with extra flags on a free loopback port and waits until /health
+// answers. It is stopped, and its log printed on failure, when the test ends.
 func Start(t testing.TB, flags ...string) *Envd {
 	t.Helper()
 	RequireRoot(t)
-	bin := Binary(t)
-	dir := t.TempDir()
-	if err := makeFakeAccounts(dir); err != nil {
-		t.Fatal(err)
-	}
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	e, err := Launch(Binary(t), t.TempDir(), "127.0.0.1:"+strconv.Itoa(port), flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("envd log:\n%s", e.Logs())
+		}
+	})
+	if err := e.WaitHealthy(15 * time.Second); err != nil {
+		t.Fatalf("envd did not become healthy: %v\nlog:\n%s", err, e.Logs())
+	}
+	return e
+}
+
+// Launch starts envd (the binary bin) listening on addr, with its fake accounts and run
+// directory under dir, and returns without waiting for it to be healthy. The caller
+// stops it. It is for harnesses that run envd where a VM would be (agenttest); tests
+// use Start.
+func Launch(bin, dir, addr string, flags ...string) (*Envd, error) {
+	if err := makeFakeAccounts(dir); err != nil {
+		return nil, err
+	}
 	e := &Envd{
-		URL:    "http://127.0.0.1:" + strconv.Itoa(port),
+		URL:    "http://" + addr,
 		RunDir: filepath.Join(dir, "run"),
 		logs:   &syncBuffer{},
 		HTTP:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		done:   make(chan struct{}),
 	}
 	// The shell only sets up the mounts and then becomes envd (exec), so PID is envd's.
 	script := `set -e
@@ -149,22 +174,23 @@ mount --bind "$1/root" /root
 shift
 exec "$@"`
 	args := append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", dir,
-		bin, "--addr", "127.0.0.1:" + strconv.Itoa(port), "--run-dir", e.RunDir}, flags...)
+		bin, "--addr", addr, "--run-dir", e.RunDir}, flags...)
 	e.cmd = exec.Command("unshare", args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
-		t.Fatalf("start envd: %v", err)
+		return nil, fmt.Errorf("start envd: %w", err)
 	}
 	e.PID = e.cmd.Process.Pid
-	t.Cleanup(func() { e.stop(t) })
-	if err := e.waitHealthy(15 * time.Second); err != nil {
-		t.Fatalf("envd did not become healthy: %v\nlog:\n%s", err, e.logs.String())
-	}
-	return e
+	go func() {
+		e.err = e.cmd.Wait()
+		close(e.done)
+	}()
+	return e, nil
 }
 
-func (e *Envd) waitHealthy(timeout time.Duration) error {
+// WaitHealthy waits until /health answers 204, envd exits or timeout passes.
+func (e *Envd) WaitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := e.HTTP.Get(e.URL + "/health")
@@ -178,31 +204,37 @@ func (e *Envd) waitHealthy(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return err
 		}
-		if e.cmd.ProcessState != nil {
-			return fmt.Errorf("envd exited: %v", e.cmd.ProcessState)
+		select {
+		case <-e.done:
+			return fmt.Errorf("envd exited: %v", e.err)
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (e *Envd) stop(t testing.TB) {
+// Done is closed when the envd process has exited; Err then says how.
+func (e *Envd) Done() <-chan struct{} { return e.done }
+
+// Err is the process's exit status, once Done is closed.
+func (e *Envd) Err() error { return e.err }
+
+// Stop ends envd (SIGTERM, then SIGKILL after 10 s) and waits for it. It reports a
+// slow stop and data races a -race build printed.
+func (e *Envd) Stop() error {
 	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- e.cmd.Wait() }()
+	var errs []error
 	select {
-	case <-done:
+	case <-e.done:
 	case <-time.After(10 * time.Second):
 		_ = e.cmd.Process.Kill()
-		<-done
-		t.Errorf("envd did not stop within 10s of SIGTERM")
+		<-e.done
+		errs = append(errs, errors.New("envd did not stop within 10s of SIGTERM"))
 	}
 	// A binary built with -race reports data races on stderr and keeps running.
 	if strings.Contains(e.logs.String(), "WARNING: DATA RACE") {
-		t.Errorf("envd reported a data race")
+		errs = append(errs, errors.New("envd reported a data race"))
 	}
-	if t.Failed() {
-		t.Logf("envd log:\n%s", e.logs.String())
-	}
+	return errors.Join(errs...)
 }
 
 // Logs returns what envd printed so far.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
-	"github.com/wrennhq/wrenn/internal/sandboxid"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
@@ -35,7 +35,7 @@ const TrafficTokenHeader = "E2b-Traffic-Access-Token"
 // access token. Other ports of a sandbox created with allow_public_traffic=false
 // need the sandbox's traffic token or an API key of its team.
 func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCredentials) (hostclient.Endpoint, error) {
-	if !sandboxid.Valid(id) {
+	if !ident.ValidSandboxID(id) {
 		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
 	}
 	row, err := s.q.GetSandboxForProxy(ctx, id)

@@ -14,7 +14,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
-	"github.com/wrennhq/wrenn/internal/sandboxid"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
@@ -163,10 +163,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if err != nil {
 		return nil, fmt.Errorf("reach host %s: %w", uuidString(hostID), err)
 	}
-	id, err := sandboxid.New()
-	if err != nil {
-		return nil, err
-	}
+	id := ident.NewSandboxID()
 	teamID, err := parseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
@@ -227,8 +224,7 @@ const (
 )
 
 var (
-	templateNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	envNamePattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 func (spec SandboxSpec) validate() error {
@@ -236,8 +232,8 @@ func (spec SandboxSpec) validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case !templateNamePattern.MatchString(spec.Template):
-		return bad("template %q: names are lowercase letters, digits, - and _", spec.Template)
+	case ident.CheckTemplate(spec.Template) != nil:
+		return bad("%v", ident.CheckTemplate(spec.Template))
 	case spec.VCPUs < 1 || spec.VCPUs > maxVCPUs:
 		return bad("vcpus %d out of range 1..%d", spec.VCPUs, maxVCPUs)
 	case spec.MemoryMB < 128 || spec.MemoryMB > maxMemoryMB:
@@ -280,7 +276,7 @@ func (s *Service) GetSandbox(ctx context.Context, p *Principal, id string) (*San
 }
 
 func (s *Service) sandboxRow(ctx context.Context, p *Principal, id string) (db.Sandbox, error) {
-	if !sandboxid.Valid(id) {
+	if !ident.ValidSandboxID(id) {
 		return db.Sandbox{}, fmt.Errorf("%w: sandbox %q", ErrNotFound, id)
 	}
 	teamID, err := parseUUID(p.TeamID)

@@ -1,0 +1,102 @@
+package agenttest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
+	"github.com/wrennhq/wrenn/internal/envd/envdtest"
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+// DriverName is the name the fake driver reports (and records in sandbox records).
+const DriverName = "fake"
+
+// Driver is a vmm.Driver whose machines are envd processes on the slot's host address.
+type Driver struct {
+	// EnvdBin is the envd binary (envdtest.Binary).
+	EnvdBin string
+	Slots   *Slots
+
+	mu sync.Mutex
+	// OnStart, when set, runs at the start of every Start; an error fails the start.
+	// Tests block in it to hold a create inside the driver.
+	OnStart func(ctx context.Context, cfg vmm.Config) error
+	// OnStop, when set, runs at the start of every Machine.Stop.
+	OnStop func(ctx context.Context) error
+}
+
+// Name is DriverName.
+func (d *Driver) Name() string { return DriverName }
+
+func (d *Driver) hooks() (func(context.Context, vmm.Config) error, func(context.Context) error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.OnStart, d.OnStop
+}
+
+// SetHooks replaces OnStart and OnStop (safe while the driver is in use).
+func (d *Driver) SetHooks(onStart func(context.Context, vmm.Config) error, onStop func(context.Context) error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.OnStart, d.OnStop = onStart, onStop
+}
+
+// Start launches envd on the host address of the slot whose namespace cfg names.
+func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error) {
+	if onStart, _ := d.hooks(); onStart != nil {
+		if err := onStart(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Net == nil {
+		return nil, fmt.Errorf("agenttest: vm %s has no network", cfg.ID)
+	}
+	host, ok := d.Slots.hostAddr(cfg.Net.NetNS)
+	if !ok {
+		return nil, fmt.Errorf("agenttest: no slot has namespace %s", cfg.Net.NetNS)
+	}
+	e, err := envdtest.Launch(d.EnvdBin, filepath.Join(cfg.Dir, "guest"), netip.AddrPortFrom(host, envdapi.Port).String())
+	if err != nil {
+		return nil, err
+	}
+	return &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log")}, nil
+}
+
+// Adopt always reports the VM gone: an envd does not outlive the test's agent.
+func (d *Driver) Adopt(context.Context, string) (vmm.Machine, error) { return nil, vmm.ErrNotRunning }
+
+type machine struct {
+	d       *Driver
+	e       *envdtest.Envd
+	console string
+}
+
+func (m *machine) PID() int              { return m.e.PID }
+func (m *machine) Done() <-chan struct{} { return m.e.Done() }
+func (m *machine) Err() error            { return m.e.Err() }
+
+// Pause and Resume freeze and thaw the envd process, as vCPUs are stopped.
+func (m *machine) Pause(context.Context) error  { return syscall.Kill(m.e.PID, syscall.SIGSTOP) }
+func (m *machine) Resume(context.Context) error { return syscall.Kill(m.e.PID, syscall.SIGCONT) }
+
+func (m *machine) Stop(ctx context.Context) error {
+	if _, onStop := m.d.hooks(); onStop != nil {
+		if err := onStop(ctx); err != nil {
+			return err
+		}
+	}
+	_ = syscall.Kill(m.e.PID, syscall.SIGCONT) // a paused process cannot handle SIGTERM
+	return m.e.Stop()
+}
+
+// ConsoleLog writes what envd printed so far to the VM's console log and returns it.
+func (m *machine) ConsoleLog() string {
+	_ = os.WriteFile(m.console, []byte(m.e.Logs()), 0o600)
+	return m.console
+}

@@ -1,0 +1,39 @@
+package ident
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNewSandboxIDIsValidAndUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewSandboxID()
+		if !ValidSandboxID(id) || len(id) != 20 || CheckSandboxID(id) != nil {
+			t.Fatalf("bad id %q", id)
+		}
+		if seen[id] {
+			t.Fatalf("duplicate id %q", id)
+		}
+		seen[id] = true
+	}
+	for _, bad := range []string{"", "sb", "SB0123456789abcdefgh", "sb0123456789abcdefg-", "xx0123456789abcdefgh", "sb0123456789abcdefghi", "../x"} {
+		if ValidSandboxID(bad) || CheckSandboxID(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCheckTemplate(t *testing.T) {
+	for _, ok := range []string{"base", "a", "python-3_12", "0x", strings.Repeat("a", 63)} {
+		if err := CheckTemplate(ok); err != nil {
+			t.Errorf("CheckTemplate(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-a", "_a", "A", "Base", "a/b", "../x", "..", ".hidden", "a.b", "a b",
+		strings.Repeat("a", 64), "base\n", "x\x00"} {
+		if err := CheckTemplate(bad); err == nil {
+			t.Errorf("CheckTemplate(%q) accepted", bad)
+		}
+	}
+}
