@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 SQLC_VERSION := v1.31.1
 
-.PHONY: help build envd wrenn image up test test-vm test-go test-sdk lint generate check-generate bench clean tools swagger-ui
+.PHONY: help build envd wrenn image up test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,7 +26,10 @@ envd: ## Build the static guest daemon ./bin/envd
 # Persistent across runs on one machine, so only the first run pays for debootstrap.
 WRENN_TEST_DIR ?= /var/lib/wrenn-test
 
-test: lint check-generate build test-go test-vm test-sdk ## Run every test (CI runs this)
+test: prereqs lint check-generate build test-go test-vm test-sdk ## Run every test (CI runs this)
+
+prereqs: ## Say which system prerequisite of `make test` is missing (scripts/install-deps.sh installs them)
+	@bash scripts/check-prereqs.sh
 
 test-go: envd ## Go unit and process tests (privileged ones need root)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_CACHE_DIR=$(WRENN_TEST_DIR)/cache \
@@ -71,6 +74,13 @@ generate: tools ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned
 	  process/process.proto filesystem/filesystem.proto hostagent/v1/hostagent.proto
 	rm -rf gen/db
 	$(BIN)/sqlc generate
+
+# protoc finds the well-known types (google/protobuf/*.proto) only in the include dir next
+# to itself; Debian ships them in libprotobuf-dev, which protobuf-compiler merely recommends.
+check-protoc:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
+	@wkt=$$(dirname "$$(dirname "$$(readlink -f "$$(command -v protoc)")")")/include/google/protobuf/timestamp.proto; \
+	  [ -f "$$wkt" ] || { echo "protobuf's well-known types missing: $$wkt not found (apt-get install libprotobuf-dev)"; exit 1; }
 
 check-generate: generate ## Fail when gen/ differs from what proto/ and db/ generate
 	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \

@@ -2,39 +2,36 @@
 # Installs the system packages Wrenn's build and tests need on Debian/Ubuntu; a no-op
 # when they are present. Needs root for apt-get.
 set -euo pipefail
+# shellcheck source=scripts/prereqs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/prereqs.sh"
 
+# Every package whose prerequisite is missing, once. Checked by the files and commands
+# the build uses, not by package names: --no-install-recommends leaves out what only a
+# Recommends brings (libprotobuf-dev's well-known types, debootstrap's keyring,
+# ca-certificates), and a package dpkg knows may be removed.
 need=()
-command -v protoc >/dev/null || need+=(protobuf-compiler)
-command -v unshare >/dev/null || need+=(util-linux)
-command -v ip >/dev/null || need+=(iproute2)
-command -v node >/dev/null || need+=(nodejs npm)
-command -v seq >/dev/null || need+=(coreutils)
-# Guest images and microVMs.
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
-command -v lz4 >/dev/null || need+=(lz4)
-dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+for entry in "${PREREQS[@]}"; do
+	read -r _ kind target pkg _ <<<"$entry"
+	[[ $pkg == - ]] && continue
+	prereq_present "$kind" "$target" && continue
+	[[ " ${need[*]} " == *" $pkg "* ]] || need+=("$pkg")
+done
+has() { [[ " ${need[*]} " == *" $1 "* ]]; }
 # The control plane's database; Wrenn runs its own clusters, never the distro's.
-if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-	need+=(postgresql)
+if has postgresql; then
 	# Keep the package from creating and starting a "main" cluster on 5432.
 	mkdir -p /etc/postgresql-common
 	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
 		echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
 fi
-
 # The control plane's cache; Wrenn runs its own redis-server, never the distro's on 6379.
 stop_redis=0
-if ! command -v redis-server >/dev/null; then
-	need+=(redis-server)
-	stop_redis=1
-fi
+has redis-server && stop_redis=1
 
 # The image builder asks apt for Debian's kernel package: it needs package lists even
-# when every tool is already installed.
-have_lists() { compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null; }
+# when every tool is already installed. They may be stored compressed
+# (Acquire::GzipIndexes: *_Packages.lz4, *_Packages.gz).
+have_lists() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
 
 if ((${#need[@]})) || ! have_lists; then
 	export DEBIAN_FRONTEND=noninteractive
@@ -67,4 +64,16 @@ if ((${#need[@]})); then
 		fi
 	fi
 fi
+# A package installed but its file still missing (e.g. a protoc of its own elsewhere on
+# PATH, which looks for the well-known types next to itself): say so now, not mid-build.
+for entry in "${PREREQS[@]}"; do
+	read -r _ kind target pkg what <<<"$entry"
+	[[ $pkg == - ]] && continue
+	prereq_present "$kind" "$target" ||
+		{ echo "install-deps: $pkg is installed but $kind $(prereq_target "$target") is still missing: $what" >&2; exit 1; }
+done
 command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/dl), found none on PATH" >&2; exit 1; }
+if old=$(node_too_old); then
+	read -r have want <<<"$old"
+	echo "install-deps: warning: node $have is older than $want, which the SDK test needs (test/sdk/package.json); install Node.js $want or later" >&2
+fi

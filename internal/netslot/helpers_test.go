@@ -65,10 +65,11 @@ func inNS(name string, fn func() error) error {
 	return <-errc
 }
 
-// newTestNS creates a named namespace with IPv6 off and lo up, removed in t.Cleanup.
+// newTestNS creates a named namespace with IPv6 off and lo up, removed in t.Cleanup. It
+// is mounted the way slots are (mountNetNS), so that it cannot end up shadowed.
 func newTestNS(t testing.TB, name string) {
 	t.Helper()
-	_ = netns.DeleteNamed(name) // a leftover of an interrupted run
+	_ = DeleteNamedNS(name) // a leftover of an interrupted run
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -77,9 +78,12 @@ func newTestNS(t testing.TB, name string) {
 			errc <- err
 			return // thread dies locked
 		}
-		ns, err := netns.NewNamed(name)
+		ns, err := netns.New()
 		if err == nil {
 			ns.Close()
+			err = mountNetNS(name)
+		}
+		if err == nil {
 			for _, k := range []string{"all", "default"} {
 				_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644)
 			}
@@ -96,7 +100,7 @@ func newTestNS(t testing.TB, name string) {
 	if err := <-errc; err != nil {
 		t.Fatalf("namespace %s: %v", name, err)
 	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	t.Cleanup(func() { _ = DeleteNamedNS(name) })
 }
 
 // nsHandle opens a netlink handle in a named namespace, closed in t.Cleanup.

@@ -58,7 +58,7 @@ func (c Config) create(i int, o createOpts) (_ *Slot, err error) {
 		return nil, fmt.Errorf("create netns %s: %w", a.NetNS, err)
 	}
 	defer ns.Close()
-	undo = append(undo, func() { _ = releaseHost() }, func() { _ = netns.DeleteNamed(a.NetNS) })
+	undo = append(undo, func() { _ = releaseHost() }, func() { _ = DeleteNamedNS(a.NetNS) })
 
 	// After the namespace exists, so that a concurrent Destroy of the last other slot
 	// cannot delete the host table under us (see ensureHost). Before the veth exists, so
@@ -223,14 +223,19 @@ func newNamedNS(name string, o createOpts) (netns.NsHandle, error) {
 		return 0, fmt.Errorf("current netns: %w", err)
 	}
 	defer orig.Close()
-	ns, err := netns.NewNamed(name) // switches this thread into it
+	ns, err := netns.New() // switches this thread into it
 	if err != nil {
 		if setErr := netns.Set(orig); setErr == nil {
 			runtime.UnlockOSThread()
 		}
-		return 0, err
+		return 0, fmt.Errorf("new netns: %w", err)
 	}
+	mounted := false
 	inErr := func() error {
+		if err := mountNetNS(name); err != nil {
+			return err
+		}
+		mounted = true
 		// No IPv6 in the namespace: nothing here needs it, and an IPv6 stack would be
 		// one more thing for the guest to talk to. Set before any link is made so
 		// every link inherits it. Missing files mean a kernel without IPv6.
@@ -248,16 +253,21 @@ func newNamedNS(name string, o createOpts) (netns.NsHandle, error) {
 		}
 		return nil
 	}()
+	undo := func() {
+		ns.Close()
+		// Only what this call mounted: on os.ErrExist the name is someone else's.
+		if mounted {
+			_ = DeleteNamedNS(name)
+		}
+	}
 	if err := netns.Set(orig); err != nil {
 		// This thread is stuck in the new namespace: never hand it back to the scheduler.
-		ns.Close()
-		_ = netns.DeleteNamed(name)
+		undo()
 		return 0, fmt.Errorf("return to host netns: %w", err)
 	}
 	runtime.UnlockOSThread()
 	if inErr != nil {
-		ns.Close()
-		_ = netns.DeleteNamed(name)
+		undo()
 		return 0, inErr
 	}
 	return ns, nil
@@ -307,7 +317,7 @@ func (s *Slot) Destroy() error {
 			s.internet = false
 		}
 	}
-	if err := netns.DeleteNamed(s.NetNS); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := DeleteNamedNS(s.NetNS); err != nil {
 		errs = append(errs, fmt.Errorf("delete netns %s: %w", s.NetNS, err))
 	}
 	// The host end disappears with its peer, asynchronously; make sure, without

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/netslot"
 )
 
 // upstream is a stand-in for "the internet": a TCP listener inside a test namespace
@@ -26,9 +27,14 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	const ns, hostEnd = "wrenn-test-up", "wrenn-test-uph"
-	_ = netns.DeleteNamed(ns)
+	_ = netslot.DeleteNamedNS(ns)
 	if l, err := netlink.LinkByName(hostEnd); err == nil {
 		_ = netlink.LinkDel(l)
+	}
+	// Prepared as the agent does, so that this namespace's mount cannot end up shadowed
+	// by a later `ip netns add` (the host tests run those).
+	if err := netslot.PrepareNetNSDir(); err != nil {
+		t.Fatal(err)
 	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -58,7 +64,7 @@ func startUpstream(t *testing.T) *upstream {
 			ln.Close()
 		}
 		handle.Close()
-		_ = netns.DeleteNamed(ns)
+		_ = netslot.DeleteNamedNS(ns)
 	})
 	if setupErr != nil {
 		t.Fatal(setupErr)

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,5 +87,58 @@ func assertNoHostNS(t *testing.T) {
 	}
 	if out, _ := exec.Command("ip", "-br", "link").Output(); strings.Contains(string(out), "we2e-h") {
 		t.Errorf("a we2e-h* link remains:\n%s", out)
+	}
+}
+
+// An operator's `ip netns add` / `ip netns del` of an unrelated namespace beside a
+// running sandbox must not break its destruction (issue 11: the slot's namespace mount
+// ended up shadowed, DELETE answered 500 and the mount leaked): DELETE answers 204 and
+// nothing of the sandbox's slot is left mounted.
+func TestDestroyAfterUnrelatedIPNetns(t *testing.T) {
+	needVM(t)
+	cp := startServer(t, "")
+	admin := cp.admin(t)
+	agent := cp.addAgent(t, admin, agentOpts{})
+
+	status, sb := rest(t, "POST", cp.base+"/v1/sandboxes", admin, `{"template":"base","allow_internet_access":false}`)
+	if status != 201 || sb["status"] != "running" {
+		t.Fatalf("create sandbox: %d %v", status, sb)
+	}
+	id := sb["id"].(string)
+	t.Cleanup(func() { rest(t, "DELETE", cp.base+"/v1/sandboxes/"+id, admin, "") })
+	raw, err := os.ReadFile(filepath.Join(agent.opts.dir, "sandboxes", id, "sandbox.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Slot int `json:"slot"`
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.Slot == 0 {
+		t.Fatalf("slot of sandbox %s: %v %s", id, err, raw)
+	}
+	ns := "wrenn-ns-" + strconv.Itoa(rec.Slot)
+
+	const other = "wrenn-e2e-unrelated"
+	_ = exec.Command("ip", "netns", "del", other).Run() // a leftover of an interrupted run
+	for _, args := range [][]string{{"netns", "add", other}, {"netns", "del", other}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	if status, body := rest(t, "DELETE", cp.base+"/v1/sandboxes/"+id, admin, ""); status != 204 {
+		t.Fatalf("destroy after ip netns add/del: %d %v", status, body)
+	}
+	if _, err := os.Stat("/var/run/netns/" + ns); !os.IsNotExist(err) {
+		t.Errorf("namespace file %s remains: %v", ns, err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (strings.HasSuffix(f[4], "/netns/"+ns) || strings.HasSuffix(f[4], "/netns/"+other)) {
+			t.Errorf("still mounted: %s", line)
+		}
 	}
 }

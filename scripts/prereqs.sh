@@ -1,0 +1,94 @@
+# What Wrenn's build, tests and `make up` need from the system, in one place: sourced by
+# scripts/install-deps.sh (installs what is missing) and scripts/check-prereqs.sh (says
+# what is missing, before `make test`). Debian 12 package names; Ubuntu's are the same.
+#
+# One entry per line: SCOPE KIND TARGET PACKAGE WHAT
+#   SCOPE   test: `make test` needs it (checked and installed); run: `make up` or `make
+#           help` need it (installed only)
+#   KIND    cmd:  a command on PATH, where having the command proves its package usable
+#           file: a file (a glob: any match) where a command proves nothing — headers and
+#                 data files of -dev packages, keyrings, CA bundles, Recommends that
+#                 --no-install-recommends leaves out. @protoc/ stands for the directory
+#                 above the protoc on PATH: protoc looks for the well-known types in
+#                 <that>/include, nowhere else
+#           pkg:  a package that is installed (not merely known to dpkg, as after
+#                 `apt-get remove`), where a file of that name may come from another one
+#   PACKAGE the apt package that brings it; - when none does (WHAT then says what to do)
+#   WHAT    what needs it, for the messages
+# shellcheck disable=SC2034 # used by the scripts that source this file
+PREREQS=(
+	"test cmd  go                 -                  the Go toolchain (https://go.dev/dl; Debian's is too old)"
+	"test cmd  git                git                lint and check-generate (git ls-files, git status)"
+	"test cmd  make               make               the Makefile"
+	"test cmd  protoc             protobuf-compiler  make generate"
+	"test file @protoc/include/google/protobuf/timestamp.proto libprotobuf-dev protobuf's well-known types that proto/ imports (make generate; only a Recommends of protobuf-compiler)"
+	"test file /etc/ssl/certs/ca-certificates.crt ca-certificates TLS to the Go module proxy (make generate's tools) and the npm registry (only a Recommends of nodejs)"
+	"test cmd  ip                 iproute2           network namespaces (netslot, e2e and SDK tests; ss in services.sh)"
+	"test cmd  unshare            util-linux         envd tests and the SDK test (namespaces)"
+	"test cmd  nsenter            util-linux         e2e agents inside host namespaces"
+	"test cmd  runuser            util-linux         PostgreSQL run as its own user (pgtest, services.sh)"
+	"test cmd  mount              mount              loop mounts (xfs tests) and the SDK test"
+	"test cmd  timeout            coreutils          the SDK test"
+	"test cmd  pgrep              procps             e2e tests"
+	"test cmd  qemu-system-x86_64 qemu-system-x86    microVMs"
+	"test cmd  debootstrap        debootstrap        guest templates (internal/image, e2e)"
+	"test file /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring debootstrap's check of Debian's Release signature (only a Recommends of debootstrap)"
+	"test cmd  gpgv               gpgv               debootstrap's signature check (only a Recommends of debootstrap, through gnupg)"
+	"test cmd  mkfs.ext4          e2fsprogs          template disks (mkfs.ext4, debugfs in tests, resize2fs in the agent)"
+	"test cmd  mkfs.xfs           xfsprogs           reflink clones of template disks (rootfs and bench tests)"
+	"test cmd  xz                 xz-utils           xz-compressed kernels and modules (Debian's)"
+	"test cmd  zstd               zstd               zstd-compressed kernels and modules (Ubuntu's)"
+	"test cmd  lz4                lz4                kernel payload tests"
+	"test pkg  busybox-static     busybox-static     the VMM tests' initramfs (a static busybox; /bin/busybox of package busybox is not)"
+	"test file /usr/lib/postgresql/*/bin/initdb postgresql control-plane tests (pgtest) and make up (services.sh)"
+	"test cmd  redis-server       redis-server       control-plane tests (redistest) and make up (services.sh)"
+	"test cmd  node               nodejs             the SDK conformance test"
+	"test cmd  npm                npm                the SDK conformance test (npm ci)"
+	"test file /var/lib/apt/lists/*_Packages* - apt's package lists, for the kernel and busybox the image builder downloads with apt (run apt-get update; the lists may be compressed)"
+	"test file /dev/net/tun       -                  TAP devices for microVMs (the kernel's tun module: modprobe tun)"
+	"run  cmd  curl               curl               make up's API calls"
+	"run  file /usr/lib/python3*/json/__init__.py python3 make up reads JSON with python3 (python3-minimal has no json module)"
+	"run  cmd  column             bsdextrautils      make help"
+)
+
+# prereq_target TARGET: the path or glob TARGET stands for.
+prereq_target() {
+	local t=$1 protoc dir
+	if [[ $t == @protoc/* ]]; then
+		# Debian's protoc is /usr/bin/protoc; before it is installed, that is where it goes.
+		protoc=$(command -v protoc || echo /usr/bin/protoc)
+		protoc=$(readlink -f "$protoc" 2>/dev/null || echo "$protoc")
+		dir=$(dirname "$(dirname "$protoc")")
+		t=$dir/${t#@protoc/}
+	fi
+	echo "$t"
+}
+
+# prereq_present KIND TARGET: true if the prerequisite is there.
+prereq_present() {
+	local kind=$1 target
+	target=$(prereq_target "$2")
+	case $kind in
+	cmd) command -v "$target" >/dev/null ;;
+	file) compgen -G "$target" >/dev/null ;;
+	pkg) [[ $(dpkg-query -W -f='${db:Status-Status}' "$target" 2>/dev/null) == installed ]] ;;
+	*)
+		echo "prereqs: unknown kind $kind" >&2
+		return 2
+		;;
+	esac
+}
+
+# node_too_old: prints "have want" and succeeds when node is older than the SDK test's
+# engines.node minimum (Debian 12's nodejs is 18; the e2b SDK needs 20).
+node_too_old() {
+	local pkg want have
+	pkg=$(dirname "${BASH_SOURCE[0]}")/../test/sdk/package.json
+	command -v node >/dev/null || return 1
+	want=$(sed -n 's/.*"node": *">=\([0-9.]*\)".*/\1/p' "$pkg" 2>/dev/null)
+	[[ -n $want ]] || return 1
+	have=$(node --version 2>/dev/null)
+	have=${have#v}
+	[[ $(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1) == "$want" ]] && return 1
+	echo "$have $want"
+}
