@@ -13,7 +13,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 func imageBuild(ctx context.Context, _ *slog.Logger, args []string) error {
@@ -72,7 +73,11 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log})
+	driver, err := drivers.Open(envOr("WRENN_VMM", vmm.Auto), vmm.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: driver, Slots: pool, Log: log})
 	if err != nil {
 		return err
 	}

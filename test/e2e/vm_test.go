@@ -16,7 +16,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/netslot"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 // Slots from here on belong to these tests, away from a developer's own sandboxes.
@@ -33,8 +34,12 @@ func newManager(t *testing.T, kernelArgs ...string) *agent.Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pool.Close() })
+	driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := agent.New(agent.Config{
-		Dir: env.dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Log: log,
+		Dir: env.dir, Driver: driver, Slots: pool, Log: log,
 		BootTimeout: 2 * time.Minute, KernelArgs: kernelArgs,
 	})
 	if err != nil {
