@@ -15,7 +15,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 // BenchmarkDiskClone clones the base template's rootfs by sparse copy (the test dir's
@@ -111,7 +112,11 @@ func BenchmarkAgentCreate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := agent.New(agent.Config{Dir: xfs, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
+		driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := agent.New(agent.Config{Dir: xfs, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,7 +13,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 // vmBenchDir is the test template's WRENN_DIR (make test-vm builds it there).
@@ -98,7 +99,11 @@ func BenchmarkVMBoot(b *testing.B) {
 	}
 	defer pool.Close()
 	manager := func(kernelArgs ...string) *agent.Manager {
-		m, err := agent.New(agent.Config{Dir: dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log, KernelArgs: kernelArgs})
+		driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := agent.New(agent.Config{Dir: dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log, KernelArgs: kernelArgs})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -21,7 +21,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/version"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
@@ -74,8 +75,12 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			log.Warn("close slot pool", "err", err)
 		}
 	}()
+	driver, err := drivers.Open(envOr("WRENN_VMM", vmm.Auto), vmm.Options{Logger: log})
+	if err != nil {
+		return err
+	}
 	m, err := agent.New(agent.Config{
-		Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{},
+		Dir: wrennDir(), Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{},
 		Log: log, AllowInternetDefault: *internet,
 	})
 	if err != nil {

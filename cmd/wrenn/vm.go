@@ -14,7 +14,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 func imageBuild(ctx context.Context, _ *slog.Logger, args []string) error {
@@ -73,7 +74,11 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
+	driver, err := drivers.Open(envOr("WRENN_VMM", vmm.Auto), vmm.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
 
 // The steps a sandbox's resources are made in. Each make-step returns the function that
@@ -171,13 +172,13 @@ func (m *Manager) connectEnvd(ctx context.Context, sb *sandbox, timeout time.Dur
 	select {
 	case err := <-healthy:
 		if err != nil {
-			return fmt.Errorf("boot: %w\nconsole:\n%s", err, vmm.ConsoleTail(machine.ConsoleLog(), 30))
+			return fmt.Errorf("boot: %w\nconsole:\n%s", err, vmproc.ConsoleTail(machine.ConsoleLog(), 30))
 		}
 		return nil
 	case <-machine.Done():
 		cancel()
 		<-healthy
-		return fmt.Errorf("boot: vm exited: %v\nconsole:\n%s", machine.Err(), vmm.ConsoleTail(machine.ConsoleLog(), 30))
+		return fmt.Errorf("boot: vm exited: %v\nconsole:\n%s", machine.Err(), vmproc.ConsoleTail(machine.ConsoleLog(), 30))
 	}
 }
 

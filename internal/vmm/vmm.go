@@ -1,15 +1,20 @@
 // Package vmm is the seam between the host agent and virtual machine monitors: a Driver
 // boots a microVM from a kernel, an initramfs and a root disk (optionally attached to a
 // TAP device inside a network namespace) and returns a Machine to pause, resume, stop and
-// watch. Implementations live in subpackages (qemu; firecracker on KVM hosts).
+// watch. Optional capabilities are interfaces of their own that a driver's types may
+// implement (Snapshotter on a Machine, Restorer on a Driver), found by type assertion.
+// A Registry maps driver names ("qemu", "firecracker", or "auto") to constructors.
+//
+// Implementations live in subpackages (qemu; firecracker on KVM hosts), the process
+// plumbing they share in vmproc, the registry of all of them in drivers, and the
+// conformance suite every driver passes in vmmtest.
 package vmm
 
 import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
-	"strings"
+
 )
 
 // Config describes one VM to start.
@@ -57,19 +62,24 @@ type Machine interface {
 	Done() <-chan struct{}
 	// Err says why the VMM exited, after Done is closed.
 	Err() error
-	// Pause stops the vCPUs; Resume continues them.
+	// Pause stops the vCPUs and returns once they have stopped; Resume continues
+	// them. Pausing a paused VM or resuming a running one succeeds; on a VM whose
+	// process has exited both return an error matching ErrNotRunning.
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
-	// Stop ends the VM: a graceful quit, then a kill if ctx ends first. It waits for
-	// the process to be gone and removes the VM's sockets and pidfile.
+	// Stop ends the VM, paused or running: a graceful quit, then a kill if ctx ends
+	// first. It waits for the process to be gone and removes the VM's sockets and
+	// pidfile (the console log stays). Stopping an exited VM only cleans up.
 	Stop(ctx context.Context) error
 	// ConsoleLog is the path of the guest's serial console output.
 	ConsoleLog() string
 }
 
-// Driver starts VMs of one VMM kind.
+// Driver starts VMs of one VMM kind. Drivers are made by a Registry from their name;
+// the agent records that name with every sandbox so that it adopts and restores the
+// sandbox with the same kind of driver.
 type Driver interface {
-	// Name is "qemu" or "firecracker".
+	// Name is the registry name: "qemu" or "firecracker".
 	Name() string
 	// Start boots a VM. On any failure nothing is left running and the error says why
 	// (including the tail of the console log when the guest got that far).
@@ -81,16 +91,3 @@ type Driver interface {
 
 // ErrNotRunning is returned by Adopt when the VM in a directory no longer runs.
 var ErrNotRunning = errors.New("vm is not running")
-
-// ConsoleTail returns the last n lines of a VM's console log, for error messages.
-func ConsoleTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no console log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

@@ -19,7 +19,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm/qemu"
+	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 // Slots from here on belong to these tests, away from a developer's own sandboxes.
@@ -36,8 +37,12 @@ func newManager(t *testing.T, kernelArgs ...string) *agent.Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pool.Close() })
+	driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := agent.New(agent.Config{
-		Dir: env.dir, Driver: qemu.New(qemu.Options{Logger: log}), Slots: pool, Disks: rootfs.CloneDisks{}, Log: log,
+		Dir: env.dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log,
 		BootTimeout: 2 * time.Minute, KernelArgs: kernelArgs,
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
 
 // testFiles makes a Dir and dummy kernel, initrd and disk files.
@@ -285,28 +286,5 @@ func TestTSCParsing(t *testing.T) {
 	if got := tscFromKernelLog([]byte("nothing")); got != 0 {
 		t.Errorf("empty kernel log: got %d", got)
 	}
-	t.Logf("this host: tsc %d kHz, kvm usable %v", hostTSCKHz(), kvmUsable())
-}
-
-func TestProcHelpers(t *testing.T) {
-	start, err := procStartTime(os.Getpid())
-	if err != nil || start == 0 {
-		t.Fatalf("procStartTime(self) = %d, %v", start, err)
-	}
-	exe, err := procExe(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, _ := os.Executable()
-	if !sameBinary(exe, self) {
-		t.Errorf("procExe %q vs os.Executable %q", exe, self)
-	}
-	h, err := openPID(os.Getpid(), start+1)
-	if err == nil {
-		h.close()
-		t.Error("openPID accepted a wrong start time")
-	}
-	if !hasArgPair([]string{"q", "-pidfile", "/d/qemu.pid"}, "-pidfile", "/d/qemu.pid") {
-		t.Error("hasArgPair")
-	}
+	t.Logf("this host: tsc %d kHz, kvm usable %v", hostTSCKHz(), vmproc.KVMUsable())
 }

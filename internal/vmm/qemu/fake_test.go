@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
 
 // The test binary doubles as a fake QEMU: the driver execs it (through a symlink
@@ -126,7 +127,7 @@ func processesIn(dir string) []int {
 		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
 			continue
 		}
-		args, err := procCmdline(pid)
+		args, err := vmproc.Cmdline(pid)
 		if err != nil || slices.Contains([]string{"Z", "X"}, procState(pid)) {
 			continue
 		}
@@ -141,8 +142,8 @@ func processesIn(dir string) []int {
 }
 
 func procState(pid int) string {
-	_, err := procStartTime(pid)
-	if errors.Is(err, errZombie) {
+	_, err := vmproc.StartTime(pid)
+	if errors.Is(err, vmproc.ErrExited) {
 		return "Z"
 	}
 	return ""
@@ -202,7 +203,7 @@ func TestFakeStartPauseStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args, _ := procCmdline(m.PID())
+	args, _ := vmproc.Cmdline(m.PID())
 	if !slices.Equal(args, st.Argv) || st.PID != m.PID() {
 		t.Errorf("process argv %q, state %+v", args, st)
 	}
@@ -360,7 +361,7 @@ func TestFakeAdoptRejectsRecycledPID(t *testing.T) {
 	// A live process that is not QEMU (this test binary's own pid).
 	bad = st
 	bad.PID = os.Getpid()
-	bad.ProcStart, _ = procStartTime(os.Getpid())
+	bad.ProcStart, _ = vmproc.StartTime(os.Getpid())
 	bad.Binary = "/usr/bin/qemu-system-x86_64"
 	if err := writeState(cfg.Dir, bad); err != nil {
 		t.Fatal(err)

@@ -13,32 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// kvmUsable reports whether QEMU can use hardware KVM to run a stock guest kernel.
-// /dev/kvm alone is not enough: a host with only kvm_pvm (nested "PVM") exposes
-// /dev/kvm but cannot run an unmodified kernel, so we also require the Intel or AMD
-// hardware module (DESIGN.md §3, §9).
-func kvmUsable() bool {
-	if runtime.GOARCH != "amd64" {
-		return false
-	}
-	hw := false
-	for _, m := range []string{"/sys/module/kvm_intel", "/sys/module/kvm_amd"} {
-		if _, err := os.Stat(m); err == nil {
-			hw = true
-			break
-		}
-	}
-	if !hw {
-		return false
-	}
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}
-
 // hostTSCKHz returns the host's TSC rate in kHz, or 0 when it cannot be found.
 //
 // Why: under TCG the guest's TSC ticks at the host's rate, and the guest kernel's PIT

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
 
 var _ vmm.Machine = (*Machine)(nil)
@@ -109,8 +110,8 @@ func (m *Machine) exited(status *os.ProcessState) {
 			ID:      m.id,
 			PID:     m.pid,
 			Status:  status,
-			Stderr:  readTail(filepath.Join(m.dir, stderrName), 2048),
-			Console: readTail(m.ConsoleLog(), 2048),
+			Stderr:  vmproc.ReadTail(filepath.Join(m.dir, stderrName), 2048),
+			Console: vmproc.ReadTail(m.ConsoleLog(), 2048),
 		}
 	}
 	err := m.err

@@ -6,7 +6,6 @@ package qemu
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,12 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
 
 // Options configure a Driver. The zero value is usable.
@@ -36,6 +35,8 @@ type Options struct {
 	StartTimeout time.Duration
 }
 
+const defaultBinary = "qemu-system-x86_64"
+
 // Driver starts and adopts QEMU microVMs.
 type Driver struct {
 	opts Options
@@ -50,7 +51,7 @@ var _ vmm.Driver = (*Driver)(nil)
 // New returns a Driver; nothing is probed until Start.
 func New(opts Options) *Driver {
 	if opts.Binary == "" {
-		opts.Binary = "qemu-system-x86_64"
+		opts.Binary = defaultBinary
 	}
 	if opts.Accel == "" {
 		opts.Accel = "auto"
@@ -64,12 +65,44 @@ func New(opts Options) *Driver {
 	return &Driver{
 		opts:      opts,
 		log:       opts.Logger.With("vmm", "qemu"),
-		kvmUsable: kvmUsable,
+		kvmUsable: vmproc.KVMUsable,
 		tscKHz:    hostTSCKHz,
 	}
 }
 
-func (d *Driver) Name() string { return "qemu" }
+// Name is the driver's registry name, recorded with every VM it starts.
+const Name = "qemu"
+
+// Open is the registry's constructor (a vmm.Constructor): a Driver from the options
+// common to all drivers. An unknown accelerator is refused here rather than at the
+// first Start.
+func Open(o vmm.Options) (vmm.Driver, error) {
+	switch o.Accel {
+	case "", "auto", "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("unknown accel %q: want auto, kvm or tcg", o.Accel)
+	}
+	return New(Options{Binary: o.Binary, Accel: o.Accel, Logger: o.Logger, StartTimeout: o.StartTimeout}), nil
+}
+
+// Usable says whether QEMU can run VMs here with o (for the registry's auto
+// selection): the binary must be found, and KVM usable when o asks for kvm.
+func Usable(o vmm.Options) error {
+	bin := o.Binary
+	if bin == "" {
+		bin = defaultBinary
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("qemu binary: %w", err)
+	}
+	if o.Accel == "kvm" && !vmproc.KVMUsable() {
+		return errors.New("accel kvm asked for, but this host has no hardware KVM (kvm_intel or kvm_amd)")
+	}
+	return nil
+}
+
+// Name is "qemu".
+func (d *Driver) Name() string { return Name }
 
 // Accel resolves Options.Accel on this host: "kvm" or "tcg".
 func (d *Driver) Accel() (string, error) {
@@ -85,40 +118,24 @@ func (d *Driver) Accel() (string, error) {
 	return "", fmt.Errorf("unknown accel %q: want auto, kvm or tcg", d.opts.Accel)
 }
 
-// state is what Adopt needs, written to Dir right after spawn.
+// state is what Adopt needs, written to Dir right after spawn. The embedded
+// Identity (pid, proc_start, binary, argv) names the QEMU process across pid reuse.
 type state struct {
 	Version int    `json:"version"`
 	ID      string `json:"id"`
-	PID     int    `json:"pid"`
-	// ProcStart is field 22 of /proc/<pid>/stat; with PID it names the process
-	// uniquely across pid reuse.
-	ProcStart uint64    `json:"proc_start"`
-	Binary    string    `json:"binary"`
-	Argv      []string  `json:"argv"`
+	vmproc.Identity
 	Accel     string    `json:"accel"`
 	StartedAt time.Time `json:"started_at"`
 }
 
 func writeState(dir string, st state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, stateFileName+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, stateFileName))
+	return vmproc.WriteState(filepath.Join(dir, stateFileName), st)
 }
 
 func readState(dir string) (state, error) {
 	var st state
-	b, err := os.ReadFile(filepath.Join(dir, stateFileName))
-	if err != nil {
+	if err := vmproc.ReadState(filepath.Join(dir, stateFileName), &st); err != nil {
 		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("parse %s: %w", stateFileName, err)
 	}
 	if st.Version != 1 || st.PID <= 0 || len(st.Argv) == 0 {
 		return st, fmt.Errorf("%s: unsupported or incomplete state", stateFileName)
@@ -137,38 +154,55 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 	return m, nil
 }
 
-func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
-	s, err := validate(cfg)
-	if err != nil {
-		return nil, err
+// launch is a validated VM ready to spawn.
+type launch struct {
+	s     spec
+	bin   string // absolute
+	accel string
+	argv  []string
+}
+
+// prepare validates cfg, resolves the binary and accelerator, builds the argv and
+// clears the Dir of a previous VM's runtime files (refusing a Dir whose VM runs).
+func (d *Driver) prepare(cfg vmm.Config) (launch, error) {
+	var l launch
+	var err error
+	if l.s, err = validate(cfg); err != nil {
+		return l, err
 	}
-	bin, err := exec.LookPath(d.opts.Binary)
-	if err != nil {
-		return nil, fmt.Errorf("qemu binary: %w", err)
+	if l.bin, err = exec.LookPath(d.opts.Binary); err != nil {
+		return l, fmt.Errorf("qemu binary: %w", err)
 	}
-	if bin, err = filepath.Abs(bin); err != nil {
-		return nil, err
+	if l.bin, err = filepath.Abs(l.bin); err != nil {
+		return l, err
 	}
-	accel, err := d.Accel()
-	if err != nil {
-		return nil, err
+	if l.accel, err = d.Accel(); err != nil {
+		return l, err
 	}
-	argv, err := buildArgv(bin, accel == "kvm", d.tscKHz(), s)
-	if err != nil {
-		return nil, err
+	if l.argv, err = buildArgv(l.bin, l.accel == "kvm", d.tscKHz(), l.s); err != nil {
+		return l, err
 	}
-	if st, err := readState(s.dir); err == nil {
-		if h, err := openPID(st.PID, st.ProcStart); err == nil {
-			h.close()
-			return nil, fmt.Errorf("dir %s already has a running vm (pid %d)", s.dir, st.PID)
+	if st, err := readState(l.s.dir); err == nil {
+		if h, err := vmproc.Open(st.PID, st.ProcStart); err == nil {
+			h.Close()
+			return l, fmt.Errorf("dir %s already has a running vm (pid %d)", l.s.dir, st.PID)
 		}
 	} else {
-		d.reapHalfMade(s.dir) // never orphan a QEMU whose pidfile we are about to delete
+		d.reapHalfMade(l.s.dir) // never orphan a QEMU whose pidfile we are about to delete
 	}
-	removeRuntimeFiles(d.log, s.dir)
+	removeRuntimeFiles(d.log, l.s.dir)
+	return l, nil
+}
+
+func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
+	l, err := d.prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	s, argv := l.s, l.argv
 
 	stderrPath := filepath.Join(s.dir, stderrName)
 	out, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -180,14 +214,14 @@ func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
 	log := d.log.With("vm", cfg.ID)
 	log.Debug("spawn qemu", "argv", argv)
 	spawned := time.Now()
-	cmd, err := spawn(argv, s.dir, s.netns, out)
+	cmd, err := vmproc.Spawn(vmproc.Spec{Argv: argv, Dir: s.dir, NetNS: s.netns, Output: out})
 	if err != nil {
-		return nil, fmt.Errorf("spawn %s: %w", bin, err)
+		return nil, err
 	}
 	pid := cmd.Process.Pid
 	// Read the start time before the wait goroutine can reap the child; a child
 	// that already exited (bad arguments) reads as an error, handled below.
-	procStart, startErr := procStartTime(pid)
+	procStart, startErr := vmproc.StartTime(pid)
 	m := newMachine(cfg.ID, s.dir, pid, procStart, d.log, cmd.Process.Kill)
 	m.timings.Spawned = spawned
 	go func() {
@@ -196,42 +230,20 @@ func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
 	}()
 
 	// From here on every failure must kill and reap QEMU.
-	fail := func(err error) (*Machine, error) {
-		m.mu.Lock()
-		m.stopping = true // the exit is ours; keep the reason in err below
-		m.mu.Unlock()
-		if !m.exitedAlready() {
-			if kerr := cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
-				log.Error("kill qemu after failed start", "err", kerr)
-			}
-		}
-		select {
-		case <-m.done:
-		case <-time.After(killGrace):
-			log.Error("qemu still alive after SIGKILL", "pid", pid)
-		}
-		removeRuntimeFiles(d.log, s.dir)
-		if st := strings.TrimSpace(readTail(stderrPath, 4096)); st != "" {
-			err = fmt.Errorf("%w\nqemu stderr: %s", err, st)
-		}
-		if con := readTail(s.consolePath(), 2048); con != "" {
-			err = fmt.Errorf("%w\nconsole tail:\n%s", err, con)
-		}
-		return nil, err
-	}
+	fail := func(err error) (*Machine, error) { return nil, d.abort(m, cmd, s, err) }
 
 	if startErr != nil {
 		// Usually a child that exited at once and is a zombie until reaped.
 		select {
 		case <-m.done:
-			return fail(fmt.Errorf("qemu exited at once: %s", exitReason(cmd)))
+			return fail(fmt.Errorf("qemu exited at once: %s", vmproc.ExitReason(cmd)))
 		case <-time.After(killGrace):
 			return fail(fmt.Errorf("read qemu start time: %w", startErr))
 		}
 	}
 	if err := writeState(s.dir, state{
-		Version: 1, ID: cfg.ID, PID: pid, ProcStart: procStart, Binary: bin,
-		Argv: argv, Accel: accel, StartedAt: spawned.UTC(),
+		Version: 1, ID: cfg.ID, Accel: l.accel, StartedAt: spawned.UTC(),
+		Identity: vmproc.Identity{PID: pid, ProcStart: procStart, Binary: l.bin, Argv: argv},
 	}); err != nil {
 		return fail(fmt.Errorf("write state: %w", err))
 	}
@@ -243,16 +255,35 @@ func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
 		return fail(fmt.Errorf("qemu status %q, want running", st.Status))
 	}
 	m.timings.Running = time.Since(spawned)
-	log.Info("qemu started", "pid", pid, "accel", accel,
+	log.Info("qemu started", "pid", pid, "accel", l.accel,
 		"qmp_ready", m.timings.QMPReady, "running", m.timings.Running)
 	return m, nil
 }
 
-func exitReason(cmd *exec.Cmd) string {
-	if cmd.ProcessState != nil {
-		return cmd.ProcessState.String()
+// abort kills and reaps the QEMU of a failed start, removes its runtime files and
+// returns err with QEMU's stderr and the guest console's tail appended.
+func (d *Driver) abort(m *Machine, cmd *exec.Cmd, s spec, err error) error {
+	m.mu.Lock()
+	m.stopping = true // the exit is ours; keep the reason in err below
+	m.mu.Unlock()
+	if !m.exitedAlready() {
+		if kerr := cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
+			m.log.Error("kill qemu after failed start", "err", kerr)
+		}
 	}
-	return "process gone"
+	select {
+	case <-m.done:
+	case <-time.After(killGrace):
+		m.log.Error("qemu still alive after SIGKILL")
+	}
+	removeRuntimeFiles(d.log, s.dir)
+	if st := vmproc.ReadTail(filepath.Join(s.dir, stderrName), 4096); st != "" {
+		err = fmt.Errorf("%w\nqemu stderr: %s", err, st)
+	}
+	if con := vmproc.ReadTail(s.consolePath(), 2048); con != "" {
+		err = fmt.Errorf("%w\nconsole tail:\n%s", err, con)
+	}
+	return err
 }
 
 // waitReady polls for the QMP socket until QEMU greets and negotiates capabilities,
@@ -266,7 +297,7 @@ func (d *Driver) waitReady(ctx context.Context, m *Machine, cmd *exec.Cmd) (qmpS
 	for {
 		select {
 		case <-m.done:
-			return qmpStatus{}, fmt.Errorf("qemu exited during start: %s", exitReason(cmd))
+			return qmpStatus{}, fmt.Errorf("qemu exited during start: %s", vmproc.ExitReason(cmd))
 		case <-rctx.Done():
 			if ctx.Err() != nil {
 				return qmpStatus{}, ctx.Err()
@@ -320,34 +351,26 @@ func (d *Driver) adopt(ctx context.Context, dir string) (*Machine, error) {
 		d.reapHalfMade(dir)
 		return nil, fmt.Errorf("%w: %v", vmm.ErrNotRunning, err)
 	}
-	h, err := openPID(st.PID, st.ProcStart)
+	h, err := vmproc.Attach(st.Identity)
 	if err != nil {
-		return nil, fmt.Errorf("%w: pid %d: %v", vmm.ErrNotRunning, st.PID, err)
+		return nil, fmt.Errorf("%w: %v", vmm.ErrNotRunning, err)
 	}
-	if exe, err := procExe(st.PID); err != nil || !sameBinary(exe, st.Binary) {
-		h.close()
-		return nil, fmt.Errorf("%w: pid %d is %q, not %s", vmm.ErrNotRunning, st.PID, exe, st.Binary)
-	}
-	if args, err := procCmdline(st.PID); err != nil || !slices.Equal(args, st.Argv) {
-		h.close()
-		return nil, fmt.Errorf("%w: pid %d runs another command line", vmm.ErrNotRunning, st.PID)
-	}
-	m := newMachine(st.ID, dir, st.PID, st.ProcStart, d.log, h.kill)
+	m := newMachine(st.ID, dir, st.PID, st.ProcStart, d.log, h.Kill)
 	m.timings.Spawned = st.StartedAt
 	qctx, cancel := context.WithTimeout(ctx, d.opts.StartTimeout)
 	defer cancel()
 	qs, err := m.qmp.status(qctx)
 	if err != nil {
-		if !h.alive() {
-			h.close()
+		if !h.Alive() {
+			h.Close()
 			return nil, fmt.Errorf("%w: exited while adopting", vmm.ErrNotRunning)
 		}
-		h.close()
+		h.Close()
 		return nil, fmt.Errorf("qmp of live pid %d: %w", st.PID, err)
 	}
 	go func() {
-		h.wait()
-		h.close()
+		h.Wait()
+		h.Close()
 		m.exited(nil)
 	}()
 	d.log.Info("adopted qemu", "vm", st.ID, "pid", st.PID, "status", qs.Status)
@@ -367,40 +390,28 @@ func (d *Driver) reapHalfMade(dir string) {
 	if err != nil || pid <= 0 {
 		return
 	}
-	start, err := procStartTime(pid)
+	start, err := vmproc.StartTime(pid)
 	if err != nil {
 		removeRuntimeFiles(d.log, dir)
 		return
 	}
-	args, err := procCmdline(pid)
-	if err != nil || !hasArgPair(args, "-pidfile", pidPath) || !strings.HasPrefix(filepath.Base(args[0]), "qemu-system-") {
+	args, err := vmproc.Cmdline(pid)
+	if err != nil || !vmproc.HasArgPair(args, "-pidfile", pidPath) || !strings.HasPrefix(filepath.Base(args[0]), "qemu-system-") {
 		return // not ours: leave it alone
 	}
-	h, err := openPID(pid, start)
+	h, err := vmproc.Open(pid, start)
 	if err != nil {
 		return
 	}
-	defer h.close()
+	defer h.Close()
 	d.log.Warn("killing half-started qemu", "dir", dir, "pid", pid)
-	if err := h.kill(); err != nil {
+	if err := h.Kill(); err != nil {
 		d.log.Error("kill half-started qemu", "pid", pid, "err", err)
 		return
 	}
-	waited := make(chan struct{})
-	go func() { h.wait(); close(waited) }()
-	select {
-	case <-waited:
+	if h.WaitTimeout(killGrace) {
 		removeRuntimeFiles(d.log, dir)
-	case <-time.After(killGrace):
+	} else {
 		d.log.Error("half-started qemu still alive after SIGKILL", "pid", pid)
 	}
-}
-
-func hasArgPair(args []string, flag, value string) bool {
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == flag && args[i+1] == value {
-			return true
-		}
-	}
-	return false
 }
