@@ -65,8 +65,7 @@ $(BIN)/protoc-gen-connect-go:
 $(BIN)/sqlc:
 	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
 
-generate: tools ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned Go plugins, sqlc)
-	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+generate: tools check-protoc ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned Go plugins, sqlc) and README's settings
 	rm -rf gen/envd gen/hostagent && mkdir -p gen
 	cd proto && PATH=$(BIN):$$PATH protoc -I . \
 	  --go_out=../gen --go_opt=module=github.com/wrennhq/wrenn/gen \
@@ -74,6 +73,7 @@ generate: tools ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned
 	  process/process.proto filesystem/filesystem.proto hostagent/v1/hostagent.proto
 	rm -rf gen/db
 	$(BIN)/sqlc generate
+	$(GO) generate ./internal/config
 
 # protoc finds the well-known types (google/protobuf/*.proto) only in the include dir next
 # to itself; Debian ships them in libprotobuf-dev, which protobuf-compiler merely recommends.

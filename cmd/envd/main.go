@@ -4,14 +4,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
+
+	"github.com/wrennhq/wrenn/internal/config"
 
 	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/envd/portfwd"
@@ -30,29 +31,20 @@ func main() {
 }
 
 func run() error {
-	port := flag.Int("port", 49983, "TCP port to serve on (all interfaces)")
-	addr := flag.String("addr", "", "listen address host:port (overrides -port)")
-	inVM := flag.Bool("in-vm", false, "running inside a sandbox VM: allow /init to set the system clock and hostname")
-	forwardLoopback := flag.Bool("forward-loopback", true, "with -in-vm: expose TCP services listening only on the guest's loopback on its external addresses")
-	runDir := flag.String("run-dir", "/run/e2b", "directory for the sandbox identity files")
-	debug := flag.Bool("debug", false, "debug logging")
-	showVersion := flag.Bool("version", false, "print the version and exit")
-	flag.Parse()
-
-	if *showVersion {
+	cfg, err := config.LoadEnvd(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.Version {
 		fmt.Printf("envd %s (wrenn %s)\n", envdVersion, version.Version)
 		return nil
 	}
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := cfg.Log.New(os.Stderr)
 
-	listen := *addr
-	if listen == "" {
-		listen = net.JoinHostPort("", strconv.Itoa(*port))
-	}
+	listen := cfg.ListenAddr()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
@@ -60,7 +52,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if *inVM && *forwardLoopback {
+	if cfg.InVM && cfg.ForwardLoopback {
 		fwdCtx, stopFwd := context.WithCancel(ctx)
 		fwdDone := make(chan struct{})
 		go func() {
@@ -73,7 +65,7 @@ func run() error {
 		defer func() { stopFwd(); <-fwdDone }()
 	}
 
-	srv := envd.New(envd.Config{Version: envdVersion, InVM: *inVM, RunDir: *runDir, Logger: log})
-	log.Info("envd listening", "addr", ln.Addr().String(), "version", envdVersion, "in_vm", *inVM)
+	srv := envd.New(envd.Config{Version: envdVersion, InVM: cfg.InVM, RunDir: cfg.RunDir, Logger: log})
+	log.Info("envd listening", "addr", ln.Addr().String(), "version", envdVersion, "in_vm", cfg.InVM, "config", cfg)
 	return srv.Serve(ctx, ln)
 }

@@ -3,20 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/agent/rpc"
+	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
@@ -26,45 +25,40 @@ import (
 )
 
 func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("wrenn agent", flag.ContinueOnError)
-	listen := fs.String("listen", envOr("WRENN_AGENT_LISTEN", ":50051"), "address to serve the agent API on")
-	secretFile := fs.String("secret-file", os.Getenv("WRENN_AGENT_SECRET_FILE"), "standalone (unregistered) agent: file holding the bearer secret callers present (or set WRENN_AGENT_SECRET)")
-	server := fs.String("server", os.Getenv("WRENN_SERVER_URL"), "control plane URL to register with (with --token)")
-	token := fs.String("token", os.Getenv("WRENN_HOST_TOKEN"), "one-time registration token from POST /v1/hosts")
-	advertise := fs.String("advertise", os.Getenv("WRENN_AGENT_ADVERTISE"), "host:port the control plane dials (default: the --listen address)")
-	stateDir := fs.String("state-dir", os.Getenv("WRENN_AGENT_STATE_DIR"), "where the agent keeps its TLS identity and host credentials (default WRENN_DIR/agent)")
-	cpuOvercommit := fs.Int("cpu-overcommit", 4, "vCPUs offered per host CPU (sandboxes are mostly idle)")
-	firstSlot := fs.Int("first-slot", 1, "lowest network slot index this agent uses")
-	lastSlot := fs.Int("last-slot", 0, "highest network slot index this agent uses (default: the range's end)")
-	poolSize := fs.Int("slot-pool", 4, "network slots kept ready (internet off); as many again with internet on when that is the default")
-	internet := fs.Bool("allow-internet-default", envBool("WRENN_ALLOW_INTERNET_DEFAULT", true), "egress for sandboxes whose create does not say")
-	reap := fs.Duration("reap-interval", time.Second, "how often idle sandboxes are looked for")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := config.LoadAgent(args, os.Getenv)
+	if err != nil {
 		return err
 	}
+	log = cfg.Log.New(os.Stderr)
+	log.Info("starting agent", "version", version.Version, "config", cfg)
+	driver, err := drivers.Open(cfg.VMM, vmm.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("vmm driver", "name", driver.Name())
 	// One agent per WRENN_DIR: a second would adopt, and fight over, the first's sandboxes.
-	unlock, err := lockDir(wrennDir())
+	unlock, err := lockDir(cfg.Dir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	id, err := agentIdentity(ctx, log, identityOptions{
-		dir: *stateDir, secretFile: *secretFile, server: *server, token: *token, advertise: *advertise, listen: *listen,
-		capacity: hostCapacity(*cpuOvercommit),
+		dir: cfg.StateDir, secret: cfg.Secret, secretFile: cfg.SecretFile, server: cfg.Server, token: cfg.Token,
+		advertise: cfg.Advertise, listen: cfg.Listen, capacity: hostCapacity(cfg.CPUOvercommit),
 	})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	ready, readyInternet := *poolSize, 0
-	if *internet {
-		ready, readyInternet = 1, *poolSize
+	ready, readyInternet := cfg.SlotPool, 0
+	if cfg.AllowInternetDefault {
+		ready, readyInternet = 1, cfg.SlotPool
 	}
 	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{
-		Size: ready, InternetSize: readyInternet, FirstIndex: *firstSlot, LastIndex: *lastSlot,
+		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
 	})
 	if err != nil {
 		return err
@@ -75,13 +69,9 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			log.Warn("close slot pool", "err", err)
 		}
 	}()
-	driver, err := drivers.Open(envOr("WRENN_VMM", vmm.Auto), vmm.Options{Logger: log})
-	if err != nil {
-		return err
-	}
 	m, err := agent.New(agent.Config{
-		Dir: wrennDir(), Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{},
-		Log: log, AllowInternetDefault: *internet,
+		Dir: cfg.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{},
+		Log: log, AllowInternetDefault: cfg.AllowInternetDefault,
 	})
 	if err != nil {
 		return err
@@ -95,7 +85,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		log.Warn("reclaim leftover network slots", "err", err)
 	}
 	log.Info("recovered sandboxes", "adopted", len(rep.Adopted), "cleaned", len(rep.Cleaned))
-	m.StartReaper(*reap)
+	m.StartReaper(cfg.ReapInterval)
 	defer m.Close()
 
 	mux := http.NewServeMux()
@@ -114,12 +104,12 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	if id.heartbeat != nil {
 		id.heartbeat.Report = func() hostproto.HeartbeatRequest {
-			return hostproto.HeartbeatRequest{Version: version.Version, Capacity: hostCapacity(*cpuOvercommit), Sandboxes: len(m.List())}
+			return hostproto.HeartbeatRequest{Version: version.Version, Capacity: hostCapacity(cfg.CPUOvercommit), Sandboxes: len(m.List())}
 		}
 		go id.heartbeat.Run(ctx)
 	}
 	// Sandboxes keep running across an agent restart; only the API goes away.
-	return serve(ctx, log.With("dir", wrennDir()), "agent", srv, ln, 5*time.Second)
+	return serve(ctx, log.With("dir", cfg.Dir), "agent", srv, ln, 5*time.Second)
 }
 
 // lockDir takes an exclusive lock on dir/agent.lock (released when the process exits).
@@ -136,18 +126,4 @@ func lockDir(dir string) (func(), error) {
 		return nil, fmt.Errorf("another agent runs on %s (%s is locked): one agent per WRENN_DIR", dir, f.Name())
 	}
 	return func() { f.Close() }, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func envBool(key string, def bool) bool {
-	if v, err := strconv.ParseBool(os.Getenv(key)); err == nil {
-		return v
-	}
-	return def
 }

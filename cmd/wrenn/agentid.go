@@ -32,17 +32,14 @@ type agentID struct {
 }
 
 type identityOptions struct {
-	dir, secretFile, server, token, advertise, listen string
-	capacity                                          hostproto.Capacity
+	dir, secret, secretFile, server, token, advertise, listen string
+	capacity                                                  hostproto.Capacity
 }
 
 // agentIdentity picks the mode: saved credentials, else registration with --token,
 // else a standalone shared secret.
 func agentIdentity(ctx context.Context, log *slog.Logger, o identityOptions) (*agentID, error) {
 	dir := o.dir
-	if dir == "" {
-		dir = filepath.Join(wrennDir(), "agent")
-	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	creds, err := hostreg.LoadCredentials(dir)
 	switch {
@@ -77,7 +74,7 @@ func agentIdentity(ctx context.Context, log *slog.Logger, o identityOptions) (*a
 		}
 		log.Info("registered with the control plane", "host", creds.HostID, "server", creds.Server, "address", addr)
 	case errors.Is(err, os.ErrNotExist):
-		return standaloneID(o.secretFile)
+		return standaloneID(o.secret, o.secretFile)
 	default:
 		return nil, err
 	}
@@ -95,8 +92,7 @@ func agentIdentity(ctx context.Context, log *slog.Logger, o identityOptions) (*a
 	}, nil
 }
 
-func standaloneID(secretFile string) (*agentID, error) {
-	secret := os.Getenv("WRENN_AGENT_SECRET")
+func standaloneID(secret, secretFile string) (*agentID, error) {
 	if secretFile != "" {
 		b, err := os.ReadFile(secretFile)
 		if err != nil {

@@ -38,11 +38,12 @@ func loadConfig() cliConfig {
 	if b, err := os.ReadFile(configPath()); err == nil {
 		_ = json.Unmarshal(b, &c)
 	}
-	if v := os.Getenv("WRENN_URL"); v != "" {
-		c.URL = v
+	env := cliSettings()
+	if env.URL != "" {
+		c.URL = env.URL
 	}
-	if v := os.Getenv("WRENN_API_KEY"); v != "" {
-		c.APIKey, c.Token = v, ""
+	if env.APIKey != "" {
+		c.APIKey, c.Token = env.APIKey, ""
 	}
 	return c
 }
@@ -65,7 +66,7 @@ func (c cliConfig) client() *client.Client {
 
 // readPassword takes WRENN_PASSWORD, else the first line of stdin.
 func readPassword() (string, error) {
-	if p := os.Getenv("WRENN_PASSWORD"); p != "" {
+	if p := cliSettings().Password; p != "" {
 		return p, nil
 	}
 	fmt.Fprint(os.Stderr, "password: ")

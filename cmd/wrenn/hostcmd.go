@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -89,7 +88,7 @@ func adminCmd(ctx context.Context, args []string) error {
 	if len(args) != 2 || (args[0] != "grant" && args[0] != "revoke") {
 		return errors.New("usage: wrenn admin grant|revoke EMAIL  (needs WRENN_DATABASE_URL)")
 	}
-	dsn := os.Getenv("WRENN_DATABASE_URL")
+	dsn := cliSettings().DatabaseURL
 	if dsn == "" {
 		return errors.New("WRENN_DATABASE_URL is required")
 	}

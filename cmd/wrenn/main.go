@@ -5,12 +5,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/version"
 )
 
@@ -28,7 +29,8 @@ Usage:
   wrenn vm run [flags] -- CMD…  boot a throwaway sandbox, run CMD in it, tear it down
   wrenn version                 print the version
 
-Run 'wrenn <command> -h' for a command's flags.
+Run 'wrenn <command> -h' for a command's flags. Every setting (flags and WRENN_*
+variables of server, agent, envd and this CLI) is listed in README.md, Settings.
 `
 
 func main() {
@@ -45,7 +47,6 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func run(ctx context.Context, args []string) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var err error
 	switch {
 	case len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help":
@@ -54,32 +55,21 @@ func run(ctx context.Context, args []string) int {
 	case args[0] == "version":
 		fmt.Println("wrenn", version.Version)
 		return 0
-	case args[0] == "image" && len(args) > 1 && args[1] == "build":
-		err = imageBuild(ctx, log, args[2:])
-	case args[0] == "signup" || args[0] == "login":
-		err = accountCmd(ctx, args[0] == "signup", args[1:])
-	case args[0] == "keys":
-		err = keysCmd(ctx, args[1:])
-	case args[0] == "sandbox":
-		err = sandboxCmd(ctx, args[1:])
-	case args[0] == "host":
-		err = hostCmd(ctx, args[1:])
-	case args[0] == "admin":
-		err = adminCmd(ctx, args[1:])
+	// The server and the agent read their own settings (and make their own logger).
 	case args[0] == "server":
-		err = serverCmd(ctx, log, args[1:])
+		err = serverCmd(ctx, nil, args[1:])
 	case args[0] == "agent":
-		err = agentCmd(ctx, log, args[1:])
-	case args[0] == "vm" && len(args) > 1 && args[1] == "run":
-		err = vmRun(ctx, log, args[2:])
+		err = agentCmd(ctx, nil, args[1:])
 	default:
-		fmt.Fprintf(os.Stderr, "wrenn: unknown command %q\n\n%s", args, usage)
-		return 2
+		err = cliCmd(ctx, args)
 	}
 	var ee exitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "wrenn: unknown command %q\n\n%s", args, usage)
+		return 2
 	case errors.As(err, &ee):
 		return ee.code
 	default:
@@ -88,10 +78,40 @@ func run(ctx context.Context, args []string) int {
 	}
 }
 
-// wrennDir is WRENN_DIR or the default.
-func wrennDir() string {
-	if d := os.Getenv("WRENN_DIR"); d != "" {
-		return d
+var errUsage = errors.New("unknown command")
+
+// cliCmd runs the commands that read the CLI's settings (config.CLI).
+func cliCmd(ctx context.Context, args []string) error {
+	cfg, err := config.LoadCLI(os.Getenv)
+	if err != nil {
+		return err
 	}
-	return "/var/lib/wrenn"
+	log := cfg.Log.New(os.Stderr)
+	switch {
+	case args[0] == "image" && len(args) > 1 && args[1] == "build":
+		return imageBuild(ctx, log, args[2:])
+	case args[0] == "signup" || args[0] == "login":
+		return accountCmd(ctx, args[0] == "signup", args[1:])
+	case args[0] == "keys":
+		return keysCmd(ctx, args[1:])
+	case args[0] == "sandbox":
+		return sandboxCmd(ctx, args[1:])
+	case args[0] == "host":
+		return hostCmd(ctx, args[1:])
+	case args[0] == "admin":
+		return adminCmd(ctx, args[1:])
+	case args[0] == "vm" && len(args) > 1 && args[1] == "run":
+		return vmRun(ctx, log, args[2:])
+	}
+	return errUsage
 }
+
+// cliSettings are the CLI's settings from the environment; cliCmd has already failed
+// on a bad value before any command asks.
+func cliSettings() config.CLI {
+	c, _ := config.LoadCLI(os.Getenv)
+	return c
+}
+
+// wrennDir is WRENN_DIR or the default.
+func wrennDir() string { return cliSettings().Dir }

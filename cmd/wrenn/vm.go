@@ -74,7 +74,7 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	driver, err := drivers.Open(envOr("WRENN_VMM", vmm.Auto), vmm.Options{Logger: log})
+	driver, err := drivers.Open(cliSettings().VMM, vmm.Options{Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"testing"
+)
+
+// A bad setting stops the server and the agent before they touch anything (the agent
+// would otherwise lock WRENN_DIR, the server dial its database).
+func TestBadSettingsFail(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("WRENN_DIR", dir)
+	t.Setenv("WRENN_DATABASE_URL", "postgres://wrenn:pw@127.0.0.1:1/wrenn")
+	t.Setenv("WRENN_REDIS_URL", "redis://127.0.0.1:1/0")
+	t.Setenv("WRENN_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+	t.Setenv("WRENN_HOST_STALE_AFTER", "abc")
+	ctx := context.Background()
+	if code := run(ctx, []string{"server"}); code != 1 {
+		t.Errorf("server with WRENN_HOST_STALE_AFTER=abc: exit %d", code)
+	}
+	if code := run(ctx, []string{"agent", "--vmm", "kvm"}); code != 1 {
+		t.Errorf("agent --vmm kvm: exit %d", code)
+	}
+	if code := run(ctx, []string{"agent", "-h"}); code != 0 {
+		t.Errorf("agent -h: exit %d", code)
+	}
+	if code := run(ctx, []string{"nonsense"}); code != 2 {
+		t.Errorf("unknown command: exit %d", code)
+	}
+	t.Setenv("WRENN_LOG_LEVEL", "loud")
+	if code := run(ctx, []string{"sandbox", "ls"}); code != 1 {
+		t.Errorf("sandbox ls with WRENN_LOG_LEVEL=loud: exit %d", code)
+	}
+}

@@ -1,0 +1,96 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+)
+
+// Agent is the host agent's (wrenn agent's) configuration.
+type Agent struct {
+	Dir        string // WRENN_DIR: templates, sandboxes, agent.lock
+	Listen     string
+	Advertise  string // "" = Listen
+	StateDir   string // TLS identity and host credentials; Load defaults it to Dir/agent
+	Server     string // control plane URL to register with ("" = none)
+	Token      string // secret: one-time registration token
+	Secret     string // secret: standalone bearer secret (WRENN_AGENT_SECRET)
+	SecretFile string // standalone: file holding the bearer secret (wins over Secret)
+	// VMM is the VM driver: auto, qemu or firecracker (auto: the best one this host runs).
+	VMM                  string
+	CPUOvercommit        int
+	FirstSlot, LastSlot  int // network slot range; LastSlot 0 = the range's end
+	SlotPool             int
+	AllowInternetDefault bool
+	ReapInterval         time.Duration
+	Log                  Log
+}
+
+// VMMs are the values of WRENN_VMM / --vmm.
+var VMMs = []string{"auto", "qemu", "firecracker"}
+
+// maxSlot is netslot.MaxIndex (a test keeps them equal; envd must not link netslot).
+const maxSlot = 65534
+
+func (c *Agent) table() table {
+	return table{program: "wrenn agent", summary: "the host agent (`wrenn agent`, root)", settings: append([]*Setting{
+		{Env: "WRENN_DIR", Default: "/var/lib/wrenn", Value: String(&c.Dir, 1),
+			Usage: "where templates, kernels and sandboxes live (one agent per WRENN_DIR: it holds WRENN_DIR/agent.lock); put it on XFS or btrfs for reflink disk clones"},
+		{Flag: "listen", Env: "WRENN_AGENT_LISTEN", Default: ":50051", Value: Addr(&c.Listen),
+			Usage: "address to serve the agent API on"},
+		{Flag: "advertise", Env: "WRENN_AGENT_ADVERTISE", DefaultDoc: "the --listen address", Value: Addr(&c.Advertise),
+			Usage: "host:port the control plane dials, sent at registration"},
+		{Flag: "state-dir", Env: "WRENN_AGENT_STATE_DIR", DefaultDoc: "WRENN_DIR/agent", Value: String(&c.StateDir, 0),
+			Usage: "where the agent keeps its TLS identity and host credentials"},
+		{Flag: "server", Env: "WRENN_SERVER_URL", Value: URL(&c.Server, "http", "https"),
+			Usage: "control plane URL to register with (with --token)"},
+		{Flag: "token", Env: "WRENN_HOST_TOKEN", Secret: true, Value: String(&c.Token, 0),
+			Usage: "one-time registration token from POST /v1/hosts (`wrenn host create`); ignored once registered"},
+		{Env: "WRENN_AGENT_SECRET", Secret: true, Value: String(&c.Secret, 16),
+			Usage: "standalone (unregistered) agent: the bearer secret callers present, at least 16 characters"},
+		{Flag: "secret-file", Env: "WRENN_AGENT_SECRET_FILE", Value: String(&c.SecretFile, 0),
+			Usage: "standalone agent: file holding the bearer secret (instead of WRENN_AGENT_SECRET)"},
+		{Flag: "vmm", Env: "WRENN_VMM", Default: "auto", Value: OneOf(&c.VMM, VMMs...),
+			Usage: "VM driver: auto (the best this host runs), qemu or firecracker"},
+		{Flag: "cpu-overcommit", Env: "WRENN_AGENT_CPU_OVERCOMMIT", Default: "4", Value: Int(&c.CPUOvercommit, 1, 1000),
+			Usage: "vCPUs offered per host CPU (sandboxes are mostly idle)"},
+		{Flag: "first-slot", Env: "WRENN_AGENT_FIRST_SLOT", Default: "1", Value: Int(&c.FirstSlot, 1, maxSlot),
+			Usage: "lowest network slot index this agent uses (agents sharing a machine need disjoint ranges)"},
+		{Flag: "last-slot", Env: "WRENN_AGENT_LAST_SLOT", Default: "0", DefaultDoc: "0 (the range's end, 65534)", Value: Int(&c.LastSlot, 0, maxSlot),
+			Usage: "highest network slot index this agent uses"},
+		{Flag: "slot-pool", Env: "WRENN_AGENT_SLOT_POOL", Default: "4", Value: Int(&c.SlotPool, 0, maxSlot),
+			Usage: "network slots kept ready (internet off); as many again with internet on when that is the default"},
+		{Flag: "allow-internet-default", Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
+			Usage: "internet access of sandboxes whose create does not say"},
+		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),
+			Usage: "how often idle sandboxes are looked for"},
+	}, logSettings(&c.Log)...)}
+}
+
+// LoadAgent reads the host agent's configuration from flags (args, without the
+// subcommand) and the environment, and validates it. StateDir defaults to Dir/agent.
+func LoadAgent(args []string, getenv func(string) string) (Agent, error) {
+	var c Agent
+	if err := c.table().load(args, getenv); err != nil {
+		return Agent{}, err
+	}
+	if c.StateDir == "" {
+		c.StateDir = filepath.Join(c.Dir, "agent")
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every setting; the error names the one at fault.
+func (c Agent) Validate() error {
+	if err := c.table().check(); err != nil {
+		return err
+	}
+	if c.LastSlot != 0 && c.LastSlot < c.FirstSlot {
+		return fmt.Errorf("--last-slot/WRENN_AGENT_LAST_SLOT (%d) is below --first-slot/WRENN_AGENT_FIRST_SLOT (%d)", c.LastSlot, c.FirstSlot)
+	}
+	return nil
+}
+
+// LogValue is every setting by its name, secrets redacted.
+func (c Agent) LogValue() slog.Value { return c.table().logValue() }

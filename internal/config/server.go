@@ -1,0 +1,78 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Server is the control plane's (wrenn server's) configuration.
+type Server struct {
+	Listen      string
+	DatabaseURL string // secret: password
+	RedisURL    string // secret: password
+	JWTSecret   string // secret
+	Scheduler   string // a scheduler.Names() entry
+	// A host silent for HostStaleAfter is unreachable; agents are told to report every
+	// HostHeartbeatInterval; the host monitor runs every HostMonitorInterval.
+	HostStaleAfter, HostHeartbeatInterval, HostMonitorInterval time.Duration
+	AllowInternetDefault                                       bool
+	Domain                                                     string // "" = header routing only
+	ProxyConnLimit                                             int
+	Log                                                        Log
+}
+
+// Scheduler names (internal/server/scheduler's; a test keeps the two lists equal).
+var schedulers = []string{"least-loaded", "round-robin"}
+
+func (c *Server) table() table {
+	return table{program: "wrenn server", summary: "the control plane (`wrenn server`)", settings: append([]*Setting{
+		{Flag: "listen", Env: "WRENN_LISTEN", Default: ":8080", Value: Addr(&c.Listen),
+			Usage: "address to serve the API (and the port proxy) on"},
+		{Env: "WRENN_DATABASE_URL", Required: true, Redact: RedactURL, Value: String(&c.DatabaseURL, 0),
+			Usage: "PostgreSQL connection URL (scripts/services.sh start prints it)"},
+		{Env: "WRENN_REDIS_URL", Required: true, Redact: RedactURL, Value: URL(&c.RedisURL, "redis", "rediss", "unix"),
+			Usage: "Redis URL (scripts/services.sh start prints it)"},
+		{Env: "WRENN_JWT_SECRET", Required: true, Secret: true, Value: String(&c.JWTSecret, 32),
+			Usage: "at least 32 characters: signs session tokens and seals the per-host secrets at rest (changing it means re-registering hosts)"},
+		{Env: "WRENN_SCHEDULER", Default: "least-loaded", Value: OneOf(&c.Scheduler, schedulers...),
+			Usage: "how new sandboxes are spread over online hosts: least-loaded or round-robin"},
+		{Env: "WRENN_HOST_STALE_AFTER", Default: "90s", Value: Duration(&c.HostStaleAfter, time.Second),
+			Usage: "a host silent this long becomes unreachable and its sandboxes missing; longer than the heartbeat interval"},
+		{Env: "WRENN_HOST_HEARTBEAT_INTERVAL", Default: "30s", Value: Duration(&c.HostHeartbeatInterval, time.Second),
+			Usage: "how often agents are told to send a heartbeat"},
+		{Env: "WRENN_HOST_MONITOR_INTERVAL", Default: "10s", Value: Duration(&c.HostMonitorInterval, time.Second),
+			Usage: "how often the control plane marks silent hosts unreachable and reconciles what online hosts run"},
+		{Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
+			Usage: "internet access of sandboxes whose create does not say"},
+		{Env: "WRENN_DOMAIN", Value: Domain(&c.Domain),
+			Usage: "sandbox ports are served at {port}-{sandbox_id}.WRENN_DOMAIN (wildcard DNS; see deploy/Caddyfile); empty: only by E2b-Sandbox-* headers"},
+		{Env: "WRENN_PROXY_CONN_LIMIT", Default: "1000", Value: Int(&c.ProxyConnLimit, 1, 1<<20),
+			Usage: "concurrent proxied requests (and WebSockets) per sandbox on one control plane; past it, 429"},
+	}, logSettings(&c.Log)...)}
+}
+
+// LoadServer reads the control plane's configuration from flags (args, without the
+// subcommand) and the environment, and validates it.
+func LoadServer(args []string, getenv func(string) string) (Server, error) {
+	var c Server
+	if err := c.table().load(args, getenv); err != nil {
+		return Server{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every setting; the error names the one at fault.
+func (c Server) Validate() error {
+	if err := c.table().check(); err != nil {
+		return err
+	}
+	if c.HostStaleAfter <= c.HostHeartbeatInterval {
+		return fmt.Errorf("WRENN_HOST_STALE_AFTER (%v) must be longer than WRENN_HOST_HEARTBEAT_INTERVAL (%v), or every host turns unreachable between heartbeats",
+			c.HostStaleAfter, c.HostHeartbeatInterval)
+	}
+	return nil
+}
+
+// LogValue is every setting by its name, secrets redacted.
+func (c Server) LogValue() slog.Value { return c.table().logValue() }

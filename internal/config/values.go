@@ -1,0 +1,204 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// String is any text, at least min characters when set (0: no minimum).
+func String(p *string, min int) Value { return &stringValue{p, min} }
+
+type stringValue struct {
+	p   *string
+	min int
+}
+
+func (v *stringValue) Set(s string) error {
+	if len(s) < v.min {
+		return fmt.Errorf("want at least %d characters, got %d", v.min, len(s))
+	}
+	*v.p = s
+	return nil
+}
+func (v *stringValue) String() string { return *v.p }
+
+// OneOf is one of values.
+func OneOf(p *string, values ...string) Value { return &oneOfValue{p, values} }
+
+type oneOfValue struct {
+	p      *string
+	values []string
+}
+
+func (v *oneOfValue) Set(s string) error {
+	for _, ok := range v.values {
+		if s == ok {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("want one of %s", strings.Join(v.values, ", "))
+}
+func (v *oneOfValue) String() string { return *v.p }
+
+// Bool is true or false (and what strconv.ParseBool accepts: 1, 0, t, f, …).
+func Bool(p *bool) Value { return (*boolValue)(p) }
+
+type boolValue bool
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+// Int is an integer in min..max.
+func Int(p *int, min, max int) Value { return &intValue{p, min, max} }
+
+type intValue struct {
+	p        *int
+	min, max int
+}
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < v.min || n > v.max {
+		return fmt.Errorf("want a whole number from %d to %d", v.min, v.max)
+	}
+	*v.p = n
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(*v.p) }
+
+// Duration is a Go duration (90s, 1m30s, 500ms) of at least min.
+func Duration(p *time.Duration, min time.Duration) Value { return &durationValue{p, min} }
+
+type durationValue struct {
+	p   *time.Duration
+	min time.Duration
+}
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d < v.min {
+		return fmt.Errorf("want a duration of at least %v (like 90s or 1m30s)", v.min)
+	}
+	*v.p = d
+	return nil
+}
+func (v *durationValue) String() string { return v.p.String() }
+
+// Addr is a listen or dial address host:port (the host may be empty: all interfaces).
+func Addr(p *string) Value { return &addrValue{p} }
+
+type addrValue struct{ p *string }
+
+func (v *addrValue) Set(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want host:port, like :8080 or 10.0.0.2:50051")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("want a port number from 0 to 65535 after the colon")
+	}
+	*v.p = s
+	return nil
+}
+func (v *addrValue) String() string { return *v.p }
+
+// URL is an absolute URL with one of schemes.
+func URL(p *string, schemes ...string) Value { return &urlValue{p, schemes} }
+
+type urlValue struct {
+	p       *string
+	schemes []string
+}
+
+func (v *urlValue) Set(s string) error {
+	u, err := url.Parse(s)
+	if err == nil {
+		for _, sc := range v.schemes {
+			if u.Scheme == sc && (u.Host != "" || sc == "unix") {
+				*v.p = s
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("want a URL starting %s://", strings.Join(v.schemes, ":// or "))
+}
+func (v *urlValue) String() string { return *v.p }
+
+// Domain is a bare DNS name (sandbox ports are served at {port}-{id}.{domain}).
+func Domain(p *string) Value { return &domainValue{p} }
+
+type domainValue struct{ p *string }
+
+var domainRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+
+func (v *domainValue) Set(s string) error {
+	if !domainRE.MatchString(s) {
+		return errors.New("want a bare domain name like wrenn.example.com (no scheme, port or path)")
+	}
+	*v.p = s
+	return nil
+}
+func (v *domainValue) String() string { return *v.p }
+
+// Level is a log level: debug, info, warn or error.
+func Level(p *slog.Level) Value { return (*levelValue)(p) }
+
+type levelValue slog.Level
+
+func (v *levelValue) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		*v = levelValue(slog.LevelDebug)
+	case "info":
+		*v = levelValue(slog.LevelInfo)
+	case "warn", "warning":
+		*v = levelValue(slog.LevelWarn)
+	case "error":
+		*v = levelValue(slog.LevelError)
+	default:
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}
+func (v *levelValue) String() string { return strings.ToLower(slog.Level(*v).String()) }
+
+// keyValuePassword finds password=… in a libpq key/value connection string.
+var keyValuePassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// RedactURL hides the password of a URL (postgres://u:pw@h/db, redis://:pw@h/0) or of a
+// key/value connection string (host=h password=pw), keeping the rest for the log.
+func RedactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			}
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "REDACTED")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	if strings.Contains(s, "://") {
+		return "REDACTED" // an unparseable URL may hold a password anywhere
+	}
+	return keyValuePassword.ReplaceAllString(s, "${1}REDACTED")
+}
