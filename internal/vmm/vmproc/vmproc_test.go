@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,6 +56,13 @@ func sleeper(t *testing.T) (*exec.Cmd, Identity) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Start returns once the exec is past its point of no return, which is a moment
+	// before the kernel has set up the new program's argv; wait for that.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if args, _ := Cmdline(cmd.Process.Pid); slices.Equal(args, argv) || time.Now().After(deadline) {
+			break
+		}
+	}
 	start, err := StartTime(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
