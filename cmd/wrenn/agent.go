@@ -90,7 +90,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(rpc.Handler(m, id.allowed))
-	mux.Handle(proxy.Prefix, proxy.New(m, id.allowed, log))
+	mux.Handle(hostproto.ProxyPrefix, proxy.New(m, id.allowed, log))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
 	if id.tls != nil {
 		// A registered agent serves TLS with the certificate the control plane pinned.

@@ -36,6 +36,7 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent/proxy"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -126,7 +127,7 @@ func New(t testing.TB) *Fake {
 	mux.Handle(path, h)
 	// The real agent's port proxy, with every sandbox's guest at 127.0.0.1: a test
 	// serves "sandbox port" P by listening on 127.0.0.1:P.
-	mux.Handle(proxy.Prefix, proxy.New(f, func(c string) bool { return c == f.secret }, slog.New(slog.DiscardHandler)))
+	mux.Handle(hostproto.ProxyPrefix, proxy.New(f, func(c string) bool { return c == f.secret }, slog.New(slog.DiscardHandler)))
 	f.srv = httptest.NewUnstartedServer(mux)
 	var p http.Protocols
 	p.SetHTTP1(true)

@@ -1,5 +1,7 @@
-// Package hostproto holds the JSON messages of the control plane's host-facing
-// endpoints (register, refresh, heartbeat), shared by the server and the agent.
+// Package hostproto is the wire between the control plane and host agents beyond the
+// Connect API: the JSON messages of the control plane's host-facing endpoints
+// (register, refresh, heartbeat) and the agent's port-proxy route. Both programs use
+// these definitions; neither imports the other's packages.
 package hostproto
 
 import "time"
@@ -10,6 +12,14 @@ const (
 	RefreshPath   = "/v1/hosts/auth/refresh"
 	HeartbeatPath = "/v1/hosts/heartbeat"
 )
+
+// ProxyPrefix is the agent's port-proxy route: ProxyPrefix + "{sandbox}/{port}/…".
+const ProxyPrefix = "/proxy/"
+
+// ProxyAuthHeader carries the control plane's credential on proxied requests (not
+// Authorization, which belongs to the client and goes through to the guest). The agent
+// removes it before the request reaches the guest.
+const ProxyAuthHeader = "Wrenn-Agent-Auth"
 
 // Capacity is what a host offers.
 type Capacity struct {

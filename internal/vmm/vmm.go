@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-
 )
 
 // Config describes one VM to start.

@@ -16,6 +16,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/agent/rpc"
 	"github.com/wrennhq/wrenn/internal/envd/envdtest"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/image"
 )
 
@@ -72,7 +73,7 @@ func Start(t testing.TB, opts Options) *Agent {
 	a := &Agent{Manager: m, Driver: drv, Slots: slots, Dir: dir, Secret: "agenttest-secret-0123456789"}
 	mux := http.NewServeMux()
 	mux.Handle(rpc.Handler(m, rpc.SharedSecret(a.Secret)))
-	mux.Handle(proxy.Prefix, proxy.New(m, rpc.SharedSecret(a.Secret), cfg.Log))
+	mux.Handle(hostproto.ProxyPrefix, proxy.New(m, rpc.SharedSecret(a.Secret), cfg.Log))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.EnableHTTP2 = true
 	var protocols http.Protocols

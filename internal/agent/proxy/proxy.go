@@ -19,16 +19,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
 )
 
-// AuthHeader carries the control plane's credential on proxied requests (not
-// Authorization, which belongs to the client and goes through to the guest). It is
-// removed before the request reaches the guest.
-const AuthHeader = "Wrenn-Agent-Auth"
-
-// Prefix is the route's path prefix.
-const Prefix = "/proxy/"
 
 // Target finds a running sandbox's guest address and the channel closed when its
 // proxied connections must end (the agent's sandbox manager).
@@ -70,11 +64,11 @@ func New(target Target, allowed func(string) bool, log *slog.Logger) *Handler {
 var idPattern = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.allowed(r.Header.Get(AuthHeader)) {
+	if !h.allowed(r.Header.Get(hostproto.ProxyAuthHeader)) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "missing or wrong agent credentials", "code": 401})
 		return
 	}
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), Prefix)
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), hostproto.ProxyPrefix)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -119,7 +113,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				pr.Out.URL.Path, pr.Out.URL.RawPath = unescaped, "/"+rest
 			}
 			pr.Out.Host = r.Host // services see the name the client used
-			pr.Out.Header.Del(AuthHeader)
+			pr.Out.Header.Del(hostproto.ProxyAuthHeader)
 			pr.SetXForwarded()
 		},
 		Transport:     transport,

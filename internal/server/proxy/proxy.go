@@ -20,8 +20,8 @@ import (
 	"strings"
 	"sync"
 
-	agentproxy "github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
 	"github.com/wrennhq/wrenn/internal/server/service"
 )
@@ -188,14 +188,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = base.Scheme, base.Host
-			prefix := fmt.Sprintf("%s%s/%d", agentproxy.Prefix, id, port)
+			prefix := fmt.Sprintf("%s%s/%d", hostproto.ProxyPrefix, id, port)
 			pr.Out.URL.Path = prefix + r.URL.Path
 			pr.Out.URL.RawPath = prefix + r.URL.EscapedPath()
 			pr.Out.Host = r.Host
 			// Wrenn's credentials never reach the sandbox: code in it may be untrusted.
 			pr.Out.Header.Del("X-API-Key")
 			pr.Out.Header.Del(service.TrafficTokenHeader)
-			pr.Out.Header.Set(agentproxy.AuthHeader, ep.Secret)
+			pr.Out.Header.Set(hostproto.ProxyAuthHeader, ep.Secret)
 			pr.SetXForwarded()
 		},
 		Transport:     transport,
