@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/wrennhq/wrenn/internal/config"
-
 	"github.com/wrennhq/wrenn/internal/envd"
 	"github.com/wrennhq/wrenn/internal/envd/portfwd"
 	"github.com/wrennhq/wrenn/internal/version"
