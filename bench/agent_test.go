@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/agent/vmtest"
 	"github.com/wrennhq/wrenn/internal/image"
-	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm"
-	"github.com/wrennhq/wrenn/internal/vmm/drivers"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // BenchmarkDiskClone clones the base template's rootfs by sparse copy (the test dir's
@@ -28,10 +27,7 @@ func BenchmarkDiskClone(b *testing.B) {
 	if err != nil {
 		b.Skipf("no base template in %s (make test-vm builds it): %v", dir, err)
 	}
-	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
-		b.Skip("mkfs.xfs is not installed")
-	}
-	xfs := mountXFS(b)
+	xfs := testutil.MountXFS(b, 8<<30)
 	xfsTemplate := filepath.Join(xfs, "rootfs.ext4")
 	if _, err := rootfs.Clone(t.RootFS, xfsTemplate); err != nil {
 		b.Fatal(err)
@@ -63,29 +59,6 @@ func BenchmarkDiskClone(b *testing.B) {
 		reflink, sparse, base.Round(time.Millisecond), float64(reflink)/float64(base))
 }
 
-func mountXFS(b *testing.B) string {
-	dir := b.TempDir()
-	img := filepath.Join(dir, "xfs.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Truncate(img, 8<<30); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.xfs", "-q", "-m", "reflink=1", img).CombinedOutput(); err != nil {
-		b.Fatalf("mkfs.xfs: %v %s", err, out)
-	}
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		b.Fatalf("mount: %v %s", err, out)
-	}
-	b.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
-	return mnt
-}
-
 // BenchmarkAgentCreate creates and destroys sandboxes through the agent's manager on a
 // reflink data dir and splits a create into its steps; "agent work" is everything but
 // QEMU's start and the guest's boot (the /init round trip included, though most of it
@@ -97,7 +70,7 @@ func BenchmarkAgentCreate(b *testing.B) {
 	}
 	// A data dir on a loop-mounted XFS, as a production host would have it, so disk
 	// clones are reflinks: copy the template (kernels + image) there first.
-	xfs := mountXFS(b)
+	xfs := testutil.MountXFS(b, 8<<30)
 	for _, sub := range []string{"kernels", "images"} {
 		if out, err := exec.Command("cp", "-a", "--sparse=always", filepath.Join(dir, sub), xfs).CombinedOutput(); err != nil {
 			b.Fatalf("copy %s: %v %s", sub, err, out)
@@ -108,24 +81,14 @@ func BenchmarkAgentCreate(b *testing.B) {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	for _, poolSize := range []int{0, 2} {
-		pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{Size: poolSize, FirstIndex: 63000, LastIndex: 63999})
-		if err != nil {
-			b.Fatal(err)
-		}
-		driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := agent.New(agent.Config{Dir: xfs, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
-		if err != nil {
-			b.Fatal(err)
-		}
+		m, pool := vmtest.NewManager(b, vmtest.Options{Dir: xfs, FirstSlot: 63000, LastSlot: 63999, ReadySlots: poolSize, Log: log})
 		if poolSize > 0 {
 			for pool.Ready(false) < poolSize { // measure a warm pool, as a running agent has
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
 		benchCreates(b, m, fmt.Sprintf("slot pool %d", poolSize))
+		// Closed now, not when the benchmark ends: the next pool takes the same range.
 		if err := pool.Close(); err != nil {
 			b.Error(err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
+	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -378,9 +379,7 @@ func listenInNetns(name, addr string) (net.Listener, error) {
 // the agent's proxy alone, and through control plane + agent (servertest: in-process,
 // plain HTTP between them).
 func benchProxyHostNetns(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root (a network namespace and a veth pair)")
-	}
+	testutil.RequireRoot(b, "a network namespace and a veth pair")
 	_, upAddr := proxyUpNetns(b)
 	ln, err := listenInNetns(proxyUpNS, netip.AddrPortFrom(upAddr, 0).String())
 	if err != nil {

@@ -10,18 +10,14 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/agent/vmtest"
 	"github.com/wrennhq/wrenn/internal/image"
-	"github.com/wrennhq/wrenn/internal/netslot"
-	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm"
-	"github.com/wrennhq/wrenn/internal/vmm/drivers"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // vmBenchDir is the test template's WRENN_DIR (make test-vm builds it there).
 func vmBenchDir(b *testing.B) string {
-	if os.Geteuid() != 0 {
-		b.Skip("VM benchmarks need root")
-	}
+	testutil.RequireRoot(b, "VM benchmarks make network namespaces and TAP devices")
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		b.Skip("qemu-system-x86_64 is not installed")
 	}
@@ -93,23 +89,8 @@ func BenchmarkVMBoot(b *testing.B) {
 		b.Skipf("no base template in %s (make test-vm builds it): %v", dir, err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{FirstIndex: 61000, LastIndex: 61999})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	manager := func(kernelArgs ...string) *agent.Manager {
-		driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := agent.New(agent.Config{Dir: dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log, KernelArgs: kernelArgs})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return m
-	}
-	full, kernelOnlyMgr := manager(), manager("rdinit=/no/such/init")
+	full, pool := vmtest.NewManager(b, vmtest.Options{Dir: dir, FirstSlot: 61000, LastSlot: 61999, Log: log})
+	kernelOnlyMgr, _ := vmtest.NewManager(b, vmtest.Options{Dir: dir, Pool: pool, Log: log, KernelArgs: []string{"rdinit=/no/such/init"}})
 	const runs = 3
 	var vmStart, boot, initT, total, kernelOnly []time.Duration
 	for range runs {

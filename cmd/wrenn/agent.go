@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -57,9 +58,9 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if cfg.AllowInternetDefault {
 		ready, readyInternet = 1, cfg.SlotPool
 	}
-	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{
+	m, pool, err := newManager(netslot.PoolOptions{
 		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
-	})
+	}, agent.Config{Dir: cfg.Dir, Driver: driver, Log: log, AllowInternetDefault: cfg.AllowInternetDefault})
 	if err != nil {
 		return err
 	}
@@ -69,13 +70,6 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			log.Warn("close slot pool", "err", err)
 		}
 	}()
-	m, err := agent.New(agent.Config{
-		Dir: cfg.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{},
-		Log: log, AllowInternetDefault: cfg.AllowInternetDefault,
-	})
-	if err != nil {
-		return err
-	}
 	rep, err := m.Recover(ctx)
 	if err != nil {
 		return err
@@ -110,6 +104,22 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	// Sandboxes keep running across an agent restart; only the API goes away.
 	return serve(ctx, log.With("dir", cfg.Dir), "agent", srv, ln, 5*time.Second)
+}
+
+// newManager makes this host's sandbox manager over a new slot pool, with disks
+// cloned from the templates in cfg.Dir: the wiring `wrenn agent` and `wrenn vm run`
+// share. The caller closes the pool when done; on error nothing is left open.
+func newManager(slots netslot.PoolOptions, cfg agent.Config) (*agent.Manager, *netslot.Pool, error) {
+	pool, err := netslot.NewPool(netslot.DefaultConfig(), slots)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Slots, cfg.Disks = pool, rootfs.CloneDisks{}
+	m, err := agent.New(cfg)
+	if err != nil {
+		return nil, nil, errors.Join(err, pool.Close())
+	}
+	return m, pool, nil
 }
 
 // lockDir takes an exclusive lock on dir/agent.lock (released when the process exits).

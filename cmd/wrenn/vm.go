@@ -13,7 +13,6 @@ import (
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
-	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
@@ -68,20 +67,17 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 	if len(cmd) == 0 {
 		return fmt.Errorf("usage: wrenn vm run [flags] -- CMD [ARGS…]")
 	}
-	// Slots of their own, away from an agent's (which start at 1).
-	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999})
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	driver, err := drivers.Open(cliSettings().VMM, vmm.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	m, err := agent.New(agent.Config{Dir: wrennDir(), Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log})
+	// Slots of their own, away from an agent's (which start at 1).
+	m, pool, err := newManager(netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999},
+		agent.Config{Dir: wrennDir(), Driver: driver, Log: log})
 	if err != nil {
 		return err
 	}
+	defer pool.Close()
 	info, _, tm, err := m.Create(ctx, agent.Spec{Template: *tmpl, VCPUs: *vcpus, MemoryMiB: *mem, AllowInternet: *internet})
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/envd/process"
 	"github.com/wrennhq/wrenn/gen/envd/process/processconnect"
 	"github.com/wrennhq/wrenn/internal/envd/envdtest"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // result is everything one Start or Connect stream delivered.
@@ -389,16 +390,10 @@ func TestReconnectListAndSignals(t *testing.T) {
 
 func waitGone(t *testing.T, pid uint32) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still exists (not reaped)", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("pid %d to be gone (reaped)", pid), func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err != nil
+	})
 }
 
 func TestKillAndUnknownProcesses(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	fspb "github.com/wrennhq/wrenn/gen/envd/filesystem"
 	"github.com/wrennhq/wrenn/gen/envd/filesystem/filesystemconnect"
 	"github.com/wrennhq/wrenn/internal/envd/envdtest"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // watchStream is the client side of a WatchDir call.
@@ -177,8 +178,8 @@ func TestE2EFilesystemWatchDir(t *testing.T) {
 		}
 
 		hostWrite(t, e, dir+"/plain.txt", "x")
-		wantCode(t, "WatchDir on a file", watchErr(t, c, &fspb.WatchDirRequest{Path: dir + "/plain.txt"}), connect.CodeInvalidArgument, "not a directory")
-		wantCode(t, "WatchDir on a missing dir", watchErr(t, c, &fspb.WatchDirRequest{Path: dir + "/nope"}), connect.CodeNotFound, dir+"/nope")
+		testutil.WantCode(t, "WatchDir on a file", watchErr(t, c, &fspb.WatchDirRequest{Path: dir + "/plain.txt"}), connect.CodeInvalidArgument, "path "+dir+"/plain.txt not a directory")
+		testutil.WantCode(t, "WatchDir on a missing dir", watchErr(t, c, &fspb.WatchDirRequest{Path: dir + "/nope"}), connect.CodeNotFound, "path "+dir+"/nope not found")
 	})
 }
 
@@ -292,16 +293,16 @@ func TestE2EFilesystemPollingWatcher(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = poll()
-		wantCode(t, "GetWatcherEvents after RemoveWatcher", err, connect.CodeNotFound, fmt.Sprintf("watcher with id %s not found", id))
+		testutil.WantCode(t, "GetWatcherEvents after RemoveWatcher", err, connect.CodeNotFound, fmt.Sprintf("watcher with id %s not found", id))
 		_, err = c.RemoveWatcher(context.Background(), fsReq(&fspb.RemoveWatcherRequest{WatcherId: id}))
-		wantCode(t, "second RemoveWatcher", err, connect.CodeNotFound, "")
+		testutil.WantCode(t, "second RemoveWatcher", err, connect.CodeNotFound, "")
 		_, err = c.GetWatcherEvents(context.Background(), fsReq(&fspb.GetWatcherEventsRequest{WatcherId: "wnosuchwatcher"}))
-		wantCode(t, "GetWatcherEvents of an unknown id", err, connect.CodeNotFound, "watcher with id wnosuchwatcher not found")
+		testutil.WantCode(t, "GetWatcherEvents of an unknown id", err, connect.CodeNotFound, "watcher with id wnosuchwatcher not found")
 
 		hostWrite(t, e, dir+"/plain.txt", "x")
 		_, err = c.CreateWatcher(context.Background(), fsReq(&fspb.CreateWatcherRequest{Path: dir + "/plain.txt"}))
-		wantCode(t, "CreateWatcher on a file", err, connect.CodeInvalidArgument, "not a directory")
+		testutil.WantCode(t, "CreateWatcher on a file", err, connect.CodeInvalidArgument, "path "+dir+"/plain.txt not a directory")
 		_, err = c.CreateWatcher(context.Background(), fsReq(&fspb.CreateWatcherRequest{Path: dir + "/nope"}))
-		wantCode(t, "CreateWatcher on a missing dir", err, connect.CodeNotFound, "")
+		testutil.WantCode(t, "CreateWatcher on a missing dir", err, connect.CodeNotFound, "")
 	})
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // TestBuildReal builds a real template once (debootstrap from the Debian mirror, the cloud
@@ -25,9 +27,7 @@ func TestBuildReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the real image build in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping the real image build: needs root (debootstrap, file ownership)")
-	}
+	testutil.RequireRoot(t, "the real image build runs debootstrap and sets file ownership")
 	for _, tool := range []string{"debootstrap", "mkfs.ext4", "debugfs", "dpkg-deb", "apt-get", "apt-cache", "cp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipping the real image build: %s is not installed (see scripts/install-deps.sh)", tool)

@@ -20,12 +20,8 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: network namespaces, veths and nftables need root (CI runs as root)")
-	}
-}
+// rootFor is why most of this package's tests need root, for testutil.RequireRoot.
+const rootFor = "network namespaces, veths and nftables"
 
 // inNS runs fn on an OS thread inside the named namespace ("" = this one). Sockets made
 // there stay in that namespace after fn returns.

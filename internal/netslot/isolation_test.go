@@ -21,6 +21,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 const (
@@ -196,7 +198,7 @@ func expectReach(t *testing.T, from string, to netip.AddrPort, want string) stri
 // control-plane ports on each slot's host veth address and on the "uplink" address,
 // plus a loopback-only one (returned separately) to be tried through a veth address.
 func isolationEnv(t *testing.T, ia, ib int) (a, b fakeGuest, hostTargets []netip.AddrPort, loop netip.AddrPort) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	c := DefaultConfig()
 	t.Cleanup(func() { checkNoLeftovers(t, ia, ib) })
 	setupGuard(t)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // Slot indices of these tests: 64700..64709.
@@ -63,7 +65,7 @@ func mountPoints(t *testing.T) int {
 // An operator's `ip netns add` / `ip netns del` of an unrelated namespace, while a slot
 // exists, must not keep the slot from being destroyed nor leave its mount behind.
 func TestDestroyAfterIPNetnsAdd(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	const idx, other = 64700, "wrenn-test-unrelated-64700"
 	t.Cleanup(func() { checkNoLeftovers(t, idx, idx) })
 	s, err := DefaultConfig().Create(idx)
@@ -96,7 +98,7 @@ const remountChild = "WRENN_NETSLOT_TEST_PARENT_MNTNS"
 // namespace (which shares the directory's files, the host's network namespace and its
 // firewall, so slot bookkeeping stays right) and does it there.
 func TestNetNSDirRemount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	const a, b = 64701, 64702
 	const oldStyle, other = "wrenn-test-oldmount-64703", "wrenn-test-unrelated-64703"
 	parent := os.Getenv(remountChild)

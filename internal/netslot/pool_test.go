@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // waitReady waits (bounded) until the pool holds off and on ready slots of each kind.
@@ -42,7 +44,7 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func TestPoolGet(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	const first, last = 64100, 64199
 	p := newTestPool(t, PoolOptions{Size: 2, InternetSize: 2, FirstIndex: first, LastIndex: last})
 	ctx := context.Background()
@@ -113,7 +115,7 @@ func TestPoolGet(t *testing.T) {
 // by live sandboxes, one abandoned, plus a stray host egress entry); a new pool adopts the
 // live ones, reclaims the rest, and never hands out an index that is in use.
 func TestPoolRestart(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	const first, last = 64200, 64205
 	c := DefaultConfig()
 	var old []*Slot
@@ -180,7 +182,7 @@ func TestPoolRestart(t *testing.T) {
 // BenchmarkSlot compares a slot made on demand with one taken from a warm pool. Run:
 // go test -run '^$' -bench Slot -benchtime 30x ./internal/netslot/
 func BenchmarkSlot(b *testing.B) {
-	requireRoot(b)
+	testutil.RequireRoot(b, rootFor)
 	b.Run("create+destroy", func(b *testing.B) {
 		c := DefaultConfig()
 		// Another slot keeps the shared host table, as on a host running sandboxes;

@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func TestAddrs(t *testing.T) {
@@ -40,7 +42,7 @@ func TestAddrs(t *testing.T) {
 }
 
 func TestCreateDestroy(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	c := DefaultConfig()
 	const idx = 64999 // far from slots a running agent would use
 	s, err := c.Create(idx)
@@ -136,7 +138,7 @@ func TestCreateDestroy(t *testing.T) {
 // host table: whenever a slot exists its host rules must exist, and once the last slot is
 // gone the table is deleted and ip_forward is back to what it was.
 func TestConcurrentSlots(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	const first, workers, rounds = 64600, 4, 3
 	t.Cleanup(func() { checkNoLeftovers(t, first, first+workers-1) })
 	fwdBefore, err := forwardingOn()

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func TestLimit(t *testing.T) {
@@ -92,7 +94,7 @@ func TestValidateRoutes(t *testing.T) {
 // a test namespace a route onto the sandbox range is refused by name while one on a
 // wrenn-vh* link is not.
 func TestValidateHost(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, rootFor)
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("default ranges on this host: %v", err)
 	}

@@ -7,6 +7,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // server is the running cluster of this test binary ("" dir = none).
@@ -55,8 +58,8 @@ func version(initdb string) int {
 }
 
 func start() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("the test PostgreSQL runs as the postgres user, which needs root to switch to")
+	if msg := testutil.NotRoot("the test PostgreSQL runs as the postgres user, and switching to it takes root"); msg != "" {
+		return errors.New(msg)
 	}
 	bin, err := binDir()
 	if err != nil {

@@ -3,51 +3,16 @@ package rootfs
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
-// mountXFS makes a loop-mounted XFS with reflink, the data dir layout a host uses when
-// its own filesystem cannot share blocks.
-func mountXFS(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop-mounting a filesystem needs root (CI runs as root)")
-	}
-	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
-		t.Skip("mkfs.xfs is not installed (scripts/install-deps.sh installs xfsprogs)")
-	}
-	dir := t.TempDir()
-	img := filepath.Join(dir, "xfs.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 2<<30); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.xfs", "-q", "-m", "reflink=1", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.xfs: %v %s", err, out)
-	}
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v %s", err, out)
-		}
-	})
-	return mnt
-}
-
 func TestReflinkOnXFS(t *testing.T) {
-	mnt := mountXFS(t)
+	mnt := testutil.MountXFS(t, 2<<30)
 	if m, err := Probe(mnt); err != nil || m != Reflink {
 		t.Fatalf("probe of a reflink XFS: %v %v", m, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 const agentSecret = "e2e-agent-secret-0123456789"
@@ -376,17 +377,10 @@ func TestAgentThreeSandboxesAndIdleReaper(t *testing.T) {
 	if err != nil || len(list.Msg.GetSandboxes()) < 2 { // the timed one may already be reaped
 		t.Fatalf("list: %v %v", list, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.WaitFor(t, 30*time.Second, "the idle sandbox with an 8 s timeout to be reaped", func() bool {
 		_, err := a.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: ids[2]}))
-		if connect.CodeOf(err) == connect.CodeNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("idle sandbox with an 8 s timeout still exists after 30 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return connect.CodeOf(err) == connect.CodeNotFound
+	})
 	// The others were not reaped: no timeout.
 	for _, id := range ids[:2] {
 		if _, err := a.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: id})); err != nil {

@@ -21,6 +21,7 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/internal/agent/hostreg"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -71,18 +72,6 @@ func listHosts(t *testing.T, base, token string) map[string]hostView {
 		m[h.ID] = h
 	}
 	return m
-}
-
-// waitFor polls cond every 200 ms until it holds, failing the test after timeout.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // tlsFingerprint is the fingerprint of the agent certificate in stateDir.
@@ -171,7 +160,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 		tokens[i] = nh.RegistrationToken
 		agents[i] = cp.addAgent(t, "", agentOpts{token: tokens[i], listen: h.listen, netns: h.name, server: h.serverURL(port)})
 	}
-	waitFor(t, "both hosts online", 15*time.Second, func() bool {
+	testutil.WaitFor(t, 15*time.Second, "both hosts online", func() bool {
 		hosts := listHosts(t, cp.base, admin)
 		return hosts[agents[0].id].Status == "online" && hosts[agents[1].id].Status == "online"
 	})
@@ -240,7 +229,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 		writeHostFile(t, a.stateDir, creds)
 		since := time.Now()
 		a = cp.addAgent(t, "", a.opts)
-		waitFor(t, "the agent refreshed its token and beat", 15*time.Second, func() bool {
+		testutil.WaitFor(t, 15*time.Second, "the agent refreshed its token and beat", func() bool {
 			h := listHosts(t, cp.base, admin)[a.id]
 			return strings.Contains(a.logs.String(), "host token refreshed") && h.Status == "online" && h.LastHeartbeatAt != nil && h.LastHeartbeatAt.After(since)
 		})
@@ -316,7 +305,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 	}
 	// Its heartbeats are refused and the monitor cannot talk to it: the host leaves
 	// placement, and new sandboxes go to the other host.
-	waitFor(t, "the control plane refuses the impostor's certificate and takes the host out", 20*time.Second, func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the control plane refuses the impostor's certificate and takes the host out", func() bool {
 		return strings.Contains(cp.logs.String()[logMark:], "does not match the pinned fingerprint") &&
 			listHosts(t, cp.base, admin)[victim.id].Status == "unreachable"
 	})
@@ -341,7 +330,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 	if strings.Contains(cp.logs.String()[logMark:], "reconcile: list sandboxes") {
 		t.Errorf("the control plane still cannot reach the real agent:\n%s", cp.logs.String()[logMark:])
 	}
-	waitFor(t, "the host online again with the real agent", 15*time.Second, func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the host online again with the real agent", func() bool {
 		return listHosts(t, cp.base, admin)[victim.id].Status == "online"
 	})
 }
@@ -372,7 +361,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	for i := range platform {
 		platform[i] = cp.addAgent(t, admin, agentOpts{name: fmt.Sprintf("platform-%d", i+1), listen: ns[i].listen, netns: ns[i].name, server: ns[i].serverURL(port)})
 	}
-	waitFor(t, "three hosts online", 15*time.Second, func() bool {
+	testutil.WaitFor(t, 15*time.Second, "three hosts online", func() bool {
 		n := 0
 		for _, h := range listHosts(t, cp.base, admin) {
 			if h.Status == "online" {
@@ -413,7 +402,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 			sb, err := annc.CreateSandbox(ctx, client.CreateSandboxRequest{})
 			results[i] <- result{sb, err}
 		}()
-		waitFor(t, "the sandbox placed", 30*time.Second, func() bool { return placed() == i+1 })
+		testutil.WaitFor(t, 30*time.Second, "the sandbox placed", func() bool { return placed() == i+1 })
 	}
 	sbs := make([]string, 3)
 	for i, ch := range results {
@@ -480,7 +469,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 		t.Fatalf("bob adds a host: %d %v", status, body)
 	}
 	own := cp.addAgent(t, "", agentOpts{token: body["registration_token"].(string), listen: ns[3].listen, netns: ns[3].name, server: ns[3].serverURL(port)})
-	waitFor(t, "bob's host online", 15*time.Second, func() bool { return listHosts(t, cp.base, bob.Token)[own.id].Status == "online" })
+	testutil.WaitFor(t, 15*time.Second, "bob's host online", func() bool { return listHosts(t, cp.base, bob.Token)[own.id].Status == "online" })
 	if got := listHosts(t, cp.base, bob.Token); len(got) != 1 {
 		t.Errorf("bob sees hosts %v", got)
 	}
@@ -517,7 +506,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	lostSB := on[lost]
 	lost.stop(t)
 	stoppedAt := time.Now()
-	waitFor(t, "the silent host unreachable and its sandbox missing", stale+15*time.Second, func() bool {
+	testutil.WaitFor(t, stale+15*time.Second, "the silent host unreachable and its sandbox missing", func() bool {
 		sb, err := annc.GetSandbox(ctx, lostSB)
 		return listHosts(t, cp.base, admin)[lost.id].Status == "unreachable" && err == nil && sb.Status == "missing"
 	})
@@ -525,7 +514,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	if !vmRunning(lostSB) {
 		t.Fatalf("the VM of %s died with its agent", lostSB)
 	}
-	waitFor(t, "the deleted host's agent logs its refused credentials", max(time.Until(deletedAt.Add(35*time.Second)), time.Second), func() bool {
+	testutil.WaitFor(t, max(time.Until(deletedAt.Add(35*time.Second)), time.Second), "the deleted host's agent logs its refused credentials", func() bool {
 		return strings.Contains(gone.logs.String(), "HOST CREDENTIALS")
 	})
 	if !agentRuns(gone) {
@@ -535,7 +524,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	// Back: the agent restarts on the same state, re-adopts the VM and beats; the host
 	// is online and the sandbox running again.
 	lost = cp.addAgent(t, "", lost.opts)
-	waitFor(t, "the host online and its sandbox running again", 20*time.Second, func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the host online and its sandbox running again", func() bool {
 		sb, err := annc.GetSandbox(ctx, lostSB)
 		return listHosts(t, cp.base, admin)[lost.id].Status == "online" && err == nil && sb.Status == "running"
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // env is what every VM test needs, prepared once in TestMain.
@@ -41,9 +42,7 @@ func TestMain(m *testing.M) {
 // WRENN_DIR persists across runs (default /var/lib/wrenn-test), so only the first run
 // on a machine pays for debootstrap.
 func prepare() {
-	switch {
-	case os.Geteuid() != 0:
-		env.skip = "VM tests need root (network namespaces, TAP devices); CI runs as root"
+	if env.skip = testutil.NotRoot("VM tests make network namespaces and TAP devices"); env.skip != "" {
 		return
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "debootstrap", "mkfs.ext4"} {

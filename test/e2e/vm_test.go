@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,13 +13,10 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agent"
+	"github.com/wrennhq/wrenn/internal/agent/vmtest"
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
-	"github.com/wrennhq/wrenn/internal/netslot"
-	"github.com/wrennhq/wrenn/internal/rootfs"
-	"github.com/wrennhq/wrenn/internal/vmm"
-	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
 // Slots from here on belong to these tests, away from a developer's own sandboxes.
@@ -31,23 +27,7 @@ const testSlots = 60000
 func newManager(t *testing.T, kernelArgs ...string) *agent.Manager {
 	t.Helper()
 	needVM(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool, err := netslot.NewPool(netslot.DefaultConfig(), netslot.PoolOptions{FirstIndex: testSlots, LastIndex: testSlots + 999})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pool.Close() })
-	driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := agent.New(agent.Config{
-		Dir: env.dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log,
-		BootTimeout: 2 * time.Minute, KernelArgs: kernelArgs,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _ := vmtest.NewManager(t, vmtest.Options{Dir: env.dir, FirstSlot: testSlots, LastSlot: testSlots + 999, KernelArgs: kernelArgs})
 	return m
 }
 

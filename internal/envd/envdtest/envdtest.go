@@ -25,6 +25,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/wrennhq/wrenn/gen/envd/filesystem/filesystemconnect"
 	"github.com/wrennhq/wrenn/gen/envd/process/processconnect"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // IDs of the `user` account inside the namespace; high, so they never clash with an
@@ -118,9 +119,7 @@ type Envd struct {
 // namespace need it. CI runs as root, so there these tests always run.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("envd process tests need root (setuid to test users, private mount namespace); run as root, as CI does")
-	}
+	testutil.RequireRoot(t, "envd switches to test users and makes a private mount namespace")
 }
 
 // Start runs envd with extra flags on a free loopback port and waits until /health

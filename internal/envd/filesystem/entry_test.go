@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func tempDir(t *testing.T) string {
@@ -197,7 +198,7 @@ func TestEntryMetadata(t *testing.T) {
 }
 
 func TestEntryOwnerNames(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "chowning files to other users")
 	dir := tempDir(t)
 	named := filepath.Join(dir, "named")
 	writeFile(t, named, "", 0o644)

@@ -3,7 +3,6 @@ package filesystem
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -101,25 +100,6 @@ func withUser[T any](msg *T, user string) *connect.Request[T] {
 	return req
 }
 
-// wantCode fails unless err is a Connect error with the code and a message starting
-// with prefix.
-func wantCode(t *testing.T, err error, code connect.Code, prefix string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want %v %q", code, prefix)
-	}
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		t.Fatalf("got non-Connect error %v, want %v", err, code)
-	}
-	if ce.Code() != code {
-		t.Fatalf("got code %v (%q), want %v", ce.Code(), ce.Message(), code)
-	}
-	if !strings.HasPrefix(ce.Message(), prefix) {
-		t.Fatalf("got message %q, want prefix %q", ce.Message(), prefix)
-	}
-}
-
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -147,13 +127,6 @@ func symlink(t *testing.T, target, link string) {
 	t.Helper()
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to chown files to other users (run the tests as root)")
 	}
 }
 
@@ -195,18 +168,6 @@ func watchGoroutines() int {
 		}
 	}
 	return c
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // watch is a WatchDir stream read by a goroutine, so tests can wait with timeouts.

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // listTree builds:
@@ -151,27 +152,27 @@ func TestListDirErrors(t *testing.T) {
 	eachCodec(t, func(t *testing.T, e *env) {
 		c := ctx(t)
 		_, err := e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: e.path("missing")}))
-		wantCode(t, err, connect.CodeNotFound, "path not found: ")
+		testutil.WantCode(t, "ListDir of a missing path", err, connect.CodeNotFound, "path not found: ")
 
 		writeFile(t, e.path("file"), "", 0o644)
 		_, err = e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: e.path("file")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path is not a directory: "+e.path("file"))
+		testutil.WantCode(t, "ListDir of a file", err, connect.CodeInvalidArgument, "path is not a directory: "+e.path("file"))
 
 		symlink(t, "file", e.path("filelink"))
 		_, err = e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: e.path("filelink")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path is not a directory: ")
+		testutil.WantCode(t, "ListDir of a symlink to a file", err, connect.CodeInvalidArgument, "path is not a directory: ")
 
 		symlink(t, "nowhere", e.path("dangling"))
 		_, err = e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: e.path("dangling")}))
-		wantCode(t, err, connect.CodeNotFound, "path not found: ")
+		testutil.WantCode(t, "ListDir of a dangling symlink", err, connect.CodeNotFound, "path not found: ")
 
 		symlink(t, "loop2", e.path("loop1"))
 		symlink(t, "loop1", e.path("loop2"))
 		_, err = e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: e.path("loop1")}))
-		wantCode(t, err, connect.CodeFailedPrecondition, "cyclic symlink")
+		testutil.WantCode(t, "ListDir of a symlink loop", err, connect.CodeFailedPrecondition, "cyclic symlink")
 
 		_, err = e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{Path: "bad\x00"}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "ListDir of a NUL path", err, connect.CodeInvalidArgument, "invalid path")
 
 		// An empty directory lists as no entries.
 		mkdir(t, e.path("empty"))

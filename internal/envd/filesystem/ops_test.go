@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func TestStat(t *testing.T) {
@@ -72,20 +73,20 @@ func TestStatErrorsAndPaths(t *testing.T) {
 	eachCodec(t, func(t *testing.T, e *env) {
 		c := ctx(t)
 		_, err := e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: e.path("missing")}))
-		wantCode(t, err, connect.CodeNotFound, "file not found: lstat "+e.path("missing"))
+		testutil.WantCode(t, "Stat missing", err, connect.CodeNotFound, "file not found: lstat "+e.path("missing"))
 
 		// A path "below" a regular file does not exist either.
 		writeFile(t, e.path("f"), "", 0o644)
 		_, err = e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: e.path("f", "x")}))
-		wantCode(t, err, connect.CodeNotFound, "file not found: ")
+		testutil.WantCode(t, "Stat below a file", err, connect.CodeNotFound, "file not found: ")
 
 		_, err = e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: e.path("a\x00b")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "Stat of a NUL path", err, connect.CodeInvalidArgument, "invalid path")
 		_, err = e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: "~other/x"}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "Stat ~other/x", err, connect.CodeInvalidArgument, "invalid path")
 		long := filepath.Join(e.dir, strings.Repeat("a", 300)) // ENAMETOOLONG
 		_, err = e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: long}))
-		wantCode(t, err, connect.CodeInvalidArgument, "")
+		testutil.WantCode(t, "Stat of a too long name", err, connect.CodeInvalidArgument, "")
 
 		// Empty path: the default workdir; relative and ~ paths: the user's home.
 		e.st.SetDefaultWorkdir(e.dir)
@@ -137,29 +138,29 @@ func TestMakeDir(t *testing.T) {
 		}
 
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: p}))
-		wantCode(t, err, connect.CodeAlreadyExists, "directory already exists: "+p)
+		testutil.WantCode(t, "MakeDir existing", err, connect.CodeAlreadyExists, "directory already exists: "+p)
 		if err.(*connect.Error).Message() != "directory already exists: "+p {
 			t.Fatalf("message %q", err.(*connect.Error).Message())
 		}
 
 		writeFile(t, e.path("file"), "", 0o644)
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: e.path("file")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path already exists but it is not a directory: ")
+		testutil.WantCode(t, "MakeDir over a file", err, connect.CodeInvalidArgument, "path already exists but it is not a directory: ")
 		symlink(t, "nowhere", e.path("dangling"))
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: e.path("dangling")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path already exists but it is not a directory: ")
+		testutil.WantCode(t, "MakeDir over a dangling symlink", err, connect.CodeInvalidArgument, "path already exists but it is not a directory: ")
 		symlink(t, "a", e.path("dirlink"))
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: e.path("dirlink")}))
-		wantCode(t, err, connect.CodeAlreadyExists, "directory already exists: ")
+		testutil.WantCode(t, "MakeDir over a dir symlink", err, connect.CodeAlreadyExists, "directory already exists: ")
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: e.path("file", "sub")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "")
+		testutil.WantCode(t, "MakeDir below a file", err, connect.CodeInvalidArgument, "")
 		_, err = e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{Path: "a\x00"}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "MakeDir of a NUL path", err, connect.CodeInvalidArgument, "invalid path")
 	})
 }
 
 func TestMakeDirAndMoveOwnedByUser(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "chowning what MakeDir and Move create to the requesting user")
 	eachCodec(t, func(t *testing.T, e *env) {
 		c := ctx(t)
 		if err := os.Chmod(e.dir, 0o777); err != nil {
@@ -242,7 +243,7 @@ func TestMove(t *testing.T) {
 
 		// Missing source: not_found, and no destination parents are created.
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: e.path("nope"), Destination: e.path("new", "x")}))
-		wantCode(t, err, connect.CodeNotFound, "source file not found: ")
+		testutil.WantCode(t, "Move missing source", err, connect.CodeNotFound, "source file not found: ")
 		if _, err := os.Stat(e.path("new")); !os.IsNotExist(err) {
 			t.Fatalf("destination parent created for a failed move: %v", err)
 		}
@@ -250,17 +251,17 @@ func TestMove(t *testing.T) {
 		// A directory cannot move into itself; a directory cannot replace a file.
 		mkdir(t, e.path("d", "sub"))
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: e.path("d"), Destination: e.path("d", "sub", "d")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "error renaming: ")
+		testutil.WantCode(t, "Move into itself", err, connect.CodeInvalidArgument, "error renaming: ")
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: e.path("d"), Destination: dst}))
-		wantCode(t, err, connect.CodeFailedPrecondition, "error renaming: ")
+		testutil.WantCode(t, "Move a dir over a file", err, connect.CodeFailedPrecondition, "error renaming: ")
 		// The destination's parent is a file.
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: dst, Destination: e.path("deep", "er", "b.txt", "x")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "cannot create parent directories")
+		testutil.WantCode(t, "Move below a file", err, connect.CodeInvalidArgument, "cannot create parent directories")
 
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: dst}))
-		wantCode(t, err, connect.CodeInvalidArgument, "source and destination must not be empty")
+		testutil.WantCode(t, "Move without destination", err, connect.CodeInvalidArgument, "source and destination must not be empty")
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{Source: "\x00", Destination: dst}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "Move of a NUL path", err, connect.CodeInvalidArgument, "invalid path")
 	})
 }
 
@@ -295,18 +296,18 @@ func TestRemove(t *testing.T) {
 			}
 		}
 		_, err := e.client.Remove(c, connect.NewRequest(&rpc.RemoveRequest{}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path must not be empty")
+		testutil.WantCode(t, "Remove without path", err, connect.CodeInvalidArgument, "path must not be empty")
 		_, err = e.client.Remove(c, connect.NewRequest(&rpc.RemoveRequest{Path: "x\x00"}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "Remove of a NUL path", err, connect.CodeInvalidArgument, "invalid path")
 	})
 }
 
 func TestRemoveFailureIsInternal(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t, "a failure even root gets (other users get permission denied first)")
 	e := newEnv(t, codecs[0])
 	// A failure even for root: procfs entries cannot be unlinked.
 	_, err := e.client.Remove(ctx(t), connect.NewRequest(&rpc.RemoveRequest{Path: "/proc/self/status"}))
-	wantCode(t, err, connect.CodeInternal, "error removing file or directory: ")
+	testutil.WantCode(t, "Remove in /proc", err, connect.CodeInternal, "error removing file or directory: ")
 }
 
 // Every RPC rejects a Basic header naming an unknown user with E2B's message, even
@@ -364,7 +365,7 @@ func TestUnknownUserRejected(t *testing.T) {
 		for name, call := range calls {
 			t.Run(name, func(t *testing.T) {
 				err := call()
-				wantCode(t, err, connect.CodeUnauthenticated, msg)
+				testutil.WantCode(t, name, err, connect.CodeUnauthenticated, msg)
 				if m := err.(*connect.Error).Message(); m != msg {
 					t.Fatalf("message %q, want %q", m, msg)
 				}
@@ -378,14 +379,14 @@ func TestUnknownUserRejected(t *testing.T) {
 		req := connect.NewRequest(&rpc.StatRequest{Path: e.dir})
 		req.Header().Set("Authorization", "Basic !!!")
 		_, err := e.client.Stat(c, req)
-		wantCode(t, err, connect.CodeUnauthenticated, "")
+		testutil.WantCode(t, "Stat with a malformed Basic header", err, connect.CodeUnauthenticated, "")
 
 		e.st.SetDefaultUser(who)
 		_, err = e.client.Stat(c, connect.NewRequest(&rpc.StatRequest{Path: e.dir}))
-		wantCode(t, err, connect.CodeUnauthenticated, "invalid default user: '"+who+"'")
+		testutil.WantCode(t, "Stat as a missing default user", err, connect.CodeUnauthenticated, "invalid default user: '"+who+"'")
 		// Polling RPCs do not act as a user, so a bad default user does not matter there.
 		_, err = e.client.GetWatcherEvents(c, connect.NewRequest(&rpc.GetWatcherEventsRequest{WatcherId: "wx"}))
-		wantCode(t, err, connect.CodeNotFound, "watcher with id wx not found")
+		testutil.WantCode(t, "GetWatcherEvents with a missing default user", err, connect.CodeNotFound, "watcher with id wx not found")
 	})
 }
 
@@ -398,18 +399,18 @@ func TestEmptyRequests(t *testing.T) {
 			t.Fatalf("Stat: %v", err)
 		}
 		_, err := e.client.MakeDir(c, connect.NewRequest(&rpc.MakeDirRequest{}))
-		wantCode(t, err, connect.CodeAlreadyExists, "directory already exists: "+e.dir)
+		testutil.WantCode(t, "MakeDir of the default workdir", err, connect.CodeAlreadyExists, "directory already exists: "+e.dir)
 		_, err = e.client.Move(c, connect.NewRequest(&rpc.MoveRequest{}))
-		wantCode(t, err, connect.CodeInvalidArgument, "")
+		testutil.WantCode(t, "empty Move", err, connect.CodeInvalidArgument, "")
 		if _, err := e.client.ListDir(c, connect.NewRequest(&rpc.ListDirRequest{})); err != nil {
 			t.Fatalf("ListDir: %v", err)
 		}
 		_, err = e.client.Remove(c, connect.NewRequest(&rpc.RemoveRequest{}))
-		wantCode(t, err, connect.CodeInvalidArgument, "")
+		testutil.WantCode(t, "empty Remove", err, connect.CodeInvalidArgument, "")
 		_, err = e.client.GetWatcherEvents(c, connect.NewRequest(&rpc.GetWatcherEventsRequest{}))
-		wantCode(t, err, connect.CodeNotFound, "watcher with id  not found")
+		testutil.WantCode(t, "empty GetWatcherEvents", err, connect.CodeNotFound, "watcher with id  not found")
 		_, err = e.client.RemoveWatcher(c, connect.NewRequest(&rpc.RemoveWatcherRequest{}))
-		wantCode(t, err, connect.CodeNotFound, "")
+		testutil.WantCode(t, "empty RemoveWatcher", err, connect.CodeNotFound, "")
 		res, err := e.client.CreateWatcher(c, connect.NewRequest(&rpc.CreateWatcherRequest{}))
 		if err != nil {
 			t.Fatalf("CreateWatcher: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 const evTimeout = 10 * time.Second
@@ -199,16 +200,16 @@ func TestWatchDirErrors(t *testing.T) {
 			return s.Err()
 		}
 		missing := e.path("missing")
-		wantCode(t, watchErr(&rpc.WatchDirRequest{Path: missing}), connect.CodeNotFound, "path "+missing+" not found: ")
+		testutil.WantCode(t, "WatchDir on a missing dir", watchErr(&rpc.WatchDirRequest{Path: missing}), connect.CodeNotFound, "path "+missing+" not found: ")
 		writeFile(t, e.path("file"), "", 0o644)
-		wantCode(t, watchErr(&rpc.WatchDirRequest{Path: e.path("file")}), connect.CodeInvalidArgument, "path "+e.path("file")+" not a directory")
-		wantCode(t, watchErr(&rpc.WatchDirRequest{Path: "x\x00"}), connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "WatchDir on a file", watchErr(&rpc.WatchDirRequest{Path: e.path("file")}), connect.CodeInvalidArgument, "path "+e.path("file")+" not a directory")
+		testutil.WantCode(t, "WatchDir on a NUL path", watchErr(&rpc.WatchDirRequest{Path: "x\x00"}), connect.CodeInvalidArgument, "invalid path")
 
 		// Network mounts are refused unless allowed.
 		e.svc.fsType = func(string) (uint32, error) { return fuseSuperMagic, nil }
-		wantCode(t, watchErr(&rpc.WatchDirRequest{Path: e.dir}), connect.CodeInvalidArgument, "cannot watch path on network filesystem: "+e.dir)
+		testutil.WantCode(t, "WatchDir on a network mount", watchErr(&rpc.WatchDirRequest{Path: e.dir}), connect.CodeInvalidArgument, "cannot watch path on network filesystem: "+e.dir)
 		_, err := e.client.CreateWatcher(ctx(t), connect.NewRequest(&rpc.CreateWatcherRequest{Path: e.dir}))
-		wantCode(t, err, connect.CodeInvalidArgument, "cannot watch path on network filesystem: ")
+		testutil.WantCode(t, "CreateWatcher on a network mount", err, connect.CodeInvalidArgument, "cannot watch path on network filesystem: ")
 		if err := watchErr(&rpc.WatchDirRequest{Path: e.dir, AllowNetworkMounts: true}); err != nil {
 			t.Fatalf("allowed network mount: %v", err)
 		}
@@ -220,7 +221,7 @@ func TestWatchDirErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.svc.fsType = func(string) (uint32, error) { return 0, errors.New("statfs broke") }
-		wantCode(t, watchErr(&rpc.WatchDirRequest{Path: e.dir}), connect.CodeInternal, "error checking mount status")
+		testutil.WantCode(t, "WatchDir when statfs fails", watchErr(&rpc.WatchDirRequest{Path: e.dir}), connect.CodeInternal, "error checking mount status")
 	})
 }
 
@@ -322,9 +323,9 @@ func TestWatchDirDeadlineAndCancel(t *testing.T) {
 		}
 		for s.Receive() {
 		}
-		wantCode(t, s.Err(), connect.CodeDeadlineExceeded, "")
+		testutil.WantCode(t, "WatchDir past its deadline", s.Err(), connect.CodeDeadlineExceeded, "")
 		_ = s.Close()
-		waitFor(t, 5*time.Second, "inotify fd release after deadline", func() bool { return inotifyFDs(t) == before })
+		testutil.WaitFor(t, 5*time.Second, "inotify fd release after deadline", func() bool { return inotifyFDs(t) == before })
 
 		// A client cancel ends the server side too.
 		w := e.startWatch(t, connect.NewRequest(&rpc.WatchDirRequest{Path: e.dir, Recursive: true}))
@@ -332,8 +333,8 @@ func TestWatchDirDeadlineAndCancel(t *testing.T) {
 			t.Fatalf("%d inotify fds, want %d", inotifyFDs(t), before+1)
 		}
 		w.cancel()
-		wantCode(t, w.end(5*time.Second), connect.CodeCanceled, "")
-		waitFor(t, 5*time.Second, "inotify fd release after cancel", func() bool { return inotifyFDs(t) == before })
+		testutil.WantCode(t, "cancelled WatchDir", w.end(5*time.Second), connect.CodeCanceled, "")
+		testutil.WaitFor(t, 5*time.Second, "inotify fd release after cancel", func() bool { return inotifyFDs(t) == before })
 	})
 }
 
@@ -395,12 +396,12 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatalf("%d watch goroutines, want at least 12", n)
 	}
 	e.svc.Close()
-	wantCode(t, w.end(5*time.Second), connect.CodeUnavailable, "")
-	waitFor(t, 5*time.Second, "all inotify fds released", func() bool { return inotifyFDs(t) == before })
-	waitFor(t, 5*time.Second, "all watch goroutines gone", func() bool { return watchGoroutines() == 0 })
+	testutil.WantCode(t, "WatchDir when the service closes", w.end(5*time.Second), connect.CodeUnavailable, "")
+	testutil.WaitFor(t, 5*time.Second, "all inotify fds released", func() bool { return inotifyFDs(t) == before })
+	testutil.WaitFor(t, 5*time.Second, "all watch goroutines gone", func() bool { return watchGoroutines() == 0 })
 
 	_, err := e.client.CreateWatcher(ctx(t), connect.NewRequest(&rpc.CreateWatcherRequest{Path: e.dir}))
-	wantCode(t, err, connect.CodeUnavailable, "")
+	testutil.WantCode(t, "CreateWatcher after Close", err, connect.CodeUnavailable, "")
 	s, err := e.client.WatchDir(ctx(t), connect.NewRequest(&rpc.WatchDirRequest{Path: e.dir}))
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +409,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	for s.Receive() {
 		t.Fatalf("message after Close: %v", s.Msg())
 	}
-	wantCode(t, s.Err(), connect.CodeUnavailable, "")
+	testutil.WantCode(t, "WatchDir after Close", s.Err(), connect.CodeUnavailable, "")
 	_ = s.Close()
 	e.svc.Close() // idempotent
 	if n := inotifyFDs(t); n != before {

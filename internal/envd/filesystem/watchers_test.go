@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 
 	rpc "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // poll calls GetWatcherEvents until cond holds for everything received so far.
@@ -94,9 +95,9 @@ func TestPollingWatcher(t *testing.T) {
 			t.Fatalf("%d inotify fds after RemoveWatcher, want %d", n, before)
 		}
 		_, err = e.client.GetWatcherEvents(ctx(t), connect.NewRequest(&rpc.GetWatcherEventsRequest{WatcherId: id}))
-		wantCode(t, err, connect.CodeNotFound, "watcher with id "+id+" not found")
+		testutil.WantCode(t, "GetWatcherEvents after RemoveWatcher", err, connect.CodeNotFound, "watcher with id "+id+" not found")
 		_, err = e.client.RemoveWatcher(ctx(t), connect.NewRequest(&rpc.RemoveWatcherRequest{WatcherId: id}))
-		wantCode(t, err, connect.CodeNotFound, "watcher with id "+id+" not found")
+		testutil.WantCode(t, "second RemoveWatcher", err, connect.CodeNotFound, "watcher with id "+id+" not found")
 	})
 }
 
@@ -104,12 +105,12 @@ func TestCreateWatcherErrors(t *testing.T) {
 	eachCodec(t, func(t *testing.T, e *env) {
 		missing := e.path("missing")
 		_, err := e.client.CreateWatcher(ctx(t), connect.NewRequest(&rpc.CreateWatcherRequest{Path: missing}))
-		wantCode(t, err, connect.CodeNotFound, "path "+missing+" not found: ")
+		testutil.WantCode(t, "CreateWatcher on a missing dir", err, connect.CodeNotFound, "path "+missing+" not found: ")
 		writeFile(t, e.path("f"), "", 0o644)
 		_, err = e.client.CreateWatcher(ctx(t), connect.NewRequest(&rpc.CreateWatcherRequest{Path: e.path("f")}))
-		wantCode(t, err, connect.CodeInvalidArgument, "path "+e.path("f")+" not a directory")
+		testutil.WantCode(t, "CreateWatcher on a file", err, connect.CodeInvalidArgument, "path "+e.path("f")+" not a directory")
 		_, err = e.client.CreateWatcher(ctx(t), connect.NewRequest(&rpc.CreateWatcherRequest{Path: "~nobody/x"}))
-		wantCode(t, err, connect.CodeInvalidArgument, "invalid path")
+		testutil.WantCode(t, "CreateWatcher of ~nobody/x", err, connect.CodeInvalidArgument, "invalid path")
 	})
 }
 
@@ -126,10 +127,10 @@ func TestPollingWatcherOverflow(t *testing.T) {
 	for i := range 10 {
 		writeFile(t, e.path(fmt.Sprintf("f%d", i)), "x", 0o644)
 	}
-	waitFor(t, evTimeout, "overflowed watcher to release inotify", func() bool { return inotifyFDs(t) == before })
+	testutil.WaitFor(t, evTimeout, "overflowed watcher to release inotify", func() bool { return inotifyFDs(t) == before })
 	for range 2 { // the failure is sticky
 		_, err = e.client.GetWatcherEvents(ctx(t), connect.NewRequest(&rpc.GetWatcherEventsRequest{WatcherId: id}))
-		wantCode(t, err, connect.CodeResourceExhausted, "watcher "+id+" buffered more than 5 events")
+		testutil.WantCode(t, "GetWatcherEvents of an overflowed watcher", err, connect.CodeResourceExhausted, "watcher "+id+" buffered more than 5 events")
 	}
 	if _, err := e.client.RemoveWatcher(ctx(t), connect.NewRequest(&rpc.RemoveWatcherRequest{WatcherId: id})); err != nil {
 		t.Fatal(err)

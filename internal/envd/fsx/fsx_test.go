@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func TestUploadTempNames(t *testing.T) {
@@ -27,9 +29,7 @@ func TestUploadTempNames(t *testing.T) {
 }
 
 func TestMkdirAllOwnedChownsOnlyWhatItCreates(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chown to another uid needs root")
-	}
+	testutil.RequireRoot(t, "chowning to another uid")
 	root := t.TempDir()
 	deep := filepath.Join(root, "a", "b", "c")
 	if err := MkdirAllOwned(deep, 4242, 4343); err != nil {

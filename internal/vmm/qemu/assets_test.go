@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // Guest assets for the real-QEMU tests, shared by all tests (and later test runs)
@@ -223,9 +225,7 @@ func requireQEMU(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("real-QEMU test skipped in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("real-QEMU tests run as root (CI is root)")
-	}
+	testutil.RequireRoot(t, "real-QEMU tests run QEMU as the agent does (network namespaces, TAP devices)")
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skipf("qemu-system-x86_64 not installed: %v", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
@@ -398,16 +399,10 @@ func TestFakeAdoptReapsHalfMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	go cmd.Wait() // reap, as init would for an agent that died
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(s.pidPath()); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fake qemu wrote no pidfile")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "the fake qemu's pidfile", func() bool {
+		_, err := os.Stat(s.pidPath())
+		return err == nil
+	})
 	if _, err := d.Adopt(context.Background(), cfg.Dir); !errors.Is(err, vmm.ErrNotRunning) {
 		t.Fatalf("adopt of half-made dir: %v", err)
 	}
@@ -417,19 +412,7 @@ func TestFakeAdoptReapsHalfMade(t *testing.T) {
 // Spawning into a namespace must never leave one of our own threads in it (which
 // would also pin the namespace after `ip netns del`).
 func TestFakeNetnsLeavesNoThreadBehind(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("no ip command to make a test namespace")
-	}
-	ns := fmt.Sprintf("wrenn-qt-fake-%d", os.Getpid())
-	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ip, "netns", "del", ns).Run() })
-	nsPath := "/var/run/netns/" + ns
+	_, nsPath := testutil.NewNetns(t, "wrenn-qt-fake")
 	var want, host syscall.Stat_t
 	if err := syscall.Stat(nsPath, &want); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -201,25 +202,19 @@ func TestVMAdoptByAnotherDriver(t *testing.T) {
 // there, while QMP keeps working from the host's namespace.
 func TestVMNetns(t *testing.T) {
 	requireQEMU(t)
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("no ip command to make a test namespace")
-	}
-	ns := fmt.Sprintf("wrenn-qt-%d", os.Getpid())
+	ns, nsPath := testutil.NewNetns(t, "wrenn-qt")
 	run := func(args ...string) {
 		t.Helper()
-		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	run("netns", "add", ns)
-	t.Cleanup(func() { exec.Command(ip, "netns", "del", ns).Run() })
 	run("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
 	run("-n", ns, "link", "set", "tap0", "up")
 
 	cfg := realConfig(t, "netns", testKernel(t), testInitramfs(t))
 	cfg.Net = testNet()
-	cfg.Net.NetNS = "/var/run/netns/" + ns
+	cfg.Net.NetNS = nsPath
 	m := startReal(t, New(Options{}), cfg)
 
 	var want, got syscall.Stat_t

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 func TestProcHelpers(t *testing.T) {
@@ -171,19 +173,7 @@ func TestState(t *testing.T) {
 // Spawning into a namespace must put the child there and never leave one of our own
 // threads in it (which would also pin the namespace after `ip netns del`).
 func TestSpawnNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("no ip command to make a test namespace")
-	}
-	ns := fmt.Sprintf("wrenn-vmproc-%d", os.Getpid())
-	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ip, "netns", "del", ns).Run() })
-	nsPath := "/var/run/netns/" + ns
+	_, nsPath := testutil.NewNetns(t, "wrenn-vmproc")
 	var want, host syscall.Stat_t
 	if err := syscall.Stat(nsPath, &want); err != nil {
 		t.Fatal(err)
