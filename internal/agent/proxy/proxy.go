@@ -23,7 +23,6 @@ import (
 	"github.com/wrennhq/wrenn/internal/httpbuf"
 )
 
-
 // Target finds a running sandbox's guest address and the channel closed when its
 // proxied connections must end (the agent's sandbox manager).
 type Target interface {
