@@ -21,13 +21,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/image"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
-	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -51,13 +50,14 @@ const (
 // BenchmarkPortProxy measures the sandbox port proxy ({port}-{id}.{domain} → control
 // plane → agent → guest port) against reaching the same server directly: the added
 // median latency of a small request and the share of direct throughput a large
-// download keeps, and the CPU time each party spends. "host-netns" serves from a
-// network namespace on this host (so the server is never the bottleneck) through an
-// in-process control plane and the real agent proxy (servertest's in-memory agent),
-// also through the agent proxy alone; "guest" serves from a real sandbox through
-// `wrenn server` and a registered `wrenn agent` (pinned TLS between them, as deployed).
+// download keeps, and the CPU time each party spends. "host" serves from this host, at
+// a sandbox's guest address (so the server is never the bottleneck), through an
+// in-process control plane and the real agent (servertest's, whose sandboxes are envd
+// processes on loopback addresses), also through the agent proxy alone; "guest" serves
+// from a real sandbox through `wrenn server` and a registered `wrenn agent` (pinned
+// TLS between them, as deployed).
 func BenchmarkPortProxy(b *testing.B) {
-	b.Run("host-netns", benchProxyHostNetns)
+	b.Run("host", benchProxyHost)
 	b.Run("guest", benchProxyGuest)
 }
 
@@ -268,146 +268,42 @@ func proxyUpstream(b *testing.B, ln net.Listener, size int64, conns *atomic.Int6
 	b.Cleanup(func() { srv.Close() })
 }
 
-// Names of the host-side upstream's namespace and veth (root end; the other is eth0).
-const (
-	proxyUpNS   = "wrenn-bench-up"
-	proxyUpVeth = "wrenn-bench-u0"
-)
-
-// proxyUpNetns makes namespace wrenn-bench-up joined to the root namespace by a veth
-// pair on a free /30 (10.98.0.0/30 unless in use) and returns the namespace end's
-// address; both are deleted when the benchmark ends. The namespace gets no default
-// route, so nothing from it can leave the machine.
-func proxyUpNetns(b *testing.B) (root, inNS netip.Addr) {
-	del := func() {
-		_ = exec.Command("ip", "netns", "del", proxyUpNS).Run()
-		_ = exec.Command("ip", "link", "del", proxyUpVeth).Run()
-	}
-	del() // leftovers of an interrupted run
-	b.Cleanup(del)
-	// A /30 nothing on this machine has an address or route in.
-	var used []netip.Prefix
-	for _, args := range [][]string{{"-4", "-o", "addr", "show"}, {"-4", "route", "show", "table", "all"}} {
-		out, err := exec.Command("ip", args...).Output()
-		if err != nil {
-			b.Fatalf("ip %s: %v", strings.Join(args, " "), err)
-		}
-		for _, f := range strings.Fields(string(out)) {
-			if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() {
-				used = append(used, p)
-			} else if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
-				used = append(used, netip.PrefixFrom(a, 32))
-			}
-		}
-	}
-	var subnet netip.Prefix
-	for third := 0; third < 256 && !subnet.IsValid(); third++ {
-		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 98, byte(third), 0}), 30)
-		free := true
-		for _, u := range used {
-			if u.Bits() > 0 && u.Overlaps(cand) {
-				free = false
-				break
-			}
-		}
-		if free {
-			subnet = cand
-		}
-	}
-	if !subnet.IsValid() {
-		b.Fatal("no free /30 in 10.98.0.0/16 for the upstream namespace")
-	}
-	root = subnet.Addr().Next()
-	inNS = root.Next()
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			b.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", proxyUpNS)
-	run("link", "add", proxyUpVeth, "type", "veth", "peer", "name", "eth0", "netns", proxyUpNS)
-	run("addr", "add", root.String()+"/30", "dev", proxyUpVeth)
-	run("link", "set", proxyUpVeth, "up")
-	run("-n", proxyUpNS, "link", "set", "lo", "up")
-	run("-n", proxyUpNS, "addr", "add", inNS.String()+"/30", "dev", "eth0")
-	run("-n", proxyUpNS, "link", "set", "eth0", "up")
-	return root, inNS
-}
-
-// listenInNetns opens a TCP listener on addr inside the named namespace: the socket
-// stays there while it is served from ordinary goroutines.
-func listenInNetns(name, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // on failure to return, the thread dies with this goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		ln, lerr := net.Listen("tcp", addr)
-		if err := netns.Set(orig); err != nil {
-			if ln != nil {
-				ln.Close()
-			}
-			ch <- result{err: fmt.Errorf("return to the root namespace: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ln, lerr}
-	}()
-	r := <-ch
-	return r.ln, r.err
-}
-
-// benchProxyHostNetns: an upstream in a host-side namespace, reached directly, through
-// the agent's proxy alone, and through control plane + agent (servertest: in-process,
-// plain HTTP between them).
-func benchProxyHostNetns(b *testing.B) {
-	testutil.RequireRoot(b, "a network namespace and a veth pair")
-	_, upAddr := proxyUpNetns(b)
-	ln, err := listenInNetns(proxyUpNS, netip.AddrPortFrom(upAddr, 0).String())
+// benchProxyHost: an upstream on the host, at a sandbox's guest address (the slot's
+// loopback address, as the real agent of servertest sees it), reached directly,
+// through the agent's proxy alone, and through control plane + agent (servertest:
+// in-process, plain HTTP between them).
+func benchProxyHost(b *testing.B) {
+	env := servertest.New(b)
+	ctx := context.Background()
+	sb, err := env.NewTeam(b, "proxy-bench@example.com").Client.CreateSandbox(ctx, client.CreateSandboxRequest{})
 	if err != nil {
-		b.Fatalf("listen in %s: %v", proxyUpNS, err)
+		b.Fatal(err)
+	}
+	info, err := env.Agent.Manager.Get(sb.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	upAddr := info.HostIP
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(upAddr, 0).String())
+	if err != nil {
+		b.Fatalf("listen at the guest address %s: %v", upAddr, err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	bigBytes := int64(proxyHostBigMiB) << 20
 	var conns atomic.Int64
 	proxyUpstream(b, ln, bigBytes, &conns)
 
-	env := servertest.New(b)
-	env.Agent.SetGuestAddr(upAddr)
-	ctx := context.Background()
-	sb, err := env.NewTeam(b, "proxy-bench@example.com").Client.CreateSandbox(ctx, client.CreateSandboxRequest{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
-	agentHdr := http.Header{"Wrenn-Agent-Auth": {env.Agent.Secret()}}
+	agentHdr := http.Header{hostproto.ProxyAuthHeader: {env.Agent.Secret}}
 	targets := []proxyTarget{
 		{name: "direct (client → upstream)", base: "http://" + netip.AddrPortFrom(upAddr, uint16(port)).String(), hc: proxyHTTPClient()},
-		{name: "agent proxy only (→ agent → upstream)", base: fmt.Sprintf("http://%s/proxy/%s/%d", env.Agent.Addr(), sb.ID, port), host: host, hdr: agentHdr, hc: proxyHTTPClient()},
+		{name: "agent proxy only (→ agent → upstream)", base: fmt.Sprintf("%s%s%s/%d", env.Agent.URL, hostproto.ProxyPrefix, sb.ID, port), host: host, hdr: agentHdr, hc: proxyHTTPClient()},
 		{name: "proxied (→ control plane → agent → upstream)", base: env.URL, host: host, hc: proxyHTTPClient()},
 	}
 	parties := []proxyParty{{"this process", selfCPU}} // all but PostgreSQL
 	f := measureProxy(b, targets, parties, proxyHostReqs, bigBytes)
-	reportProxy(b, fmt.Sprintf("upstream in namespace %s at %s; control plane and agent in this process, plain HTTP between them, %d CPUs shared by all",
-		proxyUpNS, upAddr, runtime.NumCPU()), targets, parties, f, proxyHostReqs, proxyHostBigMiB)
+	reportProxy(b, fmt.Sprintf("upstream at the sandbox's guest address %s (loopback); control plane and agent in this process, plain HTTP between them, %d CPUs shared by all",
+		upAddr, runtime.NumCPU()), targets, parties, f, proxyHostReqs, proxyHostBigMiB)
 	b.Logf("  the upstream accepted %d connections in all (%d targets: the proxies pool theirs)", conns.Load(), len(targets))
 }
 

@@ -30,8 +30,9 @@ const (
 )
 
 // controlPlane is `wrenn server` in-process: the real service and REST handlers on a
-// private PostgreSQL and Redis, with the in-memory host agent behind them, so what is
-// measured is the control plane's own work.
+// private PostgreSQL and Redis, with a real host agent behind them (agenttest: its
+// sandboxes are envd processes, not VMs), so what is measured is the control plane's
+// own work on top of the agent's.
 type controlPlane struct {
 	url    string
 	http   *http.Client // shared, with room for cpConcurrency idle connections
@@ -57,7 +58,7 @@ func startControlPlane(b *testing.B) *controlPlane {
 	if err != nil {
 		b.Fatalf("create api key: %v", err)
 	}
-	cp := &controlPlane{url: env.URL, http: hc, pool: env.DB, agent: env.Agent.Client(), key: key.Key,
+	cp := &controlPlane{url: env.URL, http: hc, pool: env.DB, agent: env.Agent.Client, key: key.Key,
 		api: client.New(env.URL, client.WithAPIKey(key.Key), client.WithHTTPClient(hc))}
 	if err := cp.teamID.Scan(sess.TeamID); err != nil {
 		b.Fatalf("team id %q: %v", sess.TeamID, err)
@@ -66,8 +67,8 @@ func startControlPlane(b *testing.B) *controlPlane {
 }
 
 // BenchmarkControlPlane measures what the control plane adds to a host agent's work —
-// REST, authentication, PostgreSQL records, Redis, the audit log — with an in-memory
-// agent (internal/hostagenttest), against calling that agent directly; and 1,000
+// REST, authentication, PostgreSQL records, Redis, the audit log — with the real agent
+// of servertest (internal/agent/agenttest), against calling that agent directly; and 1,000
 // simultaneous sandbox listings against the same 1,000 queries on the database pool.
 func BenchmarkControlPlane(b *testing.B) {
 	cp := startControlPlane(b)

@@ -63,8 +63,8 @@ func TestAccountsAndKeys(t *testing.T) {
 	}
 }
 
-// Every sandbox call of the SDK against the control plane, with the in-memory agent
-// (real VMs: test/e2e).
+// Every sandbox call of the SDK against the control plane and a real agent whose
+// sandboxes are envd processes (real VMs: test/e2e).
 func TestSandboxes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -83,18 +83,18 @@ func TestSandboxes(t *testing.T) {
 	if err := c.Ping(ctx, sb.ID); err != nil {
 		t.Errorf("ping: %v", err)
 	}
-	res, err := c.Run(ctx, sb.ID, client.Command{Cmd: "env", Args: []string{"Y"}, Env: map[string]string{"Y": "request"}})
+	res, err := c.Run(ctx, sb.ID, client.Command{Cmd: "printenv", Args: []string{"Y"}, Env: map[string]string{"Y": "request"}})
 	if err != nil || string(res.Stdout) != "request\n" || res.ExitCode != 0 {
 		t.Errorf("run with env: %+v %v", res, err)
 	}
-	if res, err := c.Exec(ctx, sb.ID, "exit", []string{"3"}, 0); err != nil || res.ExitCode != 3 {
+	if res, err := c.Exec(ctx, sb.ID, "sh", []string{"-c", "exit 3"}, 0); err != nil || res.ExitCode != 3 {
 		t.Errorf("exit code: %+v %v", res, err)
 	}
 	blob := bytes.Repeat([]byte{0, 255, 1, 254}, 100_000)
-	if err := c.WriteFile(ctx, sb.ID, "/tmp/blob", bytes.NewReader(blob)); err != nil {
+	if err := c.WriteFile(ctx, sb.ID, "/home/user/blob", bytes.NewReader(blob)); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := c.ReadFile(ctx, sb.ID, "/tmp/blob")
+	rc, err := c.ReadFile(ctx, sb.ID, "/home/user/blob")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestSandboxes(t *testing.T) {
 	if !bytes.Equal(got, blob) {
 		t.Fatalf("file round trip: %d bytes, want %d", len(got), len(blob))
 	}
-	if res, err := c.Exec(ctx, sb.ID, "cat", []string{"/tmp/blob"}, 0); err != nil || !bytes.Equal(res.Stdout, blob) {
+	if res, err := c.Exec(ctx, sb.ID, "cat", []string{"/home/user/blob"}, 0); err != nil || !bytes.Equal(res.Stdout, blob) {
 		t.Errorf("binary output through exec: %d bytes, %v", len(res.Stdout), err)
 	}
 	if _, err := c.ReadFile(ctx, sb.ID, "/nope"); !client.IsNotFound(err) {
@@ -161,7 +161,7 @@ func TestSandboxes(t *testing.T) {
 	if got, err := c.GetSandbox(ctx, sb.ID); err != nil || got.Status != "stopped" {
 		t.Errorf("after destroy: %+v %v", got, err)
 	}
-	if len(srv.Agent.Sandboxes()) != 0 {
-		t.Errorf("agent still runs %v", srv.Agent.Sandboxes())
+	if ids := srv.Agent.SandboxIDs(); len(ids) != 0 {
+		t.Errorf("agent still runs %v", ids)
 	}
 }

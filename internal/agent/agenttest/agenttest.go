@@ -6,8 +6,10 @@
 //     (envdtest) listening on the sandbox's host address, so create, exec, files and
 //     the proxy work end to end through the real agent code. Hooks let a test hold a
 //     start or a stop inside the driver.
-//   - Slots: loopback addresses (127.77.x.y) instead of namespaces; every address of
-//     127.0.0.0/8 is local on Linux, so nothing is configured.
+//   - Slots: loopback addresses (127.77.B.i) instead of namespaces; every address of
+//     127.0.0.0/8 is local on Linux, so nothing is configured. Each harness claims its
+//     own block B (see claimBlock), so agents in one test binary, or in test binaries
+//     running side by side, never hand out the same address.
 //   - Disks: an empty file per sandbox.
 //
 // Only the VMM and the network are fake; the manager, its state machine, records,
@@ -27,22 +29,25 @@ import (
 	"github.com/wrennhq/wrenn/internal/rootfs"
 )
 
-// Slots hands out loopback addresses as network slots; it implements agent.Slots.
+// Slots hands out loopback addresses 127.77.Block.i as network slots i; it implements
+// agent.Slots.
 type Slots struct {
-	First, Last int // the slot indexes it owns
+	First, Last int  // the slot indexes it owns (1..254: i is the address's last byte)
+	Block       byte // the third byte of its addresses
 
 	mu    sync.Mutex
 	inUse map[int]bool
 	byNS  map[string]netip.Addr // slot namespace path → host address
 }
 
-// NewSlots returns a pool of slots first..last (at most 65 000 of them).
-func NewSlots(first, last int) *Slots {
-	return &Slots{First: first, Last: last, inUse: map[int]bool{}, byNS: map[string]netip.Addr{}}
+// NewSlots returns a pool of slots first..last (within 1..254) on addresses
+// 127.77.block.first..last.
+func NewSlots(block byte, first, last int) *Slots {
+	return &Slots{First: first, Last: last, Block: block, inUse: map[int]bool{}, byNS: map[string]netip.Addr{}}
 }
 
 func (s *Slots) slot(i int) *netslot.Slot {
-	host := netip.AddrFrom4([4]byte{127, 77, byte(i >> 8), byte(i)})
+	host := netip.AddrFrom4([4]byte{127, 77, s.Block, byte(i)})
 	return &netslot.Slot{Addrs: netslot.Addrs{Index: i, NetNS: fmt.Sprintf("agenttest-%d", i), HostIP: host}}
 }
 

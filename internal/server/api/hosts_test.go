@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wrennhq/wrenn/internal/agent/agenttest"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
 )
 
@@ -444,7 +445,7 @@ func TestHostVisibilityAndTags(t *testing.T) {
 		t.Errorf("member gets the team's host: %d %v", status, got)
 	}
 	for name, path := range map[string]string{
-		"bob's host": "/v1/hosts/" + hB, "a platform host": "/v1/hosts/" + hP, "the fake platform host": "/v1/hosts/" + env.HostID,
+		"bob's host": "/v1/hosts/" + hB, "a platform host": "/v1/hosts/" + hP, "the test platform host": "/v1/hosts/" + env.HostID,
 		"a malformed id": "/v1/hosts/nope", "an unknown id": "/v1/hosts/00000000-0000-0000-0000-000000000000",
 	} {
 		for _, method := range []string{"GET", "DELETE"} {
@@ -540,14 +541,14 @@ func TestDeleteBusyHost(t *testing.T) {
 	annTeam := ann["team_id"].(string)
 	carl := member(t, env, anon, signup(anon, "carl@example.com"), annTeam)
 	setBYOC(t, admin, annTeam, true)
-	hostID, fake := env.AddHost(t, annTeam)
+	hostID, agent := env.AddHost(t, annTeam)
 
 	status, sb := annC.do("POST", "/v1/sandboxes", `{}`)
 	if status != 201 {
 		t.Fatalf("create sandbox: %d %v", status, sb)
 	}
 	id := sb["id"].(string)
-	if got := fake.Sandboxes(); !slices.Equal(got, []string{id}) {
+	if got := agent.SandboxIDs(); !slices.Equal(got, []string{id}) {
 		t.Fatalf("the team's host runs %v", got)
 	}
 	if _, h := annC.do("GET", "/v1/hosts/"+hostID, ""); h["sandboxes"] != float64(1) {
@@ -564,14 +565,14 @@ func TestDeleteBusyHost(t *testing.T) {
 	if status, body := carl.do("DELETE", "/v1/hosts/"+hostID+"?force=true", ""); status != 403 {
 		t.Errorf("member force-deleting: %d %v", status, body)
 	}
-	if got := fake.Sandboxes(); len(got) != 1 {
+	if got := agent.SandboxIDs(); len(got) != 1 {
 		t.Errorf("refused deletes touched the host: %v", got)
 	}
 
 	if status, body := annC.do("DELETE", "/v1/hosts/"+hostID+"?force=true", ""); status != 204 {
 		t.Fatalf("force delete: %d %v", status, body)
 	}
-	if got := fake.Sandboxes(); len(got) != 0 {
+	if got := agent.SandboxIDs(); len(got) != 0 {
 		t.Errorf("the deleted host still runs %v", got)
 	}
 	if status, got := annC.do("GET", "/v1/sandboxes/"+id, ""); status != 200 || got["status"] != "stopped" || got["stopped_at"] == nil {
@@ -600,13 +601,13 @@ func TestPlacementAndBYOC(t *testing.T) {
 	annC, bobC := anon.bearer(ann["token"].(string)), anon.bearer(bob["token"].(string))
 	bobTeam := bob["team_id"].(string)
 
-	h2, f2 := env.AddHost(t, "")
-	h3, f3 := env.AddHost(t, "")
-	platform := map[string]interface{ Sandboxes() []string }{env.HostID: env.Agent, h2: f2, h3: f3}
+	h2, a2 := env.AddHost(t, "")
+	h3, a3 := env.AddHost(t, "")
+	platform := map[string]*agenttest.Agent{env.HostID: env.Agent, h2: a2, h3: a3}
 	counts := func() map[string]int {
 		out := map[string]int{}
-		for id, f := range platform {
-			out[id] = len(f.Sandboxes())
+		for id, a := range platform {
+			out[id] = len(a.SandboxIDs())
 		}
 		return out
 	}
@@ -641,10 +642,10 @@ func TestPlacementAndBYOC(t *testing.T) {
 	if status, body := bobC.do("POST", "/v1/sandboxes", `{}`); status != 503 || errCode(body) != "unavailable" {
 		t.Errorf("BYOC team without hosts: %d %v", status, body)
 	}
-	hB, fB := env.AddHost(t, bobTeam)
+	hB, aB := env.AddHost(t, bobTeam)
 	var bobs []string
 	bobs = append(bobs, create(bobC), create(bobKey), create(bobC))
-	if got := fB.Sandboxes(); !slices.Equal(got, sorted(bobs...)) {
+	if got := aB.SandboxIDs(); !slices.Equal(got, sorted(bobs...)) {
 		t.Errorf("bob's host runs %v, want %v", got, bobs)
 	}
 	for id, n := range counts() {
@@ -671,7 +672,7 @@ func TestPlacementAndBYOC(t *testing.T) {
 			t.Errorf("platform host %s after the refused creates: %v", id, counts())
 		}
 	}
-	if got := fB.Sandboxes(); len(got) != 3 {
+	if got := aB.SandboxIDs(); len(got) != 3 {
 		t.Errorf("bob's host after the refused creates: %v", got)
 	}
 
@@ -687,7 +688,7 @@ func TestPlacementAndBYOC(t *testing.T) {
 	for range 3 {
 		create(annC)
 	}
-	if got := fB.Sandboxes(); len(got) != 0 {
+	if got := aB.SandboxIDs(); len(got) != 0 {
 		t.Errorf("a normal team's sandbox landed on a BYOC host: %v", got)
 	}
 	for id, n := range counts() {
@@ -703,7 +704,7 @@ func TestPlacementAndBYOC(t *testing.T) {
 	if status, body := annC.do("POST", "/v1/sandboxes", `{}`); status != 503 || errCode(body) != "unavailable" {
 		t.Errorf("no online platform host: %d %v", status, body)
 	}
-	if got := create(bobC); !slices.Contains(fB.Sandboxes(), got) {
+	if got := create(bobC); !slices.Contains(aB.SandboxIDs(), got) {
 		t.Errorf("the BYOC team's host is unaffected: %s not on it", got)
 	}
 }
@@ -716,7 +717,7 @@ func TestTemplateLocality(t *testing.T) {
 	ctx := context.Background()
 	ann := signup(anon, "ann@example.com")
 	annC := anon.bearer(ann["token"].(string))
-	holder, holderFake := env.AddHost(t, "")
+	holder, holderAgent := env.AddHost(t, "")
 	var tmpl string
 	if err := env.DB.QueryRow(ctx, `INSERT INTO templates (name, kind) VALUES ('snap', 'snapshot') RETURNING id`).Scan(&tmpl); err != nil {
 		t.Fatal(err)
@@ -725,10 +726,10 @@ func TestTemplateLocality(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		// The in-memory agent knows only "base", so it refuses; what matters is who was asked.
+		// The test agents have only "base", so it refuses; what matters is who was asked.
 		annC.do("POST", "/v1/sandboxes", `{"template":"snap"}`)
 	}
-	if got, other := holderFake.Calls("CreateSandbox"), env.Agent.Calls("CreateSandbox"); got != 3 || other != 0 {
+	if got, other := holderAgent.Calls("CreateSandbox"), env.Agent.Calls("CreateSandbox"); got != 3 || other != 0 {
 		t.Errorf("creates from the snapshot template: %d on its host, %d elsewhere", got, other)
 	}
 	// base goes anywhere, so the least-loaded empty host gets it too.

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"mime/multipart"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/coder/websocket"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
+	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
 // sandboxRoutes is every route that takes a sandbox id, with a valid request each.
@@ -20,10 +23,10 @@ func sandboxRoutes(id string) []struct{ method, path, body string } {
 		{"GET", "/v1/sandboxes/" + id, ""},
 		{"POST", "/v1/sandboxes/" + id + "/exec", `{"cmd":"echo","args":["secret"]}`},
 		{"POST", "/v1/sandboxes/" + id + "/ping", ""},
-		{"GET", "/v1/sandboxes/" + id + "/files/read?path=/etc/data", ""},
-		{"GET", "/v1/sandboxes/" + id + "/files/stream/read?path=/etc/data", ""},
-		{"POST", "/v1/sandboxes/" + id + "/files/write?path=/tmp/x", "x"},
-		{"POST", "/v1/sandboxes/" + id + "/files/stream/write?path=/tmp/x", "x"},
+		{"GET", "/v1/sandboxes/" + id + "/files/read?path=/home/user/data", ""},
+		{"GET", "/v1/sandboxes/" + id + "/files/stream/read?path=/home/user/data", ""},
+		{"POST", "/v1/sandboxes/" + id + "/files/write?path=/home/user/x", "x"},
+		{"POST", "/v1/sandboxes/" + id + "/files/stream/write?path=/home/user/x", "x"},
 		{"GET", "/v1/sandboxes/" + id + "/exec/stream", ""},
 		{"DELETE", "/v1/sandboxes/" + id, ""},
 	}
@@ -64,15 +67,15 @@ func TestSandboxLifecycle(t *testing.T) {
 	if status, got := keyC.do("GET", "/v1/sandboxes/"+id, ""); status != 200 || got["metadata"].(map[string]any)["purpose"] != "test" {
 		t.Errorf("get: %d %v", status, got)
 	}
-	status, out := keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"env","args":["X"]}`)
+	status, out := keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"printenv","args":["X"]}`)
 	if status != 200 || out["stdout"] != "42\n" || out["exit_code"] != float64(0) || out["encoding"] != "utf-8" {
 		t.Errorf("exec sees the sandbox's env: %d %v", status, out)
 	}
-	status, out = keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"env","args":["Y"],"env_vars":{"Y":"y"},"cwd":"/tmp","timeout_sec":5}`)
+	status, out = keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"printenv","args":["Y"],"env_vars":{"Y":"y"},"cwd":"/tmp","timeout_sec":5}`)
 	if status != 200 || out["stdout"] != "y\n" {
 		t.Errorf("exec with env_vars: %d %v", status, out)
 	}
-	if status, out := keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"exit","args":["7"]}`); status != 200 || out["exit_code"] != float64(7) {
+	if status, out := keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"sh","args":["-c","exit 7"]}`); status != 200 || out["exit_code"] != float64(7) {
 		t.Errorf("exit code: %d %v", status, out)
 	}
 	// Files: multipart and raw uploads, both read routes; binary content comes back
@@ -93,10 +96,10 @@ func TestSandboxLifecycle(t *testing.T) {
 		}
 	}
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, chunked
-	if status, raw, _ := keyC.raw("POST", "/v1/sandboxes/"+id+"/files/stream/write?path=/tmp/big", "application/octet-stream", struct{ *bytes.Reader }{bytes.NewReader(big)}); status != 200 {
+	if status, raw, _ := keyC.raw("POST", "/v1/sandboxes/"+id+"/files/stream/write?path=/home/user/big", "application/octet-stream", struct{ *bytes.Reader }{bytes.NewReader(big)}); status != 200 {
 		t.Errorf("chunked write: %d %s", status, raw)
 	}
-	if status, raw, _ := keyC.raw("GET", "/v1/sandboxes/"+id+"/files/stream/read?path=/tmp/big", "", nil); status != 200 || !bytes.Equal(raw, big) {
+	if status, raw, _ := keyC.raw("GET", "/v1/sandboxes/"+id+"/files/stream/read?path=/home/user/big", "", nil); status != 200 || !bytes.Equal(raw, big) {
 		t.Errorf("chunked read back: %d, %d bytes", status, len(raw))
 	}
 	if status, out := keyC.do("POST", "/v1/sandboxes/"+id+"/exec", `{"cmd":"cat","args":["/home/user/blob"]}`); status != 200 || out["encoding"] != "base64" || out["stdout"] != "AAEC//4=" {
@@ -121,7 +124,8 @@ func TestSandboxLifecycle(t *testing.T) {
 		{"POST", "/v1/sandboxes/" + id + "/exec", `{"cmd":"true","stdin":true}`, 400},
 		{"POST", "/v1/sandboxes/" + id + "/exec", `not json`, 400},
 		{"GET", "/v1/sandboxes/" + id + "/files/read", "", 400},
-		{"GET", "/v1/sandboxes/" + id + "/files/read?path=relative", "", 400},
+		// A relative path is the user's home's (as in E2B's envd); this one does not exist.
+		{"GET", "/v1/sandboxes/" + id + "/files/read?path=relative", "", 404},
 		{"GET", "/v1/sandboxes/" + id + "/files/read?path=/missing", "", 404},
 		{"GET", "/v1/sandboxes/sbnotanid", "", 404},
 		{"GET", "/v1/sandboxes/..%2F..%2Fetc", "", 404},
@@ -134,7 +138,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	if status, body := keyC.send("POST", "/v1/sandboxes/"+id+"/files/write", "x"); status != 400 || errCode(body) == "" {
 		t.Errorf("write without a path: %d %v", status, body)
 	}
-	if n := len(env.Agent.Sandboxes()); n != 1 {
+	if n := len(env.Agent.Manager.List()); n != 1 {
 		t.Errorf("bad creates left %d sandboxes on the agent", n)
 	}
 	if n := env.Agent.Calls("CreateSandbox"); n != 2 {
@@ -143,23 +147,31 @@ func TestSandboxLifecycle(t *testing.T) {
 
 	// A create the host refuses or fails is recorded on the sandbox with the reason
 	// (sandboxes are never deleted), never left pending; internals stay in the record.
-	env.Agent.FailNextCreate(connect.CodeInternal, "disk full")
+	var failedOnce atomic.Bool
+	env.Agent.Driver.SetHooks(func(context.Context, vmm.Config) error {
+		if failedOnce.CompareAndSwap(false, true) {
+			return errors.New("disk full") // the next VM start, as a host out of disk fails it
+		}
+		return nil
+	}, nil)
 	if status, body := keyC.do("POST", "/v1/sandboxes", `{}`); status != 500 || errCode(body) != "internal" || strings.Contains(body["error"].(map[string]any)["message"].(string), "disk") {
 		t.Errorf("agent failure: %d %v", status, body)
 	}
 	_, list := keyC.do("GET", "/v1/sandboxes", "")
-	failed := map[string]bool{}
+	var failed []string
 	for _, s := range list["sandboxes"].([]any) {
 		switch m := s.(map[string]any); m["status"] {
 		case "error":
-			failed[m["error"].(string)] = true
+			failed = append(failed, m["error"].(string))
 		case "running":
 		default:
 			t.Errorf("sandbox left as %v", m)
 		}
 	}
-	if len(failed) != 2 || !failed["disk full"] || !failed[`template "nope": not found`] {
-		t.Errorf("failed creates recorded as %v", failed)
+	// The agent's own words: which template, and what failed.
+	slices.Sort(failed)
+	if len(failed) != 2 || !strings.HasSuffix(failed[0], ": disk full") || !strings.HasPrefix(failed[1], `template "nope": `) {
+		t.Errorf("failed creates recorded as %q", failed)
 	}
 
 	if status, _ := keyC.do("DELETE", "/v1/sandboxes/"+id, ""); status != 204 {
@@ -191,7 +203,7 @@ func TestSandboxCrossTeam(t *testing.T) {
 	_, sb := annC.do("POST", "/v1/sandboxes", `{}`)
 	id := sb["id"].(string)
 	keyC := annC
-	if status, _, _ := annC.raw("POST", "/v1/sandboxes/"+id+"/files/write?path=/etc/data", "application/octet-stream", strings.NewReader("ann's secret")); status != 200 {
+	if status, _, _ := annC.raw("POST", "/v1/sandboxes/"+id+"/files/write?path=/home/user/data", "application/octet-stream", strings.NewReader("ann's secret")); status != 200 {
 		t.Fatal("write ann's file")
 	}
 
@@ -219,7 +231,7 @@ func TestSandboxCrossTeam(t *testing.T) {
 	if status, got := keyC.do("GET", "/v1/sandboxes/"+id, ""); status != 200 || got["status"] != "running" {
 		t.Errorf("ann's sandbox after bob: %d %v", status, got)
 	}
-	if status, raw, _ := keyC.raw("GET", "/v1/sandboxes/"+id+"/files/read?path=/etc/data", "", nil); status != 200 || string(raw) != "ann's secret" {
+	if status, raw, _ := keyC.raw("GET", "/v1/sandboxes/"+id+"/files/read?path=/home/user/data", "", nil); status != 200 || string(raw) != "ann's secret" {
 		t.Errorf("ann's file after bob: %d %q", status, raw)
 	}
 	if status, _ := anon.do("GET", "/v1/sandboxes/"+id, ""); status != 401 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -21,13 +22,30 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(servertest.Run(m)) }
 
-// guestService listens where the in-memory agent's guests are (127.0.0.1) and returns
-// its port.
-func guestService(t *testing.T, h http.Handler) int {
+// guestAddr is where the agent reaches sandbox id's guest: its slot's loopback
+// address, on which the sandbox's envd listens too.
+func (f fixture) guestAddr(t *testing.T, id string) netip.Addr {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	info, err := f.env.Agent.Manager.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.HostIP
+}
+
+// guestService serves h "in" sandbox id — on its guest address, as a server in a VM
+// would on the guest's — and returns its port.
+func (f fixture) guestService(t *testing.T, id string, h http.Handler) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(f.guestAddr(t, id), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type fixture struct {
@@ -65,7 +83,7 @@ func TestRoutingAndHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host=%s path=%s query=%s apikey=%q agentauth=%q auth=%q", r.Host, r.URL.EscapedPath(), r.URL.RawQuery,
 			r.Header.Get("X-API-Key"), r.Header.Get("Wrenn-Agent-Auth"), r.Header.Get("Authorization"))
 	}))
@@ -98,7 +116,7 @@ func TestRoutingAndHeaders(t *testing.T) {
 		t.Errorf("one routing header: %d %q", resp.StatusCode, body)
 	}
 	// Nothing listens: the spec's 502 with the port.
-	resp, body = f.get(t, fmt.Sprintf("%d-%s.%s", freePort(t), sb.ID, servertest.Domain), "/", nil)
+	resp, body = f.get(t, fmt.Sprintf("%d-%s.%s", freePort(t, f.guestAddr(t, sb.ID)), sb.ID, servertest.Domain), "/", nil)
 	var e map[string]any
 	_ = json.Unmarshal([]byte(body), &e)
 	if resp.StatusCode != 502 || e["message"] != "The sandbox is running but port is not open" || e["sandboxId"] != sb.ID {
@@ -124,8 +142,9 @@ func TestRoutingAndHeaders(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort is a port nothing listens on at addr.
+func freePort(t *testing.T, addr netip.Addr) int {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +179,7 @@ func TestPrivateTraffic(t *testing.T) {
 	if got, _ := f.c.GetSandbox(ctx, sb.ID); got == nil {
 		t.Fatal("get")
 	}
-	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret data") }))
+	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret data") }))
 	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
 	bob := f.env.NewTeam(t, "bob@example.com")
 	for _, c := range []struct {
@@ -202,7 +221,7 @@ func TestStreamingWebSocketAndTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/ws":
 			c, err := websocket.Accept(w, r, nil)
@@ -311,7 +330,7 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold := make(chan struct{})
-	port := guestService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			w.(http.Flusher).Flush()
 			select {

@@ -1,7 +1,9 @@
 // Package servertest runs the control plane in-process for tests: the real service
-// and REST handlers on a private PostgreSQL and Redis (pgtest, redistest), with
-// hostagenttest's in-memory agent standing in for the host (VM paths are covered by
-// test/e2e against a real agent).
+// and REST handlers on a private PostgreSQL and Redis (pgtest, redistest), in front of
+// real host agents (agenttest: the agent's manager, RPC server and port proxy, whose
+// "VMs" are envd processes on loopback addresses). Real VMs are covered by test/e2e.
+// Hosts are reached over plain HTTP (h2c) with their shared secret, as a standalone
+// agent is; the pinned TLS of registered hosts is hostclient's own test.
 package servertest
 
 import (
@@ -20,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
-	"github.com/wrennhq/wrenn/internal/hostagenttest"
+	"github.com/wrennhq/wrenn/internal/agent/agenttest"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/api"
@@ -45,10 +47,10 @@ type Env struct {
 	Proxy   *proxy.Proxy // the port proxy in front of the API
 	DB      *pgxpool.Pool
 	Redis   *redis.Client
-	Agent   *hostagenttest.Fake // the first host (a platform host)
+	Agent   *agenttest.Agent // the first host's agent (a platform host)
 	HostID  string
 	Tokens  *auth.Tokens
-	hosts   *fakeHosts
+	hosts   *agentHosts
 }
 
 // New starts a control plane on a fresh database; it stops when the test ends.
@@ -79,7 +81,7 @@ func New(t testing.TB) *Env {
 	}
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
-	hosts := &fakeHosts{byID: map[string]*hostagenttest.Fake{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
+	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
 	svc.SetHosts(hosts)
 	px := proxy.New(svc, Domain, log)
 	srv := httptest.NewServer(px.Wrap(api.New(svc, log)))
@@ -111,13 +113,18 @@ func (e *Env) NewTeam(t testing.TB, email string) Team {
 	return Team{Session: s, Key: k.Key, Client: client.New(e.URL, client.WithAPIKey(k.Key))}
 }
 
-// AddHost registers another in-memory host, a platform host when teamID is "" and
-// that team's own (BYOC) host otherwise, online, and returns its id.
-func (e *Env) AddHost(t testing.TB, teamID string) (string, *hostagenttest.Fake) {
+// agentSlots is how many sandboxes each host's agent can run at once: all it has, as
+// some tests and benchmarks keep hundreds alive.
+const agentSlots = 254
+
+// AddHost starts another agent and registers it as a host, a platform host when
+// teamID is "" and that team's own (BYOC) host otherwise, online; it returns the
+// host's id and its agent.
+func (e *Env) AddHost(t testing.TB, teamID string) (string, *agenttest.Agent) {
 	t.Helper()
 	ctx := context.Background()
 	q := db.New(e.DB)
-	params := db.CreateHostParams{Name: "fake"}
+	params := db.CreateHostParams{Name: "agenttest"}
 	if teamID != "" {
 		if err := params.TeamID.Scan(teamID); err != nil {
 			t.Fatal(err)
@@ -131,39 +138,49 @@ func (e *Env) AddHost(t testing.TB, teamID string) (string, *hostagenttest.Fake)
 	if _, err := q.RegisterHost(ctx, db.RegisterHostParams{ID: row.ID, Address: "fake:1", CertFingerprint: &fp, SecretSealed: []byte{0}, Vcpus: 1 << 20, MemoryMB: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
-	fake := hostagenttest.New(t)
+	a := agenttest.Start(t, agenttest.Options{Slots: agentSlots})
+	// The control plane's client of a standalone agent, as `wrenn server` makes it.
+	addr := strings.TrimPrefix(a.URL, "http://")
 	id := row.ID.String()
 	e.hosts.mu.Lock()
-	e.hosts.byID[id] = fake
+	e.hosts.byID[id] = agentHost{agent: a, client: hostclient.New(addr, a.Secret)}
 	e.hosts.mu.Unlock()
-	return id, fake
+	return id, a
 }
 
-// fakeHosts is service.Hosts over in-memory agents, by host id.
-type fakeHosts struct {
+// agentHosts is service.Hosts over the test's agents, by host id.
+type agentHosts struct {
 	mu         sync.Mutex
-	byID       map[string]*hostagenttest.Fake
-	http1, h2c *http.Transport // the fakes speak plain HTTP/1.1 and h2c
+	byID       map[string]agentHost
+	http1, h2c *http.Transport // the agents speak plain HTTP/1.1 and h2c
 }
 
-func (h *fakeHosts) Agent(_ context.Context, hostID string) (hostagentv1connect.HostAgentServiceClient, error) {
+type agentHost struct {
+	agent  *agenttest.Agent
+	client hostagentv1connect.HostAgentServiceClient
+}
+
+func (h *agentHosts) get(hostID string) (agentHost, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	f, ok := h.byID[hostID]
+	a, ok := h.byID[hostID]
 	if !ok {
-		return nil, fmt.Errorf("no fake host %s", hostID)
+		return agentHost{}, fmt.Errorf("no test host %s", hostID)
 	}
-	return f.Client(), nil
+	return a, nil
 }
 
-func (h *fakeHosts) Endpoint(_ context.Context, hostID string) (hostclient.Endpoint, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	f, ok := h.byID[hostID]
-	if !ok {
-		return hostclient.Endpoint{}, fmt.Errorf("no fake host %s", hostID)
-	}
-	return hostclient.Endpoint{HTTP1: h.http1, HTTP2: h.h2c, BaseURL: "http://" + f.Addr(), Secret: f.Secret()}, nil
+func (h *agentHosts) Agent(_ context.Context, hostID string) (hostagentv1connect.HostAgentServiceClient, error) {
+	a, err := h.get(hostID)
+	return a.client, err
 }
 
-func (h *fakeHosts) Evict(string) {}
+func (h *agentHosts) Endpoint(_ context.Context, hostID string) (hostclient.Endpoint, error) {
+	a, err := h.get(hostID)
+	if err != nil {
+		return hostclient.Endpoint{}, err
+	}
+	return hostclient.Endpoint{HTTP1: h.http1, HTTP2: h.h2c, BaseURL: a.agent.URL, Secret: a.agent.Secret}, nil
+}
+
+func (h *agentHosts) Evict(string) {}

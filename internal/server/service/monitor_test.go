@@ -117,7 +117,7 @@ func (e *monitorEnv) hostStatus(id string) string {
 	return st
 }
 
-// fakeFingerprint is the certificate fingerprint servertest pins for its in-memory hosts.
+// fakeFingerprint is the certificate fingerprint servertest pins for its hosts.
 var fakeFingerprint = strings.Repeat("0", 64)
 
 // silence makes a host's last heartbeat ten minutes old.
@@ -181,7 +181,7 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 		t.Errorf("create with the only platform host unreachable: %d %v", status, body)
 	}
 	// Meanwhile the host lost one of them (say, it rebooted half-way).
-	destroyOnHost(t, e.Agent.Client(), c)
+	destroyOnHost(t, e.Agent.Client, c)
 
 	hostToken, _, err := e.Tokens.IssueHost(e.HostID)
 	if err != nil {
@@ -206,7 +206,7 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 	if got := e.listed("running"); !slices.Equal(got, sortedIDs(a, b)) {
 		t.Errorf("listing after recovery shows running %v", got)
 	}
-	if got := e.Agent.Sandboxes(); !slices.Equal(got, sortedIDs(a, b)) {
+	if got := e.Agent.SandboxIDs(); !slices.Equal(got, sortedIDs(a, b)) {
 		t.Errorf("recovery changed what the host runs: %v", got)
 	}
 	e.createSandbox()
@@ -230,7 +230,7 @@ func TestMonitorLostSandbox(t *testing.T) {
 	e := newMonitorEnv(t)
 	ctx := context.Background()
 	lost, kept := e.createSandbox(), e.createSandbox()
-	destroyOnHost(t, e.Agent.Client(), lost)
+	destroyOnHost(t, e.Agent.Client, lost)
 
 	// Grace only spares sandboxes still being created: this one, running and seconds
 	// old, is lost at once under the default Grace of two minutes.
@@ -247,7 +247,7 @@ func TestMonitorLostSandbox(t *testing.T) {
 
 	// A create in flight: recorded starting, not (yet) on the host.
 	young := e.createSandbox()
-	destroyOnHost(t, e.Agent.Client(), young)
+	destroyOnHost(t, e.Agent.Client, young)
 	e.exec(`UPDATE sandboxes SET status = 'starting' WHERE id = $1`, young)
 	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Hour})
 	if st, msg := e.sandbox(young); st != "starting" || msg != "" {
@@ -271,16 +271,16 @@ func TestMonitorOrphan(t *testing.T) {
 	e.exec(`UPDATE sandboxes SET status = 'stopped' WHERE id = $1`, orphan)
 	// Unknown to the database altogether.
 	stray := "sbstray0000000000000"
-	if _, err := e.Agent.Client().CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{SandboxId: stray, Template: "base"})); err != nil {
+	if _, err := e.Agent.Client.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{SandboxId: stray, Template: "base"})); err != nil {
 		t.Fatal(err)
 	}
 
 	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Hour})
-	if got := e.Agent.Sandboxes(); !slices.Equal(got, sortedIDs(orphan, kept, stray)) {
+	if got := e.Agent.SandboxIDs(); !slices.Equal(got, sortedIDs(orphan, kept, stray)) {
 		t.Errorf("young orphans must be left alone; the host runs %v", got)
 	}
 	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Nanosecond})
-	if got := e.Agent.Sandboxes(); !slices.Equal(got, []string{kept}) {
+	if got := e.Agent.SandboxIDs(); !slices.Equal(got, []string{kept}) {
 		t.Errorf("after the round the host runs %v, want only %s", got, kept)
 	}
 	if st, _ := e.sandbox(orphan); st != "stopped" {
@@ -311,7 +311,7 @@ func TestDestroyMissingSandbox(t *testing.T) {
 	if st, _ := e.sandbox(a); st != "stopped" {
 		t.Errorf("destroyed missing sandbox: %s", st)
 	}
-	if got := e.Agent.Sandboxes(); !slices.Equal(got, []string{b}) {
+	if got := e.Agent.SandboxIDs(); !slices.Equal(got, []string{b}) {
 		t.Errorf("the host runs %v", got)
 	}
 
