@@ -13,7 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
 // streamMessage is one WebSocket message of …/exec/stream, server to client:
@@ -33,8 +34,8 @@ type streamMessage struct {
 // or a terminal.
 type streamStart struct {
 	execRequest
-	Stdin bool             `json:"stdin"`
-	PTY   *service.PTYSize `json:"pty"`
+	Stdin bool               `json:"stdin"`
+	PTY   *sandboxes.PTYSize `json:"pty"`
 }
 
 // clientMessage is any later client message: {"type":"stdin","data":"<base64>"},
@@ -56,7 +57,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	// Refuse before upgrading when the sandbox is not the caller's (a normal 404) or
 	// not running, and answer a plain request in the API's error shape.
-	sb, err := s.svc.GetSandbox(r.Context(), p, id)
+	sb, err := s.sandboxes.GetSandbox(r.Context(), p, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -91,7 +92,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(err error) {
 		msg := err.Error()
-		if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) && !errors.Is(err, service.ErrConflict) {
+		if !errors.Is(err, core.ErrInvalid) && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrConflict) {
 			s.log.Error("exec stream", "sandbox", id, "err", err)
 			msg = "internal error"
 		}
@@ -104,12 +105,12 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	err = readJSON(readCtx, conn, &start)
 	readCancel()
 	if err != nil {
-		fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", service.ErrInvalid, err))
+		fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", core.ErrInvalid, err))
 		return
 	}
 	cmd := start.command()
 	cmd.Stdin, cmd.PTY = start.Stdin, start.PTY
-	sess, err := s.svc.StartExec(ctx, p, id, cmd)
+	sess, err := s.sandboxes.StartExec(ctx, p, id, cmd)
 	if err != nil {
 		fail(err)
 		return
@@ -130,14 +131,14 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 			}
 			if err := s.clientInput(ctx, sess, m); err != nil {
 				msg := err.Error()
-				if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) {
+				if !errors.Is(err, core.ErrInvalid) && !errors.Is(err, core.ErrNotFound) {
 					s.log.Warn("exec stream input", "sandbox", id, "err", err)
 				}
 				_ = send(streamMessage{Type: "error", Message: msg})
 			}
 		}
 	}()
-	err = sess.Events(func(ev service.ExecEvent) error {
+	err = sess.Events(func(ev sandboxes.ExecEvent) error {
 		switch {
 		case ev.Exited:
 			code := ev.ExitCode
@@ -157,16 +158,16 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	_ = conn.Close(websocket.StatusNormalClosure, "")
 }
 
-func (s *Server) clientInput(ctx context.Context, sess *service.ExecSession, m clientMessage) error {
+func (s *Server) clientInput(ctx context.Context, sess *sandboxes.ExecSession, m clientMessage) error {
 	switch m.Type {
 	case "stdin":
 		return sess.Input(ctx, m.Data, false)
 	case "eof":
 		return sess.Input(ctx, m.Data, true)
 	case "resize":
-		return sess.Resize(ctx, service.PTYSize{Cols: m.Cols, Rows: m.Rows})
+		return sess.Resize(ctx, sandboxes.PTYSize{Cols: m.Cols, Rows: m.Rows})
 	}
-	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", service.ErrInvalid, m.Type)
+	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", core.ErrInvalid, m.Type)
 }
 
 // readJSON reads one text or binary message as strict JSON.

@@ -23,11 +23,14 @@ import (
 	"github.com/wrennhq/wrenn/internal/hostagenttest"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
+	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/store"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
@@ -41,7 +44,7 @@ func Run(m interface{ Run() int }) int { return pgtest.Run(redistest.Around(m)) 
 // Env is one running control plane.
 type Env struct {
 	URL     string // base URL of the REST API
-	Service *service.Service
+	Service api.Services
 	Proxy   *proxy.Proxy // the port proxy in front of the API
 	DB      *pgxpool.Pool
 	Redis   *redis.Client
@@ -73,20 +76,38 @@ func New(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := service.New(service.Config{DB: pool, Redis: rdb, Tokens: tokens, Sealer: sealer, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &fakeHosts{byID: map[string]*hostagenttest.Fake{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
-	svc.SetHosts(hosts)
-	px := proxy.New(svc, Domain, log)
+	svc := newServices(t, pool, rdb, tokens, sealer, hosts, log)
+	px := proxy.New(svc.Sandboxes, Domain, log)
 	srv := httptest.NewServer(px.Wrap(api.New(svc, log)))
 	t.Cleanup(srv.Close)
 	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
+}
+
+// newServices wires the services as `wrenn server` does, with the in-memory agents.
+func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *fakeHosts, log *slog.Logger) api.Services {
+	t.Helper()
+	st, err := core.NewStore(pool, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbx, err := sandboxes.New(sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := hosts.New(hosts.Config{Store: st, Tokens: tokens, Sealer: sealer, Conns: agents, Sandboxes: sbx, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready}
 }
 
 // Team is a signed-up user's team with an API key.
@@ -139,7 +160,7 @@ func (e *Env) AddHost(t testing.TB, teamID string) (string, *hostagenttest.Fake)
 	return id, fake
 }
 
-// fakeHosts is service.Hosts over in-memory agents, by host id.
+// fakeHosts is sandboxes.Agents (and hosts.Conns) over in-memory agents, by host id.
 type fakeHosts struct {
 	mu         sync.Mutex
 	byID       map[string]*hostagenttest.Fake

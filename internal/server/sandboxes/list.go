@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -37,7 +38,7 @@ func (f ListFilter) normalise() (ListFilter, error) {
 		out.Limit = MaxList
 	}
 	if out.Limit < 1 || out.Limit > MaxList {
-		return out, fmt.Errorf("%w: limit %d out of range 1..%d", ErrInvalid, f.Limit, MaxList)
+		return out, fmt.Errorf("%w: limit %d out of range 1..%d", core.ErrInvalid, f.Limit, MaxList)
 	}
 	switch {
 	case len(f.States) == 0:
@@ -47,7 +48,7 @@ func (f ListFilter) normalise() (ListFilter, error) {
 	default:
 		for _, st := range f.States {
 			if !slices.Contains(sandboxStatuses, st) {
-				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", ErrInvalid, st, strings.Join(sandboxStatuses, ", "))
+				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", core.ErrInvalid, st, strings.Join(sandboxStatuses, ", "))
 			}
 		}
 		out.States = slices.Compact(slices.Sorted(slices.Values(f.States)))
@@ -73,12 +74,12 @@ func (l *SandboxList) JSON() ([]byte, error) {
 // ListSandboxes lists the team's sandboxes, newest first. Identical listings are
 // answered from a cache keyed by the team's sandbox version in Redis, which every
 // change bumps before it is acknowledged, so a caller always sees its own writes.
-func (s *Service) ListSandboxes(ctx context.Context, p *Principal, f ListFilter) (*SandboxList, error) {
+func (s *Service) ListSandboxes(ctx context.Context, p *core.Principal, f ListFilter) (*SandboxList, error) {
 	f, err := f.normalise()
 	if err != nil {
 		return nil, err
 	}
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (s *Service) ListSandboxes(ctx context.Context, p *Principal, f ListFilter)
 		}
 		return out, nil
 	}
-	version, err := s.redis.Get(ctx, sandboxesVersionKey(p.TeamID)).Int64()
+	version, err := s.st.Redis.Get(ctx, sandboxesVersionKey(p.TeamID)).Int64()
 	if errors.Is(err, redis.Nil) {
 		version, err = 0, nil
 	}
@@ -113,8 +114,8 @@ func sandboxesVersionKey(teamID string) string { return "wrenn:sandboxes-version
 // sandboxesChanged bumps the team's sandbox version after a committed change. If
 // Redis cannot be told, cached listings still expire within listMaxAge.
 func (s *Service) sandboxesChanged(ctx context.Context, teamID pgtype.UUID) {
-	if err := s.redis.Incr(context.WithoutCancel(ctx), sandboxesVersionKey(uuidString(teamID))).Err(); err != nil {
-		s.log.Error("bump sandbox list version", "team", uuidString(teamID), "err", err)
+	if err := s.st.Redis.Incr(context.WithoutCancel(ctx), sandboxesVersionKey(core.UUIDString(teamID))).Err(); err != nil {
+		s.log.Error("bump sandbox list version", "team", core.UUIDString(teamID), "err", err)
 	}
 }
 

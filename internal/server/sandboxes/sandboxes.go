@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -13,43 +13,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
-	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
-	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
-
-// Hosts reaches the agents of registered hosts (hostclient.Pool).
-type Hosts interface {
-	Agent(ctx context.Context, hostID string) (hostagentv1connect.HostAgentServiceClient, error)
-	// Endpoint is how the port proxy reaches a host's agent.
-	Endpoint(ctx context.Context, hostID string) (hostclient.Endpoint, error)
-	// Evict forgets a host's connection (deleted, or re-registered).
-	Evict(hostID string)
-}
-
-// SetHosts connects the service to its host agents.
-func (s *Service) SetHosts(h Hosts) { s.hosts = h }
-
-// sandboxAgent returns the agent of the host a sandbox of the principal's team is on.
-func (s *Service) sandboxAgent(ctx context.Context, p *Principal, id string) (hostagentv1connect.HostAgentServiceClient, error) {
-	row, err := s.sandboxRow(ctx, p, id)
-	if err != nil {
-		return nil, err
-	}
-	return s.agentOf(ctx, row)
-}
-
-func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {
-	if !row.HostID.Valid {
-		return nil, fmt.Errorf("%w: sandbox %s is on no host", ErrNotFound, row.ID)
-	}
-	agent, err := s.hosts.Agent(ctx, uuidString(row.HostID))
-	if err != nil {
-		return nil, fmt.Errorf("host of %s: %w", row.ID, err)
-	}
-	return agent, nil
-}
 
 // SandboxSpec is a create request.
 type SandboxSpec struct {
@@ -97,43 +64,10 @@ func toSandbox(r db.Sandbox) *Sandbox {
 	return sb
 }
 
-// agentError maps an agent's answer to the service's errors: its validation is the
-// user's problem (400), the rest is ours.
-func agentError(err error) error {
-	if errors.Is(err, hostclient.ErrFingerprint) {
-		return fmt.Errorf("%w: the host's agent presents another certificate than the one pinned at registration", ErrUnavailable)
-	}
-	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable:
-		return fmt.Errorf("%w: the sandbox's host does not answer", ErrUnavailable)
-	case connect.CodeInvalidArgument:
-		return fmt.Errorf("%w: %s", ErrInvalid, agentMessage(err))
-	case connect.CodeNotFound:
-		return fmt.Errorf("%w: %s", ErrNotFound, agentMessage(err))
-	case connect.CodeFailedPrecondition:
-		return fmt.Errorf("%w: %s", ErrConflict, agentMessage(err))
-	}
-	return err
-}
-
-// agentMessage is the agent's own message, without Connect's code prefix or the
-// agent's error class (the caller adds its own).
-func agentMessage(err error) string {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return err.Error()
-	}
-	msg := ce.Message()
-	for _, class := range []string{"invalid request: ", "sandbox not found: "} {
-		msg = strings.TrimPrefix(msg, class)
-	}
-	return msg
-}
-
 // CreateSandbox places the sandbox on a host, records it, has the host's agent boot
 // it and returns it running. If the agent fails, the sandbox is recorded as failed
 // (status error) — never left pending — and the error is returned.
-func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxSpec) (*Sandbox, error) {
+func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
 	if spec.Template == "" {
 		spec.Template = "base"
 	}
@@ -159,12 +93,12 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 	if err != nil {
 		return nil, err
 	}
-	agent, err := s.hosts.Agent(ctx, uuidString(hostID))
+	agent, err := s.agents.Agent(ctx, core.UUIDString(hostID))
 	if err != nil {
-		return nil, fmt.Errorf("reach host %s: %w", uuidString(hostID), err)
+		return nil, fmt.Errorf("reach host %s: %w", core.UUIDString(hostID), err)
 	}
 	id := ident.NewSandboxID()
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -173,8 +107,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 		return nil, err
 	}
 	var row db.Sandbox
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		var err error
 		row, err = q.CreateSandbox(ctx, db.CreateSandboxParams{
 			ID: id, TeamID: teamID, HostID: hostID, Template: spec.Template, Status: "starting", Vcpus: int32(spec.VCPUs),
@@ -184,7 +117,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *Principal, spec SandboxS
 		if err != nil {
 			return err
 		}
-		return s.audit(ctx, q, p, "sandbox.create", "sandbox", id, map[string]any{"template": spec.Template})
+		return core.Audit(ctx, q, p, "sandbox.create", "sandbox", id, map[string]any{"template": spec.Template})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record sandbox: %w", err)
@@ -229,7 +162,7 @@ var (
 
 func (spec SandboxSpec) validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", core.ErrInvalid, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case ident.CheckTemplate(spec.Template) != nil:
@@ -267,7 +200,7 @@ func orEmpty(m map[string]string) map[string]string {
 }
 
 // GetSandbox returns a sandbox of the principal's team; another team's is not found.
-func (s *Service) GetSandbox(ctx context.Context, p *Principal, id string) (*Sandbox, error) {
+func (s *Service) GetSandbox(ctx context.Context, p *core.Principal, id string) (*Sandbox, error) {
 	row, err := s.sandboxRow(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -275,17 +208,17 @@ func (s *Service) GetSandbox(ctx context.Context, p *Principal, id string) (*San
 	return toSandbox(row), nil
 }
 
-func (s *Service) sandboxRow(ctx context.Context, p *Principal, id string) (db.Sandbox, error) {
+func (s *Service) sandboxRow(ctx context.Context, p *core.Principal, id string) (db.Sandbox, error) {
 	if !ident.ValidSandboxID(id) {
-		return db.Sandbox{}, fmt.Errorf("%w: sandbox %q", ErrNotFound, id)
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %q", core.ErrNotFound, id)
 	}
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return db.Sandbox{}, err
 	}
 	row, err := s.q.GetSandbox(ctx, db.GetSandboxParams{ID: id, TeamID: teamID})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return db.Sandbox{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	if err != nil {
 		return db.Sandbox{}, fmt.Errorf("get sandbox %s: %w", id, err)
@@ -294,13 +227,13 @@ func (s *Service) sandboxRow(ctx context.Context, p *Principal, id string) (db.S
 }
 
 // DestroySandbox stops a sandbox of the principal's team.
-func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) error {
+func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id string) error {
 	row, err := s.sandboxRow(ctx, p, id)
 	if err != nil {
 		return err
 	}
 	if row.Status == "stopped" {
-		return fmt.Errorf("%w: sandbox %s is already stopped", ErrNotFound, id)
+		return fmt.Errorf("%w: sandbox %s is already stopped", core.ErrNotFound, id)
 	}
 	// A sandbox whose host is unreachable (missing) or gone is recorded stopped at
 	// once; the host monitor stops it if its host comes back still running it.
@@ -316,16 +249,32 @@ func (s *Service) DestroySandbox(ctx context.Context, p *Principal, id string) e
 	} else if row.Status != "missing" && row.HostID.Valid {
 		return err
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: "stopped"}); err != nil {
 			return err
 		}
-		return s.audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
+		return core.Audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
 	})
 	s.sandboxesChanged(ctx, row.TeamID)
 	if err != nil {
 		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
 	}
 	return nil
+}
+
+// StopOnHost destroys a sandbox on its host as far as the host answers (only tried
+// when reachable) and records it stopped with why; the monitor stops what an
+// unreachable host still runs when it is back.
+func (s *Service) StopOnHost(ctx context.Context, sb db.Sandbox, why string, reachable bool) {
+	if agent, err := s.agentOf(ctx, sb); err == nil && reachable {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
+			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)
+		}
+		cancel()
+	}
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: "stopped", Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.log.Error("record stopped sandbox", "sandbox", sb.ID, "err", err)
+	}
+	s.sandboxesChanged(ctx, sb.TeamID)
 }

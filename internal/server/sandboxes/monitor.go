@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
 
@@ -44,7 +45,7 @@ func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	for {
-		if ok, err := s.redis.SetNX(ctx, "wrenn:host-monitor-lease", 1, cfg.Interval*9/10).Result(); err == nil && ok {
+		if ok, err := s.st.Redis.SetNX(ctx, "wrenn:host-monitor-lease", 1, cfg.Interval*9/10).Result(); err == nil && ok {
 			s.MonitorRound(ctx, cfg)
 		} else if err != nil && ctx.Err() == nil {
 			s.log.Warn("host monitor lease", "err", err)
@@ -66,7 +67,7 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 		return
 	}
 	for _, h := range stale {
-		s.log.Warn("host unreachable: no heartbeat", "host", uuidString(h), "for", cfg.Stale)
+		s.log.Warn("host unreachable: no heartbeat", "host", core.UUIDString(h), "for", cfg.Stale)
 	}
 	s.markMissing(ctx)
 	hosts, err := s.q.ListHosts(ctx)
@@ -83,8 +84,8 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 
 // reconcile compares one online host's sandboxes with the database.
 func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
-	hostID := uuidString(h.ID)
-	agent, err := s.hosts.Agent(ctx, hostID)
+	hostID := core.UUIDString(h.ID)
+	agent, err := s.agents.Agent(ctx, hostID)
 	if err != nil {
 		s.log.Warn("reconcile: reach host", "host", hostID, "err", err)
 		return
@@ -153,7 +154,7 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 // markUnreachable takes a host out of placement and marks its sandboxes missing.
 func (s *Service) markUnreachable(ctx context.Context, hostID pgtype.UUID) {
 	if err := s.q.MarkHostUnreachable(ctx, hostID); err != nil {
-		s.log.Error("mark host unreachable", "host", uuidString(hostID), "err", err)
+		s.log.Error("mark host unreachable", "host", core.UUIDString(hostID), "err", err)
 		return
 	}
 	s.markMissing(ctx)

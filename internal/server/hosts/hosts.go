@@ -1,4 +1,4 @@
-package service
+package hosts
 
 import (
 	"context"
@@ -8,12 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
-	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
 // RegistrationTTL is how long a registration token can be used.
@@ -39,7 +38,7 @@ type Host struct {
 
 func toHost(r db.Host, tags []string, sandboxes int) *Host {
 	h := &Host{
-		ID: uuidString(r.ID), TeamID: uuidString(r.TeamID), Name: r.Name, Status: r.Status, Address: r.Address,
+		ID: core.UUIDString(r.ID), TeamID: core.UUIDString(r.TeamID), Name: r.Name, Status: r.Status, Address: r.Address,
 		AgentVersion: r.AgentVersion, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB), Sandboxes: sandboxes,
 		Tags: tags, CreatedAt: r.CreatedAt, RegisteredAt: r.RegisteredAt, LastHeartbeatAt: r.LastHeartbeatAt,
 	}
@@ -64,31 +63,30 @@ func registrationKey(hash []byte) string { return fmt.Sprintf("wrenn:host-regist
 // CreateHost records a host and returns the token its agent registers with: a
 // platform host (platform admins), or one of the team's own hosts (owners and
 // admins of a BYOC team).
-func (s *Service) CreateHost(ctx context.Context, p *Principal, name string, platform bool) (*NewHost, error) {
+func (s *Service) CreateHost(ctx context.Context, p *core.Principal, name string, platform bool) (*NewHost, error) {
 	if p.UserID == "" {
-		return nil, fmt.Errorf("%w: hosts are managed with a user's token, not an API key", ErrForbidden)
+		return nil, fmt.Errorf("%w: hosts are managed with a user's token, not an API key", core.ErrForbidden)
 	}
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 100 {
-		return nil, fmt.Errorf("%w: name must be 1..100 characters", ErrInvalid)
+		return nil, fmt.Errorf("%w: name must be 1..100 characters", core.ErrInvalid)
 	}
 	params := db.CreateHostParams{Name: name}
-	params.CreatedBy, _ = parseUUID(p.UserID)
+	params.CreatedBy, _ = core.ParseUUID(p.UserID)
 	switch {
 	case platform && !p.Admin:
-		return nil, fmt.Errorf("%w: only platform administrators add platform hosts", ErrForbidden)
+		return nil, fmt.Errorf("%w: only platform administrators add platform hosts", core.ErrForbidden)
 	case !platform && !p.TeamBYOC:
-		return nil, fmt.Errorf("%w: the team does not run its own hosts (BYOC); ask a platform administrator", ErrForbidden)
+		return nil, fmt.Errorf("%w: the team does not run its own hosts (BYOC); ask a platform administrator", core.ErrForbidden)
 	case !platform && !p.CanManage():
-		return nil, fmt.Errorf("%w: only team owners and admins add hosts", ErrForbidden)
+		return nil, fmt.Errorf("%w: only team owners and admins add hosts", core.ErrForbidden)
 	case !platform:
-		params.TeamID, _ = parseUUID(p.TeamID)
+		params.TeamID, _ = core.ParseUUID(p.TeamID)
 	}
 	token, hash := auth.NewOpaqueToken(auth.RegistrationTokenPrefix)
 	expires := s.now().Add(RegistrationTTL)
 	var row db.Host
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err := s.st.Tx(ctx, func(q *db.Queries) error {
 		var err error
 		if row, err = q.CreateHost(ctx, params); err != nil {
 			return err
@@ -96,12 +94,12 @@ func (s *Service) CreateHost(ctx context.Context, p *Principal, name string, pla
 		if _, err := q.CreateHostToken(ctx, db.CreateHostTokenParams{HostID: row.ID, TokenHash: hash, CreatedBy: params.CreatedBy, ExpiresAt: expires}); err != nil {
 			return err
 		}
-		if err := s.audit(ctx, q, p, "host.create", "host", uuidString(row.ID), map[string]any{"name": name, "platform": platform}); err != nil {
+		if err := core.Audit(ctx, q, p, "host.create", "host", core.UUIDString(row.ID), map[string]any{"name": name, "platform": platform}); err != nil {
 			return err
 		}
 		// The live token is in Redis (single use, expiring); written before the
 		// commit, so a committed host always has its token.
-		return s.redis.Set(ctx, registrationKey(hash), uuidString(row.ID), RegistrationTTL).Err()
+		return s.st.Redis.Set(ctx, registrationKey(hash), core.UUIDString(row.ID), RegistrationTTL).Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create host: %w", err)
@@ -111,14 +109,14 @@ func (s *Service) CreateHost(ctx context.Context, p *Principal, name string, pla
 
 // hostFor returns a host the principal may see: every host for platform admins, the
 // team's own otherwise; anything else is not found.
-func (s *Service) hostFor(ctx context.Context, p *Principal, id string) (db.Host, error) {
-	hid, err := parseUUID(id)
+func (s *Service) hostFor(ctx context.Context, p *core.Principal, id string) (db.Host, error) {
+	hid, err := core.ParseUUID(id)
 	if err != nil {
 		return db.Host{}, err
 	}
 	row, err := s.q.GetHost(ctx, hid)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !p.Admin && uuidString(row.TeamID) != p.TeamID) || (err == nil && !p.Admin && !row.TeamID.Valid) {
-		return db.Host{}, fmt.Errorf("%w: host %s", ErrNotFound, id)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !p.Admin && core.UUIDString(row.TeamID) != p.TeamID) || (err == nil && !p.Admin && !row.TeamID.Valid) {
+		return db.Host{}, fmt.Errorf("%w: host %s", core.ErrNotFound, id)
 	}
 	if err != nil {
 		return db.Host{}, fmt.Errorf("get host %s: %w", id, err)
@@ -127,13 +125,13 @@ func (s *Service) hostFor(ctx context.Context, p *Principal, id string) (db.Host
 }
 
 // manageable is hostFor for changes: team hosts need an owner or admin.
-func (s *Service) manageable(ctx context.Context, p *Principal, id string) (db.Host, error) {
+func (s *Service) manageable(ctx context.Context, p *core.Principal, id string) (db.Host, error) {
 	row, err := s.hostFor(ctx, p, id)
 	if err != nil {
 		return row, err
 	}
 	if p.UserID == "" || (!p.Admin && !p.CanManage()) {
-		return row, fmt.Errorf("%w: only team owners and admins manage hosts", ErrForbidden)
+		return row, fmt.Errorf("%w: only team owners and admins manage hosts", core.ErrForbidden)
 	}
 	return row, nil
 }
@@ -151,13 +149,13 @@ func (s *Service) hostLoads(ctx context.Context) (map[pgtype.UUID]db.HostLoadsRo
 }
 
 // ListHosts lists the hosts the principal may see.
-func (s *Service) ListHosts(ctx context.Context, p *Principal) ([]*Host, error) {
+func (s *Service) ListHosts(ctx context.Context, p *core.Principal) ([]*Host, error) {
 	var rows []db.Host
 	var err error
 	if p.Admin {
 		rows, err = s.q.ListHosts(ctx)
 	} else {
-		tid, perr := parseUUID(p.TeamID)
+		tid, perr := core.ParseUUID(p.TeamID)
 		if perr != nil {
 			return nil, perr
 		}
@@ -182,7 +180,7 @@ func (s *Service) ListHosts(ctx context.Context, p *Principal) ([]*Host, error) 
 }
 
 // GetHost returns one host.
-func (s *Service) GetHost(ctx context.Context, p *Principal, id string) (*Host, error) {
+func (s *Service) GetHost(ctx context.Context, p *core.Principal, id string) (*Host, error) {
 	row, err := s.hostFor(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -201,9 +199,9 @@ func (s *Service) GetHost(ctx context.Context, p *Principal, id string) (*Host, 
 var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 // TagHost adds (or, with remove, removes) a tag.
-func (s *Service) TagHost(ctx context.Context, p *Principal, id, tag string, remove bool) error {
+func (s *Service) TagHost(ctx context.Context, p *core.Principal, id, tag string, remove bool) error {
 	if !tagPattern.MatchString(tag) {
-		return fmt.Errorf("%w: tags are 1..63 of a-z 0-9 . _ - (starting with a letter or digit)", ErrInvalid)
+		return fmt.Errorf("%w: tags are 1..63 of a-z 0-9 . _ - (starting with a letter or digit)", core.ErrInvalid)
 	}
 	row, err := s.manageable(ctx, p, id)
 	if err != nil {
@@ -212,7 +210,7 @@ func (s *Service) TagHost(ctx context.Context, p *Principal, id, tag string, rem
 	if remove {
 		n, err := s.q.RemoveHostTag(ctx, db.RemoveHostTagParams{HostID: row.ID, Tag: tag})
 		if err == nil && n == 0 {
-			return fmt.Errorf("%w: host %s has no tag %q", ErrNotFound, id, tag)
+			return fmt.Errorf("%w: host %s has no tag %q", core.ErrNotFound, id, tag)
 		}
 		return err
 	}
@@ -226,12 +224,12 @@ func (e *HostBusyError) Error() string {
 	return fmt.Sprintf("the host runs %d sandboxes: destroy them first or delete with force=true", len(e.Sandboxes))
 }
 
-func (e *HostBusyError) Unwrap() error { return ErrConflict }
+func (e *HostBusyError) Unwrap() error { return core.ErrConflict }
 
 // DeleteHost removes a host. With live sandboxes it refuses (HostBusyError) unless
 // force, which destroys them first (as far as the host answers; the sandboxes are
 // recorded stopped either way). The host's credentials stop working at once.
-func (s *Service) DeleteHost(ctx context.Context, p *Principal, id string, force bool) error {
+func (s *Service) DeleteHost(ctx context.Context, p *core.Principal, id string, force bool) error {
 	row, err := s.manageable(ctx, p, id)
 	if err != nil {
 		return err
@@ -250,54 +248,20 @@ func (s *Service) DeleteHost(ctx context.Context, p *Principal, id string, force
 	for _, sb := range live {
 		// An unreachable host is not waited for: its agent is refused from now on, and
 		// its sandboxes are recorded stopped.
-		s.stopOnHost(ctx, sb, "host deleted", row.Status == "online")
+		s.sandboxes.StopOnHost(ctx, sb, "host deleted", row.Status == "online")
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		if _, err := q.DeleteHost(ctx, row.ID); err != nil {
 			return err
 		}
 		if err := q.RevokeHostRefreshTokens(ctx, row.ID); err != nil {
 			return err
 		}
-		return s.audit(ctx, q, p, "host.delete", "host", id, map[string]any{"force": force, "sandboxes": len(live)})
+		return core.Audit(ctx, q, p, "host.delete", "host", id, map[string]any{"force": force, "sandboxes": len(live)})
 	})
 	if err != nil {
 		return fmt.Errorf("delete host %s: %w", id, err)
 	}
-	s.hosts.Evict(id)
+	s.conns.Evict(id)
 	return nil
-}
-
-// stopOnHost destroys a sandbox on its host as far as the host answers and records it
-// stopped (the reconciler stops what an unreachable host still runs when it is back).
-func (s *Service) stopOnHost(ctx context.Context, sb db.Sandbox, why string, reachable bool) {
-	if agent, err := s.agentOf(ctx, sb); err == nil && reachable {
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
-			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)
-		}
-		cancel()
-	}
-	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: "stopped", Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		s.log.Error("record stopped sandbox", "sandbox", sb.ID, "err", err)
-	}
-	s.sandboxesChanged(ctx, sb.TeamID)
-}
-
-// SetTeamBYOC lets a team run on its own hosts (platform admins only).
-func (s *Service) SetTeamBYOC(ctx context.Context, p *Principal, teamID string, byoc bool) error {
-	if !p.Admin {
-		return fmt.Errorf("%w: platform administrators only", ErrForbidden)
-	}
-	tid, err := parseUUID(teamID)
-	if err != nil {
-		return err
-	}
-	if _, err := s.q.SetTeamBYOC(ctx, db.SetTeamBYOCParams{ID: tid, IsBYOC: byoc}); errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: team %s", ErrNotFound, teamID)
-	} else if err != nil {
-		return err
-	}
-	return s.audit(ctx, s.q, p, "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
 }
