@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -62,7 +63,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if sb.Status != "running" {
+	if sb.Status != lifecycle.Running {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("sandbox %s is %s", id, sb.Status))
 		return
 	}

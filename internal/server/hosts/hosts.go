@@ -13,6 +13,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
 
 // RegistrationTTL is how long a registration token can be used.
@@ -20,25 +21,25 @@ const RegistrationTTL = time.Hour
 
 // Host is a host as the API shows it.
 type Host struct {
-	ID              string     `json:"id"`
-	TeamID          string     `json:"team_id,omitempty"` // empty: a platform host
-	Name            string     `json:"name"`
-	Status          string     `json:"status"`
-	Address         string     `json:"address"`
-	CertFingerprint string     `json:"cert_fingerprint,omitempty"`
-	AgentVersion    string     `json:"agent_version"`
-	VCPUs           int        `json:"vcpus"`
-	MemoryMB        int        `json:"memory_mb"`
-	Sandboxes       int        `json:"sandboxes"`
-	Tags            []string   `json:"tags"`
-	CreatedAt       time.Time  `json:"created_at"`
-	RegisteredAt    *time.Time `json:"registered_at,omitempty"`
-	LastHeartbeatAt *time.Time `json:"last_heartbeat_at,omitempty"`
+	ID              string               `json:"id"`
+	TeamID          string               `json:"team_id,omitempty"` // empty: a platform host
+	Name            string               `json:"name"`
+	Status          scheduler.HostStatus `json:"status"`
+	Address         string               `json:"address"`
+	CertFingerprint string               `json:"cert_fingerprint,omitempty"`
+	AgentVersion    string               `json:"agent_version"`
+	VCPUs           int                  `json:"vcpus"`
+	MemoryMB        int                  `json:"memory_mb"`
+	Sandboxes       int                  `json:"sandboxes"`
+	Tags            []string             `json:"tags"`
+	CreatedAt       time.Time            `json:"created_at"`
+	RegisteredAt    *time.Time           `json:"registered_at,omitempty"`
+	LastHeartbeatAt *time.Time           `json:"last_heartbeat_at,omitempty"`
 }
 
 func toHost(r db.Host, tags []string, sandboxes int) *Host {
 	h := &Host{
-		ID: core.UUIDString(r.ID), TeamID: core.UUIDString(r.TeamID), Name: r.Name, Status: r.Status, Address: r.Address,
+		ID: core.UUIDString(r.ID), TeamID: core.UUIDString(r.TeamID), Name: r.Name, Status: scheduler.HostStatus(r.Status), Address: r.Address,
 		AgentVersion: r.AgentVersion, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB), Sandboxes: sandboxes,
 		Tags: tags, CreatedAt: r.CreatedAt, RegisteredAt: r.RegisteredAt, LastHeartbeatAt: r.LastHeartbeatAt,
 	}
@@ -248,7 +249,7 @@ func (s *Service) DeleteHost(ctx context.Context, p *core.Principal, id string, 
 	for _, sb := range live {
 		// An unreachable host is not waited for: its agent is refused from now on, and
 		// its sandboxes are recorded stopped.
-		s.sandboxes.StopOnHost(ctx, sb, "host deleted", row.Status == "online")
+		s.sandboxes.StopOnHost(ctx, sb, "host deleted", scheduler.HostStatus(row.Status) == scheduler.StatusOnline)
 	}
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		if _, err := q.DeleteHost(ctx, row.ID); err != nil {

@@ -14,12 +14,19 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"golang.org/x/sync/singleflight"
 )
 
-// Statuses a sandbox can have in the database.
-var sandboxStatuses = []string{"pending", "starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error", "missing"}
+// knownStates lists the states a filter may name, for its error message.
+var knownStates = func() string {
+	names := make([]string, len(lifecycle.All))
+	for i, st := range lifecycle.All {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}()
 
 // MaxList bounds one listing.
 const MaxList = 1000
@@ -42,13 +49,17 @@ func (f ListFilter) normalise() (ListFilter, error) {
 	}
 	switch {
 	case len(f.States) == 0:
-		out.States = slices.DeleteFunc(slices.Clone(sandboxStatuses), func(s string) bool { return s == "stopped" })
+		for _, st := range lifecycle.All {
+			if st != lifecycle.Stopped {
+				out.States = append(out.States, string(st))
+			}
+		}
 	case slices.Contains(f.States, "all"):
 		out.States = nil // no filter
 	default:
 		for _, st := range f.States {
-			if !slices.Contains(sandboxStatuses, st) {
-				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", core.ErrInvalid, st, strings.Join(sandboxStatuses, ", "))
+			if !lifecycle.Known(st) {
+				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", core.ErrInvalid, st, knownStates)
 			}
 		}
 		out.States = slices.Compact(slices.Sorted(slices.Values(f.States)))

@@ -55,7 +55,7 @@ func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec
 		id := core.UUIDString(r.ID)
 		byID[id] = r.ID
 		hosts = append(hosts, scheduler.Host{
-			ID: id, TeamID: core.UUIDString(r.TeamID), Status: r.Status, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
+			ID: id, TeamID: core.UUIDString(r.TeamID), Status: scheduler.HostStatus(r.Status), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
 			UsedVCPUs: int(l.Vcpus), UsedMemoryMB: int(l.MemoryMB), Sandboxes: int(l.Sandboxes),
 		})
 	}

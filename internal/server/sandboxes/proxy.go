@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
@@ -40,7 +41,7 @@ func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCr
 		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	row, err := s.q.GetSandboxForProxy(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (row.Status != "running" || !row.HostID.Valid)) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (lifecycle.State(row.Status) != lifecycle.Running || !row.HostID.Valid)) {
 		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	if err != nil {

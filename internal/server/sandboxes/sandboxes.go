@@ -14,6 +14,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
@@ -34,14 +35,14 @@ type SandboxSpec struct {
 
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
-	ID                  string `json:"id"`
-	Template            string `json:"template"`
-	Status              string `json:"status"`
-	VCPUs               int    `json:"vcpus"`
-	MemoryMB            int    `json:"memory_mb"`
-	TimeoutSec          int    `json:"timeout_sec"`
-	AllowInternetAccess bool   `json:"allow_internet_access"`
-	AllowPublicTraffic  bool   `json:"allow_public_traffic"`
+	ID                  string          `json:"id"`
+	Template            string          `json:"template"`
+	Status              lifecycle.State `json:"status"`
+	VCPUs               int             `json:"vcpus"`
+	MemoryMB            int             `json:"memory_mb"`
+	TimeoutSec          int             `json:"timeout_sec"`
+	AllowInternetAccess bool            `json:"allow_internet_access"`
+	AllowPublicTraffic  bool            `json:"allow_public_traffic"`
 	// TrafficAccessToken is shown once, in the create answer of a private sandbox.
 	TrafficAccessToken string            `json:"traffic_access_token,omitempty"`
 	Metadata           map[string]string `json:"metadata"`
@@ -51,9 +52,13 @@ type Sandbox struct {
 	StoppedAt          *time.Time        `json:"stopped_at,omitempty"`
 }
 
+// stateOf is a row's status as a lifecycle state: the database stores the state's
+// name (its CHECK constraint lists the same names), and the code compares states.
+func stateOf(r db.Sandbox) lifecycle.State { return lifecycle.State(r.Status) }
+
 func toSandbox(r db.Sandbox) *Sandbox {
 	sb := &Sandbox{
-		ID: r.ID, Template: r.Template, Status: r.Status, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
+		ID: r.ID, Template: r.Template, Status: stateOf(r), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
 		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, AllowPublicTraffic: r.AllowPublicTraffic, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, Metadata: map[string]string{},
 	}
@@ -110,7 +115,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		var err error
 		row, err = q.CreateSandbox(ctx, db.CreateSandboxParams{
-			ID: id, TeamID: teamID, HostID: hostID, Template: spec.Template, Status: "starting", Vcpus: int32(spec.VCPUs),
+			ID: id, TeamID: teamID, HostID: hostID, Template: spec.Template, Status: string(lifecycle.Starting), Vcpus: int32(spec.VCPUs),
 			MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec), AllowInternetAccess: allow, Metadata: meta,
 			AllowPublicTraffic: public, TrafficTokenHash: trafficHash,
 		})
@@ -130,14 +135,14 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
 	if err != nil {
 		msg := agentMessage(err)
-		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "error", Error: &msg}); uerr != nil {
+		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: string(lifecycle.Error), Error: &msg}); uerr != nil {
 			s.log.Error("record failed create", "sandbox", id, "err", uerr)
 		}
 		s.sandboxesChanged(ctx, teamID)
 		return nil, fmt.Errorf("create sandbox %s: %w", id, agentError(err))
 	}
 	hostIP := resp.Msg.GetSandbox().GetHostIp()
-	row, err = s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: "running", HostIP: &hostIP})
+	row, err = s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: string(lifecycle.Running), HostIP: &hostIP})
 	s.sandboxesChanged(ctx, teamID)
 	if err != nil {
 		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
@@ -232,7 +237,7 @@ func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id stri
 	if err != nil {
 		return err
 	}
-	if row.Status == "stopped" {
+	if stateOf(row) == lifecycle.Stopped {
 		return fmt.Errorf("%w: sandbox %s is already stopped", core.ErrNotFound, id)
 	}
 	// A sandbox whose host is unreachable (missing) or gone is recorded stopped at
@@ -241,16 +246,16 @@ func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id stri
 		_, err = agent.DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
 		switch code := connect.CodeOf(err); {
 		case err == nil, code == connect.CodeNotFound:
-		case row.Status == "missing" || code == connect.CodeUnavailable:
+		case stateOf(row) == lifecycle.Missing || code == connect.CodeUnavailable:
 			s.log.Warn("destroy on an unreachable host: recorded stopped, the monitor finishes it", "sandbox", id, "err", err)
 		default:
 			return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
 		}
-	} else if row.Status != "missing" && row.HostID.Valid {
+	} else if stateOf(row) != lifecycle.Missing && row.HostID.Valid {
 		return err
 	}
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
-		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: "stopped"}); err != nil {
+		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: string(lifecycle.Stopped)}); err != nil {
 			return err
 		}
 		return core.Audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
@@ -273,7 +278,7 @@ func (s *Service) StopOnHost(ctx context.Context, sb db.Sandbox, why string, rea
 		}
 		cancel()
 	}
-	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: "stopped", Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: string(lifecycle.Stopped), Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		s.log.Error("record stopped sandbox", "sandbox", sb.ID, "err", err)
 	}
 	s.sandboxesChanged(ctx, sb.TeamID)

@@ -12,16 +12,33 @@ import (
 	"sync/atomic"
 )
 
-// StatusOnline is the only host status that takes new sandboxes.
-const StatusOnline = "online"
+// HostStatus is a host's status as the control plane records it (hosts.status; the
+// table's CHECK constraint lists the same names). Defined here, beside the only rule
+// that depends on it: just online hosts take new sandboxes.
+type HostStatus string
+
+// Host statuses.
+const (
+	// StatusPending: created, its agent has not registered yet.
+	StatusPending HostStatus = "pending"
+	// StatusOnline: registered and heartbeating; the only status that takes sandboxes.
+	StatusOnline HostStatus = "online"
+	// StatusUnreachable: silent for too long (or presenting another certificate); its
+	// sandboxes are missing until it is back.
+	StatusUnreachable HostStatus = "unreachable"
+	// StatusDraining: keeps its sandboxes, takes no new ones.
+	StatusDraining HostStatus = "draining"
+	// StatusOffline: deleted.
+	StatusOffline HostStatus = "offline"
+)
 
 // Host is a candidate host as the control plane knows it.
 type Host struct {
-	ID       string // uuid
-	TeamID   string // "" = platform host; else the BYOC team that owns it
-	Status   string // only "online" hosts take sandboxes
-	VCPUs    int    // capacity reported by the agent (0 = unknown: treat as unlimited)
-	MemoryMB int    // capacity (0 = unknown: unlimited)
+	ID       string     // uuid
+	TeamID   string     // "" = platform host; else the BYOC team that owns it
+	Status   HostStatus // only online hosts take sandboxes
+	VCPUs    int        // capacity reported by the agent (0 = unknown: treat as unlimited)
+	MemoryMB int        // capacity (0 = unknown: unlimited)
 
 	UsedVCPUs, UsedMemoryMB int // reserved by the sandboxes placed there and not stopped
 	Sandboxes               int // live sandboxes placed there

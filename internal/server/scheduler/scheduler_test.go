@@ -18,7 +18,7 @@ func online(id, team string) Host {
 	return Host{ID: id, TeamID: team, Status: StatusOnline, VCPUs: 8, MemoryMB: 8192}
 }
 
-func withStatus(h Host, status string) Host { h.Status = status; return h }
+func withStatus(h Host, status HostStatus) Host { h.Status = status; return h }
 
 func withUsed(h Host, vcpus, mem, sandboxes int) Host {
 	h.UsedVCPUs, h.UsedMemoryMB, h.Sandboxes = vcpus, mem, sandboxes
