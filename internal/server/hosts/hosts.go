@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -197,12 +196,10 @@ func (s *Service) GetHost(ctx context.Context, p *core.Principal, id string) (*H
 	return toHost(row, tags, int(loads[row.ID].Sandboxes)), nil
 }
 
-var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-
 // TagHost adds (or, with remove, removes) a tag.
 func (s *Service) TagHost(ctx context.Context, p *core.Principal, id, tag string, remove bool) error {
-	if !tagPattern.MatchString(tag) {
-		return fmt.Errorf("%w: tags are 1..63 of a-z 0-9 . _ - (starting with a letter or digit)", core.ErrInvalid)
+	if err := scheduler.ValidTag(tag); err != nil {
+		return fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
 	row, err := s.manageable(ctx, p, id)
 	if err != nil {
