@@ -136,18 +136,6 @@ func (s *Service) manageable(ctx context.Context, p *core.Principal, id string) 
 	return row, nil
 }
 
-func (s *Service) hostLoads(ctx context.Context) (map[pgtype.UUID]db.HostLoadsRow, error) {
-	loads, err := s.q.HostLoads(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("host loads: %w", err)
-	}
-	out := make(map[pgtype.UUID]db.HostLoadsRow, len(loads))
-	for _, l := range loads {
-		out[l.HostID] = l
-	}
-	return out, nil
-}
-
 // ListHosts lists the hosts the principal may see.
 func (s *Service) ListHosts(ctx context.Context, p *core.Principal) ([]*Host, error) {
 	var rows []db.Host
@@ -164,17 +152,26 @@ func (s *Service) ListHosts(ctx context.Context, p *core.Principal) ([]*Host, er
 	if err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}
-	loads, err := s.hostLoads(ctx)
+	loads, err := s.q.HostLoads(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("host loads: %w", err)
+	}
+	sandboxes := make(map[pgtype.UUID]int, len(loads))
+	for _, l := range loads {
+		sandboxes[l.HostID] = int(l.Sandboxes)
+	}
+	// Every host's tags in one query rather than one per host.
+	all, err := s.q.ListAllHostTags(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("host tags: %w", err)
+	}
+	tags := map[pgtype.UUID][]string{}
+	for _, t := range all {
+		tags[t.HostID] = append(tags[t.HostID], t.Tag)
 	}
 	out := make([]*Host, 0, len(rows))
 	for _, r := range rows {
-		tags, err := s.q.ListHostTags(ctx, r.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, toHost(r, tags, int(loads[r.ID].Sandboxes)))
+		out = append(out, toHost(r, tags[r.ID], sandboxes[r.ID]))
 	}
 	return out, nil
 }
@@ -187,13 +184,13 @@ func (s *Service) GetHost(ctx context.Context, p *core.Principal, id string) (*H
 	}
 	tags, err := s.q.ListHostTags(ctx, row.ID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tags of host %s: %w", id, err)
 	}
-	loads, err := s.hostLoads(ctx)
+	load, err := s.q.HostLoad(ctx, row.ID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load of host %s: %w", id, err)
 	}
-	return toHost(row, tags, int(loads[row.ID].Sandboxes)), nil
+	return toHost(row, tags, int(load.Sandboxes)), nil
 }
 
 // TagHost adds (or, with remove, removes) a tag.

@@ -17,6 +17,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
 
 // SandboxSpec is a create request.
@@ -31,6 +32,10 @@ type SandboxSpec struct {
 	AllowPublicTraffic *bool
 	EnvVars            map[string]string
 	Metadata           map[string]string
+	// HostTags places the sandbox only on a host carrying every one of these tags.
+	// Not part of the REST create (E2B's request has no such field); it is how a
+	// template or a future API field asks for particular hosts.
+	HostTags []string
 }
 
 // Sandbox is a sandbox as the API shows it.
@@ -69,10 +74,83 @@ func toSandbox(r db.Sandbox) *Sandbox {
 	return sb
 }
 
-// CreateSandbox places the sandbox on a host, records it, has the host's agent boot
-// it and returns it running. If the agent fails, the sandbox is recorded as failed
-// (status error) — never left pending — and the error is returned.
+// CreateSandbox places the sandbox on a host — reserving its capacity there in the
+// same transaction that records it (see place) — has the host's agent boot it and
+// returns it running. If the agent fails, the sandbox is recorded as failed (status
+// error, which holds no capacity) — never left starting — and the error is returned.
 func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
+	spec = spec.withDefaults()
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	params, trafficToken, err := s.newRecord(p, spec)
+	if err != nil {
+		return nil, err
+	}
+	row, agent, err := s.place(ctx, p, spec, params)
+	if err != nil {
+		return nil, err
+	}
+	s.sandboxesChanged(ctx, row.TeamID)
+	req := &pb.CreateSandboxRequest{
+		SandboxId: row.ID, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &params.AllowInternetAccess,
+	}
+	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
+	if err != nil {
+		s.release(ctx, row, agentMessage(err))
+		return nil, fmt.Errorf("create sandbox %s: %w", row.ID, agentError(err))
+	}
+	hostIP := resp.Msg.GetSandbox().GetHostIp()
+	// The sandbox runs whether or not the caller is still there: record it regardless.
+	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP})
+	s.sandboxesChanged(ctx, row.TeamID)
+	if err != nil {
+		return nil, fmt.Errorf("record running sandbox %s: %w", req.SandboxId, err)
+	}
+	out := toSandbox(row)
+	out.TrafficAccessToken = trafficToken
+	return out, nil
+}
+
+// release gives a failed create's reservation back: status error holds no capacity.
+// Should recording it fail, the row stays starting, and the host monitor marks it
+// lost (error) once it is older than its grace period and the host does not run it.
+func (s *Service) release(ctx context.Context, row db.Sandbox, msg string) {
+	if _, err := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Error), Error: &msg}); err != nil {
+		s.log.Error("record failed create", "sandbox", row.ID, "err", err)
+	}
+	s.sandboxesChanged(ctx, row.TeamID)
+}
+
+// newRecord is the sandbox's row but its host, and the traffic token shown once in
+// the create answer of a private sandbox.
+func (s *Service) newRecord(p *core.Principal, spec SandboxSpec) (db.CreateSandboxParams, string, error) {
+	teamID, err := core.ParseUUID(p.TeamID)
+	if err != nil {
+		return db.CreateSandboxParams{}, "", err
+	}
+	meta, err := json.Marshal(orEmpty(spec.Metadata))
+	if err != nil {
+		return db.CreateSandboxParams{}, "", fmt.Errorf("metadata: %w", err)
+	}
+	params := db.CreateSandboxParams{
+		ID: ident.NewSandboxID(), TeamID: teamID, Template: spec.Template, Status: string(lifecycle.Starting),
+		Vcpus: int32(spec.VCPUs), MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec),
+		AllowInternetAccess: s.allowInternet, Metadata: meta, AllowPublicTraffic: true,
+	}
+	if spec.AllowInternetAccess != nil {
+		params.AllowInternetAccess = *spec.AllowInternetAccess
+	}
+	var trafficToken string
+	if spec.AllowPublicTraffic != nil && !*spec.AllowPublicTraffic {
+		params.AllowPublicTraffic = false
+		trafficToken, params.TrafficTokenHash = auth.NewOpaqueToken(auth.TrafficTokenPrefix)
+	}
+	return params, trafficToken, nil
+}
+
+func (spec SandboxSpec) withDefaults() SandboxSpec {
 	if spec.Template == "" {
 		spec.Template = "base"
 	}
@@ -82,74 +160,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	if spec.MemoryMB == 0 {
 		spec.MemoryMB = 512
 	}
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	allow := s.allowInternet
-	if spec.AllowInternetAccess != nil {
-		allow = *spec.AllowInternetAccess
-	}
-	public, trafficToken, trafficHash := true, "", []byte(nil)
-	if spec.AllowPublicTraffic != nil && !*spec.AllowPublicTraffic {
-		public = false
-		trafficToken, trafficHash = auth.NewOpaqueToken(auth.TrafficTokenPrefix)
-	}
-	hostID, err := s.place(ctx, p, spec)
-	if err != nil {
-		return nil, err
-	}
-	agent, err := s.agents.Agent(ctx, core.UUIDString(hostID))
-	if err != nil {
-		return nil, fmt.Errorf("reach host %s: %w", core.UUIDString(hostID), err)
-	}
-	id := ident.NewSandboxID()
-	teamID, err := core.ParseUUID(p.TeamID)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := json.Marshal(orEmpty(spec.Metadata))
-	if err != nil {
-		return nil, err
-	}
-	var row db.Sandbox
-	err = s.st.Tx(ctx, func(q *db.Queries) error {
-		var err error
-		row, err = q.CreateSandbox(ctx, db.CreateSandboxParams{
-			ID: id, TeamID: teamID, HostID: hostID, Template: spec.Template, Status: string(lifecycle.Starting), Vcpus: int32(spec.VCPUs),
-			MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec), AllowInternetAccess: allow, Metadata: meta,
-			AllowPublicTraffic: public, TrafficTokenHash: trafficHash,
-		})
-		if err != nil {
-			return err
-		}
-		return core.Audit(ctx, q, p, "sandbox.create", "sandbox", id, map[string]any{"template": spec.Template})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record sandbox: %w", err)
-	}
-	s.sandboxesChanged(ctx, teamID)
-	req := &pb.CreateSandboxRequest{
-		SandboxId: id, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
-		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &allow,
-	}
-	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
-	if err != nil {
-		msg := agentMessage(err)
-		if _, uerr := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: string(lifecycle.Error), Error: &msg}); uerr != nil {
-			s.log.Error("record failed create", "sandbox", id, "err", uerr)
-		}
-		s.sandboxesChanged(ctx, teamID)
-		return nil, fmt.Errorf("create sandbox %s: %w", id, agentError(err))
-	}
-	hostIP := resp.Msg.GetSandbox().GetHostIp()
-	row, err = s.q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: teamID, Status: string(lifecycle.Running), HostIP: &hostIP})
-	s.sandboxesChanged(ctx, teamID)
-	if err != nil {
-		return nil, fmt.Errorf("record running sandbox %s: %w", id, err)
-	}
-	out := toSandbox(row)
-	out.TrafficAccessToken = trafficToken
-	return out, nil
+	return spec
 }
 
 // Platform-wide bounds, checked before anything is recorded; a host may refuse less
@@ -159,6 +170,7 @@ const (
 	maxMemoryMB   = 256 << 10
 	maxTimeoutSec = 7 * 24 * 3600
 	maxMetadata   = 64
+	maxHostTags   = 16
 )
 
 var (
@@ -180,6 +192,13 @@ func (spec SandboxSpec) validate() error {
 		return bad("timeout_sec %d out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
 	case len(spec.Metadata) > maxMetadata:
 		return bad("at most %d metadata entries", maxMetadata)
+	case len(spec.HostTags) > maxHostTags:
+		return bad("at most %d host tags", maxHostTags)
+	}
+	for _, tag := range spec.HostTags {
+		if err := scheduler.ValidTag(tag); err != nil {
+			return bad("host tag %q: %v", tag, err)
+		}
 	}
 	for k, v := range spec.EnvVars {
 		if !envNamePattern.MatchString(k) {
