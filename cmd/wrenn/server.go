@@ -11,12 +11,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/internal/config"
+	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/scheduler"
-	"github.com/wrennhq/wrenn/internal/server/service"
 	"github.com/wrennhq/wrenn/internal/server/store"
 	"github.com/wrennhq/wrenn/internal/version"
 )
@@ -54,26 +57,49 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.New(service.Config{
-		DB: pool, Redis: rdb, Tokens: tokens, Sealer: sealer, Scheduler: sched, Log: log,
-		AllowInternetDefault: cfg.AllowInternetDefault, HeartbeatInterval: cfg.HostHeartbeatInterval,
-	})
+	st, err := core.NewStore(pool, rdb)
 	if err != nil {
 		return err
 	}
-	svc.SetHosts(hostclient.NewPool(svc.HostConn))
-	go svc.RunHostMonitor(ctx, service.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
+	svc, err := newServices(st, tokens, sealer, hostclient.NewPool(hosts.Lookup(st, sealer)), sched, cfg, log)
+	if err != nil {
+		return err
+	}
+	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	// Sandbox ports are served at {port}-{id}.WRENN_DOMAIN (and by E2b-Sandbox-* headers).
-	px := proxy.New(svc, cfg.Domain, log)
+	px := proxy.New(svc.Sandboxes, cfg.Domain, log)
 	px.SetConnLimit(cfg.ProxyConnLimit)
 	handler := px.Wrap(api.New(svc, log))
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
+}
+
+// newServices wires the control plane's services to each other: accounts resolves the
+// API keys the sandboxes' port proxy accepts, hosts stops a deleted host's sandboxes
+// through sandboxes, and both reach agents through the same connection pool.
+func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, cfg config.Server, log *slog.Logger) (api.Services, error) {
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	if err != nil {
+		return api.Services{}, err
+	}
+	sbx, err := sandboxes.New(sandboxes.Config{
+		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Log: log,
+	})
+	if err != nil {
+		return api.Services{}, err
+	}
+	hs, err := hosts.New(hosts.Config{
+		Store: st, Tokens: tokens, Sealer: sealer, Conns: agents, Sandboxes: sbx, HeartbeatInterval: cfg.HostHeartbeatInterval, Log: log,
+	})
+	if err != nil {
+		return api.Services{}, err
+	}
+	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready}, nil
 }
 
 // openRedis connects to WRENN_REDIS_URL (redis://, rediss:// or unix://) and checks

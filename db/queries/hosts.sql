@@ -137,3 +137,25 @@ UPDATE teams SET is_byoc = @is_byoc WHERE id = @id AND deleted_at IS NULL RETURN
 
 -- name: SetUserAdmin :one
 UPDATE users SET is_admin = @is_admin, updated_at = now() WHERE email = @email RETURNING *;
+
+-- name: ListAllHostTags :many
+-- Every live host's tags in one query (placement, host listings).
+SELECT ht.host_id, ht.tag FROM host_tags ht
+JOIN hosts h ON h.id = ht.host_id
+WHERE h.deleted_at IS NULL
+ORDER BY ht.host_id, ht.tag;
+
+-- name: LockHostForPlacement :one
+-- Placement's reservation, step 1: lock the picked host's row until the transaction
+-- ends, so placements on one host run one after another. Under READ COMMITTED each
+-- statement sees what was committed when it started, so the HostLoad read after this
+-- lock is granted includes every sandbox reserved there before. NO KEY UPDATE is
+-- enough (placements conflict with each other) and, unlike FOR UPDATE, does not hold
+-- up inserts that merely reference the host (tags, template files).
+SELECT * FROM hosts WHERE id = @id AND deleted_at IS NULL FOR NO KEY UPDATE;
+
+-- name: HostLoad :one
+-- Placement's reservation, step 2: what one host has reserved (as HostLoads).
+SELECT count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
+FROM sandboxes
+WHERE host_id = @host_id AND status NOT IN ('stopped', 'error');

@@ -250,6 +250,26 @@ func (q *Queries) HostHeartbeat(ctx context.Context, arg HostHeartbeatParams) (H
 	return i, err
 }
 
+const hostLoad = `-- name: HostLoad :one
+SELECT count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
+FROM sandboxes
+WHERE host_id = $1 AND status NOT IN ('stopped', 'error')
+`
+
+type HostLoadRow struct {
+	Sandboxes int32
+	Vcpus     int32
+	MemoryMB  int32
+}
+
+// Placement's reservation, step 2: what one host has reserved (as HostLoads).
+func (q *Queries) HostLoad(ctx context.Context, hostID pgtype.UUID) (HostLoadRow, error) {
+	row := q.db.QueryRow(ctx, hostLoad, hostID)
+	var i HostLoadRow
+	err := row.Scan(&i.Sandboxes, &i.Vcpus, &i.MemoryMB)
+	return i, err
+}
+
 const hostLoads = `-- name: HostLoads :many
 SELECT host_id, count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
 FROM sandboxes
@@ -280,6 +300,39 @@ func (q *Queries) HostLoads(ctx context.Context) ([]HostLoadsRow, error) {
 			&i.Vcpus,
 			&i.MemoryMB,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listAllHostTags = `-- name: ListAllHostTags :many
+SELECT ht.host_id, ht.tag FROM host_tags ht
+JOIN hosts h ON h.id = ht.host_id
+WHERE h.deleted_at IS NULL
+ORDER BY ht.host_id, ht.tag
+`
+
+type ListAllHostTagsRow struct {
+	HostID pgtype.UUID
+	Tag    string
+}
+
+// Every live host's tags in one query (placement, host listings).
+func (q *Queries) ListAllHostTags(ctx context.Context) ([]ListAllHostTagsRow, error) {
+	rows, err := q.db.Query(ctx, listAllHostTags)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAllHostTagsRow{}
+	for rows.Next() {
+		var i ListAllHostTagsRow
+		if err := rows.Scan(&i.HostID, &i.Tag); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -439,6 +492,39 @@ func (q *Queries) ListTeamHosts(ctx context.Context, teamID pgtype.UUID) ([]Host
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockHostForPlacement = `-- name: LockHostForPlacement :one
+SELECT id, team_id, name, address, status, created_at, last_heartbeat_at, created_by, cert_fingerprint, secret_sealed, agent_version, vcpus, memory_mb, registered_at, deleted_at FROM hosts WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE
+`
+
+// Placement's reservation, step 1: lock the picked host's row until the transaction
+// ends, so placements on one host run one after another. Under READ COMMITTED each
+// statement sees what was committed when it started, so the HostLoad read after this
+// lock is granted includes every sandbox reserved there before. NO KEY UPDATE is
+// enough (placements conflict with each other) and, unlike FOR UPDATE, does not hold
+// up inserts that merely reference the host (tags, template files).
+func (q *Queries) LockHostForPlacement(ctx context.Context, id pgtype.UUID) (Host, error) {
+	row := q.db.QueryRow(ctx, lockHostForPlacement, id)
+	var i Host
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.Name,
+		&i.Address,
+		&i.Status,
+		&i.CreatedAt,
+		&i.LastHeartbeatAt,
+		&i.CreatedBy,
+		&i.CertFingerprint,
+		&i.SecretSealed,
+		&i.AgentVersion,
+		&i.Vcpus,
+		&i.MemoryMB,
+		&i.RegisteredAt,
+		&i.DeletedAt,
+	)
+	return i, err
 }
 
 const markHostRefreshTokenUsed = `-- name: MarkHostRefreshTokenUsed :exec

@@ -100,3 +100,16 @@ func (m *machine) ConsoleLog() string {
 	_ = os.WriteFile(m.console, []byte(m.e.Logs()), 0o600)
 	return m.console
 }
+
+// FailNextStart makes the next Start fail with err (and later ones succeed), as a host
+// out of disk or memory fails a VM start. It replaces OnStart.
+func (d *Driver) FailNextStart(err error) {
+	var once sync.Once
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.OnStart = func(context.Context, vmm.Config) error {
+		var fail error
+		once.Do(func() { fail = err })
+		return fail
+	}
+}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/accounts"
 )
 
 type sessionResponse struct {
@@ -16,7 +16,7 @@ type sessionResponse struct {
 	Role      string    `json:"role"`
 }
 
-func session(s *service.Session) sessionResponse {
+func session(s *accounts.Session) sessionResponse {
 	return sessionResponse{Token: s.Token, ExpiresAt: s.ExpiresAt, UserID: s.UserID, TeamID: s.TeamID, Role: string(s.Role)}
 }
 
@@ -29,7 +29,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.svc.Signup(r.Context(), req.Email, req.Name, req.Password)
+	sess, err := s.accounts.Signup(r.Context(), req.Email, req.Name, req.Password)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -45,7 +45,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.svc.Login(r.Context(), req.Email, req.Password)
+	sess, err := s.accounts.Login(r.Context(), req.Email, req.Password)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -60,7 +60,7 @@ func (s *Server) switchTeam(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.svc.SwitchTeam(r.Context(), principal(r), req.TeamID)
+	sess, err := s.accounts.SwitchTeam(r.Context(), principal(r), req.TeamID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -79,7 +79,7 @@ type apiKeyResponse struct {
 	Key string `json:"key,omitempty"`
 }
 
-func apiKey(k service.APIKey) apiKeyResponse {
+func apiKey(k accounts.APIKey) apiKeyResponse {
 	return apiKeyResponse{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedBy: k.CreatedBy, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt}
 }
 
@@ -90,7 +90,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	k, err := s.svc.CreateAPIKey(r.Context(), principal(r), req.Name)
+	k, err := s.accounts.CreateAPIKey(r.Context(), principal(r), req.Name)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -101,7 +101,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.svc.ListAPIKeys(r.Context(), principal(r))
+	keys, err := s.accounts.ListAPIKeys(r.Context(), principal(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -114,7 +114,7 @@ func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.RevokeAPIKey(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
+	if err := s.accounts.RevokeAPIKey(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -16,25 +16,41 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/apidocs"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/hosts"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
 // maxBody bounds JSON request bodies.
 const maxBody = 1 << 20
 
+// Services are what the handlers call: one service per area of the control plane.
+type Services struct {
+	Accounts  *accounts.Service
+	Hosts     *hosts.Service
+	Sandboxes *sandboxes.Service
+	// Ready reports whether PostgreSQL and Redis answer (core.Store.Ready), for
+	// GET /healthz.
+	Ready func(context.Context) error
+}
+
 // Server holds the handlers' dependencies.
 type Server struct {
-	svc *service.Service
-	log *slog.Logger
+	accounts  *accounts.Service
+	hosts     *hosts.Service
+	sandboxes *sandboxes.Service
+	ready     func(context.Context) error
+	log       *slog.Logger
 }
 
 // New returns the /v1 router.
-func New(svc *service.Service, log *slog.Logger) http.Handler {
+func New(svc Services, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{svc: svc, log: log}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, log: log}
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	docs := apidocs.Handler()
@@ -84,7 +100,7 @@ func New(svc *service.Service, log *slog.Logger) http.Handler {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.svc.Ready(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		s.log.Error("not ready", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "PostgreSQL or Redis is unreachable (details in the server's log)")
 		return
@@ -95,8 +111,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 type ctxKey struct{}
 
 // principal returns the authenticated caller of a request.
-func principal(r *http.Request) *service.Principal {
-	p, _ := r.Context().Value(ctxKey{}).(*service.Principal)
+func principal(r *http.Request) *core.Principal {
+	p, _ := r.Context().Value(ctxKey{}).(*core.Principal)
 	return p
 }
 
@@ -105,19 +121,19 @@ func principal(r *http.Request) *service.Principal {
 func (s *Server) authenticate(allowKeys bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			var p *service.Principal
+			var p *core.Principal
 			var err error
 			switch bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); {
 			case hasBearer:
-				p, err = s.svc.FromToken(r.Context(), strings.TrimSpace(bearer))
+				p, err = s.accounts.FromToken(r.Context(), strings.TrimSpace(bearer))
 			case r.Header.Get("X-API-Key") != "":
 				if !allowKeys {
 					writeError(w, http.StatusForbidden, "forbidden", "this route needs a user's token, not an API key")
 					return
 				}
-				p, err = s.svc.FromAPIKey(r.Context(), r.Header.Get("X-API-Key"))
+				p, err = s.accounts.FromAPIKey(r.Context(), r.Header.Get("X-API-Key"))
 			default:
-				err = fmt.Errorf("%w: send Authorization: Bearer <token> or X-API-Key", service.ErrUnauthorized)
+				err = fmt.Errorf("%w: send Authorization: Bearer <token> or X-API-Key", core.ErrUnauthorized)
 			}
 			if err != nil {
 				s.fail(w, r, err)
@@ -170,7 +186,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps a service error to its status; anything unexpected is a logged 500 with a
 // message that reveals nothing internal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var tooMany *service.TooManyError
+	var tooMany *accounts.TooManyError
 	if errors.As(err, &tooMany) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(tooMany.RetryAfter.Seconds()+0.999)))
 		writeError(w, http.StatusTooManyRequests, "too_many_requests", err.Error())
@@ -181,12 +197,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status int
 		code   string
 	}{
-		{service.ErrInvalid, http.StatusBadRequest, "invalid_request"},
-		{service.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
-		{service.ErrForbidden, http.StatusForbidden, "forbidden"},
-		{service.ErrNotFound, http.StatusNotFound, "not_found"},
-		{service.ErrConflict, http.StatusConflict, "conflict"},
-		{service.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+		{core.ErrInvalid, http.StatusBadRequest, "invalid_request"},
+		{core.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+		{core.ErrForbidden, http.StatusForbidden, "forbidden"},
+		{core.ErrNotFound, http.StatusNotFound, "not_found"},
+		{core.ErrConflict, http.StatusConflict, "conflict"},
+		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	} {
 		if errors.Is(err, m.err) {
 			writeError(w, m.status, m.code, err.Error())

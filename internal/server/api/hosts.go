@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/hostproto"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/hosts"
 )
 
 // hostRoutes are the hosts' own endpoints (registration, token refresh, heartbeat)
@@ -37,7 +37,7 @@ func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	h, err := s.svc.CreateHost(r.Context(), principal(r), req.Name, req.Platform)
+	h, err := s.hosts.CreateHost(r.Context(), principal(r), req.Name, req.Platform)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -46,7 +46,7 @@ func (s *Server) createHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
-	list, err := s.svc.ListHosts(r.Context(), principal(r))
+	list, err := s.hosts.ListHosts(r.Context(), principal(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -55,7 +55,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
-	h, err := s.svc.GetHost(r.Context(), principal(r), chi.URLParam(r, "id"))
+	h, err := s.hosts.GetHost(r.Context(), principal(r), chi.URLParam(r, "id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -66,8 +66,8 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 // deleteHost answers 409 with the sandboxes still on the host unless ?force=true.
 func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
 	force := r.URL.Query().Get("force") == "true"
-	err := s.svc.DeleteHost(r.Context(), principal(r), chi.URLParam(r, "id"), force)
-	var busy *service.HostBusyError
+	err := s.hosts.DeleteHost(r.Context(), principal(r), chi.URLParam(r, "id"), force)
+	var busy *hosts.HostBusyError
 	if errors.As(err, &busy) {
 		var body struct {
 			errorBody
@@ -85,7 +85,7 @@ func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) tagHost(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.TagHost(r.Context(), principal(r), chi.URLParam(r, "id"), chi.URLParam(r, "tag"), r.Method == http.MethodDelete); err != nil {
+	if err := s.hosts.TagHost(r.Context(), principal(r), chi.URLParam(r, "id"), chi.URLParam(r, "tag"), r.Method == http.MethodDelete); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -99,7 +99,7 @@ func (s *Server) setTeamBYOC(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := s.svc.SetTeamBYOC(r.Context(), principal(r), chi.URLParam(r, "id"), req.BYOC); err != nil {
+	if err := s.accounts.SetTeamBYOC(r.Context(), principal(r), chi.URLParam(r, "id"), req.BYOC); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -111,7 +111,7 @@ func (s *Server) registerHost(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	resp, err := s.svc.RegisterHost(r.Context(), req)
+	resp, err := s.hosts.RegisterHost(r.Context(), req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -124,7 +124,7 @@ func (s *Server) refreshHost(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	tokens, err := s.svc.RefreshHostToken(r.Context(), req.RefreshToken)
+	tokens, err := s.hosts.RefreshHostToken(r.Context(), req.RefreshToken)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -138,7 +138,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <host token>")
 		return
 	}
-	hostID, err := s.svc.HostFromToken(strings.TrimSpace(bearer))
+	hostID, err := s.hosts.HostFromToken(strings.TrimSpace(bearer))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -147,7 +147,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	resp, err := s.svc.Heartbeat(r.Context(), hostID, req)
+	resp, err := s.hosts.Heartbeat(r.Context(), hostID, req)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -263,7 +263,7 @@ func TestRegisterHost(t *testing.T) {
 	if len(sealed) == 0 || bytes.Contains(sealed, []byte(secret)) || bytes.Contains(sealed, []byte(strings.TrimPrefix(secret, "wrs_"))) || bytes.Contains(sealed, raw) {
 		t.Errorf("secret_sealed holds the secret: %x", sealed)
 	}
-	conn, err := env.Service.HostConn(ctx, id)
+	conn, err := env.Service.Hosts.HostConn(ctx, id)
 	if err != nil || conn.Secret != secret || conn.Address != "10.0.0.5:50051" || conn.CertFingerprint != fingerprint {
 		t.Errorf("HostConn: %+v %v", conn, err)
 	}

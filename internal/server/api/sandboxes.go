@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
 func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +27,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sb, err := s.svc.CreateSandbox(r.Context(), principal(r), service.SandboxSpec{
+	sb, err := s.sandboxes.CreateSandbox(r.Context(), principal(r), sandboxes.SandboxSpec{
 		Template: req.Template, VCPUs: req.VCPUs, MemoryMB: req.MemoryMB, TimeoutSec: req.TimeoutSec,
 		AllowInternetAccess: req.AllowInternetAccess, AllowPublicTraffic: req.AllowPublicTraffic, EnvVars: req.EnvVars, Metadata: req.Metadata,
 	})
@@ -40,19 +40,19 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := service.ListFilter{}
+	f := sandboxes.ListFilter{}
 	if st := q.Get("state"); st != "" {
 		f.States = strings.Split(st, ",")
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > service.MaxList {
-			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit must be a number in 1..%d", service.MaxList))
+		if err != nil || n < 1 || n > sandboxes.MaxList {
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit must be a number in 1..%d", sandboxes.MaxList))
 			return
 		}
 		f.Limit = n
 	}
-	list, err := s.svc.ListSandboxes(r.Context(), principal(r), f)
+	list, err := s.sandboxes.ListSandboxes(r.Context(), principal(r), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -71,7 +71,7 @@ func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
-	sb, err := s.svc.GetSandbox(r.Context(), principal(r), chi.URLParam(r, "id"))
+	sb, err := s.sandboxes.GetSandbox(r.Context(), principal(r), chi.URLParam(r, "id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -80,7 +80,7 @@ func (s *Server) getSandbox(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) destroySandbox(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.DestroySandbox(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
+	if err := s.sandboxes.DestroySandbox(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -107,8 +107,8 @@ type execRequest struct {
 	Cwd        string            `json:"cwd"`
 }
 
-func (e execRequest) command() service.Command {
-	return service.Command{Cmd: e.Cmd, Args: e.Args, TimeoutSec: e.TimeoutSec, Env: e.EnvVars, Cwd: e.Cwd}
+func (e execRequest) command() sandboxes.Command {
+	return sandboxes.Command{Cmd: e.Cmd, Args: e.Args, TimeoutSec: e.TimeoutSec, Env: e.EnvVars, Cwd: e.Cwd}
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
@@ -116,7 +116,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	res, err := s.svc.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.command())
+	res, err := s.sandboxes.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.command())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -132,7 +132,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.Ping(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
+	if err := s.sandboxes.Ping(r.Context(), principal(r), chi.URLParam(r, "id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -167,7 +167,7 @@ func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	n, err := s.svc.WriteFile(r.Context(), principal(r), chi.URLParam(r, "id"), path, body)
+	n, err := s.sandboxes.WriteFile(r.Context(), principal(r), chi.URLParam(r, "id"), path, body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -180,7 +180,7 @@ func (s *Server) readFile(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.WriteHeader(http.StatusOK)
 	}
-	err := s.svc.ReadFile(r.Context(), principal(r), chi.URLParam(r, "id"), r.URL.Query().Get("path"), start, w)
+	err := s.sandboxes.ReadFile(r.Context(), principal(r), chi.URLParam(r, "id"), r.URL.Query().Get("path"), start, w)
 	if err != nil && w.Header().Get("Content-Type") != "application/octet-stream" {
 		s.fail(w, r, err) // nothing sent yet: a proper error
 	} else if err != nil {

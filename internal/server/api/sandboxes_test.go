@@ -8,13 +8,11 @@ import (
 	"mime/multipart"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
-	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
 // sandboxRoutes is every route that takes a sandbox id, with a valid request each.
@@ -147,13 +145,7 @@ func TestSandboxLifecycle(t *testing.T) {
 
 	// A create the host refuses or fails is recorded on the sandbox with the reason
 	// (sandboxes are never deleted), never left pending; internals stay in the record.
-	var failedOnce atomic.Bool
-	env.Agent.Driver.SetHooks(func(context.Context, vmm.Config) error {
-		if failedOnce.CompareAndSwap(false, true) {
-			return errors.New("disk full") // the next VM start, as a host out of disk fails it
-		}
-		return nil
-	}, nil)
+	env.Agent.Driver.FailNextStart(errors.New("disk full"))
 	if status, body := keyC.do("POST", "/v1/sandboxes", `{}`); status != 500 || errCode(body) != "internal" || strings.Contains(body["error"].(map[string]any)["message"].(string), "disk") {
 		t.Errorf("agent failure: %d %v", status, body)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
 // streamMessage is one WebSocket message of …/exec/stream, server to client:
@@ -33,8 +36,8 @@ type streamMessage struct {
 // or a terminal.
 type streamStart struct {
 	execRequest
-	Stdin bool             `json:"stdin"`
-	PTY   *service.PTYSize `json:"pty"`
+	Stdin bool               `json:"stdin"`
+	PTY   *sandboxes.PTYSize `json:"pty"`
 }
 
 // clientMessage is any later client message: {"type":"stdin","data":"<base64>"},
@@ -56,12 +59,12 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	// Refuse before upgrading when the sandbox is not the caller's (a normal 404) or
 	// not running, and answer a plain request in the API's error shape.
-	sb, err := s.svc.GetSandbox(r.Context(), p, id)
+	sb, err := s.sandboxes.GetSandbox(r.Context(), p, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if sb.Status != "running" {
+	if sb.Status != lifecycle.Running {
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("sandbox %s is %s", id, sb.Status))
 		return
 	}
@@ -79,94 +82,117 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	// (and kills it when it has stdin or a pty, since nobody can drive it any more).
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	var writeMu sync.Mutex
-	send := func(m streamMessage) error {
-		writeMu.Lock()
-		defer writeMu.Unlock()
-		b, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		return conn.Write(ctx, websocket.MessageText, b)
-	}
-	fail := func(err error) {
-		msg := err.Error()
-		if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) && !errors.Is(err, service.ErrConflict) {
-			s.log.Error("exec stream", "sandbox", id, "err", err)
-			msg = "internal error"
-		}
-		_ = send(streamMessage{Type: "error", Message: msg})
-		_ = conn.Close(websocket.StatusPolicyViolation, "exec failed")
-	}
+	ws := &execSocket{conn: conn, ctx: ctx, id: id, log: s.log}
 
 	var start streamStart
 	readCtx, readCancel := context.WithTimeout(ctx, 30*time.Second)
 	err = readJSON(readCtx, conn, &start)
 	readCancel()
 	if err != nil {
-		fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", service.ErrInvalid, err))
+		ws.fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", core.ErrInvalid, err))
 		return
 	}
 	cmd := start.command()
 	cmd.Stdin, cmd.PTY = start.Stdin, start.PTY
-	sess, err := s.svc.StartExec(ctx, p, id, cmd)
+	sess, err := s.sandboxes.StartExec(ctx, p, id, cmd)
 	if err != nil {
-		fail(err)
+		ws.fail(err)
 		return
 	}
 	defer sess.Close()
-	if err := send(streamMessage{Type: "start", PID: sess.PID()}); err != nil {
+	if err := ws.send(streamMessage{Type: "start", PID: sess.PID()}); err != nil {
 		return
 	}
 	go func() {
 		defer cancel()
-		for {
-			var m clientMessage
-			if err := readJSON(ctx, conn, &m); err != nil {
-				if ctx.Err() == nil && websocket.CloseStatus(err) == -1 {
-					_ = send(streamMessage{Type: "error", Message: "bad message: " + err.Error()})
-				}
-				return
-			}
-			if err := s.clientInput(ctx, sess, m); err != nil {
-				msg := err.Error()
-				if !errors.Is(err, service.ErrInvalid) && !errors.Is(err, service.ErrNotFound) {
-					s.log.Warn("exec stream input", "sandbox", id, "err", err)
-				}
-				_ = send(streamMessage{Type: "error", Message: msg})
-			}
-		}
+		ws.forwardInput(sess)
 	}()
-	err = sess.Events(func(ev service.ExecEvent) error {
-		switch {
-		case ev.Exited:
-			code := ev.ExitCode
-			return send(streamMessage{Type: "exit", ExitCode: &code, Status: ev.Status, TimedOut: ev.TimedOut})
-		case ev.Stdout != nil:
-			return send(streamMessage{Type: "stdout", Data: ev.Stdout})
-		default:
-			return send(streamMessage{Type: "stderr", Data: ev.Stderr})
-		}
-	})
-	if err != nil {
+	if err := ws.forwardEvents(sess); err != nil {
 		if ctx.Err() == nil {
-			fail(err)
+			ws.fail(err)
 		}
 		return
 	}
 	_ = conn.Close(websocket.StatusNormalClosure, "")
 }
 
-func (s *Server) clientInput(ctx context.Context, sess *service.ExecSession, m clientMessage) error {
+// execSocket is one exec stream's WebSocket: writes from the event and input loops
+// are serialised.
+type execSocket struct {
+	conn    *websocket.Conn
+	ctx     context.Context
+	id      string // the sandbox
+	log     *slog.Logger
+	writeMu sync.Mutex
+}
+
+func (ws *execSocket) send(m streamMessage) error {
+	ws.writeMu.Lock()
+	defer ws.writeMu.Unlock()
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return ws.conn.Write(ws.ctx, websocket.MessageText, b)
+}
+
+// fail sends the error (the user's own, or "internal error" logged here) and closes.
+func (ws *execSocket) fail(err error) {
+	msg := err.Error()
+	if !errors.Is(err, core.ErrInvalid) && !errors.Is(err, core.ErrNotFound) && !errors.Is(err, core.ErrConflict) {
+		ws.log.Error("exec stream", "sandbox", ws.id, "err", err)
+		msg = "internal error"
+	}
+	_ = ws.send(streamMessage{Type: "error", Message: msg})
+	_ = ws.conn.Close(websocket.StatusPolicyViolation, "exec failed")
+}
+
+// forwardInput passes the client's stdin, eof and resizes to the command until the
+// client goes away or sends something unreadable.
+func (ws *execSocket) forwardInput(sess *sandboxes.ExecSession) {
+	for {
+		var m clientMessage
+		if err := readJSON(ws.ctx, ws.conn, &m); err != nil {
+			if ws.ctx.Err() == nil && websocket.CloseStatus(err) == -1 {
+				_ = ws.send(streamMessage{Type: "error", Message: "bad message: " + err.Error()})
+			}
+			return
+		}
+		if err := clientInput(ws.ctx, sess, m); err != nil {
+			if !errors.Is(err, core.ErrInvalid) && !errors.Is(err, core.ErrNotFound) {
+				ws.log.Warn("exec stream input", "sandbox", ws.id, "err", err)
+			}
+			_ = ws.send(streamMessage{Type: "error", Message: err.Error()})
+		}
+	}
+}
+
+// forwardEvents sends the command's output and exit to the client as they happen.
+func (ws *execSocket) forwardEvents(sess *sandboxes.ExecSession) error {
+	return sess.Events(func(ev sandboxes.ExecEvent) error {
+		switch {
+		case ev.Exited:
+			code := ev.ExitCode
+			return ws.send(streamMessage{Type: "exit", ExitCode: &code, Status: ev.Status, TimedOut: ev.TimedOut})
+		case ev.Stdout != nil:
+			return ws.send(streamMessage{Type: "stdout", Data: ev.Stdout})
+		default:
+			return ws.send(streamMessage{Type: "stderr", Data: ev.Stderr})
+		}
+	})
+}
+
+// clientInput applies one client message to the command.
+func clientInput(ctx context.Context, sess *sandboxes.ExecSession, m clientMessage) error {
 	switch m.Type {
 	case "stdin":
 		return sess.Input(ctx, m.Data, false)
 	case "eof":
 		return sess.Input(ctx, m.Data, true)
 	case "resize":
-		return sess.Resize(ctx, service.PTYSize{Cols: m.Cols, Rows: m.Rows})
+		return sess.Resize(ctx, sandboxes.PTYSize{Cols: m.Cols, Rows: m.Rows})
 	}
-	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", service.ErrInvalid, m.Type)
+	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", core.ErrInvalid, m.Type)
 }
 
 // readJSON reads one text or binary message as strict JSON.

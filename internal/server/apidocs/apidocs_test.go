@@ -55,8 +55,8 @@ func TestDocumentIsValidOpenAPI31(t *testing.T) {
 // {name:regexp} parameters reduced to OpenAPI's {name}.
 func routeOps(t *testing.T) []string {
 	t.Helper()
-	// New only stores the service; no handler runs while walking the routes.
-	routes, ok := serverapi.New(nil, nil).(chi.Routes)
+	// New only stores the services; no handler runs while walking the routes.
+	routes, ok := serverapi.New(serverapi.Services{}, nil).(chi.Routes)
 	if !ok {
 		t.Fatal("api.New no longer returns a chi router; adapt this test")
 	}

@@ -23,7 +23,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
 // Headers of header routing (E2B_SANDBOX_URL deployments).
@@ -46,7 +47,7 @@ const DefaultConnLimit = 1000
 
 // Proxy routes sandbox traffic; everything else goes to the next handler (the API).
 type Proxy struct {
-	svc     *service.Service
+	svc     *sandboxes.Service
 	buffers *httpbuf.Pool
 	domain  string // e.g. "wrenn.example"; "" = header routing only
 	log     *slog.Logger
@@ -57,7 +58,7 @@ type Proxy struct {
 }
 
 // New returns the proxy for domain.
-func New(svc *service.Service, domain string, log *slog.Logger) *Proxy {
+func New(svc *sandboxes.Service, domain string, log *slog.Logger) *Proxy {
 	return &Proxy{svc: svc, domain: strings.ToLower(strings.Trim(domain, ".")), log: log, buffers: httpbuf.New(),
 		limit: DefaultConnLimit, conns: map[string]int{}}
 }
@@ -152,15 +153,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 			return
 		}
 	}
-	ep, err := p.svc.ProxyRoute(r.Context(), id, port, service.ProxyCredentials{
-		APIKey: r.Header.Get("X-API-Key"), TrafficToken: r.Header.Get(service.TrafficTokenHeader),
+	ep, err := p.svc.ProxyRoute(r.Context(), id, port, sandboxes.ProxyCredentials{
+		APIKey: r.Header.Get("X-API-Key"), TrafficToken: r.Header.Get(sandboxes.TrafficTokenHeader),
 	})
-	var denied *service.ProxyDeniedError
+	var denied *sandboxes.ProxyDeniedError
 	switch {
 	case errors.As(err, &denied):
 		p.reply(w, r, http.StatusForbidden, map[string]any{"sandboxId": id, "message": denied.Message, "code": 403})
 		return
-	case errors.Is(err, service.ErrNotFound):
+	case errors.Is(err, core.ErrNotFound):
 		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox was not found", "code": 502})
 		return
 	case err != nil:
@@ -194,7 +195,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 			pr.Out.Host = r.Host
 			// Wrenn's credentials never reach the sandbox: code in it may be untrusted.
 			pr.Out.Header.Del("X-API-Key")
-			pr.Out.Header.Del(service.TrafficTokenHeader)
+			pr.Out.Header.Del(sandboxes.TrafficTokenHeader)
 			pr.Out.Header.Set(hostproto.ProxyAuthHeader, ep.Secret)
 			pr.SetXForwarded()
 		},

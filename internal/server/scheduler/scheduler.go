@@ -7,24 +7,44 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
 )
 
-// StatusOnline is the only host status that takes new sandboxes.
-const StatusOnline = "online"
+// HostStatus is a host's status as the control plane records it (hosts.status; the
+// table's CHECK constraint lists the same names). Defined here, beside the only rule
+// that depends on it: just online hosts take new sandboxes.
+type HostStatus string
+
+// Host statuses.
+const (
+	// StatusPending: created, its agent has not registered yet.
+	StatusPending HostStatus = "pending"
+	// StatusOnline: registered and heartbeating; the only status that takes sandboxes.
+	StatusOnline HostStatus = "online"
+	// StatusUnreachable: silent for too long (or presenting another certificate); its
+	// sandboxes are missing until it is back.
+	StatusUnreachable HostStatus = "unreachable"
+	// StatusDraining: keeps its sandboxes, takes no new ones.
+	StatusDraining HostStatus = "draining"
+	// StatusOffline: deleted.
+	StatusOffline HostStatus = "offline"
+)
 
 // Host is a candidate host as the control plane knows it.
 type Host struct {
-	ID       string // uuid
-	TeamID   string // "" = platform host; else the BYOC team that owns it
-	Status   string // only "online" hosts take sandboxes
-	VCPUs    int    // capacity reported by the agent (0 = unknown: treat as unlimited)
-	MemoryMB int    // capacity (0 = unknown: unlimited)
+	ID       string     // uuid
+	TeamID   string     // "" = platform host; else the BYOC team that owns it
+	Status   HostStatus // only online hosts take sandboxes
+	VCPUs    int        // capacity reported by the agent (0 = unknown: treat as unlimited)
+	MemoryMB int        // capacity (0 = unknown: unlimited)
 
 	UsedVCPUs, UsedMemoryMB int // reserved by the sandboxes placed there and not stopped
 	Sandboxes               int // live sandboxes placed there
+
+	Tags []string // labels an operator gave the host (e.g. "gpu", "eu-west")
 }
 
 // Request is what is being placed.
@@ -36,6 +56,28 @@ type Request struct {
 	// OnlyHosts, when non-nil, restricts placement to these host ids (a snapshot
 	// template exists only on the hosts that hold its files).
 	OnlyHosts map[string]bool
+	// RequiredTags restricts placement to hosts that carry every one of these tags.
+	RequiredTags []string
+}
+
+var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// ValidTag checks a host tag's spelling (the host_tags table checks the same).
+func ValidTag(tag string) error {
+	if !tagPattern.MatchString(tag) {
+		return errors.New("tags are 1..63 of a-z 0-9 . _ - (starting with a letter or digit)")
+	}
+	return nil
+}
+
+// hasTags reports whether h carries every tag in want.
+func hasTags(h Host, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(h.Tags, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // Scheduler picks a host. Pick returns a *NoHostError when no host can take
@@ -102,7 +144,7 @@ func fits(req Request, h Host, usedVCPUs, usedMemoryMB int) bool {
 func Eligible(req Request, hosts []Host) []Host {
 	var out []Host
 	for _, h := range hosts {
-		if inPool(req, h) && h.Status == StatusOnline && fits(req, h, h.UsedVCPUs, h.UsedMemoryMB) {
+		if inPool(req, h) && hasTags(h, req.RequiredTags) && h.Status == StatusOnline && fits(req, h, h.UsedVCPUs, h.UsedMemoryMB) {
 			out = append(out, h)
 		}
 	}
@@ -112,12 +154,18 @@ func Eligible(req Request, hosts []Host) []Host {
 
 // noHost explains why Eligible(req, hosts) is empty.
 func noHost(req Request, hosts []Host) *NoHostError {
-	var pool, online, tooSmall int
+	// Each count narrows the previous one: in the pool, carrying the tags, online,
+	// and (among those) too small even when empty.
+	var pool, tagged, online, tooSmall int
 	for _, h := range hosts {
 		if !inPool(req, h) {
 			continue
 		}
 		pool++
+		if !hasTags(h, req.RequiredTags) {
+			continue
+		}
+		tagged++
 		if h.Status != StatusOnline {
 			continue
 		}
@@ -134,6 +182,7 @@ func noHost(req Request, hosts []Host) *NoHostError {
 	case req.BYOC:
 		scope = "the team's own (BYOC) hosts"
 	}
+	tags := strings.Join(req.RequiredTags, ", ")
 	need := fmt.Sprintf("needs %d vCPUs, %d MiB", req.VCPUs, req.MemoryMB)
 
 	var reason string
@@ -150,18 +199,32 @@ func noHost(req Request, hosts []Host) *NoHostError {
 		reason = "the team has no hosts of its own (BYOC)"
 	case pool == 0:
 		reason = "no platform host is registered"
-	case online == 0 && req.OnlyHosts == nil && !req.BYOC:
-		reason = "no online platform host"
-	case online == 0:
-		reason = scope + " are all offline"
-	case tooSmall == online:
-		reason = fmt.Sprintf("no online host among %s is large enough (%s)", scope, need)
-	case online == pool:
-		reason = fmt.Sprintf("every eligible host is full (%s)", need)
+	case tagged == 0:
+		reason = fmt.Sprintf("none of %s has the tags %s", scope, tags)
+	case len(req.RequiredTags) > 0:
+		// From here on the scope is the hosts carrying the tags.
+		scope = fmt.Sprintf("%s tagged %s", scope, tags)
+		fallthrough
 	default:
-		reason = fmt.Sprintf("%s are offline (%d) or full (%d) (%s)", scope, pool-online, online, need)
+		reason = capacityReason(req, scope, need, tagged, online, tooSmall)
 	}
 	return &NoHostError{Reason: reason}
+}
+
+// capacityReason explains an empty placement among candidates hosts that are in the
+// pool and carry the tags: offline, too small or full.
+func capacityReason(req Request, scope, need string, candidates, online, tooSmall int) string {
+	switch {
+	case online == 0 && req.OnlyHosts == nil && !req.BYOC && len(req.RequiredTags) == 0:
+		return "no online platform host"
+	case online == 0:
+		return scope + " are all offline"
+	case tooSmall == online:
+		return fmt.Sprintf("no online host among %s is large enough (%s)", scope, need)
+	case online == candidates:
+		return fmt.Sprintf("every eligible host is full (%s)", need)
+	}
+	return fmt.Sprintf("%s are offline (%d) or full (%d) (%s)", scope, candidates-online, online, need)
 }
 
 // roundRobin cycles through the eligible hosts sorted by ID. Safe for

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,9 @@ func online(id, team string) Host {
 	return Host{ID: id, TeamID: team, Status: StatusOnline, VCPUs: 8, MemoryMB: 8192}
 }
 
-func withStatus(h Host, status string) Host { h.Status = status; return h }
+func withStatus(h Host, status HostStatus) Host { h.Status = status; return h }
+
+func withTags(h Host, tags ...string) Host { h.Tags = tags; return h }
 
 func withUsed(h Host, vcpus, mem, sandboxes int) Host {
 	h.UsedVCPUs, h.UsedMemoryMB, h.Sandboxes = vcpus, mem, sandboxes
@@ -107,7 +110,7 @@ func TestEligible(t *testing.T) {
 			if !slices.Equal(ids(got), tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
 				t.Errorf("Eligible = %v, want %v", ids(got), tt.want)
 			}
-			if !slices.Equal(before, tt.hosts) {
+			if !reflect.DeepEqual(before, tt.hosts) {
 				t.Errorf("Eligible modified its input")
 			}
 		})
@@ -185,6 +188,18 @@ func TestNoHostReasons(t *testing.T) {
 		{"template on no host", Request{TeamID: teamA, OnlyHosts: map[string]bool{}},
 			[]Host{online("p1", "")},
 			"the template's files are on no host"},
+		{"no host has the tags", Request{TeamID: teamA, RequiredTags: []string{"gpu"}},
+			[]Host{online("p1", ""), withTags(online("a1", teamA), "gpu")},
+			"none of platform hosts has the tags gpu"},
+		{"tagged hosts offline", Request{TeamID: teamA, RequiredTags: []string{"gpu", "eu"}},
+			[]Host{online("p1", ""), withTags(withStatus(online("p2", ""), StatusUnreachable), "gpu", "eu")},
+			"platform hosts tagged gpu, eu are all offline"},
+		{"tagged hosts full", Request{TeamID: teamA, VCPUs: 2, MemoryMB: 1024, RequiredTags: []string{"gpu"}},
+			[]Host{online("p1", ""), withTags(full("p2", ""), "gpu")},
+			"every eligible host is full (needs 2 vCPUs, 1024 MiB)"},
+		{"tagged BYOC hosts too small", Request{TeamID: teamA, BYOC: true, VCPUs: 16, RequiredTags: []string{"gpu"}},
+			[]Host{withTags(online("p1", ""), "gpu"), withTags(online("a1", teamA), "gpu")},
+			"no online host among the team's own (BYOC) hosts tagged gpu is large enough (needs 16 vCPUs, 0 MiB)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,6 +221,62 @@ func TestNoHostReasons(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRequiredTags: a request naming tags goes only to hosts carrying all of them,
+// whichever scheduler picks, and other requests ignore tags.
+func TestRequiredTags(t *testing.T) {
+	hosts := []Host{
+		withTags(online("h1", ""), "gpu"),
+		withTags(online("h2", ""), "eu", "gpu"),
+		withTags(withUsed(online("h3", ""), 7, 0, 3), "eu", "gpu", "ssd"),
+		online("h4", ""),
+		withTags(online("a1", teamA), "eu", "gpu"), // another pool
+	}
+	tests := []struct {
+		tags []string
+		want []string // eligible ids
+	}{
+		{nil, []string{"h1", "h2", "h3", "h4"}},
+		{[]string{"gpu"}, []string{"h1", "h2", "h3"}},
+		{[]string{"gpu", "eu"}, []string{"h2", "h3"}},
+		{[]string{"eu", "gpu", "ssd"}, []string{"h3"}},
+	}
+	for _, tt := range tests {
+		req := Request{TeamID: teamB, VCPUs: 1, MemoryMB: 256, RequiredTags: tt.tags}
+		if got := ids(Eligible(req, hosts)); !slices.Equal(got, tt.want) {
+			t.Errorf("tags %v: eligible %v, want %v", tt.tags, got, tt.want)
+		}
+		for _, name := range Names() {
+			s, _ := New(name)
+			h, err := s.Pick(req, hosts)
+			if err != nil || !slices.Contains(tt.want, h.ID) {
+				t.Errorf("%s, tags %v: picked %q (%v), want one of %v", name, tt.tags, h.ID, err, tt.want)
+			}
+		}
+	}
+	// Least-loaded still weighs load among the tagged hosts: h3 is busier than h2.
+	s, _ := New(LeastLoaded)
+	if h, _ := s.Pick(Request{TeamID: teamB, VCPUs: 1, RequiredTags: []string{"eu"}}, hosts); h.ID != "h2" {
+		t.Errorf("least-loaded among eu hosts picked %s, want h2", h.ID)
+	}
+	// A BYOC team's tags select among its own hosts only.
+	if h, err := s.Pick(Request{TeamID: teamA, BYOC: true, VCPUs: 1, RequiredTags: []string{"gpu"}}, hosts); err != nil || h.ID != "a1" {
+		t.Errorf("BYOC tagged pick: %q %v, want a1", h.ID, err)
+	}
+}
+
+func TestValidTag(t *testing.T) {
+	for _, ok := range []string{"gpu", "eu-west-1", "a", "x86_64", "v1.2"} {
+		if err := ValidTag(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "GPU", "-gpu", "a b", strings.Repeat("a", 64), "ü"} {
+		if ValidTag(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
 

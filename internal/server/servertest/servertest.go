@@ -25,11 +25,14 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent/agenttest"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
+	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
-	"github.com/wrennhq/wrenn/internal/server/service"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/store"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
@@ -43,7 +46,7 @@ func Run(m interface{ Run() int }) int { return pgtest.Run(redistest.Around(m)) 
 // Env is one running control plane.
 type Env struct {
 	URL     string // base URL of the REST API
-	Service *service.Service
+	Service api.Services
 	Proxy   *proxy.Proxy // the port proxy in front of the API
 	DB      *pgxpool.Pool
 	Redis   *redis.Client
@@ -75,20 +78,38 @@ func New(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := service.New(service.Config{DB: pool, Redis: rdb, Tokens: tokens, Sealer: sealer, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
-	svc.SetHosts(hosts)
-	px := proxy.New(svc, Domain, log)
+	svc := newServices(t, pool, rdb, tokens, sealer, hosts, log)
+	px := proxy.New(svc.Sandboxes, Domain, log)
 	srv := httptest.NewServer(px.Wrap(api.New(svc, log)))
 	t.Cleanup(srv.Close)
 	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
+}
+
+// newServices wires the services as `wrenn server` does, with the test's agents.
+func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, log *slog.Logger) api.Services {
+	t.Helper()
+	st, err := core.NewStore(pool, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbx, err := sandboxes.New(sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := hosts.New(hosts.Config{Store: st, Tokens: tokens, Sealer: sealer, Conns: agents, Sandboxes: sbx, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready}
 }
 
 // Team is a signed-up user's team with an API key.
@@ -148,7 +169,7 @@ func (e *Env) AddHost(t testing.TB, teamID string) (string, *agenttest.Agent) {
 	return id, a
 }
 
-// agentHosts is service.Hosts over the test's agents, by host id.
+// agentHosts is sandboxes.Agents (and hosts.Conns) over the test's agents, by host id.
 type agentHosts struct {
 	mu         sync.Mutex
 	byID       map[string]agentHost

@@ -1,4 +1,4 @@
-package service
+package accounts
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
 // Failed logins per email are counted in Redis so password guessing is throttled
@@ -17,21 +18,21 @@ const (
 	loginWindow      = 15 * time.Minute
 )
 
-// TooManyError is ErrTooMany with when to try again.
+// TooManyError is core.ErrTooMany with when to try again.
 type TooManyError struct{ RetryAfter time.Duration }
 
 func (e *TooManyError) Error() string {
 	return fmt.Sprintf("too many failed logins for this email: try again in %s", e.RetryAfter.Round(time.Second))
 }
 
-func (e *TooManyError) Unwrap() error { return ErrTooMany }
+func (e *TooManyError) Unwrap() error { return core.ErrTooMany }
 
 func loginFailKey(email string) string { return "wrenn:login-failures:" + email }
 
 // loginAllowed refuses an email that failed too often. When Redis is down it lets the
 // attempt through (bcrypt still bounds the guessing rate) and says so in the log.
 func (s *Service) loginAllowed(ctx context.Context, email string) error {
-	n, err := s.redis.Get(ctx, loginFailKey(email)).Int()
+	n, err := s.st.Redis.Get(ctx, loginFailKey(email)).Int()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) {
 			s.log.Error("login throttle unavailable", "err", err)
@@ -41,7 +42,7 @@ func (s *Service) loginAllowed(ctx context.Context, email string) error {
 	if n < loginMaxFailures {
 		return nil
 	}
-	ttl, err := s.redis.TTL(ctx, loginFailKey(email)).Result()
+	ttl, err := s.st.Redis.TTL(ctx, loginFailKey(email)).Result()
 	if err != nil || ttl <= 0 {
 		ttl = loginWindow
 	}
@@ -50,7 +51,7 @@ func (s *Service) loginAllowed(ctx context.Context, email string) error {
 
 func (s *Service) loginFailed(ctx context.Context, email string) {
 	key := loginFailKey(email)
-	pipe := s.redis.TxPipeline()
+	pipe := s.st.Redis.TxPipeline()
 	pipe.Incr(ctx, key)
 	pipe.ExpireNX(ctx, key, loginWindow)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -71,7 +72,7 @@ func (s *Service) shouldRecordKeyUse(ctx context.Context, keyID string) bool {
 		return false
 	}
 	s.keyUses.Store(keyID, now)
-	ok, err := s.redis.SetNX(ctx, "wrenn:api-key-used:"+keyID, 1, apiKeyUseInterval).Result()
+	ok, err := s.st.Redis.SetNX(ctx, "wrenn:api-key-used:"+keyID, 1, apiKeyUseInterval).Result()
 	if err != nil {
 		s.log.Warn("api key use debounce unavailable", "err", err)
 		return true

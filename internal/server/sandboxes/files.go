@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
 // fileChunk is the size of the messages a file is streamed to the agent in.
 const fileChunk = 1 << 20
 
 // Ping marks a sandbox of the principal's team active, postponing its idle timeout.
-func (s *Service) Ping(ctx context.Context, p *Principal, id string) error {
+func (s *Service) Ping(ctx context.Context, p *core.Principal, id string) error {
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {
 		return err
@@ -27,9 +28,9 @@ func (s *Service) Ping(ctx context.Context, p *Principal, id string) error {
 
 // WriteFile streams r to path in a sandbox of the principal's team; it returns the
 // number of bytes written.
-func (s *Service) WriteFile(ctx context.Context, p *Principal, id, path string, r io.Reader) (int64, error) {
+func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path string, r io.Reader) (int64, error) {
 	if path == "" {
-		return 0, fmt.Errorf("%w: path is required", ErrInvalid)
+		return 0, fmt.Errorf("%w: path is required", core.ErrInvalid)
 	}
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {
@@ -51,7 +52,7 @@ func (s *Service) WriteFile(ctx context.Context, p *Principal, id, path string, 
 			break
 		}
 		if rerr != nil {
-			return 0, fmt.Errorf("%w: read upload: %v", ErrInvalid, rerr)
+			return 0, fmt.Errorf("%w: read upload: %v", core.ErrInvalid, rerr)
 		}
 	}
 	resp, err := stream.CloseAndReceive()
@@ -63,9 +64,9 @@ func (s *Service) WriteFile(ctx context.Context, p *Principal, id, path string, 
 
 // ReadFile streams path from a sandbox of the principal's team into w; start is called
 // once the file is known to exist, before the first byte (to set response headers).
-func (s *Service) ReadFile(ctx context.Context, p *Principal, id, path string, start func(), w io.Writer) error {
+func (s *Service) ReadFile(ctx context.Context, p *core.Principal, id, path string, start func(), w io.Writer) error {
 	if path == "" {
-		return fmt.Errorf("%w: path is required", ErrInvalid)
+		return fmt.Errorf("%w: path is required", core.ErrInvalid)
 	}
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {

@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
 // Command is a command to run in a sandbox.
@@ -34,17 +35,17 @@ const maxPTY = 1000
 
 func (c PTYSize) valid() error {
 	if c.Cols < 1 || c.Cols > maxPTY || c.Rows < 1 || c.Rows > maxPTY {
-		return fmt.Errorf("%w: pty cols and rows must be 1..%d", ErrInvalid, maxPTY)
+		return fmt.Errorf("%w: pty cols and rows must be 1..%d", core.ErrInvalid, maxPTY)
 	}
 	return nil
 }
 
 func (c Command) request(id string) (*pb.ExecRequest, error) {
 	if c.Cmd == "" {
-		return nil, fmt.Errorf("%w: cmd is required", ErrInvalid)
+		return nil, fmt.Errorf("%w: cmd is required", core.ErrInvalid)
 	}
 	if c.TimeoutSec < 0 || c.TimeoutSec > 24*3600 {
-		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", ErrInvalid)
+		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", core.ErrInvalid)
 	}
 	req := &pb.ExecRequest{SandboxId: id, Cmd: c.Cmd, Args: c.Args, EnvVars: c.Env, Cwd: c.Cwd, TimeoutSec: int32(c.TimeoutSec), Stdin: c.Stdin}
 	if c.PTY != nil {
@@ -66,9 +67,9 @@ type ExecResult struct {
 }
 
 // Exec runs a command in a running sandbox of the principal's team to its end.
-func (s *Service) Exec(ctx context.Context, p *Principal, id string, c Command) (*ExecResult, error) {
+func (s *Service) Exec(ctx context.Context, p *core.Principal, id string, c Command) (*ExecResult, error) {
 	if c.Stdin || c.PTY != nil {
-		return nil, fmt.Errorf("%w: stdin and pty need the exec stream", ErrInvalid)
+		return nil, fmt.Errorf("%w: stdin and pty need the exec stream", core.ErrInvalid)
 	}
 	req, err := c.request(id)
 	if err != nil {
@@ -107,7 +108,7 @@ type ExecSession struct {
 
 // StartExec starts a command in a sandbox of the principal's team and returns once it
 // runs (or failed to start); Events then delivers its output and exit.
-func (s *Service) StartExec(ctx context.Context, p *Principal, id string, c Command) (*ExecSession, error) {
+func (s *Service) StartExec(ctx context.Context, p *core.Principal, id string, c Command) (*ExecSession, error) {
 	req, err := c.request(id)
 	if err != nil {
 		return nil, err

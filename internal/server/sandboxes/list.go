@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -14,11 +14,19 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"golang.org/x/sync/singleflight"
 )
 
-// Statuses a sandbox can have in the database.
-var sandboxStatuses = []string{"pending", "starting", "running", "pausing", "paused", "resuming", "stopping", "stopped", "error", "missing"}
+// knownStates lists the states a filter may name, for its error message.
+var knownStates = func() string {
+	names := make([]string, len(lifecycle.All))
+	for i, st := range lifecycle.All {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}()
 
 // MaxList bounds one listing.
 const MaxList = 1000
@@ -37,17 +45,21 @@ func (f ListFilter) normalise() (ListFilter, error) {
 		out.Limit = MaxList
 	}
 	if out.Limit < 1 || out.Limit > MaxList {
-		return out, fmt.Errorf("%w: limit %d out of range 1..%d", ErrInvalid, f.Limit, MaxList)
+		return out, fmt.Errorf("%w: limit %d out of range 1..%d", core.ErrInvalid, f.Limit, MaxList)
 	}
 	switch {
 	case len(f.States) == 0:
-		out.States = slices.DeleteFunc(slices.Clone(sandboxStatuses), func(s string) bool { return s == "stopped" })
+		for _, st := range lifecycle.All {
+			if st != lifecycle.Stopped {
+				out.States = append(out.States, string(st))
+			}
+		}
 	case slices.Contains(f.States, "all"):
 		out.States = nil // no filter
 	default:
 		for _, st := range f.States {
-			if !slices.Contains(sandboxStatuses, st) {
-				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", ErrInvalid, st, strings.Join(sandboxStatuses, ", "))
+			if !lifecycle.Known(st) {
+				return out, fmt.Errorf("%w: unknown state %q (one of %s, or all)", core.ErrInvalid, st, knownStates)
 			}
 		}
 		out.States = slices.Compact(slices.Sorted(slices.Values(f.States)))
@@ -73,12 +85,12 @@ func (l *SandboxList) JSON() ([]byte, error) {
 // ListSandboxes lists the team's sandboxes, newest first. Identical listings are
 // answered from a cache keyed by the team's sandbox version in Redis, which every
 // change bumps before it is acknowledged, so a caller always sees its own writes.
-func (s *Service) ListSandboxes(ctx context.Context, p *Principal, f ListFilter) (*SandboxList, error) {
+func (s *Service) ListSandboxes(ctx context.Context, p *core.Principal, f ListFilter) (*SandboxList, error) {
 	f, err := f.normalise()
 	if err != nil {
 		return nil, err
 	}
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +108,7 @@ func (s *Service) ListSandboxes(ctx context.Context, p *Principal, f ListFilter)
 		}
 		return out, nil
 	}
-	version, err := s.redis.Get(ctx, sandboxesVersionKey(p.TeamID)).Int64()
+	version, err := s.st.Redis.Get(ctx, sandboxesVersionKey(p.TeamID)).Int64()
 	if errors.Is(err, redis.Nil) {
 		version, err = 0, nil
 	}
@@ -113,8 +125,8 @@ func sandboxesVersionKey(teamID string) string { return "wrenn:sandboxes-version
 // sandboxesChanged bumps the team's sandbox version after a committed change. If
 // Redis cannot be told, cached listings still expire within listMaxAge.
 func (s *Service) sandboxesChanged(ctx context.Context, teamID pgtype.UUID) {
-	if err := s.redis.Incr(context.WithoutCancel(ctx), sandboxesVersionKey(uuidString(teamID))).Err(); err != nil {
-		s.log.Error("bump sandbox list version", "team", uuidString(teamID), "err", err)
+	if err := s.st.Redis.Incr(context.WithoutCancel(ctx), sandboxesVersionKey(core.UUIDString(teamID))).Err(); err != nil {
+		s.log.Error("bump sandbox list version", "team", core.UUIDString(teamID), "err", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package service
+package accounts
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
 // APIKey is a key as listed; the secret itself is only in CreatedAPIKey, once.
@@ -28,37 +28,36 @@ type CreatedAPIKey struct {
 }
 
 // CreateAPIKey makes a key for the principal's team; owners and admins only.
-func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, name string) (*CreatedAPIKey, error) {
+func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name string) (*CreatedAPIKey, error) {
 	if !p.CanManage() {
-		return nil, fmt.Errorf("%w: only team owners and admins manage API keys", ErrForbidden)
+		return nil, fmt.Errorf("%w: only team owners and admins manage API keys", core.ErrForbidden)
 	}
 	name = strings.TrimSpace(name)
 	if len(name) > 100 {
-		return nil, fmt.Errorf("%w: name is longer than 100 characters", ErrInvalid)
+		return nil, fmt.Errorf("%w: name is longer than 100 characters", core.ErrInvalid)
 	}
 	key, hash, prefix, err := auth.NewAPIKey()
 	if err != nil {
 		return nil, err
 	}
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
 	}
 	params := db.CreateAPIKeyParams{TeamID: teamID, Name: name, KeyHash: hash, KeyPrefix: prefix}
 	if p.UserID != "" {
-		params.CreatedBy, _ = parseUUID(p.UserID)
+		params.CreatedBy, _ = core.ParseUUID(p.UserID)
 	}
 	var out *CreatedAPIKey
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		row, err := q.CreateAPIKey(ctx, params)
 		if err != nil {
 			return err
 		}
 		out = &CreatedAPIKey{Key: key, APIKey: APIKey{
-			ID: uuidString(row.ID), Name: row.Name, Prefix: row.KeyPrefix, CreatedBy: uuidString(row.CreatedBy), CreatedAt: row.CreatedAt,
+			ID: core.UUIDString(row.ID), Name: row.Name, Prefix: row.KeyPrefix, CreatedBy: core.UUIDString(row.CreatedBy), CreatedAt: row.CreatedAt,
 		}}
-		return s.audit(ctx, q, p, "api_key.create", "api_key", out.ID, map[string]any{"name": name, "prefix": prefix})
+		return core.Audit(ctx, q, p, "api_key.create", "api_key", out.ID, map[string]any{"name": name, "prefix": prefix})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
@@ -67,8 +66,8 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *Principal, name string) (
 }
 
 // ListAPIKeys lists the team's working keys (never their secrets).
-func (s *Service) ListAPIKeys(ctx context.Context, p *Principal) ([]APIKey, error) {
-	teamID, err := parseUUID(p.TeamID)
+func (s *Service) ListAPIKeys(ctx context.Context, p *core.Principal) ([]APIKey, error) {
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -78,33 +77,32 @@ func (s *Service) ListAPIKeys(ctx context.Context, p *Principal) ([]APIKey, erro
 	}
 	out := make([]APIKey, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, APIKey{ID: uuidString(r.ID), Name: r.Name, Prefix: r.KeyPrefix, CreatedBy: uuidString(r.CreatedBy), CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt})
+		out = append(out, APIKey{ID: core.UUIDString(r.ID), Name: r.Name, Prefix: r.KeyPrefix, CreatedBy: core.UUIDString(r.CreatedBy), CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt})
 	}
 	return out, nil
 }
 
 // RevokeAPIKey revokes a key of the principal's team; another team's key is not found.
-func (s *Service) RevokeAPIKey(ctx context.Context, p *Principal, id string) error {
+func (s *Service) RevokeAPIKey(ctx context.Context, p *core.Principal, id string) error {
 	if !p.CanManage() {
-		return fmt.Errorf("%w: only team owners and admins manage API keys", ErrForbidden)
+		return fmt.Errorf("%w: only team owners and admins manage API keys", core.ErrForbidden)
 	}
-	keyID, err := parseUUID(id)
+	keyID, err := core.ParseUUID(id)
 	if err != nil {
 		return err
 	}
-	teamID, err := parseUUID(p.TeamID)
+	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	return s.st.Tx(ctx, func(q *db.Queries) error {
 		n, err := q.RevokeAPIKey(ctx, db.RevokeAPIKeyParams{ID: keyID, TeamID: teamID})
 		if err != nil {
 			return fmt.Errorf("revoke api key: %w", err)
 		}
 		if n == 0 {
-			return fmt.Errorf("%w: api key %s", ErrNotFound, id)
+			return fmt.Errorf("%w: api key %s", core.ErrNotFound, id)
 		}
-		return s.audit(ctx, q, p, "api_key.revoke", "api_key", id, nil)
+		return core.Audit(ctx, q, p, "api_key.revoke", "api_key", id, nil)
 	})
 }

@@ -1,4 +1,4 @@
-package service
+package accounts
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/store"
 )
 
@@ -32,11 +33,11 @@ func newService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, err := auth.NewSealer(bytes.Repeat([]byte("x"), 32))
+	st, err := core.NewStore(pool, redistest.NewClient(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{DB: pool, Redis: redistest.NewClient(t), Tokens: tokens, Sealer: sealer, Log: slog.New(slog.DiscardHandler)})
+	s, err := New(Config{Store: st, Tokens: tokens, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ann.Role != Owner || ann.Token == "" || ann.TeamID == "" {
+	if ann.Role != core.Owner || ann.Token == "" || ann.TeamID == "" {
 		t.Fatalf("signup: %+v", ann)
 	}
 	for name, err := range map[string]error{
@@ -58,9 +59,9 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 		"bad email":      errOnly(s.Signup(ctx, "not-an-email", "", "correct horse battery")),
 		"short password": errOnly(s.Signup(ctx, "c@example.com", "", "short")),
 	} {
-		want := ErrInvalid
+		want := core.ErrInvalid
 		if name == "duplicate" {
-			want = ErrConflict
+			want = core.ErrConflict
 		}
 		if !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", name, err, want)
@@ -72,16 +73,16 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 		t.Fatalf("login: %+v %v", login, err)
 	}
 	for _, tc := range [][2]string{{"ann@example.com", "wrong password"}, {"nobody@example.com", "correct horse battery"}, {"junk", "x"}} {
-		if _, err := s.Login(ctx, tc[0], tc[1]); !errors.Is(err, ErrUnauthorized) {
+		if _, err := s.Login(ctx, tc[0], tc[1]); !errors.Is(err, core.ErrUnauthorized) {
 			t.Errorf("login %v: %v", tc, err)
 		}
 	}
 
 	p, err := s.FromToken(ctx, login.Token)
-	if err != nil || p.UserID != ann.UserID || p.Role != Owner {
+	if err != nil || p.UserID != ann.UserID || p.Role != core.Owner {
 		t.Fatalf("principal from token: %+v %v", p, err)
 	}
-	if _, err := s.FromToken(ctx, login.Token+"x"); !errors.Is(err, ErrUnauthorized) {
+	if _, err := s.FromToken(ctx, login.Token+"x"); !errors.Is(err, core.ErrUnauthorized) {
 		t.Errorf("tampered token: %v", err)
 	}
 
@@ -90,7 +91,7 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SwitchTeam(ctx, p, bob.TeamID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.SwitchTeam(ctx, p, bob.TeamID); !errors.Is(err, core.ErrNotFound) {
 		t.Errorf("switch to a foreign team: %v", err)
 	}
 	if sw, err := s.SwitchTeam(ctx, p, ann.TeamID); err != nil || sw.TeamID != ann.TeamID {
@@ -98,7 +99,7 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 	}
 	// A token naming a team the user is not in (forged claims, or removed since) fails.
 	forged, _, _ := s.tokens.Issue(ann.UserID, bob.TeamID)
-	if _, err := s.FromToken(ctx, forged); !errors.Is(err, ErrUnauthorized) {
+	if _, err := s.FromToken(ctx, forged); !errors.Is(err, core.ErrUnauthorized) {
 		t.Errorf("token for a team the user is not in: %v", err)
 	}
 }
@@ -125,13 +126,13 @@ func TestAPIKeys(t *testing.T) {
 		t.Fatalf("principal from key: %+v %v", kp, err)
 	}
 	// A key cannot manage keys; another team cannot see or revoke it.
-	if _, err := s.CreateAPIKey(ctx, kp, "x"); !errors.Is(err, ErrForbidden) {
+	if _, err := s.CreateAPIKey(ctx, kp, "x"); !errors.Is(err, core.ErrForbidden) {
 		t.Errorf("key creating a key: %v", err)
 	}
 	if keys, _ := s.ListAPIKeys(ctx, bobP); len(keys) != 0 {
 		t.Errorf("bob sees %d keys of ann's team", len(keys))
 	}
-	if err := s.RevokeAPIKey(ctx, bobP, k.ID); !errors.Is(err, ErrNotFound) {
+	if err := s.RevokeAPIKey(ctx, bobP, k.ID); !errors.Is(err, core.ErrNotFound) {
 		t.Errorf("bob revoking ann's key: %v", err)
 	}
 	if keys, _ := s.ListAPIKeys(ctx, annP); len(keys) != 1 || keys[0].ID != k.ID {
@@ -140,18 +141,18 @@ func TestAPIKeys(t *testing.T) {
 	if err := s.RevokeAPIKey(ctx, annP, k.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.FromAPIKey(ctx, k.Key); !errors.Is(err, ErrUnauthorized) {
+	if _, err := s.FromAPIKey(ctx, k.Key); !errors.Is(err, core.ErrUnauthorized) {
 		t.Errorf("revoked key: %v", err)
 	}
-	if err := s.RevokeAPIKey(ctx, annP, k.ID); !errors.Is(err, ErrNotFound) {
+	if err := s.RevokeAPIKey(ctx, annP, k.ID); !errors.Is(err, core.ErrNotFound) {
 		t.Errorf("revoking twice: %v", err)
 	}
-	if _, err := s.FromAPIKey(ctx, "wrn_"+"0123456789abcdef0123456789abcdef"); !errors.Is(err, ErrUnauthorized) {
+	if _, err := s.FromAPIKey(ctx, "wrn_"+"0123456789abcdef0123456789abcdef"); !errors.Is(err, core.ErrUnauthorized) {
 		t.Errorf("unknown key: %v", err)
 	}
 	// Every step above that changed something is in the audit log.
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action IN ('api_key.create', 'api_key.revoke', 'user.signup')`).Scan(&n); err != nil || n != 4 {
+	if err := s.st.DB.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action IN ('api_key.create', 'api_key.revoke', 'user.signup')`).Scan(&n); err != nil || n != 4 {
 		t.Errorf("audit entries: %d %v, want 2 signups + create + revoke", n, err)
 	}
 }

@@ -1,4 +1,4 @@
-package service
+package hosts
 
 import (
 	"context"
@@ -15,15 +15,12 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
-	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
 
 // RefreshTTL is how long a host's refresh token lives.
 const RefreshTTL = 60 * 24 * time.Hour
-
-// DefaultHeartbeatInterval is how often agents report unless configured.
-const DefaultHeartbeatInterval = 30 * time.Second
 
 var fingerprintPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -31,23 +28,23 @@ var fingerprintPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // its certificate fingerprint is pinned, a per-host secret is issued (kept sealed
 // here; the agent keeps its hash), and a host token and refresh token are returned.
 func (s *Service) RegisterHost(ctx context.Context, req hostproto.RegisterRequest) (*hostproto.RegisterResponse, error) {
-	refused := fmt.Errorf("%w: registration token unknown, already used or expired", ErrUnauthorized)
+	refused := fmt.Errorf("%w: registration token unknown, already used or expired", core.ErrUnauthorized)
 	if !auth.ValidOpaqueToken(req.Token, auth.RegistrationTokenPrefix) {
 		return nil, refused
 	}
 	host, port, err := net.SplitHostPort(req.Address)
 	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-		return nil, fmt.Errorf("%w: address must be host:port", ErrInvalid)
+		return nil, fmt.Errorf("%w: address must be host:port", core.ErrInvalid)
 	}
 	if !fingerprintPattern.MatchString(req.CertFingerprint) {
-		return nil, fmt.Errorf("%w: cert_fingerprint must be 64 lowercase hex characters", ErrInvalid)
+		return nil, fmt.Errorf("%w: cert_fingerprint must be 64 lowercase hex characters", core.ErrInvalid)
 	}
 	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || len(req.Version) > 100 {
-		return nil, fmt.Errorf("%w: bad capacity or version", ErrInvalid)
+		return nil, fmt.Errorf("%w: bad capacity or version", core.ErrInvalid)
 	}
 	hash := auth.HashToken(req.Token)
 	// Single use across every replica: whoever deletes the key registers.
-	hostID, err := s.redis.GetDel(ctx, registrationKey(hash)).Result()
+	hostID, err := s.st.Redis.GetDel(ctx, registrationKey(hash)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, refused
 	}
@@ -56,10 +53,9 @@ func (s *Service) RegisterHost(ctx context.Context, req hostproto.RegisterReques
 	}
 	secret, _ := auth.NewOpaqueToken(auth.HostSecretPrefix)
 	var resp *hostproto.RegisterResponse
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		tok, err := q.UseHostToken(ctx, hash)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && uuidString(tok.HostID) != hostID) {
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && core.UUIDString(tok.HostID) != hostID) {
 			return refused
 		}
 		if err != nil {
@@ -71,7 +67,7 @@ func (s *Service) RegisterHost(ctx context.Context, req hostproto.RegisterReques
 			Vcpus: int32(req.Capacity.VCPUs), MemoryMB: int32(req.Capacity.MemoryMB),
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: host %s is already registered or deleted", ErrConflict, hostID)
+			return fmt.Errorf("%w: host %s is already registered or deleted", core.ErrConflict, hostID)
 		}
 		if err != nil {
 			return err
@@ -81,13 +77,13 @@ func (s *Service) RegisterHost(ctx context.Context, req hostproto.RegisterReques
 			return err
 		}
 		resp = &hostproto.RegisterResponse{HostID: hostID, HostSecret: secret, Tokens: *tokens}
-		return s.audit(ctx, q, &Principal{TeamID: uuidString(row.TeamID)}, "host.register", "host", hostID,
+		return core.Audit(ctx, q, &core.Principal{TeamID: core.UUIDString(row.TeamID)}, "host.register", "host", hostID,
 			map[string]any{"address": req.Address, "cert_fingerprint": req.CertFingerprint})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("register host: %w", err)
 	}
-	s.hosts.Evict(hostID)
+	s.conns.Evict(hostID)
 	return resp, nil
 }
 
@@ -98,7 +94,7 @@ func (s *Service) issueHostTokens(ctx context.Context, q *db.Queries, hostID, pa
 	if _, err := q.CreateHostRefreshToken(ctx, db.CreateHostRefreshTokenParams{HostID: hostID, TokenHash: hash, ParentID: parent, ExpiresAt: refreshExp}); err != nil {
 		return nil, err
 	}
-	jwt, exp, err := s.tokens.IssueHost(uuidString(hostID))
+	jwt, exp, err := s.tokens.IssueHost(core.UUIDString(hostID))
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +106,12 @@ func (s *Service) issueHostTokens(ctx context.Context, q *db.Queries, hostID, pa
 // revoked), so a host that crashed before saving the child can refresh again with
 // the old token — which voids the unused child.
 func (s *Service) RefreshHostToken(ctx context.Context, refresh string) (*hostproto.Tokens, error) {
-	refused := fmt.Errorf("%w: refresh token unknown, revoked or expired", ErrUnauthorized)
+	refused := fmt.Errorf("%w: refresh token unknown, revoked or expired", core.ErrUnauthorized)
 	if !auth.ValidOpaqueToken(refresh, auth.RefreshTokenPrefix) {
 		return nil, refused
 	}
 	var out *hostproto.Tokens
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := s.q.WithTx(tx)
+	err := s.st.Tx(ctx, func(q *db.Queries) error {
 		row, err := q.GetHostRefreshToken(ctx, auth.HashToken(refresh))
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (row.RevokedAt != nil || !row.ExpiresAt.After(s.now()))) {
 			return refused
@@ -125,7 +120,7 @@ func (s *Service) RefreshHostToken(ctx context.Context, refresh string) (*hostpr
 			return err
 		}
 		if _, err := q.GetHost(ctx, row.HostID); errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: the host was deleted", ErrUnauthorized)
+			return fmt.Errorf("%w: the host was deleted", core.ErrUnauthorized)
 		} else if err != nil {
 			return err
 		}
@@ -154,7 +149,7 @@ func (s *Service) RefreshHostToken(ctx context.Context, refresh string) (*hostpr
 func (s *Service) HostFromToken(token string) (string, error) {
 	id, err := s.tokens.VerifyHost(token)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		return "", fmt.Errorf("%w: %v", core.ErrUnauthorized, err)
 	}
 	return id, nil
 }
@@ -162,19 +157,19 @@ func (s *Service) HostFromToken(token string) (string, error) {
 // Heartbeat records that a host is alive (an unreachable host is online again; the
 // monitor then restores its missing sandboxes).
 func (s *Service) Heartbeat(ctx context.Context, hostID string, req hostproto.HeartbeatRequest) (*hostproto.HeartbeatResponse, error) {
-	hid, err := parseUUID(hostID)
+	hid, err := core.ParseUUID(hostID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bad host", ErrUnauthorized)
+		return nil, fmt.Errorf("%w: bad host", core.ErrUnauthorized)
 	}
 	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || len(req.Version) > 100 {
-		return nil, fmt.Errorf("%w: bad capacity or version", ErrInvalid)
+		return nil, fmt.Errorf("%w: bad capacity or version", core.ErrInvalid)
 	}
 	if host, err := s.q.GetHost(ctx, hid); err == nil && host.CertFingerprint != nil && req.CertFingerprint != *host.CertFingerprint {
-		return nil, fmt.Errorf("%w: host %s serves a certificate (%.12s…) that does not match the pinned fingerprint (%.12s…): register it again", ErrForbidden, hostID, req.CertFingerprint, *host.CertFingerprint)
+		return nil, fmt.Errorf("%w: host %s serves a certificate (%.12s…) that does not match the pinned fingerprint (%.12s…): register it again", core.ErrForbidden, hostID, req.CertFingerprint, *host.CertFingerprint)
 	}
 	row, err := s.q.HostHeartbeat(ctx, db.HostHeartbeatParams{ID: hid, Vcpus: int32(req.Capacity.VCPUs), MemoryMB: int32(req.Capacity.MemoryMB), AgentVersion: req.Version})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: host %s is deleted", ErrForbidden, hostID)
+		return nil, fmt.Errorf("%w: host %s is deleted", core.ErrForbidden, hostID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat of %s: %w", hostID, err)
@@ -182,64 +177,31 @@ func (s *Service) Heartbeat(ctx context.Context, hostID string, req hostproto.He
 	return &hostproto.HeartbeatResponse{Status: row.Status, IntervalSec: int(s.heartbeat / time.Second)}, nil
 }
 
-// HostConn is how the control plane reaches a registered host (hostclient.Pool's lookup).
-func (s *Service) HostConn(ctx context.Context, hostID string) (hostclient.Host, error) {
-	hid, err := parseUUID(hostID)
-	if err != nil {
-		return hostclient.Host{}, err
+// Lookup is how the control plane reaches registered hosts (hostclient.Pool's
+// lookup): address, pinned certificate fingerprint and unsealed secret, read from the
+// database. It needs no Service, so the pool can exist before the services using it.
+func Lookup(st *core.Store, sealer *auth.Sealer) hostclient.Lookup {
+	return func(ctx context.Context, hostID string) (hostclient.Host, error) {
+		hid, err := core.ParseUUID(hostID)
+		if err != nil {
+			return hostclient.Host{}, err
+		}
+		row, err := st.Q.GetHost(ctx, hid)
+		if err != nil {
+			return hostclient.Host{}, fmt.Errorf("host %s: %w", hostID, err)
+		}
+		if row.SecretSealed == nil || row.CertFingerprint == nil {
+			return hostclient.Host{}, fmt.Errorf("host %s has not registered", hostID)
+		}
+		secret, err := sealer.Open(row.SecretSealed, hostID)
+		if err != nil {
+			return hostclient.Host{}, fmt.Errorf("host %s: %w", hostID, err)
+		}
+		return hostclient.Host{ID: hostID, Address: row.Address, CertFingerprint: *row.CertFingerprint, Secret: string(secret)}, nil
 	}
-	row, err := s.q.GetHost(ctx, hid)
-	if err != nil {
-		return hostclient.Host{}, fmt.Errorf("host %s: %w", hostID, err)
-	}
-	if row.SecretSealed == nil || row.CertFingerprint == nil {
-		return hostclient.Host{}, fmt.Errorf("host %s has not registered", hostID)
-	}
-	secret, err := s.sealer.Open(row.SecretSealed, hostID)
-	if err != nil {
-		return hostclient.Host{}, fmt.Errorf("host %s: %w", hostID, err)
-	}
-	return hostclient.Host{ID: hostID, Address: row.Address, CertFingerprint: *row.CertFingerprint, Secret: string(secret)}, nil
 }
 
-// place picks the host for a new sandbox.
-func (s *Service) place(ctx context.Context, p *Principal, spec SandboxSpec) (pgtype.UUID, error) {
-	rows, err := s.q.ListHosts(ctx)
-	if err != nil {
-		return pgtype.UUID{}, fmt.Errorf("list hosts: %w", err)
-	}
-	loads, err := s.hostLoads(ctx)
-	if err != nil {
-		return pgtype.UUID{}, err
-	}
-	req := scheduler.Request{TeamID: p.TeamID, BYOC: p.TeamBYOC, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB}
-	teamID, _ := parseUUID(p.TeamID)
-	if kind, err := s.q.TemplateKind(ctx, db.TemplateKindParams{Name: spec.Template, TeamID: teamID}); err == nil && kind == "snapshot" {
-		ids, err := s.q.TemplateHosts(ctx, db.TemplateHostsParams{Name: spec.Template, TeamID: teamID})
-		if err != nil {
-			return pgtype.UUID{}, fmt.Errorf("template hosts: %w", err)
-		}
-		req.OnlyHosts = map[string]bool{}
-		for _, id := range ids {
-			req.OnlyHosts[uuidString(id)] = true
-		}
-	} else if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return pgtype.UUID{}, fmt.Errorf("template %s: %w", spec.Template, err)
-	}
-	byID := map[string]pgtype.UUID{}
-	hosts := make([]scheduler.Host, 0, len(rows))
-	for _, r := range rows {
-		l := loads[r.ID]
-		id := uuidString(r.ID)
-		byID[id] = r.ID
-		hosts = append(hosts, scheduler.Host{
-			ID: id, TeamID: uuidString(r.TeamID), Status: r.Status, VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
-			UsedVCPUs: int(l.Vcpus), UsedMemoryMB: int(l.MemoryMB), Sandboxes: int(l.Sandboxes),
-		})
-	}
-	h, err := s.sched.Pick(req, hosts)
-	if err != nil {
-		return pgtype.UUID{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return byID[h.ID], nil
+// HostConn is Lookup on the service's own store.
+func (s *Service) HostConn(ctx context.Context, hostID string) (hostclient.Host, error) {
+	return Lookup(s.st, s.sealer)(ctx, hostID)
 }

@@ -1,4 +1,4 @@
-package service_test
+package sandboxes_test
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/openapitest"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/servertest"
-	"github.com/wrennhq/wrenn/internal/server/service"
 )
 
-// The package's TestMain (service_test.go) starts PostgreSQL and Redis for these too.
+// TestMain (main_test.go) starts PostgreSQL and Redis for these.
 
 // monitorEnv is a control plane with one user, reached over its REST API (every
 // exchange checked against api/openapi.yaml).
@@ -34,7 +34,7 @@ type monitorEnv struct {
 func newMonitorEnv(t *testing.T) *monitorEnv {
 	t.Helper()
 	env := servertest.New(t)
-	s, err := env.Service.Signup(context.Background(), "ann@example.com", "Ann", "correct horse battery")
+	s, err := env.Service.Accounts.Signup(context.Background(), "ann@example.com", "Ann", "correct horse battery")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +144,10 @@ func sortedIDs(ids ...string) []string {
 func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 	e := newMonitorEnv(t)
 	ctx := context.Background()
-	cfg := service.MonitorConfig{Stale: time.Minute}
+	cfg := sandboxes.MonitorConfig{Stale: time.Minute}
 	a, b, c := e.createSandbox(), e.createSandbox(), e.createSandbox()
 
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if st := e.hostStatus(e.HostID); st != "online" {
 		t.Fatalf("a host that just registered: %s after a round", st)
 	}
@@ -158,7 +158,7 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 	}
 
 	e.silence(e.HostID)
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if st := e.hostStatus(e.HostID); st != "unreachable" {
 		t.Errorf("silent host: %s", st)
 	}
@@ -171,7 +171,7 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 		t.Errorf("listing right after the round shows missing %v", got)
 	}
 	// Nothing more happens while the host stays silent: missing is not lost.
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	for _, id := range []string{a, b, c} {
 		if st, _ := e.sandbox(id); st != "missing" {
 			t.Errorf("%s after a second silent round: %s", id, st)
@@ -194,7 +194,7 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 	if st := e.hostStatus(e.HostID); st != "online" {
 		t.Errorf("host after its heartbeat: %s", st)
 	}
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	for _, id := range []string{a, b} {
 		if st, msg := e.sandbox(id); st != "running" || msg != "" {
 			t.Errorf("%s after the host came back: %s %q", id, st, msg)
@@ -213,12 +213,12 @@ func TestMonitorUnreachableHostAndRecovery(t *testing.T) {
 
 	// Service.Heartbeat is the same path without HTTP.
 	e.silence(e.HostID)
-	e.Service.MonitorRound(ctx, cfg)
-	resp, err := e.Service.Heartbeat(ctx, e.HostID, hostproto.HeartbeatRequest{CertFingerprint: fakeFingerprint, Version: "v", Capacity: hostproto.Capacity{VCPUs: 64, MemoryMB: 65536}})
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
+	resp, err := e.Service.Hosts.Heartbeat(ctx, e.HostID, hostproto.HeartbeatRequest{CertFingerprint: fakeFingerprint, Version: "v", Capacity: hostproto.Capacity{VCPUs: 64, MemoryMB: 65536}})
 	if err != nil || resp.Status != "online" || resp.IntervalSec != 30 {
 		t.Errorf("Service.Heartbeat: %+v %v", resp, err)
 	}
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if got := e.listed("running"); len(got) != 3 {
 		t.Errorf("running after the second recovery: %v", got)
 	}
@@ -234,7 +234,7 @@ func TestMonitorLostSandbox(t *testing.T) {
 
 	// Grace only spares sandboxes still being created: this one, running and seconds
 	// old, is lost at once under the default Grace of two minutes.
-	e.Service.MonitorRound(ctx, service.MonitorConfig{})
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{})
 	if st, msg := e.sandbox(lost); st != "error" || !strings.Contains(msg, "lost") {
 		t.Errorf("sandbox gone from its host: %s %q", st, msg)
 	}
@@ -249,11 +249,11 @@ func TestMonitorLostSandbox(t *testing.T) {
 	young := e.createSandbox()
 	destroyOnHost(t, e.Agent.Client, young)
 	e.exec(`UPDATE sandboxes SET status = 'starting' WHERE id = $1`, young)
-	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Hour})
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Hour})
 	if st, msg := e.sandbox(young); st != "starting" || msg != "" {
 		t.Errorf("a starting sandbox younger than Grace: %s %q", st, msg)
 	}
-	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Nanosecond})
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Nanosecond})
 	if st, msg := e.sandbox(young); st != "error" || !strings.Contains(msg, "lost") {
 		t.Errorf("a starting sandbox older than Grace, not on its host: %s %q", st, msg)
 	}
@@ -275,11 +275,11 @@ func TestMonitorOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Hour})
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Hour})
 	if got := e.Agent.SandboxIDs(); !slices.Equal(got, sortedIDs(orphan, kept, stray)) {
 		t.Errorf("young orphans must be left alone; the host runs %v", got)
 	}
-	e.Service.MonitorRound(ctx, service.MonitorConfig{Grace: time.Nanosecond})
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Nanosecond})
 	if got := e.Agent.SandboxIDs(); !slices.Equal(got, []string{kept}) {
 		t.Errorf("after the round the host runs %v, want only %s", got, kept)
 	}
@@ -296,12 +296,12 @@ func TestMonitorOrphan(t *testing.T) {
 func TestDestroyMissingSandbox(t *testing.T) {
 	e := newMonitorEnv(t)
 	ctx := context.Background()
-	cfg := service.MonitorConfig{Stale: time.Minute}
+	cfg := sandboxes.MonitorConfig{Stale: time.Minute}
 
 	// The host is silent but its agent still answers: the sandbox is destroyed there.
 	a, b := e.createSandbox(), e.createSandbox()
 	e.silence(e.HostID)
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if st, _ := e.sandbox(a); st != "missing" {
 		t.Fatalf("sandbox of a silent host: %s", st)
 	}
@@ -325,7 +325,7 @@ func TestDestroyMissingSandbox(t *testing.T) {
 	e.exec(`INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, allow_internet_access, started_at)
 		VALUES ($1, $2, $3, 'base', 'running', 1, 512, false, now())`, c, e.teamID, gone)
 	e.silence(gone)
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if st := e.hostStatus(gone); st != "unreachable" {
 		t.Fatalf("silent host: %s", st)
 	}
@@ -343,7 +343,7 @@ func TestDestroyMissingSandbox(t *testing.T) {
 	}
 	// When the host is back the round does not resurrect the stopped sandbox.
 	e.exec(`UPDATE hosts SET status = 'online', last_heartbeat_at = now() WHERE id = $1`, gone)
-	e.Service.MonitorRound(ctx, cfg)
+	e.Service.Sandboxes.MonitorRound(ctx, cfg)
 	if st, _ := e.sandbox(c); st != "stopped" {
 		t.Errorf("after the host came back: %s", st)
 	}
@@ -358,7 +358,7 @@ func TestRunHostMonitor(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.Service.RunHostMonitor(ctx, service.MonitorConfig{Interval: time.Hour, Stale: time.Minute})
+		e.Service.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: time.Hour, Stale: time.Minute})
 	}()
 	// The round's last effect is the sandbox going missing.
 	deadline := time.Now().Add(10 * time.Second)
@@ -391,7 +391,7 @@ func TestMonitorUnreachableHostNeverKeepsRunningSandboxes(t *testing.T) {
 	id := e.createSandbox()
 	e.silence(e.HostID)
 	e.exec(`UPDATE hosts SET status = 'unreachable' WHERE id = $1`, e.HostID)
-	e.Service.MonitorRound(context.Background(), service.MonitorConfig{Stale: time.Minute})
+	e.Service.Sandboxes.MonitorRound(context.Background(), sandboxes.MonitorConfig{Stale: time.Minute})
 	if st, _ := e.sandbox(id); st != "missing" {
 		t.Errorf("sandbox on a host that is unreachable: %s, want missing", st)
 	}

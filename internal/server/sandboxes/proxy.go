@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 )
 
@@ -24,23 +26,23 @@ type ProxyCredentials struct {
 type ProxyDeniedError struct{ Message string }
 
 func (e *ProxyDeniedError) Error() string { return e.Message }
-func (e *ProxyDeniedError) Unwrap() error { return ErrForbidden }
+func (e *ProxyDeniedError) Unwrap() error { return core.ErrForbidden }
 
 // TrafficTokenHeader carries a private sandbox's traffic token.
 const TrafficTokenHeader = "E2b-Traffic-Access-Token"
 
 // ProxyRoute decides whether a request may reach port of sandbox id and returns the
-// endpoint of the agent that runs it. ErrNotFound: no such running sandbox (the
+// endpoint of the agent that runs it. core.ErrNotFound: no such running sandbox (the
 // proxy answers 502). Port 49983 (envd) is never gated here: envd checks its own
 // access token. Other ports of a sandbox created with allow_public_traffic=false
 // need the sandbox's traffic token or an API key of its team.
 func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCredentials) (hostclient.Endpoint, error) {
 	if !ident.ValidSandboxID(id) {
-		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	row, err := s.q.GetSandboxForProxy(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (row.Status != "running" || !row.HostID.Valid)) {
-		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", ErrNotFound, id)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (lifecycle.State(row.Status) != lifecycle.Running || !row.HostID.Valid)) {
+		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	if err != nil {
 		return hostclient.Endpoint{}, fmt.Errorf("proxy to %s: %w", id, err)
@@ -52,15 +54,15 @@ func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCr
 				return hostclient.Endpoint{}, &ProxyDeniedError{"Invalid " + TrafficTokenHeader + " header"}
 			}
 		case c.APIKey != "":
-			p, err := s.FromAPIKey(ctx, c.APIKey)
-			if err != nil || p.TeamID != uuidString(row.TeamID) {
+			p, err := s.keys.FromAPIKey(ctx, c.APIKey)
+			if err != nil || p.TeamID != core.UUIDString(row.TeamID) {
 				return hostclient.Endpoint{}, &ProxyDeniedError{"Invalid X-API-Key header: not a key of the sandbox's team"}
 			}
 		default:
 			return hostclient.Endpoint{}, &ProxyDeniedError{"Missing " + TrafficTokenHeader + " header: the sandbox's traffic is private"}
 		}
 	}
-	ep, err := s.hosts.Endpoint(ctx, uuidString(row.HostID))
+	ep, err := s.agents.Endpoint(ctx, core.UUIDString(row.HostID))
 	if err != nil {
 		return hostclient.Endpoint{}, fmt.Errorf("host of %s: %w", id, err)
 	}

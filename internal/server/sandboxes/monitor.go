@@ -1,4 +1,4 @@
-package service
+package sandboxes
 
 import (
 	"context"
@@ -10,7 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
 
 // MonitorConfig tunes the host monitor.
@@ -44,7 +47,7 @@ func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	for {
-		if ok, err := s.redis.SetNX(ctx, "wrenn:host-monitor-lease", 1, cfg.Interval*9/10).Result(); err == nil && ok {
+		if ok, err := s.st.Redis.SetNX(ctx, "wrenn:host-monitor-lease", 1, cfg.Interval*9/10).Result(); err == nil && ok {
 			s.MonitorRound(ctx, cfg)
 		} else if err != nil && ctx.Err() == nil {
 			s.log.Warn("host monitor lease", "err", err)
@@ -66,7 +69,7 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 		return
 	}
 	for _, h := range stale {
-		s.log.Warn("host unreachable: no heartbeat", "host", uuidString(h), "for", cfg.Stale)
+		s.log.Warn("host unreachable: no heartbeat", "host", core.UUIDString(h), "for", cfg.Stale)
 	}
 	s.markMissing(ctx)
 	hosts, err := s.q.ListHosts(ctx)
@@ -75,7 +78,7 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 		return
 	}
 	for _, h := range hosts {
-		if h.Status == "online" {
+		if scheduler.HostStatus(h.Status) == scheduler.StatusOnline {
 			s.reconcile(ctx, h, cfg)
 		}
 	}
@@ -83,8 +86,8 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 
 // reconcile compares one online host's sandboxes with the database.
 func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
-	hostID := uuidString(h.ID)
-	agent, err := s.hosts.Agent(ctx, hostID)
+	hostID := core.UUIDString(h.ID)
+	agent, err := s.agents.Agent(ctx, hostID)
 	if err != nil {
 		s.log.Warn("reconcile: reach host", "host", hostID, "err", err)
 		return
@@ -119,19 +122,19 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 		known[row.ID] = true
 		onHost, ok := running[row.ID]
 		switch {
-		case ok && row.Status == "missing":
-			status := "running"
+		case ok && stateOf(row) == lifecycle.Missing:
+			status := lifecycle.Running
 			if onHost.GetState() == pb.SandboxState_SANDBOX_STATE_PAUSED {
-				status = "paused"
+				status = lifecycle.Paused
 			}
 			s.setByHost(ctx, row, status, nil)
 			s.log.Info("reconcile: sandbox back", "sandbox", row.ID, "host", hostID)
-		case ok && onHost.GetState() == pb.SandboxState_SANDBOX_STATE_ERROR && row.Status != "error":
+		case ok && onHost.GetState() == pb.SandboxState_SANDBOX_STATE_ERROR && stateOf(row) != lifecycle.Error:
 			msg := onHost.GetError()
-			s.setByHost(ctx, row, "error", &msg)
-		case !ok && row.Status != "error" && !(row.Status == "starting" && s.now().Sub(row.CreatedAt) < cfg.Grace):
+			s.setByHost(ctx, row, lifecycle.Error, &msg)
+		case !ok && stateOf(row) != lifecycle.Error && !(stateOf(row) == lifecycle.Starting && s.now().Sub(row.CreatedAt) < cfg.Grace):
 			msg := "lost: its host no longer runs it"
-			s.setByHost(ctx, row, "error", &msg)
+			s.setByHost(ctx, row, lifecycle.Error, &msg)
 			s.log.Warn("reconcile: sandbox lost", "sandbox", row.ID, "host", hostID)
 		}
 	}
@@ -153,7 +156,7 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 // markUnreachable takes a host out of placement and marks its sandboxes missing.
 func (s *Service) markUnreachable(ctx context.Context, hostID pgtype.UUID) {
 	if err := s.q.MarkHostUnreachable(ctx, hostID); err != nil {
-		s.log.Error("mark host unreachable", "host", uuidString(hostID), "err", err)
+		s.log.Error("mark host unreachable", "host", core.UUIDString(hostID), "err", err)
 		return
 	}
 	s.markMissing(ctx)
@@ -175,8 +178,8 @@ func (s *Service) markMissing(ctx context.Context) {
 	}
 }
 
-func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status string, msg *string) {
-	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: status, Error: msg, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
+func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status lifecycle.State, msg *string) {
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: string(status), Error: msg, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
 		return // changed meanwhile (e.g. destroyed): the next round judges again
 	} else if err != nil {
 		s.log.Error("reconcile: record status", "sandbox", row.ID, "err", err)

@@ -1,0 +1,72 @@
+// Package core is what the control plane's services (accounts, hosts, sandboxes)
+// share and nothing else: who a request acts as (Principal, resolved from the
+// database by accounts), the errors the REST layer maps to HTTP statuses, uuid
+// helpers, and access to PostgreSQL and Redis (Store) with the audit log's writer,
+// which every change appends to inside its own transaction.
+//
+// It stays small on purpose: a feature goes into the service it belongs to; only what
+// two or more services need to agree on lands here.
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Errors the REST layer maps to HTTP statuses; services wrap them with what was being
+// done and a message a user can act on.
+var (
+	ErrInvalid      = errors.New("invalid request")   // 400
+	ErrUnauthorized = errors.New("unauthorized")      // 401
+	ErrForbidden    = errors.New("forbidden")         // 403
+	ErrNotFound     = errors.New("not found")         // 404
+	ErrConflict     = errors.New("conflict")          // 409
+	ErrTooMany      = errors.New("too many requests") // 429
+	ErrUnavailable  = errors.New("unavailable")       // 503
+)
+
+// Role of a user in a team.
+type Role string
+
+// Roles, from most to least privileged.
+const (
+	Owner  Role = "owner"
+	Admin  Role = "admin"
+	Member Role = "member"
+)
+
+// Principal is who a request acts as, resolved from the database.
+type Principal struct {
+	UserID   string // "" for an API key
+	TeamID   string
+	Role     Role
+	APIKeyID string // "" for a user token
+	// TeamBYOC: the team's sandboxes run on its own hosts only.
+	TeamBYOC bool
+	// Admin: a platform administrator (manages platform hosts); never an API key.
+	Admin bool
+}
+
+// CanManage reports whether the principal may manage the team (keys, members, hosts).
+func (p *Principal) CanManage() bool { return p.Role == Owner || p.Role == Admin }
+
+// UUIDString formats a database uuid; NULL is "".
+func UUIDString(u pgtype.UUID) string {
+	if !u.Valid {
+		return ""
+	}
+	b := u.Bytes
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ParseUUID parses an id from a request; a malformed one is ErrNotFound, since no
+// such thing exists (and a 400 would only tell a prober the format).
+func ParseUUID(s string) (pgtype.UUID, error) {
+	var u pgtype.UUID
+	if err := u.Scan(s); err != nil {
+		return u, fmt.Errorf("%w: %q is not an id", ErrNotFound, s)
+	}
+	return u, nil
+}

@@ -1,0 +1,166 @@
+package sandboxes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
+)
+
+// Placement is optimistic per host. The scheduler picks from a snapshot of every
+// host's load, taken without locks; then one transaction locks the picked host's row,
+// re-reads its load, re-checks with the scheduler's own rule (scheduler.Eligible) and
+// inserts the sandbox row, which is the reservation: every load counts the rows of
+// live sandboxes. Creates aimed at one host therefore reserve one after another and
+// never overcommit it, while creates on different hosts do not wait for each other.
+// A create that finds its host filled in the meantime picks again from a fresh
+// snapshot — which now shows that host fuller — so it lands elsewhere or gets the
+// scheduler's "no host" answer.
+
+// maxPlaceAttempts bounds the picks of one create. Each lost race means another
+// create reserved first, so only heavy contention gets this far; the answer is then
+// a 503 to retry.
+const maxPlaceAttempts = 5
+
+// templateKindSnapshot is a template whose files exist only on the hosts that made
+// or received them (templates.kind).
+const templateKindSnapshot = "snapshot"
+
+// errHostTaken: the picked host could no longer take the sandbox when it was locked.
+var errHostTaken = errors.New("the picked host was filled or changed by a concurrent create")
+
+// place picks a host for the sandbox described by params (all but its host) and
+// reserves the capacity there by recording the sandbox, with its audit entry. It
+// returns the row and the host's agent.
+func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec, params db.CreateSandboxParams) (db.Sandbox, hostagentv1connect.HostAgentServiceClient, error) {
+	req, err := s.placementRequest(ctx, p, spec)
+	if err != nil {
+		return db.Sandbox{}, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		hosts, err := s.candidates(ctx)
+		if err != nil {
+			return db.Sandbox{}, nil, err
+		}
+		h, err := s.sched.Pick(req, hosts)
+		if err != nil {
+			return db.Sandbox{}, nil, fmt.Errorf("%w: %v", core.ErrUnavailable, err)
+		}
+		agent, err := s.agents.Agent(ctx, h.ID)
+		if err != nil {
+			return db.Sandbox{}, nil, fmt.Errorf("reach host %s: %w", h.ID, err)
+		}
+		row, err := s.reserve(ctx, p, req, h, params)
+		switch {
+		case err == nil:
+			return row, agent, nil
+		case !errors.Is(err, errHostTaken):
+			return db.Sandbox{}, nil, fmt.Errorf("place sandbox %s on %s: %w", params.ID, h.ID, err)
+		case attempt == maxPlaceAttempts:
+			return db.Sandbox{}, nil, fmt.Errorf("%w: every host picked for this sandbox was filled by concurrent creates (%d attempts): try again", core.ErrUnavailable, attempt)
+		}
+		s.log.Debug("placement lost a race: picking again", "sandbox", params.ID, "host", h.ID, "attempt", attempt)
+	}
+}
+
+// reserve records the sandbox on h if, with h locked, h can still take it; otherwise
+// errHostTaken and nothing is recorded.
+func (s *Service) reserve(ctx context.Context, p *core.Principal, req scheduler.Request, h scheduler.Host, params db.CreateSandboxParams) (db.Sandbox, error) {
+	hostID, err := core.ParseUUID(h.ID)
+	if err != nil {
+		return db.Sandbox{}, err
+	}
+	var row db.Sandbox
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
+		locked, err := q.LockHostForPlacement(ctx, hostID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errHostTaken // deleted since the pick
+		}
+		if err != nil {
+			return fmt.Errorf("lock host: %w", err)
+		}
+		load, err := q.HostLoad(ctx, hostID)
+		if err != nil {
+			return fmt.Errorf("load of host: %w", err)
+		}
+		// The host as it is now; its tags are the pick's (tags are not capacity).
+		now := h
+		now.TeamID, now.Status = core.UUIDString(locked.TeamID), scheduler.HostStatus(locked.Status)
+		now.VCPUs, now.MemoryMB = int(locked.Vcpus), int(locked.MemoryMB)
+		now.UsedVCPUs, now.UsedMemoryMB, now.Sandboxes = int(load.Vcpus), int(load.MemoryMB), int(load.Sandboxes)
+		if len(scheduler.Eligible(req, []scheduler.Host{now})) == 0 {
+			return errHostTaken
+		}
+		params.HostID = locked.ID
+		if row, err = q.CreateSandbox(ctx, params); err != nil {
+			return fmt.Errorf("record sandbox: %w", err)
+		}
+		return core.Audit(ctx, q, p, "sandbox.create", "sandbox", params.ID, map[string]any{"template": params.Template})
+	})
+	return row, err
+}
+
+// placementRequest is what the scheduler needs to know about the sandbox: its size,
+// the team's pool, the hosts holding a snapshot template, and the tags it asks for.
+func (s *Service) placementRequest(ctx context.Context, p *core.Principal, spec SandboxSpec) (scheduler.Request, error) {
+	req := scheduler.Request{TeamID: p.TeamID, BYOC: p.TeamBYOC, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, RequiredTags: spec.HostTags}
+	teamID, _ := core.ParseUUID(p.TeamID)
+	kind, err := s.q.TemplateKind(ctx, db.TemplateKindParams{Name: spec.Template, TeamID: teamID})
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && kind != templateKindSnapshot) {
+		return req, nil
+	}
+	if err != nil {
+		return req, fmt.Errorf("template %s: %w", spec.Template, err)
+	}
+	ids, err := s.q.TemplateHosts(ctx, db.TemplateHostsParams{Name: spec.Template, TeamID: teamID})
+	if err != nil {
+		return req, fmt.Errorf("template hosts: %w", err)
+	}
+	req.OnlyHosts = map[string]bool{}
+	for _, id := range ids {
+		req.OnlyHosts[core.UUIDString(id)] = true
+	}
+	return req, nil
+}
+
+// candidates is every host with its reserved load and tags, as the scheduler takes
+// them (it filters by pool, status, tags and capacity itself).
+func (s *Service) candidates(ctx context.Context) ([]scheduler.Host, error) {
+	rows, err := s.q.ListHosts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	loads, err := s.q.HostLoads(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("host loads: %w", err)
+	}
+	tags, err := s.q.ListAllHostTags(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("host tags: %w", err)
+	}
+	hosts := make([]scheduler.Host, 0, len(rows))
+	byID := make(map[string]int, len(rows))
+	for _, r := range rows {
+		id := core.UUIDString(r.ID)
+		byID[id] = len(hosts)
+		hosts = append(hosts, scheduler.Host{
+			ID: id, TeamID: core.UUIDString(r.TeamID), Status: scheduler.HostStatus(r.Status), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
+		})
+	}
+	for _, l := range loads {
+		if i, ok := byID[core.UUIDString(l.HostID)]; ok {
+			hosts[i].UsedVCPUs, hosts[i].UsedMemoryMB, hosts[i].Sandboxes = int(l.Vcpus), int(l.MemoryMB), int(l.Sandboxes)
+		}
+	}
+	for _, t := range tags {
+		if i, ok := byID[core.UUIDString(t.HostID)]; ok {
+			hosts[i].Tags = append(hosts[i].Tags, t.Tag)
+		}
+	}
+	return hosts, nil
+}

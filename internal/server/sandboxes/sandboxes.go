@@ -1,0 +1,304 @@
+package sandboxes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/wrennhq/wrenn/gen/db"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/ident"
+	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/scheduler"
+)
+
+// SandboxSpec is a create request.
+type SandboxSpec struct {
+	Template            string
+	VCPUs               int
+	MemoryMB            int
+	TimeoutSec          int
+	AllowInternetAccess *bool
+	// AllowPublicTraffic false makes the sandbox's ports (but envd's) need the team's
+	// API key or the traffic token returned at create.
+	AllowPublicTraffic *bool
+	EnvVars            map[string]string
+	Metadata           map[string]string
+	// HostTags places the sandbox only on a host carrying every one of these tags.
+	// Not part of the REST create (E2B's request has no such field); it is how a
+	// template or a future API field asks for particular hosts.
+	HostTags []string
+}
+
+// Sandbox is a sandbox as the API shows it.
+type Sandbox struct {
+	ID                  string          `json:"id"`
+	Template            string          `json:"template"`
+	Status              lifecycle.State `json:"status"`
+	VCPUs               int             `json:"vcpus"`
+	MemoryMB            int             `json:"memory_mb"`
+	TimeoutSec          int             `json:"timeout_sec"`
+	AllowInternetAccess bool            `json:"allow_internet_access"`
+	AllowPublicTraffic  bool            `json:"allow_public_traffic"`
+	// TrafficAccessToken is shown once, in the create answer of a private sandbox.
+	TrafficAccessToken string            `json:"traffic_access_token,omitempty"`
+	Metadata           map[string]string `json:"metadata"`
+	Error              string            `json:"error,omitempty"`
+	CreatedAt          time.Time         `json:"created_at"`
+	StartedAt          *time.Time        `json:"started_at,omitempty"`
+	StoppedAt          *time.Time        `json:"stopped_at,omitempty"`
+}
+
+// stateOf is a row's status as a lifecycle state: the database stores the state's
+// name (its CHECK constraint lists the same names), and the code compares states.
+func stateOf(r db.Sandbox) lifecycle.State { return lifecycle.State(r.Status) }
+
+func toSandbox(r db.Sandbox) *Sandbox {
+	sb := &Sandbox{
+		ID: r.ID, Template: r.Template, Status: stateOf(r), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
+		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, AllowPublicTraffic: r.AllowPublicTraffic, CreatedAt: r.CreatedAt,
+		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, Metadata: map[string]string{},
+	}
+	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
+	if r.Error != nil {
+		sb.Error = *r.Error
+	}
+	return sb
+}
+
+// CreateSandbox places the sandbox on a host — reserving its capacity there in the
+// same transaction that records it (see place) — has the host's agent boot it and
+// returns it running. If the agent fails, the sandbox is recorded as failed (status
+// error, which holds no capacity) — never left starting — and the error is returned.
+func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
+	spec = spec.withDefaults()
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	params, trafficToken, err := s.newRecord(p, spec)
+	if err != nil {
+		return nil, err
+	}
+	row, agent, err := s.place(ctx, p, spec, params)
+	if err != nil {
+		return nil, err
+	}
+	s.sandboxesChanged(ctx, row.TeamID)
+	req := &pb.CreateSandboxRequest{
+		SandboxId: row.ID, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
+		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &params.AllowInternetAccess,
+	}
+	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
+	if err != nil {
+		s.release(ctx, row, agentMessage(err))
+		return nil, fmt.Errorf("create sandbox %s: %w", row.ID, agentError(err))
+	}
+	hostIP := resp.Msg.GetSandbox().GetHostIp()
+	// The sandbox runs whether or not the caller is still there: record it regardless.
+	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP})
+	s.sandboxesChanged(ctx, row.TeamID)
+	if err != nil {
+		return nil, fmt.Errorf("record running sandbox %s: %w", req.SandboxId, err)
+	}
+	out := toSandbox(row)
+	out.TrafficAccessToken = trafficToken
+	return out, nil
+}
+
+// release gives a failed create's reservation back: status error holds no capacity.
+// Should recording it fail, the row stays starting, and the host monitor marks it
+// lost (error) once it is older than its grace period and the host does not run it.
+func (s *Service) release(ctx context.Context, row db.Sandbox, msg string) {
+	if _, err := s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Error), Error: &msg}); err != nil {
+		s.log.Error("record failed create", "sandbox", row.ID, "err", err)
+	}
+	s.sandboxesChanged(ctx, row.TeamID)
+}
+
+// newRecord is the sandbox's row but its host, and the traffic token shown once in
+// the create answer of a private sandbox.
+func (s *Service) newRecord(p *core.Principal, spec SandboxSpec) (db.CreateSandboxParams, string, error) {
+	teamID, err := core.ParseUUID(p.TeamID)
+	if err != nil {
+		return db.CreateSandboxParams{}, "", err
+	}
+	meta, err := json.Marshal(orEmpty(spec.Metadata))
+	if err != nil {
+		return db.CreateSandboxParams{}, "", fmt.Errorf("metadata: %w", err)
+	}
+	params := db.CreateSandboxParams{
+		ID: ident.NewSandboxID(), TeamID: teamID, Template: spec.Template, Status: string(lifecycle.Starting),
+		Vcpus: int32(spec.VCPUs), MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec),
+		AllowInternetAccess: s.allowInternet, Metadata: meta, AllowPublicTraffic: true,
+	}
+	if spec.AllowInternetAccess != nil {
+		params.AllowInternetAccess = *spec.AllowInternetAccess
+	}
+	var trafficToken string
+	if spec.AllowPublicTraffic != nil && !*spec.AllowPublicTraffic {
+		params.AllowPublicTraffic = false
+		trafficToken, params.TrafficTokenHash = auth.NewOpaqueToken(auth.TrafficTokenPrefix)
+	}
+	return params, trafficToken, nil
+}
+
+func (spec SandboxSpec) withDefaults() SandboxSpec {
+	if spec.Template == "" {
+		spec.Template = "base"
+	}
+	if spec.VCPUs == 0 {
+		spec.VCPUs = 1
+	}
+	if spec.MemoryMB == 0 {
+		spec.MemoryMB = 512
+	}
+	return spec
+}
+
+// Platform-wide bounds, checked before anything is recorded; a host may refuse less
+// (its own limits), which then shows on the sandbox as its error.
+const (
+	maxVCPUs      = 64
+	maxMemoryMB   = 256 << 10
+	maxTimeoutSec = 7 * 24 * 3600
+	maxMetadata   = 64
+	maxHostTags   = 16
+)
+
+var (
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func (spec SandboxSpec) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", core.ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case ident.CheckTemplate(spec.Template) != nil:
+		return bad("%v", ident.CheckTemplate(spec.Template))
+	case spec.VCPUs < 1 || spec.VCPUs > maxVCPUs:
+		return bad("vcpus %d out of range 1..%d", spec.VCPUs, maxVCPUs)
+	case spec.MemoryMB < 128 || spec.MemoryMB > maxMemoryMB:
+		return bad("memory_mb %d out of range 128..%d", spec.MemoryMB, maxMemoryMB)
+	case spec.TimeoutSec < 0 || spec.TimeoutSec > maxTimeoutSec:
+		return bad("timeout_sec %d out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
+	case len(spec.Metadata) > maxMetadata:
+		return bad("at most %d metadata entries", maxMetadata)
+	case len(spec.HostTags) > maxHostTags:
+		return bad("at most %d host tags", maxHostTags)
+	}
+	for _, tag := range spec.HostTags {
+		if err := scheduler.ValidTag(tag); err != nil {
+			return bad("host tag %q: %v", tag, err)
+		}
+	}
+	for k, v := range spec.EnvVars {
+		if !envNamePattern.MatchString(k) {
+			return bad("environment variable name %q", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return bad("environment variable %s contains a NUL byte", k)
+		}
+	}
+	for k, v := range spec.Metadata {
+		if len(k) == 0 || len(k) > 128 || len(v) > 1024 {
+			return bad("metadata keys are 1..128 bytes and values at most 1024")
+		}
+	}
+	return nil
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// GetSandbox returns a sandbox of the principal's team; another team's is not found.
+func (s *Service) GetSandbox(ctx context.Context, p *core.Principal, id string) (*Sandbox, error) {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	return toSandbox(row), nil
+}
+
+func (s *Service) sandboxRow(ctx context.Context, p *core.Principal, id string) (db.Sandbox, error) {
+	if !ident.ValidSandboxID(id) {
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %q", core.ErrNotFound, id)
+	}
+	teamID, err := core.ParseUUID(p.TeamID)
+	if err != nil {
+		return db.Sandbox{}, err
+	}
+	row, err := s.q.GetSandbox(ctx, db.GetSandboxParams{ID: id, TeamID: teamID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return db.Sandbox{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
+	}
+	if err != nil {
+		return db.Sandbox{}, fmt.Errorf("get sandbox %s: %w", id, err)
+	}
+	return row, nil
+}
+
+// DestroySandbox stops a sandbox of the principal's team.
+func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id string) error {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	if stateOf(row) == lifecycle.Stopped {
+		return fmt.Errorf("%w: sandbox %s is already stopped", core.ErrNotFound, id)
+	}
+	// A sandbox whose host is unreachable (missing) or gone is recorded stopped at
+	// once; the host monitor stops it if its host comes back still running it.
+	if agent, err := s.agentOf(ctx, row); err == nil {
+		_, err = agent.DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
+		switch code := connect.CodeOf(err); {
+		case err == nil, code == connect.CodeNotFound:
+		case stateOf(row) == lifecycle.Missing || code == connect.CodeUnavailable:
+			s.log.Warn("destroy on an unreachable host: recorded stopped, the monitor finishes it", "sandbox", id, "err", err)
+		default:
+			return fmt.Errorf("destroy sandbox %s: %w", id, agentError(err))
+		}
+	} else if stateOf(row) != lifecycle.Missing && row.HostID.Valid {
+		return err
+	}
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
+		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: string(lifecycle.Stopped)}); err != nil {
+			return err
+		}
+		return core.Audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
+	})
+	s.sandboxesChanged(ctx, row.TeamID)
+	if err != nil {
+		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// StopOnHost destroys a sandbox on its host as far as the host answers (only tried
+// when reachable) and records it stopped with why; the monitor stops what an
+// unreachable host still runs when it is back.
+func (s *Service) StopOnHost(ctx context.Context, sb db.Sandbox, why string, reachable bool) {
+	if agent, err := s.agentOf(ctx, sb); err == nil && reachable {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
+			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)
+		}
+		cancel()
+	}
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: sb.ID, HostID: sb.HostID, Status: string(lifecycle.Stopped), Error: &why, FromStatus: sb.Status}); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.log.Error("record stopped sandbox", "sandbox", sb.ID, "err", err)
+	}
+	s.sandboxesChanged(ctx, sb.TeamID)
+}
