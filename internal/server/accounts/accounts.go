@@ -4,9 +4,9 @@
 // may do what is made here from the database, never from a token's claims alone.
 //
 // What lands here next: team management (invites, members, role changes), OAuth
-// login (GitHub first, through internal/server/auth/oauth's provider registry),
-// reading the audit log, and the dashboard's account views. Audit entries themselves
-// are written by every service through core.Audit, in the transaction of the change.
+// login (GitHub first), reading the audit log, and the dashboard's account views.
+// Audit entries themselves are written by every service through core.Audit, in the
+// transaction of the change.
 package accounts
 
 import (
