@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"regexp"
 	"runtime"
-	"strings"
 
 	"github.com/wrennhq/wrenn/internal/ident"
 )
@@ -44,8 +42,6 @@ func (l Limits) withDefaults() Limits {
 // maxTimeoutSec is the longest idle timeout a sandbox may ask for (a week).
 const maxTimeoutSec = 7 * 24 * 3600
 
-var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // Validate checks a create request before anything is made and fills in defaults
 // (template "base", 1 vCPU, 512 MiB).
 func (l Limits) Validate(spec *Spec) error {
@@ -78,13 +74,8 @@ func (l Limits) Validate(spec *Spec) error {
 	if spec.TimeoutSec < 0 || spec.TimeoutSec > maxTimeoutSec {
 		return invalid("timeout %d s out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
 	}
-	for k, v := range spec.EnvVars {
-		if !envNamePattern.MatchString(k) {
-			return invalid("environment variable name %q", k)
-		}
-		if strings.IndexByte(v, 0) >= 0 {
-			return invalid("environment variable %s contains a NUL byte", k)
-		}
+	if err := ident.CheckEnvVars(spec.EnvVars); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }

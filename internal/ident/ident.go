@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"strings"
 )
 
 const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -16,6 +17,9 @@ const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 // Sandbox ids are "sb" + 18 lowercase base36 characters (DESIGN.md §8). They appear in
 // host names ({port}-{id}.{domain}) and in E2B SDK calls, so they are [a-z0-9] only.
 var sandboxIDPattern = regexp.MustCompile(`^sb[a-z0-9]{18}$`)
+
+// Environment variable names a sandbox's create may set: POSIX shell names.
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Template names become directory names under WRENN_DIR/images.
 var templatePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -48,6 +52,20 @@ func CheckSandboxID(id string) error {
 func CheckTemplate(name string) error {
 	if !templatePattern.MatchString(name) {
 		return fmt.Errorf("invalid template name %q: use 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// CheckEnvVars explains why env cannot be a sandbox's environment (a name that is not
+// a shell variable name, a value with a NUL byte), or returns nil.
+func CheckEnvVars(env map[string]string) error {
+	for k, v := range env {
+		if !envNamePattern.MatchString(k) {
+			return fmt.Errorf("environment variable name %q", k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("environment variable %s contains a NUL byte", k)
+		}
 	}
 	return nil
 }

@@ -37,3 +37,14 @@ func TestCheckTemplate(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckEnvVars(t *testing.T) {
+	if err := CheckEnvVars(map[string]string{"PATH": "/bin", "_x1": "", "A_B": "ü"}); err != nil {
+		t.Errorf("good environment refused: %v", err)
+	}
+	for _, env := range []map[string]string{{"1X": "a"}, {"A-B": "a"}, {"": "a"}, {"A": "x\x00y"}} {
+		if err := CheckEnvVars(env); err == nil {
+			t.Errorf("bad environment %q accepted", env)
+		}
+	}
+}

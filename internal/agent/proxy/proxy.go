@@ -14,13 +14,13 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
+	"github.com/wrennhq/wrenn/internal/ident"
 )
 
 // Target finds a running sandbox's guest address and the channel closed when its
@@ -60,8 +60,6 @@ func New(target Target, allowed func(string) bool, log *slog.Logger) *Handler {
 	return &Handler{target: target, allowed: allowed, log: log, http1: base(), h2c: h2c, buffers: httpbuf.New()}
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.allowed(r.Header.Get(hostproto.ProxyAuthHeader)) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "missing or wrong agent credentials", "code": 401})
@@ -76,7 +74,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	portText, rest, _ := strings.Cut(rest, "/")
 	port, err := strconv.Atoi(portText)
 	switch {
-	case !idPattern.MatchString(id):
+	case !ident.ValidSandboxID(id):
 		writeJSON(w, http.StatusBadRequest, map[string]any{"message": "Invalid sandbox ID", "code": 400})
 		return
 	case err != nil || port < 1 || port > 65535:

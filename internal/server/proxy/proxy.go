@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -38,8 +38,6 @@ var envdInternal = map[string]bool{
 	"/init": true, "/freeze": true, "/unfreeze": true, "/collapse": true,
 	"/fsfreeze": true, "/fsthaw": true, "/upgrade": true,
 }
-
-var idPattern = regexp.MustCompile(`^[a-z0-9]+$`)
 
 // DefaultConnLimit bounds the concurrent proxied requests (and WebSockets) per sandbox
 // on one control plane, so one sandbox cannot take every connection.
@@ -139,7 +137,7 @@ func parse(port, id string) route {
 	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 		return route{err: "Invalid sandbox port"}
 	}
-	if !idPattern.MatchString(id) {
+	if !ident.ValidSandboxID(id) {
 		return route{err: "Invalid sandbox ID"}
 	}
 	return route{id: id, port: n}

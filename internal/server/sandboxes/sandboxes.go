@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -173,10 +171,6 @@ const (
 	maxHostTags   = 16
 )
 
-var (
-	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
 func (spec SandboxSpec) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", core.ErrInvalid, fmt.Sprintf(format, args...))
@@ -200,13 +194,8 @@ func (spec SandboxSpec) validate() error {
 			return bad("host tag %q: %v", tag, err)
 		}
 	}
-	for k, v := range spec.EnvVars {
-		if !envNamePattern.MatchString(k) {
-			return bad("environment variable name %q", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return bad("environment variable %s contains a NUL byte", k)
-		}
+	if err := ident.CheckEnvVars(spec.EnvVars); err != nil {
+		return bad("%v", err)
 	}
 	for k, v := range spec.Metadata {
 		if len(k) == 0 || len(k) > 128 || len(v) > 1024 {
