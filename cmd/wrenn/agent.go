@@ -84,8 +84,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(rpc.Handler(m, id.allowed))
-	mux.Handle(hostproto.ProxyPrefix, proxy.New(m, id.allowed, log))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: proxy.Routes(mux, proxy.New(m, id.allowed, log)), ReadHeaderTimeout: 30 * time.Second}
 	if id.tls != nil {
 		// A registered agent serves TLS with the certificate the control plane pinned.
 		srv.TLSConfig = id.tls

@@ -23,7 +23,6 @@ import (
 	"github.com/wrennhq/wrenn/internal/agent/rpc"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/envd/envdtest"
-	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/image"
 )
 
@@ -94,8 +93,7 @@ func Start(t testing.TB, opts Options) *Agent {
 	mux := http.NewServeMux()
 	rpcPath, rpcHandler := rpc.Handler(m, rpc.SharedSecret(a.Secret))
 	mux.Handle(rpcPath, a.calls.wrap(rpcHandler))
-	mux.Handle(hostproto.ProxyPrefix, proxy.New(m, rpc.SharedSecret(a.Secret), cfg.Log))
-	srv := httptest.NewUnstartedServer(mux)
+	srv := httptest.NewUnstartedServer(proxy.Routes(mux, proxy.New(m, rpc.SharedSecret(a.Secret), cfg.Log)))
 	srv.EnableHTTP2 = true
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

@@ -60,6 +60,20 @@ func New(target Target, allowed func(string) bool, log *slog.Logger) *Handler {
 	return &Handler{target: target, allowed: allowed, log: log, http1: base(), h2c: h2c, buffers: httpbuf.New()}
 }
 
+// Routes serves the proxy route with px and everything else with api. The proxy route
+// must bypass http.ServeMux: the mux answers a path with dot segments or a double
+// slash with a redirect to its cleaned form, which would show the client this route
+// and never reach the guest; guest paths are the guest's to interpret.
+func Routes(api, px http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, hostproto.ProxyPrefix) {
+			px.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.allowed(r.Header.Get(hostproto.ProxyAuthHeader)) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "missing or wrong agent credentials", "code": 401})
@@ -111,7 +125,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			pr.Out.Host = r.Host // services see the name the client used
 			pr.Out.Header.Del(hostproto.ProxyAuthHeader)
-			pr.SetXForwarded()
+			// The caller is the control plane (it holds the credential checked above), so
+			// its X-Forwarded-* describe the real client: pass them on. Set afresh here
+			// they would name the control plane as the client and this hop's scheme.
+			for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Values(h); len(v) > 0 {
+					pr.Out.Header[h] = v
+				}
+			}
 		},
 		Transport:     transport,
 		BufferPool:    h.buffers,

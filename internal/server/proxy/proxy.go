@@ -188,8 +188,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = base.Scheme, base.Host
 			prefix := fmt.Sprintf("%s%s/%d", hostproto.ProxyPrefix, id, port)
-			pr.Out.URL.Path = prefix + r.URL.Path
-			pr.Out.URL.RawPath = prefix + r.URL.EscapedPath()
+			escaped := resolveDotSegments(r.URL.EscapedPath())
+			pr.Out.URL.Path, pr.Out.URL.RawPath = prefix+escaped, ""
+			if unescaped, err := url.PathUnescape(escaped); err == nil {
+				pr.Out.URL.Path, pr.Out.URL.RawPath = prefix+unescaped, prefix+escaped
+			}
 			pr.Out.Host = r.Host
 			// Wrenn's credentials never reach the sandbox: code in it may be untrusted.
 			pr.Out.Header.Del("X-API-Key")
@@ -241,4 +244,37 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// resolveDotSegments removes "." and ".." segments (also percent-encoded ones) from an
+// escaped path as a browser does (RFC 3986 §5.2.4), keeping everything else as sent,
+// double slashes included. Sandbox traffic is always resolved this way before it goes
+// on, so no router behind the proxy redirects it and ".." never climbs out of the
+// sandbox's own path.
+func resolveDotSegments(escaped string) string {
+	if !strings.Contains(escaped, ".") && !strings.Contains(strings.ToLower(escaped), "%2e") {
+		return escaped
+	}
+	segs := strings.Split(escaped, "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch strings.ToLower(s) {
+		case ".", "%2e":
+		case "..", "%2e%2e", ".%2e", "%2e.":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, s)
+			continue
+		}
+		if last {
+			out = append(out, "") // "/a/.." is the directory "/"
+		}
+	}
+	if len(out) == 1 {
+		return "/"
+	}
+	return strings.Join(out, "/")
 }

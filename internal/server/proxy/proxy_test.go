@@ -373,3 +373,44 @@ func TestConnectionLimit(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The guest sees the client's address and scheme (not the control plane's, nor the
+// scheme of the hop between control plane and agent), and a path whose dot segments
+// are resolved as a browser would: never a redirect that shows the agent's own route.
+func TestGuestSeesClientAndResolvedPath(t *testing.T) {
+	f := setup(t)
+	sb, err := f.c.CreateSandbox(context.Background(), client.CreateSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "path=%s for=%s proto=%s", r.URL.EscapedPath(), r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"))
+	}))
+	// The client comes from 127.0.0.2; the control plane reaches the agent from 127.0.0.1.
+	c := &http.Client{
+		Transport:     &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
+	for _, tc := range []struct{ path, want string }{
+		{"/a/../b/./c", "/b/c"},
+		{"/x/%2e%2E/y", "/y"},
+		{"/../../etc", "/etc"},
+		{"/d/..", "/"},
+		{"/keep//double/slash", "/keep//double/slash"},
+		{"/file.tar.gz", "/file.tar.gz"},
+	} {
+		req, _ := http.NewRequest("GET", f.env.URL+tc.path, nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("path=%s for=127.0.0.2 proto=http", tc.want)
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("%s: %d %q (Location %q), want 200 %q", tc.path, resp.StatusCode, b, resp.Header.Get("Location"), want)
+		}
+	}
+}
