@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,11 +145,12 @@ func (s *Server) authenticate(allowKeys bool) func(http.Handler) http.Handler {
 	}
 }
 
-// decode reads a JSON body strictly: unknown fields and trailing data are errors.
+// decode reads a JSON body strictly: it must be one JSON object (not null, an array or
+// a string), with no unknown fields and nothing after it.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body is larger than 1 MiB")
@@ -159,6 +161,17 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: more than one JSON value")
+		return false
+	}
+	// A JSON null would decode into the zero request and, e.g., create a sandbox.
+	if raw[0] != '{' {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: want a JSON object")
+		return false
+	}
+	strict := json.NewDecoder(bytes.NewReader(raw))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 		return false
 	}
 	return true

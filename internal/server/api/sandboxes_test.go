@@ -323,3 +323,21 @@ func TestListSandboxes(t *testing.T) {
 		}
 	}
 }
+
+// A body that is JSON but not an object (null above all, which decodes into the zero
+// request) is refused, and no sandbox is made of it.
+func TestBodyMustBeAnObject(t *testing.T) {
+	env := servertest.New(t)
+	anon := newCall(t, env)
+	ann := signup(anon, "ann@example.com")
+	_, key := anon.bearer(ann["token"].(string)).do("POST", "/v1/api-keys", `{"name":"k"}`)
+	keyC := anon.with("X-API-Key", key["key"].(string))
+	for _, body := range []string{`null`, ` null `, `[]`, `"x"`, `1`, `true`} {
+		if status, resp := keyC.do("POST", "/v1/sandboxes", body); status != 400 || errCode(resp) != "invalid_json" {
+			t.Errorf("create with body %s: %d %v, want 400 invalid_json", body, status, resp)
+		}
+	}
+	if n := len(env.Agent.Manager.List()); n != 0 {
+		t.Errorf("%d sandboxes made of bodies that are not objects", n)
+	}
+}
