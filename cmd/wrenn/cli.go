@@ -185,7 +185,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 0, "idle timeout (create) or command timeout (exec)")
 	interactive := fs.Bool("i", false, "exec: keep stdin open and forward it")
 	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
-	all := fs.Bool("all", false, "ls: include stopped sandboxes")
+	all := fs.Bool("all", false, "ls: include stopped and failed sandboxes")
 	if err := fs.Parse(splitShortFlags(args[1:])); err != nil {
 		return err
 	}

@@ -149,7 +149,11 @@ func TestSandboxLifecycle(t *testing.T) {
 	if status, body := keyC.do("POST", "/v1/sandboxes", `{}`); status != 500 || errCode(body) != "internal" || strings.Contains(body["error"].(map[string]any)["message"].(string), "disk") {
 		t.Errorf("agent failure: %d %v", status, body)
 	}
-	_, list := keyC.do("GET", "/v1/sandboxes", "")
+	// Failed creates are listed when asked for, not among the team's live sandboxes.
+	if _, live := keyC.do("GET", "/v1/sandboxes", ""); len(live["sandboxes"].([]any)) != 1 {
+		t.Errorf("the default listing shows failed creates: %v", live)
+	}
+	_, list := keyC.do("GET", "/v1/sandboxes?state=running,error", "")
 	var failed []string
 	for _, s := range list["sandboxes"].([]any) {
 		switch m := s.(map[string]any); m["status"] {

@@ -33,8 +33,9 @@ const MaxList = 1000
 
 // ListFilter selects sandboxes to list.
 type ListFilter struct {
-	// States to include; empty means every state but stopped (the team's live and
-	// failed sandboxes). "all" includes stopped ones.
+	// States to include; empty means the team's live sandboxes: every state but
+	// stopped and error (failed creates and sandboxes whose VM died are listed when
+	// asked for, by "error" or "all").
 	States []string
 	Limit  int // 1..MaxList; 0 = MaxList
 }
@@ -50,7 +51,7 @@ func (f ListFilter) normalise() (ListFilter, error) {
 	switch {
 	case len(f.States) == 0:
 		for _, st := range lifecycle.All {
-			if st != lifecycle.Stopped {
+			if st != lifecycle.Stopped && st != lifecycle.Error {
 				out.States = append(out.States, string(st))
 			}
 		}
