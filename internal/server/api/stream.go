@@ -85,10 +85,7 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	ws := &execSocket{conn: conn, ctx: ctx, id: id, log: s.log}
 
 	var start streamStart
-	readCtx, readCancel := context.WithTimeout(ctx, 30*time.Second)
-	err = readJSON(readCtx, conn, &start)
-	readCancel()
-	if err != nil {
+	if err := readStart(ctx, conn, execStartTimeout, &start); err != nil {
 		ws.fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", core.ErrInvalid, err))
 		return
 	}
@@ -193,6 +190,32 @@ func clientInput(ctx context.Context, sess *sandboxes.ExecSession, m clientMessa
 		return sess.Resize(ctx, sandboxes.PTYSize{Cols: m.Cols, Rows: m.Rows})
 	}
 	return fmt.Errorf("%w: unknown message type %q (want stdin, eof or resize)", core.ErrInvalid, m.Type)
+}
+
+// execStartTimeout is how long a client has to send its first message.
+const execStartTimeout = 30 * time.Second
+
+// readStart reads the client's first message into v, waiting at most timeout. The
+// wait is not the read's context: coder/websocket closes the connection when a read's
+// context ends, and the client would never hear why. Here the caller can still send
+// the error and close the connection (which ends the read).
+func readStart(ctx context.Context, conn *websocket.Conn, timeout time.Duration, v any) error {
+	var msg json.RawMessage
+	read := make(chan error, 1)
+	go func() { read <- readJSON(ctx, conn, &msg) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-read:
+		if err != nil {
+			return err
+		}
+		dec := json.NewDecoder(bytes.NewReader(msg))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v)
+	case <-t.C:
+		return fmt.Errorf("none within %v", timeout)
+	}
 }
 
 // readJSON reads one text or binary message as strict JSON.
