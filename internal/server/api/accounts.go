@@ -1,7 +1,9 @@
 package api
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -29,7 +31,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.accounts.Signup(r.Context(), req.Email, req.Name, req.Password)
+	sess, err := s.accounts.Signup(r.Context(), req.Email, req.Name, req.Password, clientAddr(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -45,7 +47,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.accounts.Login(r.Context(), req.Email, req.Password)
+	sess, err := s.accounts.Login(r.Context(), req.Email, req.Password, clientAddr(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -119,4 +121,24 @@ func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// clientAddr is the address the sign-up and login throttles count a request by: the
+// TCP peer (r.RemoteAddr), never X-Forwarded-For, which any client can write. IPv6
+// peers are counted by their /64, the smallest block one subscriber usually gets, so
+// rotating through one's own addresses does not multiply the limits.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().String()
+	}
+	return ip.String()
 }

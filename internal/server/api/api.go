@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -186,11 +187,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps a service error to its status; anything unexpected is a logged 500 with a
 // message that reveals nothing internal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var tooMany *accounts.TooManyError
-	if errors.As(err, &tooMany) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(tooMany.RetryAfter.Seconds()+0.999)))
-		writeError(w, http.StatusTooManyRequests, "too_many_requests", err.Error())
-		return
+	// Throttled or busy answers say when to come back (accounts.TooManyError, BusyError).
+	var retry interface{ RetryIn() time.Duration }
+	if errors.As(err, &retry) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.RetryIn().Seconds()))))
 	}
 	for _, m := range []struct {
 		err    error
@@ -202,6 +202,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrForbidden, http.StatusForbidden, "forbidden"},
 		{core.ErrNotFound, http.StatusNotFound, "not_found"},
 		{core.ErrConflict, http.StatusConflict, "conflict"},
+		{core.ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	} {
 		if errors.Is(err, m.err) {
