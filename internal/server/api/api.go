@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ type Services struct {
 	// Ready reports whether PostgreSQL and Redis answer (core.Store.Ready), for
 	// GET /healthz.
 	Ready func(context.Context) error
+	// TrustedProxies are the reverse proxies (WRENN_TRUSTED_PROXIES) whose
+	// X-Forwarded-For names the client; none: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server holds the handlers' dependencies.
@@ -43,6 +47,7 @@ type Server struct {
 	hosts     *hosts.Service
 	sandboxes *sandboxes.Service
 	ready     func(context.Context) error
+	trusted   []netip.Prefix
 	log       *slog.Logger
 }
 
@@ -51,7 +56,7 @@ func New(svc Services, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, log: log}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, trusted: svc.TrustedProxies, log: log}
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	docs := apidocs.Handler()
