@@ -74,6 +74,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	// Sandbox ports are served at {port}-{id}.WRENN_DOMAIN (and by E2b-Sandbox-* headers).
 	px := proxy.New(svc.Sandboxes, cfg.Domain, log)
 	px.SetConnLimit(cfg.ProxyConnLimit)
+	svc.TrustedProxies = cfg.TrustedProxies
 	handler := px.Wrap(api.New(svc, log))
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -37,6 +38,10 @@ func TestDefaults(t *testing.T) {
 		!s.AllowInternetDefault || s.Domain != "" || s.ProxyConnLimit != 1000 ||
 		s.Log != (Log{Level: slog.LevelInfo, Format: "text"}) {
 		t.Errorf("server defaults: %+v", s)
+	}
+	s, err = LoadServer(nil, serverEnv("WRENN_TRUSTED_PROXIES", " 127.0.0.1, ::1,10.1.2.3/8"))
+	if got := fmt.Sprint(s.TrustedProxies); err != nil || got != "[127.0.0.1/32 ::1/128 10.0.0.0/8]" {
+		t.Errorf("WRENN_TRUSTED_PROXIES: %s %v", got, err)
 	}
 	a, err := LoadAgent(nil, env())
 	if err != nil {
@@ -120,6 +125,7 @@ func TestErrors(t *testing.T) {
 		{"stale vs heartbeat", load(LoadServer(nil, serverEnv("WRENN_HOST_STALE_AFTER", "20s"))), "WRENN_HOST_STALE_AFTER (20s) must be longer than WRENN_HOST_HEARTBEAT_INTERVAL (30s)"},
 		{"conn limit", load(LoadServer(nil, serverEnv("WRENN_PROXY_CONN_LIMIT", "lots"))), `WRENN_PROXY_CONN_LIMIT="lots": want a whole number from 1`},
 		{"conn limit 0", load(LoadServer(nil, serverEnv("WRENN_PROXY_CONN_LIMIT", "0"))), `WRENN_PROXY_CONN_LIMIT="0"`},
+		{"trusted proxies", load(LoadServer(nil, serverEnv("WRENN_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/33"))), `WRENN_TRUSTED_PROXIES="127.0.0.1,10.0.0.0/33": "10.0.0.0/33": want IP addresses or CIDR blocks`},
 		{"internet", load(LoadServer(nil, serverEnv("WRENN_ALLOW_INTERNET_DEFAULT", "yes"))), `WRENN_ALLOW_INTERNET_DEFAULT="yes": want true or false`},
 		{"scheduler", load(LoadServer(nil, serverEnv("WRENN_SCHEDULER", "random"))), `WRENN_SCHEDULER="random": want one of least-loaded, round-robin`},
 		{"domain", load(LoadServer(nil, serverEnv("WRENN_DOMAIN", "https://wrenn.example.com"))), `WRENN_DOMAIN="https://wrenn.example.com": want a bare domain`},

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -19,7 +20,9 @@ type Server struct {
 	AllowInternetDefault                                       bool
 	Domain                                                     string // "" = header routing only
 	ProxyConnLimit                                             int
-	Log                                                        Log
+	// TrustedProxies may name the client in X-Forwarded-For (e.g. Caddy on loopback).
+	TrustedProxies []netip.Prefix
+	Log            Log
 }
 
 // Scheduler names (internal/server/scheduler's; a test keeps the two lists equal).
@@ -49,6 +52,8 @@ func (c *Server) table() table {
 			Usage: "sandbox ports are served at {port}-{sandbox_id}.WRENN_DOMAIN (wildcard DNS; see deploy/Caddyfile); empty: only by E2b-Sandbox-* headers"},
 		{Env: "WRENN_PROXY_CONN_LIMIT", Default: "1000", Value: Int(&c.ProxyConnLimit, 1, 1<<20),
 			Usage: "concurrent proxied requests (and WebSockets) per sandbox on one control plane; past it, 429"},
+		{Env: "WRENN_TRUSTED_PROXIES", Value: Prefixes(&c.TrustedProxies),
+			Usage: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client the login and sign-up limits count by, e.g. 127.0.0.1 behind deploy/Caddyfile; empty: the TCP peer is the client"},
 	}, logSettings(&c.Log)...)}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -201,4 +202,38 @@ func RedactURL(s string) string {
 		return "REDACTED" // an unparseable URL may hold a password anywhere
 	}
 	return keyValuePassword.ReplaceAllString(s, "${1}REDACTED")
+}
+
+// Prefixes is a comma-separated list of CIDR blocks or single IP addresses.
+func Prefixes(p *[]netip.Prefix) Value { return &prefixesValue{p} }
+
+type prefixesValue struct{ p *[]netip.Prefix }
+
+func (v *prefixesValue) Set(s string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			continue
+		}
+		pf, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q: want IP addresses or CIDR blocks separated by commas, like 127.0.0.1,10.0.0.0/8", f)
+		}
+		out = append(out, pf.Masked())
+	}
+	*v.p = out
+	return nil
+}
+
+func (v *prefixesValue) String() string {
+	s := make([]string, len(*v.p))
+	for i, p := range *v.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ type Service struct {
 	now    func() time.Time
 	// keyUses: when this replica last saw each API key (debounces the Redis check).
 	keyUses sync.Map
+	// hashSlots bounds concurrent password hashing; hashWait is how long a request
+	// waits for a slot (see hashing.go).
+	hashSlots chan struct{}
+	hashWait  time.Duration
 }
 
 // Config is what the accounts service runs on.
@@ -54,7 +59,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Service{st: cfg.Store, q: cfg.Store.Q, tokens: cfg.Tokens, log: cfg.Log, now: time.Now}, nil
+	return &Service{st: cfg.Store, q: cfg.Store.Q, tokens: cfg.Tokens, log: cfg.Log, now: time.Now,
+		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)), hashWait: defaultHashWait}, nil
 }
 
 // Session is what signup, login and switch-team return.
@@ -83,8 +89,9 @@ func newSlug() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Signup creates a user with a default team they own, and logs them in.
-func (s *Service) Signup(ctx context.Context, email, name, password string) (*Session, error) {
+// Signup creates a user with a default team they own, and logs them in. client is the
+// caller's address, which the sign-up throttle counts by (see throttle.go).
+func (s *Service) Signup(ctx context.Context, email, name, password, client string) (*Session, error) {
 	email, err := normaliseEmail(email)
 	if err != nil {
 		return nil, err
@@ -93,9 +100,18 @@ func (s *Service) Signup(ctx context.Context, email, name, password string) (*Se
 	if len(name) > 100 {
 		return nil, fmt.Errorf("%w: name is longer than 100 characters", core.ErrInvalid)
 	}
-	hash, err := auth.HashPassword(password)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, err)
+	perAddress := signupPerAddress.of(client)
+	if err := s.take(ctx, perAddress); err != nil {
+		return nil, err
+	}
+	var hash string
+	var hashErr error
+	if err := s.hashing(ctx, func() { hash, hashErr = auth.HashPassword(password) }); err != nil {
+		s.giveBack(ctx, perAddress)
+		return nil, err
+	}
+	if hashErr != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
 	}
 	slug, err := newSlug()
 	if err != nil {
@@ -131,31 +147,32 @@ func (s *Service) Signup(ctx context.Context, email, name, password string) (*Se
 }
 
 // Login checks a password and returns a session for the user's default team. A wrong
-// email and a wrong password fail alike, in the same time.
-func (s *Service) Login(ctx context.Context, email, password string) (*Session, error) {
-	fail := fmt.Errorf("%w: wrong email or password", core.ErrUnauthorized)
-	email, err := normaliseEmail(email)
-	if err != nil {
-		auth.EqualiseTiming(password)
-		return nil, fail
+// email and a wrong password fail alike, in the same time. client is the caller's
+// address: attempts are counted per address and per email and address, before the
+// password is hashed (see throttle.go).
+func (s *Service) Login(ctx context.Context, email, password, client string) (*Session, error) {
+	email, emailErr := normaliseEmail(email)
+	pair := loginPerPair.of(client, email)
+	counters := []counter{loginPerAddress.of(client)}
+	if emailErr == nil {
+		counters = append(counters, pair)
 	}
-	if err := s.loginAllowed(ctx, email); err != nil {
+	if err := s.take(ctx, counters...); err != nil {
 		return nil, err
 	}
-	user, err := s.q.GetUserByEmail(ctx, email)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && user.PasswordHash == nil) {
-		auth.EqualiseTiming(password)
-		s.loginFailed(ctx, email)
-		return nil, fail
-	}
+	user, ok, err := s.checkLogin(ctx, email, emailErr == nil, password)
 	if err != nil {
-		return nil, fmt.Errorf("login: %w", err)
+		// No password was checked: the attempt does not count.
+		s.giveBack(ctx, counters...)
+		return nil, err
 	}
-	if !auth.CheckPassword(*user.PasswordHash, password) {
-		s.loginFailed(ctx, email)
-		return nil, fail
+	if !ok {
+		return nil, fmt.Errorf("%w: wrong email or password", core.ErrUnauthorized)
 	}
-	s.st.Redis.Del(ctx, loginFailKey(email))
+	if err := s.st.Redis.Del(ctx, pair.key).Err(); err != nil {
+		s.log.Error("throttle: clear failed logins", "err", err)
+	}
+	s.giveBack(ctx, counters[0])
 	team, err := s.q.GetDefaultTeam(ctx, user.ID)
 	if err != nil {
 		return nil, fmt.Errorf("login: default team: %w", err)
@@ -165,6 +182,30 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Session, 
 		return nil, err
 	}
 	return s.session(p.UserID, p.TeamID, p.Role)
+}
+
+// checkLogin compares the password with the user's hash, in a hashing slot; an unknown
+// or malformed email costs the same hash, so timing does not reveal which emails exist.
+func (s *Service) checkLogin(ctx context.Context, email string, valid bool, password string) (db.User, bool, error) {
+	var user db.User
+	known := false
+	if valid {
+		var err error
+		user, err = s.q.GetUserByEmail(ctx, email)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return user, false, fmt.Errorf("login: %w", err)
+		}
+		known = err == nil && user.PasswordHash != nil
+	}
+	ok := false
+	err := s.hashing(ctx, func() {
+		if known {
+			ok = auth.CheckPassword(*user.PasswordHash, password)
+		} else {
+			auth.EqualiseTiming(password)
+		}
+	})
+	return user, ok, err
 }
 
 // SwitchTeam re-issues a user's token for another team, after checking membership.

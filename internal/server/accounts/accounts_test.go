@@ -47,7 +47,7 @@ func newService(t *testing.T) *Service {
 func TestSignupLoginSwitchTeam(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	ann, err := s.Signup(ctx, " Ann@Example.com ", "Ann", "correct horse battery")
+	ann, err := s.Signup(ctx, " Ann@Example.com ", "Ann", "correct horse battery", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +55,9 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 		t.Fatalf("signup: %+v", ann)
 	}
 	for name, err := range map[string]error{
-		"duplicate":      errOnly(s.Signup(ctx, "ann@example.com", "Ann2", "another password")),
-		"bad email":      errOnly(s.Signup(ctx, "not-an-email", "", "correct horse battery")),
-		"short password": errOnly(s.Signup(ctx, "c@example.com", "", "short")),
+		"duplicate":      errOnly(s.Signup(ctx, "ann@example.com", "Ann2", "another password", "")),
+		"bad email":      errOnly(s.Signup(ctx, "not-an-email", "", "correct horse battery", "")),
+		"short password": errOnly(s.Signup(ctx, "c@example.com", "", "short", "")),
 	} {
 		want := core.ErrInvalid
 		if name == "duplicate" {
@@ -68,12 +68,12 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 		}
 	}
 
-	login, err := s.Login(ctx, "ANN@example.com", "correct horse battery")
+	login, err := s.Login(ctx, "ANN@example.com", "correct horse battery", "")
 	if err != nil || login.TeamID != ann.TeamID || login.UserID != ann.UserID {
 		t.Fatalf("login: %+v %v", login, err)
 	}
 	for _, tc := range [][2]string{{"ann@example.com", "wrong password"}, {"nobody@example.com", "correct horse battery"}, {"junk", "x"}} {
-		if _, err := s.Login(ctx, tc[0], tc[1]); !errors.Is(err, core.ErrUnauthorized) {
+		if _, err := s.Login(ctx, tc[0], tc[1], ""); !errors.Is(err, core.ErrUnauthorized) {
 			t.Errorf("login %v: %v", tc, err)
 		}
 	}
@@ -87,7 +87,7 @@ func TestSignupLoginSwitchTeam(t *testing.T) {
 	}
 
 	// Switching to a team one is not a member of is not found; to one's own works.
-	bob, err := s.Signup(ctx, "bob@example.com", "Bob", "bob's long password")
+	bob, err := s.Signup(ctx, "bob@example.com", "Bob", "bob's long password", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +109,8 @@ func errOnly[T any](_ T, err error) error { return err }
 func TestAPIKeys(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	ann, _ := s.Signup(ctx, "ann@example.com", "Ann", "correct horse battery")
-	bob, _ := s.Signup(ctx, "bob@example.com", "Bob", "bob's long password")
+	ann, _ := s.Signup(ctx, "ann@example.com", "Ann", "correct horse battery", "")
+	bob, _ := s.Signup(ctx, "bob@example.com", "Bob", "bob's long password", "")
 	annP, _ := s.FromToken(ctx, ann.Token)
 	bobP, _ := s.FromToken(ctx, bob.Token)
 

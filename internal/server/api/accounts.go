@@ -1,7 +1,11 @@
 package api
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -29,7 +33,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.accounts.Signup(r.Context(), req.Email, req.Name, req.Password)
+	sess, err := s.accounts.Signup(r.Context(), req.Email, req.Name, req.Password, s.clientAddr(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -45,7 +49,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	sess, err := s.accounts.Login(r.Context(), req.Email, req.Password)
+	sess, err := s.accounts.Login(r.Context(), req.Email, req.Password, s.clientAddr(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -119,4 +123,57 @@ func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// clientAddr is the address the sign-up and login throttles count a request by: the
+// TCP peer (r.RemoteAddr), or, when the peer is a trusted reverse proxy, the nearest
+// untrusted address in X-Forwarded-For (the rightmost: entries left of it were written
+// by the client and prove nothing). X-Forwarded-For from anyone else is ignored.
+// IPv6 clients are counted by their /64, the smallest block one subscriber usually
+// gets, so rotating through one's own addresses does not multiply the limits.
+func (s *Server) clientAddr(r *http.Request) string {
+	peer, err := parseHost(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	client := peer
+	if s.trusts(peer) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // unparseable: stop at the last address a trusted hop vouched for
+			}
+			client = hop.Unmap().WithZone("")
+			if !s.trusts(client) {
+				break
+			}
+		}
+	}
+	if client.Is6() {
+		return netip.PrefixFrom(client, 64).Masked().String()
+	}
+	return client.String()
+}
+
+func (s *Server) trusts(ip netip.Addr) bool {
+	for _, p := range s.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHost is the IP of a host:port (or bare IP), IPv4-mapped addresses as IPv4.
+func parseHost(addr string) (netip.Addr, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return ip, fmt.Errorf("client address %q: %w", addr, err)
+	}
+	return ip.Unmap().WithZone(""), nil
 }

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,9 @@ type Services struct {
 	// Ready reports whether PostgreSQL and Redis answer (core.Store.Ready), for
 	// GET /healthz.
 	Ready func(context.Context) error
+	// TrustedProxies are the reverse proxies (WRENN_TRUSTED_PROXIES) whose
+	// X-Forwarded-For names the client; none: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server holds the handlers' dependencies.
@@ -43,6 +48,7 @@ type Server struct {
 	hosts     *hosts.Service
 	sandboxes *sandboxes.Service
 	ready     func(context.Context) error
+	trusted   []netip.Prefix
 	log       *slog.Logger
 }
 
@@ -51,7 +57,7 @@ func New(svc Services, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, log: log}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, trusted: svc.TrustedProxies, log: log}
 	r := chi.NewRouter()
 	r.Get("/healthz", s.healthz)
 	docs := apidocs.Handler()
@@ -199,11 +205,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps a service error to its status; anything unexpected is a logged 500 with a
 // message that reveals nothing internal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var tooMany *accounts.TooManyError
-	if errors.As(err, &tooMany) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(tooMany.RetryAfter.Seconds()+0.999)))
-		writeError(w, http.StatusTooManyRequests, "too_many_requests", err.Error())
-		return
+	// Throttled or busy answers say when to come back (accounts.TooManyError, BusyError).
+	var retry interface{ RetryIn() time.Duration }
+	if errors.As(err, &retry) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.RetryIn().Seconds()))))
 	}
 	for _, m := range []struct {
 		err    error
@@ -215,6 +220,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrForbidden, http.StatusForbidden, "forbidden"},
 		{core.ErrNotFound, http.StatusNotFound, "not_found"},
 		{core.ErrConflict, http.StatusConflict, "conflict"},
+		{core.ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	} {
 		if errors.Is(err, m.err) {

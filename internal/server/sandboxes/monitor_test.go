@@ -34,7 +34,7 @@ type monitorEnv struct {
 func newMonitorEnv(t *testing.T) *monitorEnv {
 	t.Helper()
 	env := servertest.New(t)
-	s, err := env.Service.Accounts.Signup(context.Background(), "ann@example.com", "Ann", "correct horse battery")
+	s, err := env.Service.Accounts.Signup(context.Background(), "ann@example.com", "Ann", "correct horse battery", "")
 	if err != nil {
 		t.Fatal(err)
 	}
