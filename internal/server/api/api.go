@@ -203,6 +203,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrNotFound, http.StatusNotFound, "not_found"},
 		{core.ErrConflict, http.StatusConflict, "conflict"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+		{core.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 	} {
 		if errors.Is(err, m.err) {
 			writeError(w, m.status, m.code, err.Error())
