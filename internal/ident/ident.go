@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -57,15 +58,33 @@ func CheckTemplate(name string) error {
 }
 
 // CheckEnvVars explains why env cannot be a sandbox's environment (a name that is not
-// a shell variable name, a value with a NUL byte), or returns nil.
+// a shell variable name, a value with a NUL byte or not UTF-8), or returns nil.
 func CheckEnvVars(env map[string]string) error {
 	for k, v := range env {
 		if !envNamePattern.MatchString(k) {
-			return fmt.Errorf("environment variable name %q", k)
+			return fmt.Errorf("environment variable name %q is not a shell variable name", k)
 		}
-		if strings.IndexByte(v, 0) >= 0 {
-			return fmt.Errorf("environment variable %s contains a NUL byte", k)
+		if err := CheckText("environment variable "+k, v, -1); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// CheckText explains why s cannot be stored or passed on as the text field named
+// field, or returns nil: PostgreSQL refuses NUL bytes in text and jsonb (SQLSTATE
+// 22021, 22P05) and invalid UTF-8, protobuf refuses invalid UTF-8 in strings, and a
+// NUL ends a C string in the guest. max bounds the length in bytes (< 0: no bound).
+// Every string from a request that reaches the database, an agent or a guest passes
+// here first, so a bad one is the caller's 400 rather than our 500.
+func CheckText(field, s string, max int) error {
+	switch {
+	case max >= 0 && len(s) > max:
+		return fmt.Errorf("%s is longer than %d bytes", field, max)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%s contains a NUL byte", field)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s is not valid UTF-8", field)
 	}
 	return nil
 }

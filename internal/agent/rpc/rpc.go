@@ -103,9 +103,13 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 }
 
 // toConnect maps manager errors to API codes; messages stay as the manager wrote them.
+// The guest's (envd's) answers keep their meaning: a file status or a Connect code
+// that blames the request is passed on as such, so the control plane can tell the
+// user what was wrong instead of answering 500.
 func toConnect(err error) error {
 	var stateErr *agent.ErrState
 	var fileErr *envdclient.FileError
+	var guestErr *connect.Error
 	switch {
 	case err == nil:
 		return nil
@@ -123,16 +127,39 @@ func toConnect(err error) error {
 			return connect.NewError(connect.CodeNotFound, err)
 		case http.StatusBadRequest:
 			return connect.NewError(connect.CodeInvalidArgument, err)
-		case http.StatusUnauthorized:
+		case http.StatusUnauthorized, http.StatusForbidden:
 			return connect.NewError(connect.CodePermissionDenied, err)
 		case http.StatusInsufficientStorage:
 			return connect.NewError(connect.CodeResourceExhausted, err)
 		}
 		return connect.NewError(connect.CodeInternal, err)
+	case errors.As(err, &guestErr):
+		return guestError(err, guestErr)
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+// guestError maps a Connect error from the guest's envd. Codes that blame the request
+// pass through with envd's message; anything else (its credentials, a dead VM, its
+// own failures) is ours. envd answers every command that cannot start with
+// InvalidArgument (E2B's contract, pinned by envd's tests) and the errno's text; a
+// refused permission is the caller's 403, so it is told apart here.
+func guestError(err error, ce *connect.Error) error {
+	switch code := ce.Code(); code {
+	case connect.CodeInvalidArgument:
+		if strings.Contains(ce.Message(), "permission denied") {
+			return connect.NewError(connect.CodePermissionDenied, errors.New(ce.Message()))
+		}
+		return connect.NewError(code, errors.New(ce.Message()))
+	case connect.CodeNotFound, connect.CodePermissionDenied, connect.CodeFailedPrecondition,
+		connect.CodeOutOfRange, connect.CodeAlreadyExists, connect.CodeResourceExhausted:
+		return connect.NewError(code, errors.New(ce.Message()))
+	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		return connect.NewError(code, err)
 	}
 	return connect.NewError(connect.CodeInternal, err)
 }

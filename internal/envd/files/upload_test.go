@@ -463,6 +463,14 @@ func TestFsErrorMapping(t *testing.T) {
 	if e := fsError("w", wrap(syscall.ENOTDIR), 0); e.status != 400 {
 		t.Errorf("ENOTDIR: %d", e.status)
 	}
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EROFS} {
+		if e := fsError("w", wrap(errno), 0); e.status != 403 {
+			t.Errorf("%v: %d", errno, e.status)
+		}
+	}
+	if e := fsError("w", wrap(syscall.ENOENT), 0); e.status != 400 || !strings.Contains(e.msg, "does not take new files") {
+		t.Errorf("ENOENT: %d %s", e.status, e.msg)
+	}
 	if e := fsError("w", wrap(syscall.EIO), 0); e.status != 500 {
 		t.Errorf("EIO: %d", e.status)
 	}

@@ -182,6 +182,12 @@ func fsError(what string, err error, contentLength int64) *httpError {
 		return errorf(http.StatusInsufficientStorage, "not enough disk space available")
 	case errorsIsAny(err, syscall.ENOTDIR, syscall.ENAMETOOLONG, syscall.ELOOP, syscall.EISDIR):
 		return errorf(http.StatusBadRequest, "%s: %v", what, err)
+	// Pseudo and read-only filesystems (/proc, /sys, a read-only mount) refuse new
+	// files: the request's target is wrong, not envd.
+	case errorsIsAny(err, syscall.EACCES, syscall.EPERM, syscall.EROFS):
+		return errorf(http.StatusForbidden, "%s: %v", what, err)
+	case errorsIsAny(err, syscall.ENOENT, syscall.EOPNOTSUPP):
+		return errorf(http.StatusBadRequest, "%s: %v: the file system there does not take new files", what, err)
 	default:
 		return errorf(http.StatusInternalServerError, "%s: %v", what, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
@@ -74,6 +75,9 @@ type Session struct {
 
 func normaliseEmail(email string) (string, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
+	if err := ident.CheckText("email", email, 254); err != nil {
+		return "", fmt.Errorf("%w: %v", core.ErrInvalid, err)
+	}
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
 		return "", fmt.Errorf("%w: %q is not an email address", core.ErrInvalid, email)
@@ -97,8 +101,8 @@ func (s *Service) Signup(ctx context.Context, email, name, password, client stri
 		return nil, err
 	}
 	name = strings.TrimSpace(name)
-	if len(name) > 100 {
-		return nil, fmt.Errorf("%w: name is longer than 100 characters", core.ErrInvalid)
+	if err := ident.CheckText("name", name, 100); err != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
 	perAddress := signupPerAddress.of(client)
 	if err := s.take(ctx, perAddress); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
@@ -33,8 +34,8 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name stri
 		return nil, fmt.Errorf("%w: only team owners and admins manage API keys", core.ErrForbidden)
 	}
 	name = strings.TrimSpace(name)
-	if len(name) > 100 {
-		return nil, fmt.Errorf("%w: name is longer than 100 characters", core.ErrInvalid)
+	if err := ident.CheckText("name", name, 100); err != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
 	key, hash, prefix, err := auth.NewAPIKey()
 	if err != nil {

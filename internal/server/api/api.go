@@ -222,6 +222,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrConflict, http.StatusConflict, "conflict"},
 		{core.ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+		{core.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 	} {
 		if errors.Is(err, m.err) {
 			writeError(w, m.status, m.code, err.Error())

@@ -25,6 +25,8 @@ var (
 	ErrConflict     = errors.New("conflict")          // 409
 	ErrTooMany      = errors.New("too many requests") // 429
 	ErrUnavailable  = errors.New("unavailable")       // 503
+	// ErrNoSpace: the sandbox's disk is full (envd's 507 Insufficient Storage).
+	ErrNoSpace = errors.New("insufficient storage") // 507
 )
 
 // Role of a user in a team.

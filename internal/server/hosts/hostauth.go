@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/hostproto"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
@@ -39,8 +40,8 @@ func (s *Service) RegisterHost(ctx context.Context, req hostproto.RegisterReques
 	if !fingerprintPattern.MatchString(req.CertFingerprint) {
 		return nil, fmt.Errorf("%w: cert_fingerprint must be 64 lowercase hex characters", core.ErrInvalid)
 	}
-	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || len(req.Version) > 100 {
-		return nil, fmt.Errorf("%w: bad capacity or version", core.ErrInvalid)
+	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || ident.CheckText("version", req.Version, 100) != nil || ident.CheckText("address", req.Address, 300) != nil {
+		return nil, fmt.Errorf("%w: bad capacity, version or address", core.ErrInvalid)
 	}
 	hash := auth.HashToken(req.Token)
 	// Single use across every replica: whoever deletes the key registers.
@@ -161,7 +162,7 @@ func (s *Service) Heartbeat(ctx context.Context, hostID string, req hostproto.He
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad host", core.ErrUnauthorized)
 	}
-	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || len(req.Version) > 100 {
+	if req.Capacity.VCPUs < 0 || req.Capacity.MemoryMB < 0 || ident.CheckText("version", req.Version, 100) != nil {
 		return nil, fmt.Errorf("%w: bad capacity or version", core.ErrInvalid)
 	}
 	if host, err := s.q.GetHost(ctx, hid); err == nil && host.CertFingerprint != nil && req.CertFingerprint != *host.CertFingerprint {

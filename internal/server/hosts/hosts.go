@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/scheduler"
@@ -68,8 +69,11 @@ func (s *Service) CreateHost(ctx context.Context, p *core.Principal, name string
 		return nil, fmt.Errorf("%w: hosts are managed with a user's token, not an API key", core.ErrForbidden)
 	}
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 100 {
-		return nil, fmt.Errorf("%w: name must be 1..100 characters", core.ErrInvalid)
+	if name == "" {
+		return nil, fmt.Errorf("%w: name is required", core.ErrInvalid)
+	}
+	if err := ident.CheckText("name", name, 100); err != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
 	params := db.CreateHostParams{Name: name}
 	params.CreatedBy, _ = core.ParseUUID(p.UserID)

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
@@ -40,9 +41,50 @@ func (c PTYSize) valid() error {
 	return nil
 }
 
-func (c Command) request(id string) (*pb.ExecRequest, error) {
+// MaxCommandBytes bounds a command's cmd, args and env together, counted as the
+// kernel counts them for execve (each string plus its NUL, env as "K=V"). Linux's
+// ARG_MAX is a quarter of the stack limit (2 MiB with the usual 8 MiB stack) and a
+// single string may be at most 128 KiB; the whole command within 128 KiB keeps every
+// request well inside what any guest can exec, so a command is refused here with a
+// 400 instead of failing in the guest.
+const MaxCommandBytes = 128 << 10
+
+// check explains why the command cannot be passed to the guest: a NUL byte would
+// truncate (or be refused in) execve's C strings, invalid UTF-8 cannot travel in
+// protobuf strings, and the whole must fit MaxCommandBytes.
+func (c Command) check() error {
+	bad := func(err error) error { return fmt.Errorf("%w: %v", core.ErrInvalid, err) }
 	if c.Cmd == "" {
-		return nil, fmt.Errorf("%w: cmd is required", core.ErrInvalid)
+		return fmt.Errorf("%w: cmd is required", core.ErrInvalid)
+	}
+	if err := ident.CheckText("cmd", c.Cmd, -1); err != nil {
+		return bad(err)
+	}
+	if err := ident.CheckText("cwd", c.Cwd, 4096); err != nil {
+		return bad(err)
+	}
+	size := len(c.Cmd) + 1
+	for i, a := range c.Args {
+		if err := ident.CheckText(fmt.Sprintf("args[%d]", i), a, -1); err != nil {
+			return bad(err)
+		}
+		size += len(a) + 1
+	}
+	if err := ident.CheckEnvVars(c.Env); err != nil {
+		return bad(err)
+	}
+	for k, v := range c.Env {
+		size += len(k) + len(v) + 2
+	}
+	if size > MaxCommandBytes {
+		return fmt.Errorf("%w: cmd, args and env_vars together are %d bytes, more than %d (128 KiB)", core.ErrInvalid, size, MaxCommandBytes)
+	}
+	return nil
+}
+
+func (c Command) request(id string) (*pb.ExecRequest, error) {
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	if c.TimeoutSec < 0 || c.TimeoutSec > 24*3600 {
 		return nil, fmt.Errorf("%w: timeout_sec out of range 0..86400", core.ErrInvalid)

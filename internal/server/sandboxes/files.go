@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
@@ -29,8 +30,8 @@ func (s *Service) Ping(ctx context.Context, p *core.Principal, id string) error 
 // WriteFile streams r to path in a sandbox of the principal's team; it returns the
 // number of bytes written.
 func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path string, r io.Reader) (int64, error) {
-	if path == "" {
-		return 0, fmt.Errorf("%w: path is required", core.ErrInvalid)
+	if err := checkPath(path); err != nil {
+		return 0, err
 	}
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {
@@ -65,8 +66,8 @@ func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path str
 // ReadFile streams path from a sandbox of the principal's team into w; start is called
 // once the file is known to exist, before the first byte (to set response headers).
 func (s *Service) ReadFile(ctx context.Context, p *core.Principal, id, path string, start func(), w io.Writer) error {
-	if path == "" {
-		return fmt.Errorf("%w: path is required", core.ErrInvalid)
+	if err := checkPath(path); err != nil {
+		return err
 	}
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {
@@ -92,6 +93,18 @@ func (s *Service) ReadFile(ctx context.Context, p *core.Principal, id, path stri
 	}
 	if !started {
 		start() // an empty file
+	}
+	return nil
+}
+
+// checkPath refuses a guest path no file can have (a NUL byte, not UTF-8, longer
+// than Linux's PATH_MAX) before it travels to the agent.
+func checkPath(path string) error {
+	if path == "" {
+		return fmt.Errorf("%w: path is required", core.ErrInvalid)
+	}
+	if err := ident.CheckText("path", path, 4096); err != nil {
+		return fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
 	return nil
 }

@@ -198,8 +198,15 @@ func (spec SandboxSpec) validate() error {
 		return bad("%v", err)
 	}
 	for k, v := range spec.Metadata {
-		if len(k) == 0 || len(k) > 128 || len(v) > 1024 {
+		if len(k) == 0 {
 			return bad("metadata keys are 1..128 bytes and values at most 1024")
+		}
+		// Metadata is stored as jsonb, which refuses NUL (SQLSTATE 22P05).
+		if err := ident.CheckText("metadata key", k, 128); err != nil {
+			return bad("%v", err)
+		}
+		if err := ident.CheckText("metadata value of "+k, v, 1024); err != nil {
+			return bad("%v", err)
 		}
 	}
 	return nil

@@ -96,8 +96,9 @@ func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1conne
 	return agent, nil
 }
 
-// agentError maps an agent's answer to the service's errors: its validation is the
-// user's problem (400), the rest is ours.
+// agentError maps an agent's answer to the service's errors: what the agent or the
+// guest refused because of the request (invalid, missing, not permitted, disk full)
+// keeps that meaning and the guest's message; the rest is ours.
 func agentError(err error) error {
 	if errors.Is(err, hostclient.ErrFingerprint) {
 		return fmt.Errorf("%w: the host's agent presents another certificate than the one pinned at registration", core.ErrUnavailable)
@@ -111,6 +112,10 @@ func agentError(err error) error {
 		return fmt.Errorf("%w: %s", core.ErrNotFound, agentMessage(err))
 	case connect.CodeFailedPrecondition:
 		return fmt.Errorf("%w: %s", core.ErrConflict, agentMessage(err))
+	case connect.CodePermissionDenied:
+		return fmt.Errorf("%w: %s", core.ErrForbidden, agentMessage(err))
+	case connect.CodeResourceExhausted:
+		return fmt.Errorf("%w: %s", core.ErrNoSpace, agentMessage(err))
 	}
 	return err
 }
