@@ -13,11 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/agent/proxy"
 	"github.com/wrennhq/wrenn/internal/agent/rpc"
 	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/hostproto"
+	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/version"
@@ -82,9 +84,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	m.StartReaper(cfg.ReapInterval)
 	defer m.Close()
 
-	mux := http.NewServeMux()
-	mux.Handle(rpc.Handler(m, id.allowed))
-	srv := &http.Server{Handler: proxy.Routes(mux, proxy.New(m, id.allowed, log)), ReadHeaderTimeout: 30 * time.Second}
+	srv := httplimit.Agent.Server(agentHandler(m, id.allowed, log, httplimit.Agent.StreamIdle))
 	if id.tls != nil {
 		// A registered agent serves TLS with the certificate the control plane pinned.
 		srv.TLSConfig = id.tls
@@ -103,6 +103,18 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	// Sandboxes keep running across an agent restart; only the API goes away.
 	return serve(ctx, log.With("dir", cfg.Dir), "agent", srv, ln, 5*time.Second)
+}
+
+// agentHandler serves the Connect API and the port proxy. The client stream (file
+// uploads) and proxied traffic run as long as they keep moving (httplimit.Streamed);
+// every other call has the server's whole-request deadline. Both check the caller's
+// credential before reading a body, so an unknown caller never gets the longer wait.
+func agentHandler(m *agent.Manager, allowed func(string) bool, log *slog.Logger, streamIdle time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	rpcPath, rpcHandler := rpc.Handler(m, allowed)
+	mux.Handle(rpcPath, rpcHandler)
+	mux.Handle(hostagentv1connect.HostAgentServiceWriteFileStreamProcedure, httplimit.Streamed(streamIdle, rpcHandler))
+	return proxy.Routes(mux, httplimit.Streamed(streamIdle, proxy.New(m, allowed, log)))
 }
 
 // newManager makes this host's sandbox manager over a new slot pool, with disks

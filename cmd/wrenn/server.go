@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/internal/config"
+	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
@@ -72,11 +72,14 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	// Sandbox ports are served at {port}-{id}.WRENN_DOMAIN (and by E2b-Sandbox-* headers).
+	// Every request is bounded in time and header size (httplimit.ControlPlane), file
+	// routes and proxied traffic by how long they pause rather than how long they take.
+	lim := httplimit.ControlPlane
 	px := proxy.New(svc.Sandboxes, cfg.Domain, log)
 	px.SetConnLimit(cfg.ProxyConnLimit)
+	px.SetStreamIdle(lim.StreamIdle)
 	svc.TrustedProxies = cfg.TrustedProxies
-	handler := px.Wrap(api.New(svc, log))
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	srv := lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
 }
 

@@ -128,6 +128,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s.handler,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		// No read/write timeouts: streams run for hours. Idle connections are kept longer
 		// than a proxy in front would keep them, so the proxy always closes first.
 		IdleTimeout: 640 * time.Second,

@@ -26,7 +26,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
-// maxBody bounds JSON request bodies.
+// maxBody bounds JSON request bodies (and any other body but a file's).
 const maxBody = 1 << 20
 
 // Services are what the handlers call: one service per area of the control plane.
@@ -50,15 +50,19 @@ type Server struct {
 	ready     func(context.Context) error
 	trusted   []netip.Prefix
 	log       *slog.Logger
+	// streamIdle bounds a pause of a file transfer and an exec stream's silence.
+	streamIdle time.Duration
 }
 
-// New returns the /v1 router.
-func New(svc Services, log *slog.Logger) http.Handler {
+// New returns the /v1 router; streamIdle is how long a file upload or download may
+// pause (httplimit.Limits.StreamIdle).
+func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, trusted: svc.TrustedProxies, log: log}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle}
 	r := chi.NewRouter()
+	r.Use(s.limitBodies())
 	r.Get("/healthz", s.healthz)
 	docs := apidocs.Handler()
 	r.Get("/openapi.yaml", docs.ServeHTTP)
@@ -85,12 +89,9 @@ func New(svc Services, log *slog.Logger) http.Handler {
 			r.Post("/sandboxes/{id}/exec", s.exec)
 			r.Get("/sandboxes/{id}/exec/stream", s.execStream)
 			r.Post("/sandboxes/{id}/ping", s.ping)
-			r.Post("/sandboxes/{id}/files/write", s.writeFile)
-			r.Get("/sandboxes/{id}/files/read", s.readFile)
-			// The chunked streaming variants: the same streaming handlers (write and read
-			// never buffer a whole file), under the seed's names for its clients.
-			r.Post("/sandboxes/{id}/files/stream/write", s.writeFile)
-			r.Get("/sandboxes/{id}/files/stream/read", s.readFile)
+			for _, f := range s.fileRoutes() {
+				r.Method(f.method, f.pattern, f.handler)
+			}
 		})
 	})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
@@ -159,13 +160,19 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := dec.Decode(&raw); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body is larger than 1 MiB")
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", tooLargeMessage)
+			return false
+		}
+		if bodyTimedOut(w, err) {
 			return false
 		}
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 		return false
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if bodyTimedOut(w, err) {
+			return false
+		}
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: more than one JSON value")
 		return false
 	}

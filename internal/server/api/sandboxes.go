@@ -152,6 +152,9 @@ func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
 		}
 		for {
 			part, err := mr.NextPart()
+			if bodyTimedOut(w, err) {
+				return
+			}
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "invalid_request", "multipart body has no part named file")
 				return
@@ -169,6 +172,9 @@ func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.sandboxes.WriteFile(r.Context(), principal(r), chi.URLParam(r, "id"), path, body)
 	if err != nil {
+		if bodyTimedOut(w, err) {
+			return
+		}
 		s.fail(w, r, err)
 		return
 	}

@@ -82,7 +82,10 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 	// (and kills it when it has stdin or a pty, since nobody can drive it any more).
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ws := &execSocket{conn: conn, ctx: ctx, id: id, log: s.log}
+	ws := &execSocket{conn: conn, ctx: ctx, id: id, log: s.log, idle: s.streamIdle}
+	// The upgrade left the server's deadlines behind: a client that stops answering
+	// pings or taking output is cut off after ws.idle instead of holding the stream.
+	go ws.keepAlive(cancel)
 
 	var start streamStart
 	if err := readStart(ctx, conn, execStartTimeout, &start); err != nil {
@@ -120,6 +123,7 @@ type execSocket struct {
 	ctx     context.Context
 	id      string // the sandbox
 	log     *slog.Logger
+	idle    time.Duration
 	writeMu sync.Mutex
 }
 
@@ -130,7 +134,31 @@ func (ws *execSocket) send(m streamMessage) error {
 	if err != nil {
 		return err
 	}
-	return ws.conn.Write(ws.ctx, websocket.MessageText, b)
+	ctx, cancel := context.WithTimeout(ws.ctx, ws.idle)
+	defer cancel()
+	return ws.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// keepAlive pings the client every idle/2 and ends the stream (cancel) when a pong
+// does not come within idle. The reads of forwardInput, or of the first message,
+// take the pongs.
+func (ws *execSocket) keepAlive(cancel func()) {
+	t := time.NewTicker(ws.idle / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ws.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, done := context.WithTimeout(ws.ctx, ws.idle)
+		err := ws.conn.Ping(ctx)
+		done()
+		if err != nil {
+			cancel()
+			return
+		}
+	}
 }
 
 // fail sends the error (the user's own, or "internal error" logged here) and closes.

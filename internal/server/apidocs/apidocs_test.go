@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/pb33f/libopenapi"
@@ -56,7 +57,7 @@ func TestDocumentIsValidOpenAPI31(t *testing.T) {
 func routeOps(t *testing.T) []string {
 	t.Helper()
 	// New only stores the services; no handler runs while walking the routes.
-	routes, ok := serverapi.New(serverapi.Services{}, nil).(chi.Routes)
+	routes, ok := serverapi.New(serverapi.Services{}, time.Minute, nil).(chi.Routes)
 	if !ok {
 		t.Fatal("api.New no longer returns a chi router; adapt this test")
 	}

@@ -18,10 +18,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httpbuf"
+	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
@@ -50,6 +52,7 @@ type Proxy struct {
 	domain  string // e.g. "wrenn.example"; "" = header routing only
 	log     *slog.Logger
 	limit   int
+	idle    time.Duration // httplimit.Streamed's, for proxied bodies and answers
 
 	mu    sync.Mutex
 	conns map[string]int // open proxied requests by sandbox
@@ -58,8 +61,13 @@ type Proxy struct {
 // New returns the proxy for domain.
 func New(svc *sandboxes.Service, domain string, log *slog.Logger) *Proxy {
 	return &Proxy{svc: svc, domain: strings.ToLower(strings.Trim(domain, ".")), log: log, buffers: httpbuf.New(),
-		limit: DefaultConnLimit, conns: map[string]int{}}
+		limit: DefaultConnLimit, idle: httplimit.ControlPlane.StreamIdle, conns: map[string]int{}}
 }
+
+// SetStreamIdle changes how long a proxied body or answer may pause before the client
+// is cut off (a proxied request streams, so the API's whole-request deadline and size
+// limit do not apply); call it before serving.
+func (p *Proxy) SetStreamIdle(d time.Duration) { p.idle = d }
 
 // SetConnLimit changes the per-sandbox limit of concurrent proxied requests; call it
 // before serving.
@@ -211,7 +219,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 			p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox's host is not reachable", "code": 502})
 		},
 	}
-	rp.ServeHTTP(w, r)
+	httplimit.Streamed(p.idle, rp).ServeHTTP(w, r)
 }
 
 // reply answers in JSON, or in HTML when the request is a browser navigation.

@@ -44,16 +44,18 @@ func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path str
 	buf := make([]byte, fileChunk)
 	for {
 		n, rerr := io.ReadFull(r, buf)
+		// A broken upload (the client stalled or left) is reported as such: its request
+		// context is gone with it, so sending what arrived would only fail for that.
+		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return 0, fmt.Errorf("%w: read upload: %w", core.ErrInvalid, rerr)
+		}
 		if n > 0 {
 			if err := stream.Send(&pb.WriteFileStreamRequest{Part: &pb.WriteFileStreamRequest_Chunk{Chunk: buf[:n]}}); err != nil {
 				break // the agent ended the stream; CloseAndReceive says why
 			}
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
 		if rerr != nil {
-			return 0, fmt.Errorf("%w: read upload: %v", core.ErrInvalid, rerr)
+			break // io.EOF or io.ErrUnexpectedEOF: the whole upload arrived
 		}
 	}
 	resp, err := stream.CloseAndReceive()

@@ -23,6 +23,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent/agenttest"
+	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
@@ -56,8 +57,16 @@ type Env struct {
 	hosts   *agentHosts
 }
 
-// New starts a control plane on a fresh database; it stops when the test ends.
+// New starts a control plane on a fresh database, with `wrenn server`'s limits; it
+// stops when the test ends.
 func New(t testing.TB) *Env {
+	t.Helper()
+	return NewWithLimits(t, httplimit.ControlPlane)
+}
+
+// NewWithLimits is New with other limits (short ones, for tests of them): the
+// http.Server is built by httplimit, as `wrenn server` builds its own.
+func NewWithLimits(t testing.TB, lim httplimit.Limits) *Env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := store.Open(ctx, pgtest.NewDB(t))
@@ -83,7 +92,10 @@ func New(t testing.TB) *Env {
 	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
 	svc := newServices(t, pool, rdb, tokens, sealer, hosts, log)
 	px := proxy.New(svc.Sandboxes, Domain, log)
-	srv := httptest.NewServer(px.Wrap(api.New(svc, log)))
+	px.SetStreamIdle(lim.StreamIdle)
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
+	srv.Start()
 	t.Cleanup(srv.Close)
 	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
