@@ -24,7 +24,7 @@ func TestExecStreamFirstMessageTimeout(t *testing.T) {
 			return
 		}
 		defer conn.CloseNow()
-		ws := &execSocket{conn: conn, ctx: r.Context(), log: slog.New(slog.DiscardHandler)}
+		ws := &execSocket{conn: conn, ctx: r.Context(), log: slog.New(slog.DiscardHandler), idle: 5 * time.Second}
 		var start streamStart
 		if err := readStart(r.Context(), conn, 100*time.Millisecond, &start); err != nil {
 			ws.fail(fmt.Errorf("%w: the first message must be the command as JSON: %v", core.ErrInvalid, err))
