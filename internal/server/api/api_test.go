@@ -290,3 +290,17 @@ func TestHealthzAndRouting(t *testing.T) {
 		t.Errorf("healthz with redis down: %d %s", status, raw)
 	}
 }
+
+// newUserSandbox signs up ann@example.com and creates a running sandbox of the base
+// template; it returns ann's client and the sandbox's id.
+func newUserSandbox(t *testing.T, env *servertest.Env) (call, string) {
+	t.Helper()
+	anon := newCall(t, env)
+	ann := signup(anon, "ann@example.com")
+	annC := anon.bearer(ann["token"].(string))
+	status, sb := annC.do("POST", "/v1/sandboxes", `{"template":"base"}`)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, sb)
+	}
+	return annC, sb["id"].(string)
+}

@@ -57,14 +57,8 @@ func TestBadTextIs400(t *testing.T) {
 // wrong with a 4xx (or 507 for a full disk), not an internal error.
 func TestGuestErrorsKeepTheirMeaning(t *testing.T) {
 	env := servertest.New(t)
-	anon := newCall(t, env)
-	ann := signup(anon, "ann@example.com")
-	annC := anon.bearer(ann["token"].(string))
-	status, sb := annC.do("POST", "/v1/sandboxes", `{"template":"base"}`)
-	if status != 201 {
-		t.Fatalf("create: %d %v", status, sb)
-	}
-	base := "/v1/sandboxes/" + sb["id"].(string)
+	annC, id := newUserSandbox(t, env)
+	base := "/v1/sandboxes/" + id
 	if status, out := annC.do("POST", base+"/exec", `{"cmd":"ln","args":["-sf","/tmp/loop","/tmp/loop"]}`); status != 200 || out["exit_code"] != float64(0) {
 		t.Fatalf("make a symlink loop: %d %v", status, out)
 	}

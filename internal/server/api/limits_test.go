@@ -147,16 +147,10 @@ func TestStalledUploadIsCutOff(t *testing.T) {
 // An exec stream's client that stops answering pings is cut off after StreamIdle.
 func TestSilentStreamClientIsCutOff(t *testing.T) {
 	env := limitsEnv(t)
-	anon := newCall(t, env)
-	ann := signup(anon, "ann@example.com")
-	annC := anon.bearer(ann["token"].(string))
-	status, sb := annC.do("POST", "/v1/sandboxes", `{"template":"base"}`)
-	if status != 201 {
-		t.Fatalf("create: %d %v", status, sb)
-	}
+	annC, id := newUserSandbox(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(env.URL, "http")+"/v1/sandboxes/"+sb["id"].(string)+"/exec/stream",
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(env.URL, "http")+"/v1/sandboxes/"+id+"/exec/stream",
 		&websocket.DialOptions{HTTPHeader: annC.header})
 	if err != nil {
 		t.Fatal(err)
