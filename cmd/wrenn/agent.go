@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -60,7 +61,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if cfg.AllowInternetDefault {
 		ready, readyInternet = 1, cfg.SlotPool
 	}
-	m, pool, err := newManager(netslot.PoolOptions{
+	m, pool, err := newManager(cfg.EgressAllow, cfg.EgressDeny, netslot.PoolOptions{
 		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
 	}, agent.Config{Dir: cfg.Dir, Driver: driver, Log: log, AllowInternetDefault: cfg.AllowInternetDefault})
 	if err != nil {
@@ -120,8 +121,10 @@ func agentHandler(m *agent.Manager, allowed func(string) bool, log *slog.Logger,
 // newManager makes this host's sandbox manager over a new slot pool, with disks
 // cloned from the templates in cfg.Dir: the wiring `wrenn agent` and `wrenn vm run`
 // share. The caller closes the pool when done; on error nothing is left open.
-func newManager(slots netslot.PoolOptions, cfg agent.Config) (*agent.Manager, *netslot.Pool, error) {
-	pool, err := netslot.NewPool(netslot.DefaultConfig(), slots)
+func newManager(egressAllow, egressDeny []netip.Prefix, slots netslot.PoolOptions, cfg agent.Config) (*agent.Manager, *netslot.Pool, error) {
+	netCfg := netslot.DefaultConfig()
+	netCfg.Allow, netCfg.Deny = egressAllow, egressDeny
+	pool, err := netslot.NewPool(netCfg, slots)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -72,7 +72,8 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	// Slots of their own, away from an agent's (which start at 1).
-	m, pool, err := newManager(netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999},
+	settings := cliSettings()
+	m, pool, err := newManager(settings.EgressAllow, settings.EgressDeny, netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999},
 		agent.Config{Dir: wrennDir(), Driver: driver, Log: log})
 	if err != nil {
 		return err

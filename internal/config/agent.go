@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"time"
 )
@@ -23,8 +24,11 @@ type Agent struct {
 	FirstSlot, LastSlot  int // network slot range; LastSlot 0 = the range's end
 	SlotPool             int
 	AllowInternetDefault bool
-	ReapInterval         time.Duration
-	Log                  Log
+	// EgressAllow opens non-public ranges to sandboxes with internet access;
+	// EgressDeny closes more (and wins over EgressAllow). netslot.Config checks both.
+	EgressAllow, EgressDeny []netip.Prefix
+	ReapInterval            time.Duration
+	Log                     Log
 }
 
 // VMMs are the values of WRENN_VMM / --vmm.
@@ -63,6 +67,7 @@ func (c *Agent) table() table {
 			Usage: "network slots kept ready (internet off); as many again with internet on when that is the default"},
 		{Flag: "allow-internet-default", Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
 			Usage: "internet access of sandboxes whose create does not say"},
+		egressAllowSetting(&c.EgressAllow), egressDenySetting(&c.EgressDeny),
 		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),
 			Usage: "how often idle sandboxes are looked for"},
 	}, logSettings(&c.Log)...)}
@@ -94,3 +99,15 @@ func (c Agent) Validate() error {
 
 // LogValue is every setting by its name, secrets redacted.
 func (c Agent) LogValue() slog.Value { return c.table().logValue() }
+
+// The egress settings are shared by the agent and `wrenn vm run`: two programs making
+// slots on one host with different policies would keep rebuilding the host's table.
+func egressAllowSetting(p *[]netip.Prefix) *Setting {
+	return &Setting{Flag: "egress-allow", Env: "WRENN_EGRESS_ALLOW", Value: Prefixes(p),
+		Usage: "non-public IPv4 ranges sandboxes with internet access may reach, comma-separated CIDRs (e.g. a LAN package mirror); by default internet access is the public internet only: RFC 1918, 100.64/10, loopback, link-local, multicast, documentation, benchmarking and reserved ranges are closed, and no IPv6 is forwarded. Link-local and Wrenn's own slot ranges cannot be opened"}
+}
+
+func egressDenySetting(p *[]netip.Prefix) *Setting {
+	return &Setting{Flag: "egress-deny", Env: "WRENN_EGRESS_DENY", Value: Prefixes(p),
+		Usage: "more IPv4 ranges sandboxes never reach, comma-separated CIDRs; wins over WRENN_EGRESS_ALLOW, so a range can be cut out of an allowed one"}
+}

@@ -1,6 +1,9 @@
 package config
 
-import "log/slog"
+import (
+	"log/slog"
+	"net/netip"
+)
 
 // CLI is what the wrenn CLI's commands read from the environment (their flags are
 // per command): the API to talk to and how, the database for `wrenn admin`, and
@@ -12,7 +15,9 @@ type CLI struct {
 	DatabaseURL string // secret: password
 	Dir         string
 	VMM         string
-	Log         Log
+	// EgressAllow and EgressDeny: `wrenn vm run`'s sandboxes, as the agent's.
+	EgressAllow, EgressDeny []netip.Prefix
+	Log                     Log
 }
 
 func (c *CLI) table() table {
@@ -20,7 +25,12 @@ func (c *CLI) table() table {
 	for _, s := range logs {
 		s.Flag = "" // the CLI's commands have flags of their own
 	}
-	return table{program: "wrenn", summary: "the `wrenn` CLI (`signup`, `login`, `keys`, `sandbox`, `host`, `admin`, `image build`, `vm run`; their flags are per command, `-h`)", settings: append([]*Setting{
+	egress := []*Setting{egressAllowSetting(&c.EgressAllow), egressDenySetting(&c.EgressDeny)}
+	for _, s := range egress {
+		s.Flag = ""
+		s.Usage = "`wrenn vm run`: as for the agent (keep them equal on one host)"
+	}
+	return table{program: "wrenn", summary: "the `wrenn` CLI (`signup`, `login`, `keys`, `sandbox`, `host`, `admin`, `image build`, `vm run`; their flags are per command, `-h`)", settings: append(append([]*Setting{
 		{Env: "WRENN_URL", DefaultDoc: "the saved login's, else http://127.0.0.1:8080", Value: URL(&c.URL, "http", "https"),
 			Usage: "the control plane's URL (signup and login save theirs in $XDG_CONFIG_HOME/wrenn/config.json)"},
 		{Env: "WRENN_API_KEY", Secret: true, Value: String(&c.APIKey, 0),
@@ -33,7 +43,7 @@ func (c *CLI) table() table {
 			Usage: "`wrenn image build` and `wrenn vm run`: where templates, kernels and sandboxes live"},
 		{Env: "WRENN_VMM", Default: "auto", Value: OneOf(&c.VMM, VMMs...),
 			Usage: "`wrenn vm run`: the VM driver, as for the agent"},
-	}, logs...)}
+	}, egress...), logs...)}
 }
 
 // LoadCLI reads the CLI's settings from the environment and validates them.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -49,8 +50,15 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Agent{Dir: "/var/lib/wrenn", Listen: ":50051", StateDir: "/var/lib/wrenn/agent", VMM: "auto", CPUOvercommit: 4,
 		FirstSlot: 1, SlotPool: 4, AllowInternetDefault: true, ReapInterval: time.Second, Log: Log{Format: "text"}}
-	if a != want {
+	if !reflect.DeepEqual(a, want) {
 		t.Errorf("agent defaults:\n got %+v\nwant %+v", a, want)
+	}
+	a, err = LoadAgent([]string{"--egress-deny", "10.1.0.0/16"}, env("WRENN_EGRESS_ALLOW", "10.0.0.0/8, 192.168.1.5"))
+	if got := fmt.Sprint(a.EgressAllow, a.EgressDeny); err != nil || got != "[10.0.0.0/8 192.168.1.5/32] [10.1.0.0/16]" {
+		t.Errorf("egress settings: %s %v", got, err)
+	}
+	if _, err := LoadAgent(nil, env("WRENN_EGRESS_ALLOW", "10.0.0.0/33")); err == nil || !strings.Contains(err.Error(), "WRENN_EGRESS_ALLOW") {
+		t.Errorf("a bad egress range: %v", err)
 	}
 	if a, _ := LoadAgent(nil, env("WRENN_DIR", "/srv/w")); a.StateDir != "/srv/w/agent" {
 		t.Errorf("state dir under WRENN_DIR=/srv/w: %q", a.StateDir)
@@ -66,7 +74,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (CLI{Dir: "/var/lib/wrenn", VMM: "auto", Log: Log{Format: "text"}}) {
+	if !reflect.DeepEqual(c, CLI{Dir: "/var/lib/wrenn", VMM: "auto", Log: Log{Format: "text"}}) {
 		t.Errorf("CLI defaults: %+v", c)
 	}
 }

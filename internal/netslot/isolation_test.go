@@ -199,7 +199,7 @@ func expectReach(t *testing.T, from string, to netip.AddrPort, want string) stri
 // plus a loopback-only one (returned separately) to be tried through a veth address.
 func isolationEnv(t *testing.T, ia, ib int) (a, b fakeGuest, hostTargets []netip.AddrPort, loop netip.AddrPort) {
 	testutil.RequireRoot(t, rootFor)
-	c := DefaultConfig()
+	c := upstreamConfig()
 	t.Cleanup(func() { checkNoLeftovers(t, ia, ib) })
 	setupGuard(t)
 	setupUpstream(t)
@@ -215,12 +215,21 @@ func isolationEnv(t *testing.T, ia, ib int) (a, b fakeGuest, hostTargets []netip
 	return a, b, hostTargets, loop
 }
 
-// hostForwardDrops sums the host forward chain's drop counters.
+// upstreamConfig opens the fake upstream's benchmark range, which is closed to guests by
+// default like every non-public range: the test's stand-in for the public internet.
+func upstreamConfig() Config {
+	c := DefaultConfig()
+	c.Allow = []netip.Prefix{upAddr.Masked()}
+	return c
+}
+
+// hostForwardDrops sums the host forward chain's drop counters (and its policy chain's).
 func hostForwardDrops(t *testing.T) map[string]uint64 {
 	m := map[string]uint64{}
-	for _, tag := range []string{tagHostSibling, tagHostInbound, tagHostEgress, tagHostDeny} {
+	for _, tag := range []string{tagHostSibling, tagHostInbound, tagHostEgress} {
 		m[tag] = ruleCounter(t, "", nftables.TableFamilyINet, tableName, "forward", tag)
 	}
+	m[tagHostDeny] = ruleCounter(t, "", nftables.TableFamilyINet, tableName, policyChain, tagHostDeny)
 	return m
 }
 
@@ -289,7 +298,7 @@ func TestIsolation(t *testing.T) {
 		}
 	}
 	for _, g := range []fakeGuest{a, b} {
-		if n := ruleCounter(t, g.NetNS, nftables.TableFamilyIPv4, tableName, "forward", tagNSDeny); n == 0 {
+		if n := ruleCounter(t, g.NetNS, nftables.TableFamilyIPv4, tableName, policyChain, tagNSDeny); n == 0 {
 			t.Errorf("slot %d: deny counters did not move", g.Index)
 		}
 		if n := ruleCounter(t, g.NetNS, nftables.TableFamilyIPv4, tableName, "input", tagNSToNS); n == 0 {
@@ -321,21 +330,7 @@ func TestIsolation(t *testing.T) {
 // still keeps b from the upstream, its sibling, metadata and the host.
 func TestIsolationHostLayer(t *testing.T) {
 	a, b, hostTargets, _ := isolationEnv(t, 64503, 64504)
-	ns, err := netns.GetFromName(b.NetNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: tableName})
-	tb := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "evil"})
-	post := conn.AddChain(&nftables.Chain{Name: "post", Table: tb, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	conn.AddRule(&nftables.Rule{Table: tb, Chain: post, Exprs: cat(oif(vethInNS), []expr.Any{&expr.Masq{}})})
-	must(t, conn.Flush())
+	subvert(t, b)
 
 	fwd0 := hostForwardDrops(t)
 	in0 := ruleCounter(t, "", nftables.TableFamilyINet, tableName, "input", tagHostInput)
@@ -365,6 +360,26 @@ func TestIsolationHostLayer(t *testing.T) {
 	expectReach(t, a.ns, netip.AddrPortFrom(upAddr.Addr(), upPort), "up")
 	expectReach(t, "", netip.AddrPortFrom(a.HostIP, guestPort), "guest")
 	checkGuard(t)
+}
+
+// subvert replaces g's namespace table by a bare masquerade, as an attacker inside the
+// namespace would do, leaving only the host table between g and the world.
+func subvert(t *testing.T, g fakeGuest) {
+	ns, err := netns.GetFromName(g.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: tableName})
+	tb := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "evil"})
+	post := conn.AddChain(&nftables.Chain{Name: "post", Table: tb, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	conn.AddRule(&nftables.Rule{Table: tb, Chain: post, Exprs: cat(oif(vethInNS), []expr.Any{&expr.Masq{}})})
+	must(t, conn.Flush())
 }
 
 func must(t *testing.T, err error) {

@@ -5,7 +5,8 @@
 //
 // Firewalling (nft.go) is in two layers — per namespace and one shared host table — so
 // that whatever its internet setting a guest never reaches the host, link-local
-// metadata, or another sandbox. A Pool (pool.go) keeps slots ready so that a sandbox
+// metadata, or another sandbox, and with internet access only the public internet plus
+// what the operator opened (egress.go). A Pool (pool.go) keeps slots ready so that a sandbox
 // gets its network in microseconds. Config.Validate refuses ranges that overlap the
 // host's own routes.
 package netslot
@@ -57,9 +58,12 @@ type Config struct {
 	SandboxPrefix netip.Prefix
 	// VethPrefix: slot i's veth pair uses the i-th /31 of it (needs a /15 for 65534 slots).
 	VethPrefix netip.Prefix
+	// Allow opens ranges of NonPublic to guests with internet access, e.g. a package
+	// mirror on the LAN. Link-local and the slot ranges stay closed whatever it says.
+	Allow []netip.Prefix
 	// Deny lists extra destinations guests never reach even with internet access, on
 	// top of the built-in ones (link-local, the sandbox and veth ranges, the host
-	// itself) — e.g. the private network that holds the control plane.
+	// itself) and NonPublic. It wins over Allow, so a range can be cut out of one.
 	Deny []netip.Prefix
 }
 

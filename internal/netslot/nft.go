@@ -60,20 +60,14 @@ const (
 	tagGuard        = "wrenn: forwarding guard"
 )
 
-// deniedPrefixes are the destinations no guest reaches whatever its setting: all of
-// link-local (its own link needs only ARP, which nftables ip rules never see), every
-// sandbox address and every veth address (which includes the host's veth ends).
-func (c Config) deniedPrefixes() []netip.Prefix {
-	return append([]netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), c.SandboxPrefix.Masked(), c.VethPrefix.Masked()}, c.Deny...)
+func (c Config) fingerprint() string {
+	return c.rangesFingerprint() + c.policyFingerprint()
 }
 
-func (c Config) fingerprint() string {
-	var b strings.Builder
-	b.WriteString(fingerprintTag + "sandbox=" + c.SandboxPrefix.String() + " veth=" + c.VethPrefix.String())
-	for _, p := range c.Deny {
-		b.WriteString(" deny=" + p.String())
-	}
-	return b.String()
+// rangesFingerprint is the part of the fingerprint that another Wrenn on this host must
+// share: its slot ranges. A table that differs only in policy is rebuilt instead.
+func (c Config) rangesFingerprint() string {
+	return fingerprintTag + "sandbox=" + c.SandboxPrefix.String() + " veth=" + c.VethPrefix.String()
 }
 
 // --- expression helpers ---------------------------------------------------------------
@@ -160,7 +154,7 @@ func counted(v *expr.Verdict) []expr.Any { return []expr.Any{&expr.Counter{}, v}
 
 // addNSRules queues the slot namespace's table; the caller flushes. Internet is off until
 // SetInternet adds the accept to chain egress.
-func addNSRules(conn *nftables.Conn, c Config, a Addrs) {
+func addNSRules(conn *nftables.Conn, c Config, a Addrs) (egress *nftables.Chain) {
 	t := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: tableName})
 	pre := conn.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
@@ -171,7 +165,8 @@ func addNSRules(conn *nftables.Conn, c Config, a Addrs) {
 	policyDrop := nftables.ChainPolicyDrop
 	fwd := conn.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policyDrop})
-	conn.AddChain(&nftables.Chain{Name: egressChain, Table: t})
+	egress = conn.AddChain(&nftables.Chain{Name: egressChain, Table: t})
+	c.addPolicyRules(conn, conn.AddChain(&nftables.Chain{Name: policyChain, Table: t}), tagNSDeny)
 
 	rule := func(ch *nftables.Chain, tag string, e ...[]expr.Any) {
 		r := &nftables.Rule{Table: t, Chain: ch, Exprs: cat(e...)}
@@ -198,11 +193,10 @@ func addNSRules(conn *nftables.Conn, c Config, a Addrs) {
 	rule(fwd, "", iif(vethInNS), oif(TapName), ctEstablished(), []expr.Any{accept()}) // replies to guest egress
 	rule(fwd, "", iif(TapName), oif(vethInNS), ctDNAT(), []expr.Any{accept()})        // guest's replies to the host
 	rule(fwd, tagNSSpoof, iif(TapName), matchIP(offSaddr, netip.PrefixFrom(GuestIP.Addr(), 32), expr.CmpOpNeq), counted(drop()))
-	for _, p := range c.deniedPrefixes() {
-		rule(fwd, tagNSDeny, iif(TapName), matchIP(offDaddr, p, expr.CmpOpEq), counted(drop()))
-	}
+	rule(fwd, "", iif(TapName), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: policyChain}})
 	rule(fwd, "", iif(TapName), oif(vethInNS), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: egressChain}})
 	rule(fwd, tagNSEgressDrop, counted(drop()))
+	return egress
 }
 
 // --- host table -----------------------------------------------------------------------
@@ -212,7 +206,7 @@ func hostTable() *nftables.Table {
 }
 
 // addHostRules queues the host table, shared by all slots; the caller flushes.
-func addHostRules(conn *nftables.Conn, c Config) error {
+func addHostRules(conn *nftables.Conn, c Config) (*nftables.Set, error) {
 	t := conn.AddTable(hostTable())
 	in := conn.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
@@ -220,10 +214,11 @@ func addHostRules(conn *nftables.Conn, c Config) error {
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
 	post := conn.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	c.addPolicyRules(conn, conn.AddChain(&nftables.Chain{Name: policyChain, Table: t}), tagHostDeny)
 	// Host byte order is nft's own for strings; without it `nft list` shows "" elements.
 	set := &nftables.Set{Table: t, Name: egressSet, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	if err := conn.AddSet(set, nil); err != nil {
-		return fmt.Errorf("set %s: %w", egressSet, err)
+		return nil, fmt.Errorf("set %s: %w", egressSet, err)
 	}
 	rule := func(ch *nftables.Chain, tag string, e ...[]expr.Any) {
 		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(e...), UserData: comment(tag)})
@@ -243,9 +238,7 @@ func addHostRules(conn *nftables.Conn, c Config) error {
 	// Only the namespace's masqueraded address may leave, so a subverted namespace cannot
 	// send with forged sources either.
 	rule(fwd, tagHostEgress, iifVeth(), v4, matchIP(offSaddr, c.VethPrefix, expr.CmpOpNeq), counted(drop()))
-	for _, p := range c.deniedPrefixes() {
-		rule(fwd, tagHostDeny, iifVeth(), v4, matchIP(offDaddr, p, expr.CmpOpEq), counted(drop()))
-	}
+	rule(fwd, "", iifVeth(), v4, []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: policyChain}})
 	rule(fwd, "wrenn: sandbox egress allowed", []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Lookup{SourceRegister: 1, SetName: egressSet, SetID: set.ID},
@@ -255,7 +248,7 @@ func addHostRules(conn *nftables.Conn, c Config) error {
 	// postrouting: masquerade the veth range out of any non-slot interface (the uplink).
 	// iifname is unknown in postrouting, hence the match on the source range.
 	rule(post, "wrenn: sandbox egress masquerade", v4, matchIP(offSaddr, c.VethPrefix, expr.CmpOpEq), oifNotVeth(), []expr.Any{&expr.Masq{}})
-	return nil
+	return set, nil
 }
 
 // ensureHost creates the host table unless it exists, and refuses a table built for
@@ -272,14 +265,17 @@ func ensureHost(c Config) error {
 			if err != nil {
 				return err
 			}
-			if got != c.fingerprint() {
+			switch {
+			case got == c.fingerprint():
+				return nil
+			case rangesOf(got) != c.rangesFingerprint():
 				return fmt.Errorf("host table inet %s was built for %q, this config is %q: another Wrenn with other ranges runs here, or delete the table", tableName, got, c.fingerprint())
 			}
-			return nil
+			return rebuildHost(conn, c)
 		} else if !isNotExist(err) {
 			return fmt.Errorf("look up host table: %w", err)
 		}
-		if err := addHostRules(conn, c); err != nil {
+		if _, err := addHostRules(conn, c); err != nil {
 			return err
 		}
 		if err := conn.Flush(); err != nil {
@@ -287,6 +283,53 @@ func ensureHost(c Config) error {
 		}
 		return nil
 	})
+}
+
+// rangesOf cuts a fingerprint down to its ranges part (also one written before the
+// egress policy was part of it).
+func rangesOf(fingerprint string) string {
+	f := strings.Fields(strings.TrimPrefix(fingerprint, fingerprintTag))
+	var sandbox, veth string
+	for _, kv := range f {
+		if v, ok := strings.CutPrefix(kv, "sandbox="); ok {
+			sandbox = v
+		} else if v, ok := strings.CutPrefix(kv, "veth="); ok {
+			veth = v
+		}
+	}
+	return fingerprintTag + "sandbox=" + sandbox + " veth=" + veth
+}
+
+// rebuildHost replaces a host table built for the same ranges but another egress policy
+// (the operator changed WRENN_EGRESS_ALLOW/DENY, or the table predates the policy) in
+// one transaction, keeping which slots have internet and the forwarding guard: there
+// is no moment without rules, and running sandboxes keep their access.
+func rebuildHost(conn *nftables.Conn, c Config) error {
+	open, err := conn.GetSetElements(&nftables.Set{Table: hostTable(), Name: egressSet, KeyType: nftables.TypeIFName})
+	if err != nil {
+		return fmt.Errorf("read host egress set: %w", err)
+	}
+	guard, err := hasGuard(conn)
+	if err != nil {
+		return err
+	}
+	conn.DelTable(hostTable())
+	set, err := addHostRules(conn, c)
+	if err != nil {
+		return err
+	}
+	if guard {
+		addGuard(conn, hostTable())
+	}
+	if len(open) > 0 {
+		if err := conn.SetAddElements(set, open); err != nil {
+			return fmt.Errorf("host egress set: %w", err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("rebuild host table inet %s for the egress policy: %w", tableName, err)
+	}
+	return nil
 }
 
 func hostFingerprint(conn *nftables.Conn) (string, error) {
@@ -348,6 +391,18 @@ func hasGuard(conn *nftables.Conn) (bool, error) {
 	return false, nil
 }
 
+// addGuard queues the forwarding guard chain into host table t.
+func addGuard(conn *nftables.Conn, t *nftables.Table) {
+	prio := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter + 10) // after "forward"
+	ch := conn.AddChain(&nftables.Chain{Name: guardChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: prio})
+	conn.FlushChain(ch)
+	// Slot traffic was already judged by chain forward; let it pass here.
+	conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(iifVeth(), []expr.Any{accept()})})
+	conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(oifVeth(), []expr.Any{accept()})})
+	conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: counted(drop()), UserData: comment(tagGuard)})
+}
+
 // enableForwarding turns on host forwarding, which internet egress needs. If it was off
 // the host routed nothing, and it keeps routing nothing but sandbox traffic: the guard
 // chain drops all other forwarding, and its existence records that Wrenn turned it on.
@@ -363,15 +418,7 @@ func enableForwarding() error {
 		if err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
-		t := conn.AddTable(hostTable())
-		prio := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter + 10) // after "forward"
-		ch := conn.AddChain(&nftables.Chain{Name: guardChain, Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookForward, Priority: prio})
-		conn.FlushChain(ch)
-		// Slot traffic was already judged by chain forward; let it pass here.
-		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(iifVeth(), []expr.Any{accept()})})
-		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(oifVeth(), []expr.Any{accept()})})
-		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: counted(drop()), UserData: comment(tagGuard)})
+		addGuard(conn, conn.AddTable(hostTable()))
 		if err := conn.Flush(); err != nil {
 			return fmt.Errorf("add forwarding guard: %w", err)
 		}
@@ -423,12 +470,16 @@ func setNSEgress(ns netns.NsHandle, allow bool) error {
 	ch := &nftables.Chain{Name: egressChain, Table: t}
 	conn.FlushChain(ch)
 	if allow {
-		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: counted(accept()), UserData: comment("wrenn: guest egress allowed")})
+		addNSEgressAccept(conn, ch)
 	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("namespace egress allowed=%v: %w", allow, err)
 	}
 	return nil
+}
+
+func addNSEgressAccept(conn *nftables.Conn, ch *nftables.Chain) {
+	conn.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: counted(accept()), UserData: comment("wrenn: guest egress allowed")})
 }
 
 // nsEgressAllowed reads the switch back (for adopted slots).

@@ -127,6 +127,11 @@ func (c Config) Adopt(i int) (*Slot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adopt slot %d: %w", i, err)
 	}
+	// The namespace's rules are rebuilt from this config, so an egress policy changed
+	// since the slot was made applies to it as well.
+	if err := replaceNSFirewall(ns, c, a, on); err != nil {
+		return nil, fmt.Errorf("adopt slot %d: firewall in %s: %w", i, a.NetNS, err)
+	}
 	s := &Slot{Addrs: a}
 	if on {
 		if err := s.SetInternet(true); err != nil {
@@ -302,6 +307,20 @@ func addNSFirewall(ns netns.NsHandle, c Config, a Addrs) error {
 		return err
 	}
 	addNSRules(conn, c, a)
+	return conn.Flush()
+}
+
+// replaceNSFirewall swaps the namespace's table for a fresh one in one transaction,
+// keeping its internet switch.
+func replaceNSFirewall(ns netns.NsHandle, c Config, a Addrs, internet bool) error {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return err
+	}
+	conn.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: tableName})
+	if egress := addNSRules(conn, c, a); internet {
+		addNSEgressAccept(conn, egress)
+	}
 	return conn.Flush()
 }
 

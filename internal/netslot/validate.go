@@ -74,12 +74,7 @@ func (c Config) validateStatic() error {
 		return fmt.Errorf("veth range %s has room for %d slots but sandbox range %s for %d: use a /%d veth range",
 			c.VethPrefix, pairs, c.SandboxPrefix, slots, c.SandboxPrefix.Bits()-1)
 	}
-	for _, p := range c.Deny {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return fmt.Errorf("deny entry %v: not an IPv4 prefix", p)
-		}
-	}
-	return nil
+	return c.validatePolicy()
 }
 
 // validateRoutes is the overlap check on its own, so tests can feed it route lists.

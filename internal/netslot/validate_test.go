@@ -50,6 +50,12 @@ func TestValidateStatic(t *testing.T) {
 		{"overlap each other", Config{SandboxPrefix: p("10.12.0.0/16"), VethPrefix: p("10.12.0.0/15")}, "overlap"},
 		{"veth too small", Config{SandboxPrefix: p("10.11.0.0/16"), VethPrefix: p("10.12.0.0/16")}, "use a /15 veth range"},
 		{"bad deny", Config{SandboxPrefix: p("10.11.0.0/16"), VethPrefix: p("10.12.0.0/15"), Deny: []netip.Prefix{{}}}, "deny entry"},
+		{"ipv6 deny", withPolicy(nil, []netip.Prefix{p("fd00::/8")}), "only IPv4"},
+		{"ipv6 allow", withPolicy([]netip.Prefix{p("fd00::/8")}, nil), "only IPv4"},
+		{"allow host bits", withPolicy([]netip.Prefix{p("10.1.2.3/8")}, nil), "use 10.0.0.0/8"},
+		{"allow link-local", withPolicy([]netip.Prefix{p("169.254.169.254/32")}, nil), "never reach"},
+		{"allow the sandbox range", withPolicy([]netip.Prefix{p("10.0.0.0/8")}, nil), "never reach"},
+		{"allow public space", withPolicy([]netip.Prefix{p("8.8.8.0/24")}, nil), "public address space"},
 	} {
 		err := tc.c.validateStatic()
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -124,4 +130,38 @@ func TestValidateHost(t *testing.T) {
 		t.Errorf("Wrenn's own route counted as a conflict: %v", err)
 	}
 	t.Logf("refusal reads: %v", err)
+}
+
+func withPolicy(allow, deny []netip.Prefix) Config {
+	c := DefaultConfig()
+	c.Allow, c.Deny = allow, deny
+	return c
+}
+
+func TestValidatePolicyAccepts(t *testing.T) {
+	p := netip.MustParsePrefix
+	c := withPolicy([]netip.Prefix{p("192.168.7.0/24"), p("10.200.0.0/16"), p("198.18.0.0/30")}, []netip.Prefix{p("192.168.7.128/25"), p("8.8.8.8/32")})
+	if err := c.validateStatic(); err != nil {
+		t.Errorf("a valid policy refused: %v", err)
+	}
+}
+
+// Every range of NonPublic is one of the registry's, written without host bits, and
+// each public stand-in below is outside all of them.
+func TestNonPublic(t *testing.T) {
+	for _, p := range NonPublic {
+		if p != p.Masked() || !p.Addr().Is4() {
+			t.Errorf("%s: not a masked IPv4 prefix", p)
+		}
+	}
+	for _, a := range []string{"1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "192.169.0.1", "223.255.255.254"} {
+		if overlapsAny(netip.PrefixFrom(netip.MustParseAddr(a), 32), NonPublic) {
+			t.Errorf("public address %s is in NonPublic", a)
+		}
+	}
+	for _, a := range []string{"10.0.0.1", "172.17.0.1", "192.168.1.1", "100.64.0.1", "127.0.0.53", "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255", "198.18.0.1", "203.0.113.9"} {
+		if !overlapsAny(netip.PrefixFrom(netip.MustParseAddr(a), 32), NonPublic) {
+			t.Errorf("non-public address %s is not in NonPublic", a)
+		}
+	}
 }

@@ -88,7 +88,7 @@ func startAgent(t *testing.T, addr string) *agentProc {
 	t.Helper()
 	a := &agentProc{addr: addr, logs: &bytes.Buffer{}}
 	a.cmd = exec.Command(wrennBinary(t), "agent", "--listen", addr, "--first-slot", strconv.Itoa(agentSlots))
-	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret, "WRENN_ALLOW_INTERNET_DEFAULT=false")
+	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -18,10 +18,25 @@ import (
 
 // upstream is a stand-in for "the internet": a TCP listener inside a test namespace
 // behind its own veth, on the benchmark range 198.18.0.0/15 — an address on this
-// machine only. It counts the connections that reach it.
+// machine only, which the test's agents open with WRENN_EGRESS_ALLOW since sandboxes
+// reach no non-public range by default. The same listener also answers on private
+// addresses, as a host's LAN neighbours would. It counts the connections that reach it.
 type upstream struct {
 	addr     netip.AddrPort
+	private  []netip.AddrPort
 	accepted atomic.Int64
+}
+
+// egressAllowEnv opens the upstream's /30 to the test agents' sandboxes.
+const egressAllowEnv = "WRENN_EGRESS_ALLOW=198.18.0.0/30"
+
+// upstreamPrivate are the upstream's LAN-like addresses, one in each kind of private
+// range, with the host end of the veth at the next address of each /30.
+var upstreamPrivate = []netip.Prefix{
+	netip.MustParsePrefix("10.99.77.1/30"),
+	netip.MustParsePrefix("172.31.77.1/30"),
+	netip.MustParsePrefix("192.168.77.1/30"),
+	netip.MustParsePrefix("100.64.77.1/30"),
 }
 
 func startUpstream(t *testing.T) *upstream {
@@ -92,6 +107,14 @@ func startUpstream(t *testing.T) *upstream {
 	must(nh.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IPv4(198, 18, 0, 2)}))
 
 	u := &upstream{addr: netip.MustParseAddrPort("198.18.0.1:8080")}
+	for _, p := range upstreamPrivate {
+		ipnet := func(a netip.Addr) *netlink.Addr {
+			return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+		}
+		must(nh.AddrAdd(peer, ipnet(p.Addr())))
+		must(netlink.AddrAdd(host, ipnet(p.Addr().Next())))
+		u.private = append(u.private, netip.AddrPortFrom(p.Addr(), 8080))
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -183,6 +206,29 @@ func TestGuestIsolation(t *testing.T) {
 	}
 	if up.accepted.Load() != reached {
 		t.Errorf("the upstream saw %d connections from the closed sandbox", up.accepted.Load()-reached)
+	}
+
+	// Internet access is the public internet: the upstream's private addresses answer
+	// the host (positive control) but no guest.
+	private := make([]string, len(up.private))
+	for i, ap := range up.private {
+		c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
+		if err != nil {
+			t.Fatalf("the host cannot reach the upstream's private address %s: the test network is broken: %v", ap, err)
+		}
+		c.Close()
+		private[i] = ap.String()
+	}
+	reached = up.accepted.Load()
+	for _, sb := range []*pb.Sandbox{open, closed} {
+		for i, ok := range reachable(t, a, sb.GetId(), private) {
+			if ok {
+				t.Errorf("sandbox %s (internet %v) reached the private address %s", sb.GetId(), sb.GetAllowInternetAccess(), private[i])
+			}
+		}
+	}
+	if n := up.accepted.Load() - reached; n != 0 {
+		t.Errorf("the upstream's private addresses saw %d connections from guests", n)
 	}
 
 	hostVeth := func(sb *pb.Sandbox) string { // the host end of a sandbox's veth pair
