@@ -87,12 +87,13 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 // API keys the sandboxes' port proxy accepts, hosts stops a deleted host's sandboxes
 // through sandboxes, and both reach agents through the same connection pool.
 func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, cfg config.Server, log *slog.Logger) (api.Services, error) {
-	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	quota := core.Quota{Sandboxes: cfg.QuotaSandboxes, VCPUs: cfg.QuotaVCPUs, MemoryMB: cfg.QuotaMemoryMB, APIKeys: cfg.QuotaAPIKeys}
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log})
 	if err != nil {
 		return api.Services{}, err
 	}
 	sbx, err := sandboxes.New(sandboxes.Config{
-		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Log: log,
+		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Quota: quota, Log: log,
 	})
 	if err != nil {
 		return api.Services{}, err

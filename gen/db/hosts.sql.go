@@ -759,7 +759,7 @@ func (q *Queries) SetSandboxStatusByHost(ctx context.Context, arg SetSandboxStat
 }
 
 const setTeamBYOC = `-- name: SetTeamBYOC :one
-UPDATE teams SET is_byoc = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING id, name, slug, is_byoc, created_at, deleted_at
+UPDATE teams SET is_byoc = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
 `
 
 type SetTeamBYOCParams struct {
@@ -777,6 +777,10 @@ func (q *Queries) SetTeamBYOC(ctx context.Context, arg SetTeamBYOCParams) (Team,
 		&i.IsBYOC,
 		&i.CreatedAt,
 		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
 	)
 	return i, err
 }

@@ -90,12 +90,16 @@ type Sandbox struct {
 }
 
 type Team struct {
-	ID        pgtype.UUID
-	Name      string
-	Slug      string
-	IsBYOC    bool
-	CreatedAt time.Time
-	DeletedAt *time.Time
+	ID             pgtype.UUID
+	Name           string
+	Slug           string
+	IsBYOC         bool
+	CreatedAt      time.Time
+	DeletedAt      *time.Time
+	QuotaSandboxes *int32
+	QuotaVcpus     *int32
+	QuotaMemoryMB  *int32
+	QuotaAPIKeys   *int32
 }
 
 type TeamAPIKey struct {

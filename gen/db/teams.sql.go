@@ -43,10 +43,22 @@ func (q *Queries) AddTeamMember(ctx context.Context, arg AddTeamMemberParams) (U
 	return i, err
 }
 
+const countLiveAPIKeys = `-- name: CountLiveAPIKeys :one
+SELECT count(*)::int FROM team_api_keys WHERE team_id = $1 AND revoked_at IS NULL
+`
+
+// A team's API keys that still work (as ListAPIKeys lists them).
+func (q *Queries) CountLiveAPIKeys(ctx context.Context, teamID pgtype.UUID) (int32, error) {
+	row := q.db.QueryRow(ctx, countLiveAPIKeys, teamID)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const createTeam = `-- name: CreateTeam :one
 INSERT INTO teams (name, slug, is_byoc)
 VALUES ($1, $2, $3)
-RETURNING id, name, slug, is_byoc, created_at, deleted_at
+RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
 `
 
 type CreateTeamParams struct {
@@ -65,6 +77,10 @@ func (q *Queries) CreateTeam(ctx context.Context, arg CreateTeamParams) (Team, e
 		&i.IsBYOC,
 		&i.CreatedAt,
 		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
 	)
 	return i, err
 }
@@ -133,7 +149,7 @@ func (q *Queries) GetMembership(ctx context.Context, arg GetMembershipParams) (G
 }
 
 const getTeam = `-- name: GetTeam :one
-SELECT id, name, slug, is_byoc, created_at, deleted_at FROM teams WHERE id = $1 AND deleted_at IS NULL
+SELECT id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys FROM teams WHERE id = $1 AND deleted_at IS NULL
 `
 
 // Deleted teams are gone for every caller.
@@ -147,6 +163,10 @@ func (q *Queries) GetTeam(ctx context.Context, id pgtype.UUID) (Team, error) {
 		&i.IsBYOC,
 		&i.CreatedAt,
 		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
 	)
 	return i, err
 }
@@ -196,4 +216,96 @@ func (q *Queries) ListUserTeams(ctx context.Context, userID pgtype.UUID) ([]List
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockTeamForQuota = `-- name: LockTeamForQuota :one
+SELECT id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys FROM teams WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE
+`
+
+// A quota check's step 1: lock the team's row until the transaction ends, so that
+// creates of one team (sandboxes, API keys) count what it holds one after another and
+// each sees every one committed before it. NO KEY UPDATE, as placement locks hosts:
+// it conflicts with other quota checks and with changes of the team's row (quota
+// overrides), not with the inserts that reference the team.
+func (q *Queries) LockTeamForQuota(ctx context.Context, id pgtype.UUID) (Team, error) {
+	row := q.db.QueryRow(ctx, lockTeamForQuota, id)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Slug,
+		&i.IsBYOC,
+		&i.CreatedAt,
+		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
+	)
+	return i, err
+}
+
+const setTeamQuotas = `-- name: SetTeamQuotas :one
+UPDATE teams SET
+    quota_sandboxes = $1,
+    quota_vcpus     = $2,
+    quota_memory_mb = $3,
+    quota_api_keys  = $4
+WHERE id = $5 AND deleted_at IS NULL
+RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
+`
+
+type SetTeamQuotasParams struct {
+	QuotaSandboxes *int32
+	QuotaVcpus     *int32
+	QuotaMemoryMB  *int32
+	QuotaAPIKeys   *int32
+	ID             pgtype.UUID
+}
+
+// A platform administrator's overrides; NULL returns a limit to the server's default.
+func (q *Queries) SetTeamQuotas(ctx context.Context, arg SetTeamQuotasParams) (Team, error) {
+	row := q.db.QueryRow(ctx, setTeamQuotas,
+		arg.QuotaSandboxes,
+		arg.QuotaVcpus,
+		arg.QuotaMemoryMB,
+		arg.QuotaAPIKeys,
+		arg.ID,
+	)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Slug,
+		&i.IsBYOC,
+		&i.CreatedAt,
+		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
+	)
+	return i, err
+}
+
+const teamSandboxUsage = `-- name: TeamSandboxUsage :one
+SELECT count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
+FROM sandboxes
+WHERE team_id = $1 AND status NOT IN ('stopped', 'error')
+`
+
+type TeamSandboxUsageRow struct {
+	Sandboxes int32
+	Vcpus     int32
+	MemoryMB  int32
+}
+
+// What a team holds of the hosts: its sandboxes that reserve host capacity, counted as
+// placement counts a host's load (HostLoad) — every one but stopped and error ones,
+// paused ones included (their resume needs the room).
+func (q *Queries) TeamSandboxUsage(ctx context.Context, teamID pgtype.UUID) (TeamSandboxUsageRow, error) {
+	row := q.db.QueryRow(ctx, teamSandboxUsage, teamID)
+	var i TeamSandboxUsageRow
+	err := row.Scan(&i.Sandboxes, &i.Vcpus, &i.MemoryMB)
+	return i, err
 }

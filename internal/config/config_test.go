@@ -37,6 +37,7 @@ func TestDefaults(t *testing.T) {
 	if s.Listen != ":8080" || s.Scheduler != "least-loaded" || s.HostStaleAfter != 90*time.Second ||
 		s.HostHeartbeatInterval != 30*time.Second || s.HostMonitorInterval != 10*time.Second ||
 		!s.AllowInternetDefault || s.Domain != "" || s.ProxyConnLimit != 1000 ||
+		s.QuotaSandboxes != 20 || s.QuotaVCPUs != 40 || s.QuotaMemoryMB != 65536 || s.QuotaAPIKeys != 50 ||
 		s.Log != (Log{Level: slog.LevelInfo, Format: "text"}) {
 		t.Errorf("server defaults: %+v", s)
 	}
@@ -134,6 +135,8 @@ func TestErrors(t *testing.T) {
 		{"conn limit", load(LoadServer(nil, serverEnv("WRENN_PROXY_CONN_LIMIT", "lots"))), `WRENN_PROXY_CONN_LIMIT="lots": want a whole number from 1`},
 		{"conn limit 0", load(LoadServer(nil, serverEnv("WRENN_PROXY_CONN_LIMIT", "0"))), `WRENN_PROXY_CONN_LIMIT="0"`},
 		{"trusted proxies", load(LoadServer(nil, serverEnv("WRENN_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/33"))), `WRENN_TRUSTED_PROXIES="127.0.0.1,10.0.0.0/33": "10.0.0.0/33": want IP addresses or CIDR blocks`},
+		{"quota negative", load(LoadServer(nil, serverEnv("WRENN_QUOTA_SANDBOXES", "-1"))), `WRENN_QUOTA_SANDBOXES="-1": want a whole number from 0 to 1000000`},
+		{"quota too big", load(LoadServer(nil, serverEnv("WRENN_QUOTA_MEMORY_MB", "4294967296"))), `WRENN_QUOTA_MEMORY_MB="4294967296": want a whole number from 0 to 2147483647`},
 		{"internet", load(LoadServer(nil, serverEnv("WRENN_ALLOW_INTERNET_DEFAULT", "yes"))), `WRENN_ALLOW_INTERNET_DEFAULT="yes": want true or false`},
 		{"scheduler", load(LoadServer(nil, serverEnv("WRENN_SCHEDULER", "random"))), `WRENN_SCHEDULER="random": want one of least-loaded, round-robin`},
 		{"domain", load(LoadServer(nil, serverEnv("WRENN_DOMAIN", "https://wrenn.example.com"))), `WRENN_DOMAIN="https://wrenn.example.com": want a bare domain`},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
 	"github.com/wrennhq/wrenn/internal/server/scheduler"
 )
@@ -19,6 +20,10 @@ func TestMatchesOtherPackages(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := [4]int{config.MaxQuotaSandboxes, config.MaxQuotaVCPUs, config.MaxQuotaMemoryMB, config.MaxQuotaAPIKeys},
+		[4]int{core.MaxQuotaSandboxes, core.MaxQuotaVCPUs, core.MaxQuotaMemoryMB, core.MaxQuotaAPIKeys}; got != want {
+		t.Errorf("quota maxima %v, core's %v", got, want)
 	}
 	if s.ProxyConnLimit != proxy.DefaultConnLimit {
 		t.Errorf("WRENN_PROXY_CONN_LIMIT default %d, proxy.DefaultConnLimit %d", s.ProxyConnLimit, proxy.DefaultConnLimit)

@@ -22,8 +22,19 @@ type Server struct {
 	ProxyConnLimit                                             int
 	// TrustedProxies may name the client in X-Forwarded-For (e.g. Caddy on loopback).
 	TrustedProxies []netip.Prefix
-	Log            Log
+	// Every team's default quota (core.Quota; 0 = no limit); platform administrators
+	// override it per team.
+	QuotaSandboxes, QuotaVCPUs, QuotaMemoryMB, QuotaAPIKeys int
+	Log                                                     Log
 }
+
+// The largest quota limits (core.MaxQuota*; a test keeps them equal).
+const (
+	MaxQuotaSandboxes = 1_000_000
+	MaxQuotaVCPUs     = 1 << 24
+	MaxQuotaMemoryMB  = 1<<31 - 1
+	MaxQuotaAPIKeys   = 1_000_000
+)
 
 // Scheduler names (internal/server/scheduler's; a test keeps the two lists equal).
 var schedulers = []string{"least-loaded", "round-robin"}
@@ -54,6 +65,14 @@ func (c *Server) table() table {
 			Usage: "concurrent proxied requests (and WebSockets) per sandbox on one control plane; past it, 429"},
 		{Env: "WRENN_TRUSTED_PROXIES", Value: Prefixes(&c.TrustedProxies),
 			Usage: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client the login and sign-up limits count by, e.g. 127.0.0.1 behind deploy/Caddyfile; empty: the TCP peer is the client"},
+		{Env: "WRENN_QUOTA_SANDBOXES", Default: "20", Value: Int(&c.QuotaSandboxes, 0, MaxQuotaSandboxes),
+			Usage: "sandboxes a team may hold at once (all but stopped and failed ones, paused included); past it, creates answer 429; 0: no limit; platform administrators override it per team (PATCH /v1/teams/{id}/quotas)"},
+		{Env: "WRENN_QUOTA_VCPUS", Default: "40", Value: Int(&c.QuotaVCPUs, 0, MaxQuotaVCPUs),
+			Usage: "vCPUs of those sandboxes a team may hold, in total; 0: no limit; overridable per team"},
+		{Env: "WRENN_QUOTA_MEMORY_MB", Default: "65536", Value: Int(&c.QuotaMemoryMB, 0, MaxQuotaMemoryMB),
+			Usage: "memory (MB) of those sandboxes a team may hold, in total; 0: no limit; overridable per team"},
+		{Env: "WRENN_QUOTA_API_KEYS", Default: "50", Value: Int(&c.QuotaAPIKeys, 0, MaxQuotaAPIKeys),
+			Usage: "API keys (not revoked) a team may have; 0: no limit; overridable per team"},
 	}, logSettings(&c.Log)...)}
 }
 

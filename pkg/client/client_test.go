@@ -55,6 +55,13 @@ func TestAccountsAndKeys(t *testing.T) {
 	if _, err := byKey.GetSandbox(ctx, "sb0123456789abcdefgh"); !client.IsNotFound(err) {
 		t.Errorf("missing sandbox: %v", err)
 	}
+	// Quotas: members read them, only platform administrators set them.
+	if q, err := ann.TeamQuota(ctx, s.TeamID); err != nil || q.TeamID != s.TeamID || q.APIKeys.Used != 1 || q.APIKeys.Override != nil {
+		t.Errorf("team quota: %+v %v", q, err)
+	}
+	if _, err := ann.SetTeamQuota(ctx, s.TeamID, map[string]*int{"api_keys": new(5)}); !errors.As(err, &apiErr) || apiErr.Status != 403 {
+		t.Errorf("owner setting her quota: %v", err)
+	}
 	if err := ann.RevokeAPIKey(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package accounts is who uses the control plane: users, sign-up and login, teams
-// and roles (membership, BYOC), team API keys, and resolving a request's credentials
+// and roles (membership, BYOC, quota overrides), team API keys, and resolving a request's credentials
 // (a user's JWT or a team's API key) into a core.Principal — every decision about who
 // may do what is made here from the database, never from a token's claims alone.
 //
@@ -35,6 +35,7 @@ type Service struct {
 	st     *core.Store
 	q      *db.Queries
 	tokens *auth.Tokens
+	quota  core.Quota
 	log    *slog.Logger
 	now    func() time.Time
 	// keyUses: when this replica last saw each API key (debounces the Redis check).
@@ -49,7 +50,9 @@ type Service struct {
 type Config struct {
 	Store  *core.Store
 	Tokens *auth.Tokens // signs and verifies users' JWTs
-	Log    *slog.Logger
+	// Quota is every team's default quota (WRENN_QUOTA_*); the zero Quota limits nothing.
+	Quota core.Quota
+	Log   *slog.Logger
 }
 
 // New returns the accounts service.
@@ -60,7 +63,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Service{st: cfg.Store, q: cfg.Store.Q, tokens: cfg.Tokens, log: cfg.Log, now: time.Now,
+	return &Service{st: cfg.Store, q: cfg.Store.Q, tokens: cfg.Tokens, quota: cfg.Quota, log: cfg.Log, now: time.Now,
 		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)), hashWait: defaultHashWait}, nil
 }
 

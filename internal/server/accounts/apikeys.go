@@ -2,10 +2,13 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
@@ -28,7 +31,9 @@ type CreatedAPIKey struct {
 	Key string
 }
 
-// CreateAPIKey makes a key for the principal's team; owners and admins only.
+// CreateAPIKey makes a key for the principal's team; owners and admins only. The
+// team's API-key quota is checked with the team's row locked in the same transaction
+// as the insert, so parallel creates cannot pass it together.
 func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name string) (*CreatedAPIKey, error) {
 	if !p.CanManage() {
 		return nil, fmt.Errorf("%w: only team owners and admins manage API keys", core.ErrForbidden)
@@ -51,6 +56,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name stri
 	}
 	var out *CreatedAPIKey
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
+		if err := s.checkAPIKeyQuota(ctx, q, teamID); err != nil {
+			return err
+		}
 		row, err := q.CreateAPIKey(ctx, params)
 		if err != nil {
 			return err
@@ -60,10 +68,37 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name stri
 		}}
 		return core.Audit(ctx, q, p, "api_key.create", "api_key", out.ID, map[string]any{"name": name, "prefix": prefix})
 	})
+	if errors.Is(err, core.ErrQuota) || errors.Is(err, core.ErrNotFound) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
 	}
 	return out, nil
+}
+
+// checkAPIKeyQuota locks the team's row in q's transaction (LockTeamForQuota) and
+// refuses one more key past the team's limit.
+func (s *Service) checkAPIKeyQuota(ctx context.Context, q *db.Queries, teamID pgtype.UUID) error {
+	team, err := q.LockTeamForQuota(ctx, teamID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: team %s", core.ErrNotFound, core.UUIDString(teamID))
+	}
+	if err != nil {
+		return fmt.Errorf("lock team for its quota: %w", err)
+	}
+	limit := s.quota.For(team).APIKeys
+	if limit == 0 {
+		return nil
+	}
+	n, err := q.CountLiveAPIKeys(ctx, teamID)
+	if err != nil {
+		return fmt.Errorf("count api keys: %w", err)
+	}
+	if core.Exceeds(limit, int(n), 1) {
+		return fmt.Errorf("%w: %d API keys (limit %d); revoke a key, or ask a platform administrator to raise the limit", core.ErrQuota, n, limit)
+	}
+	return nil
 }
 
 // ListAPIKeys lists the team's working keys (never their secrets).

@@ -78,6 +78,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			r.Post("/api-keys", s.createAPIKey)
 			r.Get("/api-keys", s.listAPIKeys)
 			r.Delete("/api-keys/{id}", s.revokeAPIKey)
+			s.quotaRoutes(r)
 		})
 		// Sandboxes take a user's token or a team API key.
 		r.Group(func(r chi.Router) {
@@ -228,6 +229,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrNotFound, http.StatusNotFound, "not_found"},
 		{core.ErrConflict, http.StatusConflict, "conflict"},
 		{core.ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
+		{core.ErrQuota, http.StatusTooManyRequests, "quota_exceeded"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 		{core.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 	} {

@@ -24,7 +24,10 @@ var (
 	ErrNotFound     = errors.New("not found")         // 404
 	ErrConflict     = errors.New("conflict")          // 409
 	ErrTooMany      = errors.New("too many requests") // 429
-	ErrUnavailable  = errors.New("unavailable")       // 503
+	// ErrQuota: the team holds what its quota allows (quota.go); 429 like E2B's
+	// concurrent-sandbox limit, with a code of its own, as waiting alone does not help.
+	ErrQuota       = errors.New("team quota exceeded") // 429
+	ErrUnavailable = errors.New("unavailable")         // 503
 	// ErrNoSpace: the sandbox's disk is full (envd's 507 Insufficient Storage).
 	ErrNoSpace = errors.New("insufficient storage") // 507
 )

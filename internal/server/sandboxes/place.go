@@ -21,6 +21,10 @@ import (
 // A create that finds its host filled in the meantime picks again from a fresh
 // snapshot — which now shows that host fuller — so it lands elsewhere or gets the
 // scheduler's "no host" answer.
+//
+// The same transaction first checks the team's quota, with the team's row locked
+// before the host's (see quota.go), so a team's parallel creates cannot pass its
+// limits together either.
 
 // maxPlaceAttempts bounds the picks of one create. Each lost race means another
 // create reserved first, so only heavy contention gets this far; the answer is then
@@ -38,6 +42,9 @@ var errHostTaken = errors.New("the picked host was filled or changed by a concur
 // reserves the capacity there by recording the sandbox, with its audit entry. It
 // returns the row and the host's agent.
 func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec, params db.CreateSandboxParams) (db.Sandbox, hostagentv1connect.HostAgentServiceClient, error) {
+	if err := s.precheckQuota(ctx, params.TeamID, spec); err != nil {
+		return db.Sandbox{}, nil, err
+	}
 	req, err := s.placementRequest(ctx, p, spec)
 	if err != nil {
 		return db.Sandbox{}, nil, err
@@ -55,10 +62,12 @@ func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec
 		if err != nil {
 			return db.Sandbox{}, nil, fmt.Errorf("reach host %s: %w", h.ID, err)
 		}
-		row, err := s.reserve(ctx, p, req, h, params)
+		row, err := s.reserve(ctx, p, spec, req, h, params)
 		switch {
 		case err == nil:
 			return row, agent, nil
+		case errors.Is(err, core.ErrQuota), errors.Is(err, core.ErrForbidden), errors.Is(err, core.ErrNotFound):
+			return db.Sandbox{}, nil, err // the team's own answer, whatever the host
 		case !errors.Is(err, errHostTaken):
 			return db.Sandbox{}, nil, fmt.Errorf("place sandbox %s on %s: %w", params.ID, h.ID, err)
 		case attempt == maxPlaceAttempts:
@@ -68,15 +77,23 @@ func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec
 	}
 }
 
-// reserve records the sandbox on h if, with h locked, h can still take it; otherwise
-// errHostTaken and nothing is recorded.
-func (s *Service) reserve(ctx context.Context, p *core.Principal, req scheduler.Request, h scheduler.Host, params db.CreateSandboxParams) (db.Sandbox, error) {
+// reserve records the sandbox on h if, with the team locked, the team's quota allows
+// it (else core.ErrQuota or ErrForbidden) and, with h locked, h can still take it
+// (else errHostTaken); otherwise nothing is recorded.
+func (s *Service) reserve(ctx context.Context, p *core.Principal, spec SandboxSpec, req scheduler.Request, h scheduler.Host, params db.CreateSandboxParams) (db.Sandbox, error) {
 	hostID, err := core.ParseUUID(h.ID)
 	if err != nil {
 		return db.Sandbox{}, err
 	}
 	var row db.Sandbox
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
+		quota, used, err := s.lockTeamQuota(ctx, q, params.TeamID)
+		if err != nil {
+			return err
+		}
+		if err := checkQuota(quota, used, spec); err != nil {
+			return err
+		}
 		locked, err := q.LockHostForPlacement(ctx, hostID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errHostTaken // deleted since the pick

@@ -1,8 +1,8 @@
-// Package sandboxes is the control plane's sandboxes: creating one (validation,
-// placement on a host with its capacity reserved atomically, the agent's create),
-// getting, listing (with a shared cache), destroying, and reaching a sandbox's agent
-// for exec, files, ping and the port proxy's route; and the host monitor, which
-// reconciles what PostgreSQL says should run with what each host runs.
+// Package sandboxes is the control plane's sandboxes: creating one (validation, the
+// team's quota, placement on a host with its capacity reserved atomically, the agent's
+// create), getting, listing (with a shared cache), destroying, and reaching a
+// sandbox's agent for exec, files, ping and the port proxy's route; and the host
+// monitor, which reconciles what PostgreSQL says should run with what each host runs.
 //
 // What lands here next: pause, resume, snapshots and templates, and sandbox metrics.
 package sandboxes
@@ -44,6 +44,7 @@ type Service struct {
 	keys          APIKeys
 	sched         scheduler.Scheduler
 	allowInternet bool
+	quota         core.Quota
 	log           *slog.Logger
 	now           func() time.Time
 	lists         listCache
@@ -58,7 +59,9 @@ type Config struct {
 	Scheduler scheduler.Scheduler
 	// AllowInternetDefault is the egress of sandboxes whose create does not say.
 	AllowInternetDefault bool
-	Log                  *slog.Logger
+	// Quota is every team's default quota (WRENN_QUOTA_*); the zero Quota limits nothing.
+	Quota core.Quota
+	Log   *slog.Logger
 }
 
 // New returns the sandboxes service.
@@ -73,7 +76,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Scheduler, _ = scheduler.New(scheduler.LeastLoaded)
 	}
 	return &Service{st: cfg.Store, q: cfg.Store.Q, agents: cfg.Agents, keys: cfg.APIKeys, sched: cfg.Scheduler,
-		allowInternet: cfg.AllowInternetDefault, log: cfg.Log, now: time.Now}, nil
+		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now}, nil
 }
 
 // sandboxAgent returns the agent of the host a sandbox of the principal's team is on.

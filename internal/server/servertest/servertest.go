@@ -58,15 +58,28 @@ type Env struct {
 }
 
 // New starts a control plane on a fresh database, with `wrenn server`'s limits; it
-// stops when the test ends.
+// stops when the test ends. Its teams have no quota by default (tests and benchmarks
+// keep hundreds of sandboxes in one team): platform administrators set one per team,
+// or NewWithQuota sets the defaults.
 func New(t testing.TB) *Env {
 	t.Helper()
-	return NewWithLimits(t, httplimit.ControlPlane)
+	return start(t, httplimit.ControlPlane, core.Quota{})
 }
 
 // NewWithLimits is New with other limits (short ones, for tests of them): the
 // http.Server is built by httplimit, as `wrenn server` builds its own.
 func NewWithLimits(t testing.TB, lim httplimit.Limits) *Env {
+	t.Helper()
+	return start(t, lim, core.Quota{})
+}
+
+// NewWithQuota is New with every team's default quota (WRENN_QUOTA_* of `wrenn server`).
+func NewWithQuota(t testing.TB, quota core.Quota) *Env {
+	t.Helper()
+	return start(t, httplimit.ControlPlane, quota)
+}
+
+func start(t testing.TB, lim httplimit.Limits, quota core.Quota) *Env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := store.Open(ctx, pgtest.NewDB(t))
@@ -90,7 +103,7 @@ func NewWithLimits(t testing.TB, lim httplimit.Limits) *Env {
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
-	svc := newServices(t, pool, rdb, tokens, sealer, hosts, log)
+	svc := newServices(t, pool, rdb, tokens, sealer, hosts, quota, log)
 	px := proxy.New(svc.Sandboxes, Domain, log)
 	px.SetStreamIdle(lim.StreamIdle)
 	srv := httptest.NewUnstartedServer(nil)
@@ -103,17 +116,17 @@ func NewWithLimits(t testing.TB, lim httplimit.Limits) *Env {
 }
 
 // newServices wires the services as `wrenn server` does, with the test's agents.
-func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, log *slog.Logger) api.Services {
+func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, quota core.Quota, log *slog.Logger) api.Services {
 	t.Helper()
 	st, err := core.NewStore(pool, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sbx, err := sandboxes.New(sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Log: log})
+	sbx, err := sandboxes.New(sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Quota: quota, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
