@@ -185,6 +185,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 0, "idle timeout (create) or command timeout (exec)")
 	interactive := fs.Bool("i", false, "exec: keep stdin open and forward it")
 	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
+	maxOutput := fs.Int64("max-output", 0, "exec: bytes of stdout and of stderr to keep (0 = the server's 1 MiB, at most 16 MiB; -i streams all)")
 	all := fs.Bool("all", false, "ls: include stopped and failed sandboxes")
 	if err := fs.Parse(splitShortFlags(args[1:])); err != nil {
 		return err
@@ -254,7 +255,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 		if *interactive || *tty {
 			return streamExec(ctx, c, rest[0], client.Command{Cmd: rest[1], Args: rest[2:], Timeout: *timeout}, *interactive, *tty)
 		}
-		res, err := c.Exec(ctx, rest[0], rest[1], rest[2:], *timeout)
+		res, err := c.Run(ctx, rest[0], client.Command{Cmd: rest[1], Args: rest[2:], Timeout: *timeout, MaxOutputBytes: *maxOutput})
 		if err != nil {
 			return err
 		}
@@ -263,6 +264,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 		}
 		os.Stdout.Write(res.Stdout)
 		os.Stderr.Write(res.Stderr)
+		warnTruncated(os.Stderr, res)
 		if res.TimedOut {
 			return errors.New("command timed out")
 		}

@@ -70,3 +70,21 @@ func streamExec(ctx context.Context, c *client.Client, id string, cmd client.Com
 	}
 	return nil
 }
+
+// warnTruncated says on w (stderr) which output the server dropped at its cap, so a
+// short output is not mistaken for the whole; the exit code stays the command's.
+func warnTruncated(w io.Writer, res *client.ExecResult) {
+	for _, s := range []struct {
+		name      string
+		truncated bool
+		kept      int
+		total     int64
+	}{
+		{"stdout", res.StdoutTruncated, len(res.Stdout), res.StdoutTotalBytes},
+		{"stderr", res.StderrTruncated, len(res.Stderr), res.StderrTotalBytes},
+	} {
+		if s.truncated {
+			fmt.Fprintf(w, "wrenn: %s truncated: %d of %d bytes shown (--max-output keeps up to 16 MiB; -i streams all output)\n", s.name, s.kept, s.total)
+		}
+	}
+}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
+
+	"github.com/wrennhq/wrenn/pkg/client"
 )
 
 // A bad setting stops the server and the agent before they touch anything (the agent
@@ -30,5 +33,17 @@ func TestBadSettingsFail(t *testing.T) {
 	t.Setenv("WRENN_LOG_LEVEL", "loud")
 	if code := run(ctx, []string{"sandbox", "ls"}); code != 1 {
 		t.Errorf("sandbox ls with WRENN_LOG_LEVEL=loud: exit %d", code)
+	}
+}
+
+func TestWarnTruncated(t *testing.T) {
+	var b strings.Builder
+	warnTruncated(&b, &client.ExecResult{Stdout: []byte("abc"), StdoutTotalBytes: 3, StderrTotalBytes: 0})
+	if b.Len() != 0 {
+		t.Errorf("whole output warned: %q", b.String())
+	}
+	warnTruncated(&b, &client.ExecResult{Stdout: make([]byte, 10), StdoutTruncated: true, StdoutTotalBytes: 99, StderrTotalBytes: 5, Stderr: []byte("12345")})
+	if got := b.String(); got != "wrenn: stdout truncated: 10 of 99 bytes shown (--max-output keeps up to 16 MiB; -i streams all output)\n" {
+		t.Errorf("warning: %q", got)
 	}
 }

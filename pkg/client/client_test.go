@@ -110,8 +110,16 @@ func TestSandboxes(t *testing.T) {
 	if !bytes.Equal(got, blob) {
 		t.Fatalf("file round trip: %d bytes, want %d", len(got), len(blob))
 	}
-	if res, err := c.Exec(ctx, sb.ID, "cat", []string{"/home/user/blob"}, 0); err != nil || !bytes.Equal(res.Stdout, blob) {
+	if res, err := c.Exec(ctx, sb.ID, "cat", []string{"/home/user/blob"}, 0); err != nil || !bytes.Equal(res.Stdout, blob) || res.Truncated() {
 		t.Errorf("binary output through exec: %d bytes, %v", len(res.Stdout), err)
+	}
+	// Output past MaxOutputBytes is dropped, and the result says how much there was.
+	res, err = c.Run(ctx, sb.ID, client.Command{Cmd: "cat", Args: []string{"/home/user/blob"}, MaxOutputBytes: 1000})
+	if err != nil || !bytes.Equal(res.Stdout, blob[:1000]) || !res.StdoutTruncated || res.StdoutTotalBytes != int64(len(blob)) || res.StderrTruncated || !res.Truncated() {
+		t.Errorf("capped output: %d bytes, truncated %v of %d, %v", len(res.Stdout), res.StdoutTruncated, res.StdoutTotalBytes, err)
+	}
+	if _, err := c.ExecStream(ctx, sb.ID, client.Command{Cmd: "true", MaxOutputBytes: 1000}); err == nil {
+		t.Error("a stream took MaxOutputBytes, which it cannot honour")
 	}
 	if _, err := c.ReadFile(ctx, sb.ID, "/nope"); !client.IsNotFound(err) {
 		t.Errorf("missing file: %v", err)

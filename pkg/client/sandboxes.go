@@ -78,14 +78,23 @@ func (c *Client) Ping(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/ping", nil, nil)
 }
 
-// ExecResult is a finished command, output decoded.
+// ExecResult is a finished command, output decoded. Stdout and Stderr are at most
+// the first Command.MaxOutputBytes of each (1 MiB by default); StdoutTruncated and
+// StderrTruncated say that the command wrote more, and the totals how much.
 type ExecResult struct {
-	Stdout     []byte
-	Stderr     []byte
-	ExitCode   int
-	DurationMS int64
-	TimedOut   bool
+	Stdout           []byte
+	Stderr           []byte
+	ExitCode         int
+	DurationMS       int64
+	TimedOut         bool
+	StdoutTruncated  bool
+	StderrTruncated  bool
+	StdoutTotalBytes int64
+	StderrTotalBytes int64
 }
+
+// Truncated reports whether any output was dropped at the cap.
+func (r *ExecResult) Truncated() bool { return r.StdoutTruncated || r.StderrTruncated }
 
 // Exec runs a command to its end (timeout 0 = the server's default).
 func (c *Client) Exec(ctx context.Context, id, cmd string, args []string, timeout time.Duration) (*ExecResult, error) {
@@ -102,11 +111,21 @@ func (c *Client) Run(ctx context.Context, id string, cmd Command) (*ExecResult, 
 		ExitCode                 int   `json:"exit_code"`
 		DurationMS               int64 `json:"duration_ms"`
 		TimedOut                 bool  `json:"timed_out"`
+		StdoutTruncated          bool  `json:"stdout_truncated"`
+		StderrTruncated          bool  `json:"stderr_truncated"`
+		StdoutTotalBytes         int64 `json:"stdout_total_bytes"`
+		StderrTotalBytes         int64 `json:"stderr_total_bytes"`
 	}
-	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", cmd.body(), &out); err != nil {
+	body := cmd.body()
+	if cmd.MaxOutputBytes != 0 {
+		body["max_output_bytes"] = cmd.MaxOutputBytes
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", body, &out); err != nil {
 		return nil, err
 	}
-	res := &ExecResult{ExitCode: out.ExitCode, DurationMS: out.DurationMS, TimedOut: out.TimedOut}
+	res := &ExecResult{ExitCode: out.ExitCode, DurationMS: out.DurationMS, TimedOut: out.TimedOut,
+		StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
+		StdoutTotalBytes: out.StdoutTotalBytes, StderrTotalBytes: out.StderrTotalBytes}
 	switch out.Encoding {
 	case "base64":
 		var err error

@@ -27,6 +27,10 @@ type Command struct {
 	// PTY runs the command in a terminal of this size; its output is then stdout
 	// (stream only).
 	PTY *PTYSize
+	// MaxOutputBytes is how much of each of stdout and stderr Run keeps (0 = the
+	// server's default, 1 MiB; at most 16 MiB); the rest is dropped and the result
+	// says so. Streams keep nothing, so they do not take it.
+	MaxOutputBytes int64
 }
 
 // PTYSize is a terminal's size in characters (1..1000 each).
@@ -84,6 +88,9 @@ func (e *StreamError) Error() string { return "wrenn: exec stream: " + e.Message
 
 // ExecStream starts cmd in a sandbox and returns once it runs.
 func (c *Client) ExecStream(ctx context.Context, id string, cmd Command) (*Stream, error) {
+	if cmd.MaxOutputBytes != 0 {
+		return nil, errors.New("wrenn: MaxOutputBytes is for Run: a stream delivers all output")
+	}
 	wsURL := "ws" + strings.TrimPrefix(c.base, "http") + "/v1/sandboxes/" + url.PathEscape(id) + "/exec/stream"
 	h := http.Header{}
 	switch {

@@ -747,9 +747,14 @@ type ExecRequest struct {
 	Stdin bool `protobuf:"varint,8,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	// pty runs the command in a pseudo-terminal of this size; its output arrives as
 	// stdout (ExecStream only).
-	Pty           *PtySize `protobuf:"bytes,9,opt,name=pty,proto3" json:"pty,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pty *PtySize `protobuf:"bytes,9,opt,name=pty,proto3" json:"pty,omitempty"`
+	// Exec keeps at most this many bytes of stdout and as many of stderr; output past
+	// it is read and dropped (the command runs on), so one command cannot make the
+	// agent or the control plane hold more. 0 = the default (1 MiB); more than the
+	// maximum (16 MiB) is invalid_argument. ExecStream ignores it: it keeps nothing.
+	MaxOutputBytes int64 `protobuf:"varint,10,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ExecRequest) Reset() {
@@ -845,6 +850,13 @@ func (x *ExecRequest) GetPty() *PtySize {
 	return nil
 }
 
+func (x *ExecRequest) GetMaxOutputBytes() int64 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
 type PtySize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Cols          uint32                 `protobuf:"varint,1,opt,name=cols,proto3" json:"cols,omitempty"`
@@ -904,9 +916,16 @@ type ExecResponse struct {
 	ExitCode   int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	DurationMs int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	// True when the timeout killed the command.
-	TimedOut      bool `protobuf:"varint,5,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TimedOut bool `protobuf:"varint,5,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// The command wrote more than max_output_bytes to the stream; stdout or stderr
+	// holds its first max_output_bytes.
+	StdoutTruncated bool `protobuf:"varint,6,opt,name=stdout_truncated,json=stdoutTruncated,proto3" json:"stdout_truncated,omitempty"`
+	StderrTruncated bool `protobuf:"varint,7,opt,name=stderr_truncated,json=stderrTruncated,proto3" json:"stderr_truncated,omitempty"`
+	// All the bytes the command wrote to each stream, kept or not.
+	StdoutTotalBytes int64 `protobuf:"varint,8,opt,name=stdout_total_bytes,json=stdoutTotalBytes,proto3" json:"stdout_total_bytes,omitempty"`
+	StderrTotalBytes int64 `protobuf:"varint,9,opt,name=stderr_total_bytes,json=stderrTotalBytes,proto3" json:"stderr_total_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ExecResponse) Reset() {
@@ -972,6 +991,34 @@ func (x *ExecResponse) GetTimedOut() bool {
 		return x.TimedOut
 	}
 	return false
+}
+
+func (x *ExecResponse) GetStdoutTruncated() bool {
+	if x != nil {
+		return x.StdoutTruncated
+	}
+	return false
+}
+
+func (x *ExecResponse) GetStderrTruncated() bool {
+	if x != nil {
+		return x.StderrTruncated
+	}
+	return false
+}
+
+func (x *ExecResponse) GetStdoutTotalBytes() int64 {
+	if x != nil {
+		return x.StdoutTotalBytes
+	}
+	return 0
+}
+
+func (x *ExecResponse) GetStderrTotalBytes() int64 {
+	if x != nil {
+		return x.StderrTotalBytes
+	}
+	return 0
 }
 
 type ExecStreamResponse struct {
@@ -1841,7 +1888,7 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\asandbox\x18\x01 \x01(\v2\x15.hostagent.v1.SandboxR\asandbox\"\x16\n" +
 	"\x14ListSandboxesRequest\"L\n" +
 	"\x15ListSandboxesResponse\x123\n" +
-	"\tsandboxes\x18\x01 \x03(\v2\x15.hostagent.v1.SandboxR\tsandboxes\"\xd7\x02\n" +
+	"\tsandboxes\x18\x01 \x03(\v2\x15.hostagent.v1.SandboxR\tsandboxes\"\x81\x03\n" +
 	"\vExecRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x10\n" +
@@ -1853,20 +1900,26 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\vtimeout_sec\x18\a \x01(\x05R\n" +
 	"timeoutSec\x12\x14\n" +
 	"\x05stdin\x18\b \x01(\bR\x05stdin\x12'\n" +
-	"\x03pty\x18\t \x01(\v2\x15.hostagent.v1.PtySizeR\x03pty\x1a:\n" +
+	"\x03pty\x18\t \x01(\v2\x15.hostagent.v1.PtySizeR\x03pty\x12(\n" +
+	"\x10max_output_bytes\x18\n" +
+	" \x01(\x03R\x0emaxOutputBytes\x1a:\n" +
 	"\fEnvVarsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\aPtySize\x12\x12\n" +
 	"\x04cols\x18\x01 \x01(\rR\x04cols\x12\x12\n" +
-	"\x04rows\x18\x02 \x01(\rR\x04rows\"\x99\x01\n" +
+	"\x04rows\x18\x02 \x01(\rR\x04rows\"\xcb\x02\n" +
 	"\fExecResponse\x12\x16\n" +
 	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
 	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12\x1b\n" +
 	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x1f\n" +
 	"\vduration_ms\x18\x04 \x01(\x03R\n" +
 	"durationMs\x12\x1b\n" +
-	"\ttimed_out\x18\x05 \x01(\bR\btimedOut\"\x9e\x01\n" +
+	"\ttimed_out\x18\x05 \x01(\bR\btimedOut\x12)\n" +
+	"\x10stdout_truncated\x18\x06 \x01(\bR\x0fstdoutTruncated\x12)\n" +
+	"\x10stderr_truncated\x18\a \x01(\bR\x0fstderrTruncated\x12,\n" +
+	"\x12stdout_total_bytes\x18\b \x01(\x03R\x10stdoutTotalBytes\x12,\n" +
+	"\x12stderr_total_bytes\x18\t \x01(\x03R\x10stderrTotalBytes\"\x9e\x01\n" +
 	"\x12ExecStreamResponse\x12\x1d\n" +
 	"\tstart_pid\x18\x01 \x01(\rH\x00R\bstartPid\x12\x18\n" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +

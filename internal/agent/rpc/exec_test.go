@@ -62,6 +62,45 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// Unary Exec keeps at most max_output_bytes of each stream and reads the rest without
+// keeping it: a command printing 64 MiB on each runs to its end, and the answer says
+// how much it printed.
+func TestExecOutputCap(t *testing.T) {
+	a := startAgent(t)
+	c, ctx := a.Client, ctxT(t)
+	id := create(t, c, nil)
+	const big = 64 << 20
+	script := "head -c 67108864 /dev/zero; head -c 67108864 /dev/zero >&2; exit 4"
+	for _, tc := range []struct {
+		max, want int64
+	}{
+		{0, 1 << 20}, // the default
+		{1000, 1000},
+		{16 << 20, 16 << 20},
+	} {
+		resp, err := c.Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "sh", Args: []string{"-c", script}, MaxOutputBytes: tc.max, TimeoutSec: 300}))
+		if err != nil {
+			t.Fatalf("max %d: %v", tc.max, err)
+		}
+		m := resp.Msg
+		if int64(len(m.GetStdout())) != tc.want || int64(len(m.GetStderr())) != tc.want || m.GetExitCode() != 4 || m.GetTimedOut() ||
+			!m.GetStdoutTruncated() || !m.GetStderrTruncated() || m.GetStdoutTotalBytes() != big || m.GetStderrTotalBytes() != big {
+			t.Errorf("max %d: kept %d and %d bytes, exit %d, truncated %v %v, totals %d %d; want %d each of %d, exit 4",
+				tc.max, len(m.GetStdout()), len(m.GetStderr()), m.GetExitCode(), m.GetStdoutTruncated(), m.GetStderrTruncated(),
+				m.GetStdoutTotalBytes(), m.GetStderrTotalBytes(), tc.want, big)
+		}
+	}
+	// Output up to the cap is whole and not truncated.
+	resp, err := c.Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "printf", Args: []string{"12345"}, MaxOutputBytes: 5}))
+	if err != nil || string(resp.Msg.GetStdout()) != "12345" || resp.Msg.GetStdoutTruncated() || resp.Msg.GetStdoutTotalBytes() != 5 || resp.Msg.GetStderrTotalBytes() != 0 {
+		t.Errorf("output at the cap: %v %v", resp, err)
+	}
+	for _, bad := range []int64{-1, 16<<20 + 1} {
+		_, err := c.Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "true", MaxOutputBytes: bad}))
+		wantCode(t, err, connect.CodeInvalidArgument, "max_output_bytes")
+	}
+}
+
 type streamResult struct {
 	pid            uint32
 	stdout, stderr []byte

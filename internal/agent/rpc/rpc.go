@@ -19,6 +19,7 @@ import (
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -275,23 +276,44 @@ func (s *Server) ExecResize(ctx context.Context, req *connect.Request[pb.ExecRes
 	return connect.NewResponse(&pb.ExecResizeResponse{}), nil
 }
 
-// cappedBuffer keeps at most limit bytes and notes that it dropped the rest, so a
-// command printing gigabytes cannot exhaust the agent's memory through the unary Exec.
+// cappedBuffer keeps the first limit bytes written to it and counts the rest. Writes
+// never fail or block past the limit: the command's output is still read (and
+// dropped), so a chatty command runs to its end as it would have without the cap.
 type cappedBuffer struct {
-	buf       bytes.Buffer
-	limit     int
-	truncated bool
+	buf   []byte
+	limit int
+	total int64
 }
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := c.limit - c.buf.Len(); room < len(p) {
-		c.truncated = true
-		if room > 0 {
-			c.buf.Write(p[:room])
-		}
+	c.total += int64(len(p))
+	keep := p[:min(len(p), c.limit-len(c.buf))]
+	if len(keep) == 0 {
 		return len(p), nil
 	}
-	return c.buf.Write(p)
+	if need := len(c.buf) + len(keep); need > cap(c.buf) {
+		// Grow by doubling as append would, but never past the limit: a buffer that
+		// reaches it holds exactly limit bytes instead of up to twice as many.
+		grown := make([]byte, len(c.buf), min(max(need, 2*cap(c.buf), 4096), c.limit))
+		copy(grown, c.buf)
+		c.buf = grown
+	}
+	c.buf = append(c.buf, keep...)
+	return len(p), nil
+}
+
+func (c *cappedBuffer) truncated() bool { return c.total > int64(len(c.buf)) }
+
+// outputLimit is the request's max_output_bytes, defaulted and checked.
+func outputLimit(r *pb.ExecRequest) (int, error) {
+	n := r.GetMaxOutputBytes()
+	switch {
+	case n == 0:
+		return hostproto.DefaultExecOutputBytes, nil
+	case n < 0 || n > hostproto.MaxExecOutputBytes:
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("max_output_bytes %d: want 1..%d (16 MiB), or 0 for the default", n, hostproto.MaxExecOutputBytes))
+	}
+	return int(n), nil
 }
 
 func (s *Server) Exec(ctx context.Context, req *connect.Request[pb.ExecRequest]) (*connect.Response[pb.ExecResponse], error) {
@@ -302,14 +324,20 @@ func (s *Server) Exec(ctx context.Context, req *connect.Request[pb.ExecRequest])
 	if err != nil {
 		return nil, err
 	}
-	stdout, stderr := &cappedBuffer{limit: MaxWholeFile}, &cappedBuffer{limit: MaxWholeFile}
+	limit, err := outputLimit(req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	stdout, stderr := &cappedBuffer{limit: limit}, &cappedBuffer{limit: limit}
 	res, err := s.m.Exec(ctx, req.Msg.GetSandboxId(), cmd, timeout, nil, stdout, stderr)
 	if err != nil {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&pb.ExecResponse{
-		Stdout: stdout.buf.Bytes(), Stderr: stderr.buf.Bytes(), ExitCode: int32(res.ExitCode),
+		Stdout: stdout.buf, Stderr: stderr.buf, ExitCode: int32(res.ExitCode),
 		DurationMs: res.Duration.Milliseconds(), TimedOut: res.TimedOut,
+		StdoutTruncated: stdout.truncated(), StderrTruncated: stderr.truncated(),
+		StdoutTotalBytes: stdout.total, StderrTotalBytes: stderr.total,
 	}), nil
 }
 

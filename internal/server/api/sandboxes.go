@@ -1,13 +1,11 @@
 package api
 
 import (
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
@@ -87,17 +85,6 @@ func (s *Server) destroySandbox(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// execResponse carries output as text when it is UTF-8, else as base64 (encoding says
-// which), so binary output survives JSON.
-type execResponse struct {
-	Stdout     string `json:"stdout"`
-	Stderr     string `json:"stderr"`
-	ExitCode   int    `json:"exit_code"`
-	DurationMS int64  `json:"duration_ms"`
-	TimedOut   bool   `json:"timed_out"`
-	Encoding   string `json:"encoding"`
-}
-
 // execRequest is a command to run, as POST …/exec and the exec stream take it.
 type execRequest struct {
 	Cmd        string            `json:"cmd"`
@@ -112,23 +99,18 @@ func (e execRequest) command() sandboxes.Command {
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
-	var req execRequest
+	var req runRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	res, err := s.sandboxes.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.command())
+	res, err := s.sandboxes.Exec(r.Context(), principal(r), chi.URLParam(r, "id"), req.command(), req.MaxOutputBytes)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := execResponse{ExitCode: res.ExitCode, DurationMS: res.DurationMS, TimedOut: res.TimedOut, Encoding: "utf-8"}
-	if utf8.Valid(res.Stdout) && utf8.Valid(res.Stderr) {
-		out.Stdout, out.Stderr = string(res.Stdout), string(res.Stderr)
-	} else {
-		out.Encoding = "base64"
-		out.Stdout, out.Stderr = base64.StdEncoding.EncodeToString(res.Stdout), base64.StdEncoding.EncodeToString(res.Stderr)
+	if err := writeExecResult(w, res); err != nil {
+		s.log.Debug("exec answer not delivered", "err", err) // the client left
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {

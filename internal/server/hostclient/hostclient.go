@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 )
 
 // New returns a client of the standalone agent at addr (host:port).
@@ -18,7 +19,22 @@ func New(addr, secret string) hostagentv1connect.HostAgentServiceClient {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	hc := &http.Client{Transport: &http.Transport{Protocols: &p, IdleConnTimeout: 90 * time.Second}}
-	return hostagentv1connect.NewHostAgentServiceClient(hc, "http://"+addr, connect.WithInterceptors(bearer(secret)))
+	return hostagentv1connect.NewHostAgentServiceClient(hc, "http://"+addr, clientOptions(secret)...)
+}
+
+// clientOptions are every agent client's: the host's secret on each call; no message
+// from the agent bigger than the largest it legitimately sends (an Exec answer at its
+// output caps), so what one call can make the control plane buffer is bounded even
+// when an agent misbehaves; and no gzip. Decompressing an answer takes a second
+// buffer as big as the answer (an incompressible 32 MiB Exec answer cost 290 MiB of
+// allocations instead of 160), and compressing sandbox output costs the agent CPU for
+// little gain between machines of one site.
+func clientOptions(secret string) []connect.ClientOption {
+	return []connect.ClientOption{
+		connect.WithInterceptors(bearer(secret)),
+		connect.WithReadMaxBytes(hostproto.AgentReadMaxBytes),
+		connect.WithAcceptCompression("gzip", nil, nil),
+	}
 }
 
 type bearer string

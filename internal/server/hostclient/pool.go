@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 )
 
@@ -147,7 +146,7 @@ func dial(h Host) (*pooled, error) {
 		MaxIdleConnsPerHost: 64, DisableCompression: true,
 	}
 	client := hostagentv1connect.NewHostAgentServiceClient(&http.Client{Transport: tr}, "https://"+h.Address,
-		connect.WithInterceptors(bearer(h.Secret)))
+		clientOptions(h.Secret)...)
 	var only1 http.Protocols
 	only1.SetHTTP1(true)
 	tr1 := &http.Transport{

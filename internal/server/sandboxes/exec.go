@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
@@ -99,24 +100,36 @@ func (c Command) request(id string) (*pb.ExecRequest, error) {
 	return req, nil
 }
 
-// ExecResult is a finished command.
+// ExecResult is a finished command. Stdout and Stderr are the first maxOutput bytes
+// of each; the totals count every byte the command wrote.
 type ExecResult struct {
-	Stdout     []byte
-	Stderr     []byte
-	ExitCode   int
-	DurationMS int64
-	TimedOut   bool
+	Stdout           []byte
+	Stderr           []byte
+	ExitCode         int
+	DurationMS       int64
+	TimedOut         bool
+	StdoutTruncated  bool
+	StderrTruncated  bool
+	StdoutTotalBytes int64
+	StderrTotalBytes int64
 }
 
-// Exec runs a command in a running sandbox of the principal's team to its end.
-func (s *Service) Exec(ctx context.Context, p *core.Principal, id string, c Command) (*ExecResult, error) {
+// Exec runs a command in a running sandbox of the principal's team to its end,
+// keeping at most maxOutput bytes of each of stdout and stderr (0 = the default,
+// hostproto.DefaultExecOutputBytes; at most hostproto.MaxExecOutputBytes). The cap is
+// what bounds the memory one exec takes here: the agent's answer is at most twice it.
+func (s *Service) Exec(ctx context.Context, p *core.Principal, id string, c Command, maxOutput int64) (*ExecResult, error) {
 	if c.Stdin || c.PTY != nil {
 		return nil, fmt.Errorf("%w: stdin and pty need the exec stream", core.ErrInvalid)
+	}
+	if maxOutput < 0 || maxOutput > hostproto.MaxExecOutputBytes {
+		return nil, fmt.Errorf("%w: max_output_bytes must be 1..%d (16 MiB), or 0 for the default (%d); use the exec stream for more", core.ErrInvalid, hostproto.MaxExecOutputBytes, hostproto.DefaultExecOutputBytes)
 	}
 	req, err := c.request(id)
 	if err != nil {
 		return nil, err
 	}
+	req.MaxOutputBytes = maxOutput
 	agent, err := s.sandboxAgent(ctx, p, id)
 	if err != nil {
 		return nil, err
@@ -126,7 +139,11 @@ func (s *Service) Exec(ctx context.Context, p *core.Principal, id string, c Comm
 		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
 	}
 	m := resp.Msg
-	return &ExecResult{Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut()}, nil
+	return &ExecResult{
+		Stdout: m.GetStdout(), Stderr: m.GetStderr(), ExitCode: int(m.GetExitCode()), DurationMS: m.GetDurationMs(), TimedOut: m.GetTimedOut(),
+		StdoutTruncated: m.GetStdoutTruncated(), StderrTruncated: m.GetStderrTruncated(),
+		StdoutTotalBytes: m.GetStdoutTotalBytes(), StderrTotalBytes: m.GetStderrTotalBytes(),
+	}, nil
 }
 
 // ExecEvent is one step of a running command: output or exit.
