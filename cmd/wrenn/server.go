@@ -87,7 +87,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 // API keys the sandboxes' port proxy accepts, hosts stops a deleted host's sandboxes
 // through sandboxes, and both reach agents through the same connection pool.
 func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, cfg config.Server, log *slog.Logger) (api.Services, error) {
-	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log})
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Log: log, SignupClosed: cfg.Signup == "closed"})
 	if err != nil {
 		return api.Services{}, err
 	}
