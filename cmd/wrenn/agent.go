@@ -46,6 +46,12 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer unlock()
+	// The key sealing sandbox records, kept with the agent's other credentials; a
+	// damaged one stops the agent here rather than failing every sandbox on recovery.
+	recordKey, err := agent.LoadOrCreateRecordKey(cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	id, err := agentIdentity(ctx, log, identityOptions{
 		dir: cfg.StateDir, secret: cfg.Secret, secretFile: cfg.SecretFile, server: cfg.Server, token: cfg.Token,
 		advertise: cfg.Advertise, listen: cfg.Listen, capacity: hostCapacity(cfg.CPUOvercommit),
@@ -63,7 +69,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	m, pool, err := newManager(cfg.EgressAllow, cfg.EgressDeny, netslot.PoolOptions{
 		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
-	}, agent.Config{Dir: cfg.Dir, Driver: driver, Log: log, AllowInternetDefault: cfg.AllowInternetDefault})
+	}, agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ Usage:
   wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
   wrenn host create|ls|get|rm|tag|untag …          hosts (machines running wrenn agent)
   wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
+  wrenn admin create-user [--name N] EMAIL          make an account (WRENN_DATABASE_URL; with WRENN_SIGNUP=closed the only way)
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
   wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, Redis, registered hosts)
   wrenn agent [flags]           run the host agent (root): registers with --server/--token, then serves its sandboxes

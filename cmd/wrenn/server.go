@@ -88,7 +88,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 // through sandboxes, and both reach agents through the same connection pool.
 func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, cfg config.Server, log *slog.Logger) (api.Services, error) {
 	quota := core.Quota{Sandboxes: cfg.QuotaSandboxes, VCPUs: cfg.QuotaVCPUs, MemoryMB: cfg.QuotaMemoryMB, APIKeys: cfg.QuotaAPIKeys}
-	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log})
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log, SignupClosed: cfg.Signup == "closed"})
 	if err != nil {
 		return api.Services{}, err
 	}

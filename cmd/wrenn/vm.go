@@ -71,10 +71,16 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A key of its own, used once: its sandbox never outlives this command, so its
+	// record is never read back.
+	key, err := agent.NewRecordKey()
+	if err != nil {
+		return err
+	}
 	// Slots of their own, away from an agent's (which start at 1).
 	settings := cliSettings()
 	m, pool, err := newManager(settings.EgressAllow, settings.EgressDeny, netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999},
-		agent.Config{Dir: wrennDir(), Driver: driver, Log: log})
+		agent.Config{Dir: wrennDir(), Driver: driver, RecordKey: key, Log: log})
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,11 @@ type Config struct {
 	Driver vmm.Driver
 	Slots  Slots
 	Disks  Disks
-	Log    *slog.Logger
+	// RecordKey (RecordKeySize bytes) seals the secrets in sandbox records: the envd
+	// token and the env vars. Records only open with the key they were written with, so
+	// an agent must get the same key every time (LoadOrCreateRecordKey).
+	RecordKey []byte
+	Log       *slog.Logger
 	// AllowInternetDefault applies when a create does not say.
 	AllowInternetDefault bool
 	// BootTimeout bounds VM start to envd /health (default 2 min: TCG is slow).
@@ -69,6 +73,7 @@ type Manager struct {
 	cfg      Config
 	log      *slog.Logger
 	envdHTTP *http.Client
+	seal     *recordSealer
 
 	mu    sync.RWMutex
 	boxes map[string]*sandbox
@@ -81,6 +86,10 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Driver == nil || cfg.Slots == nil || cfg.Disks == nil {
 		return nil, errors.New("agent: Dir, Driver, Slots and Disks are required")
+	}
+	seal, err := newRecordSealer(cfg.RecordKey)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -95,7 +104,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "sandboxes"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), boxes: map[string]*sandbox{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), seal: seal, boxes: map[string]*sandbox{}}, nil
 }
 
 // lookup returns a sandbox by id.

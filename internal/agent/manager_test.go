@@ -213,7 +213,7 @@ func TestRecoverKeepsSandboxesThatAreNotRunning(t *testing.T) {
 	starting := write(lifecycle.Starting, 4)
 	otherAgents := write(lifecycle.Running, 999)
 
-	m, err := agent.New(agent.Config{Dir: a.Dir, Driver: a.Driver, Slots: a.Slots, Disks: agenttest.Disks{}})
+	m, err := agent.New(agent.Config{Dir: a.Dir, Driver: a.Driver, Slots: a.Slots, Disks: agenttest.Disks{}, RecordKey: a.RecordKey})
 	if err != nil {
 		t.Fatal(err)
 	}

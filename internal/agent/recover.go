@@ -25,7 +25,8 @@ type RecoverReport struct {
 // sandboxes whose VM is alive are adopted with their slot and disk; paused ones are
 // kept (their disk and snapshot stay); ones whose VM died while no agent watched are
 // kept in the error state, with their disk, until destroyed. Only sandboxes caught
-// half-way through a create or destroy are cleaned. Call it before serving.
+// half-way through a create or destroy are cleaned. Ones whose record's sealed secrets
+// do not open are kept in the error state (see refuse). Call it before serving.
 func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 	root := filepath.Join(m.cfg.Dir, "sandboxes")
 	entries, err := os.ReadDir(root)
@@ -38,7 +39,11 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			continue
 		}
 		id, dir := e.Name(), filepath.Join(root, e.Name())
-		rec, err := readRecord(dir)
+		rec, err := readRecord(m.seal, id, dir)
+		var unopened error
+		if errors.Is(err, errRecordSealed) {
+			unopened, err = err, nil
+		}
 		if err != nil {
 			m.log.Warn("cleaning sandbox left behind", "sandbox", id, "reason", "no readable record: "+err.Error())
 			m.cleanLeftover(ctx, id, dir, nil)
@@ -50,6 +55,9 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			rep.Skipped = append(rep.Skipped, id)
 			continue
 		}
+		if unopened != nil {
+			m.refuse(id, rec, unopened) // before cleaning: a half-made one is kept too
+		}
 		switch rec.State {
 		case lifecycle.Starting, lifecycle.Stopping:
 			m.log.Warn("cleaning sandbox left behind", "sandbox", id, "reason", "caught while "+string(rec.State))
@@ -57,17 +65,34 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			rep.Cleaned = append(rep.Cleaned, id)
 			continue
 		}
-		sb := newSandbox(id, dir, *rec)
+		sb := newSandbox(id, dir, *rec, m.seal)
 		if m.recoverOne(ctx, sb) {
 			rep.Adopted = append(rep.Adopted, id)
 		} else {
 			rep.Kept = append(rep.Kept, id)
+		}
+		if rec.inClear {
+			// Written before records were sealed: seal it now rather than on its next
+			// change, which for a paused sandbox may be far off.
+			m.logFailure(sb, "seal a record written in the clear", sb.persist())
 		}
 		m.mu.Lock()
 		m.boxes[id] = sb
 		m.mu.Unlock()
 	}
 	return rep, nil
+}
+
+// refuse puts a sandbox whose record's secrets do not open in the error state: without
+// its envd token the agent cannot drive its VM, so the VM is stopped, and its disk and
+// the sealed secrets are kept as they are (a record key put back later opens them).
+// Nothing else in such a record is trusted either: the slot it names may be another
+// sandbox's (a record copied from there), so it is not touched; the slot pool reclaims
+// a namespace that no sandbox owns.
+func (m *Manager) refuse(id string, rec *record, why error) {
+	rec.State, rec.Slot = lifecycle.Error, 0
+	rec.Error = fmt.Sprintf("its record was not opened: %v — it was sealed with another record key, altered, or copied from another sandbox's directory", why)
+	m.log.Error("sandbox record refused: the sandbox is kept in the error state", "sandbox", id, "err", why)
 }
 
 // notOurs says why a sandbox is not this agent's to judge, or "".
@@ -173,7 +198,7 @@ func (m *Manager) cleanLeftover(ctx context.Context, id, dir string, rec *record
 	if rec == nil {
 		rec = &record{}
 	}
-	sb := newSandbox(id, dir, *rec)
+	sb := newSandbox(id, dir, *rec, m.seal)
 	m.releaseRuntime(ctx, sb)
 	m.logFailure(sb, "release disk", m.releaseDisk(sb))
 	m.logFailure(sb, "remove directory", m.removeDir(sb))

@@ -11,29 +11,61 @@ import (
 
 // Write replaces path with data (mode perm).
 func Write(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(path, data, perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name()) // after the rename there is nothing left to remove
-	err = tmp.Chmod(perm)
+	defer os.Remove(tmp) // after the rename there is nothing left to remove
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(path)
+}
+
+// Create writes path with data (mode perm) only if nothing has that name yet, for files
+// that must never be replaced once made (keys): the content is written and fsynced
+// beside it, then hard-linked into place, which fails when the name is taken — so the
+// file appears whole or not at all, and of two processes racing, one wins. When path
+// exists the error wraps os.ErrExist.
+func Create(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(path, data, perm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer os.Remove(tmp) // the link is the file now; the temporary name goes either way
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return syncDir(path)
+}
+
+// writeTemp writes data to a new temporary file beside path, fsynced, and returns its
+// name; on failure nothing of it remains.
+func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	err = f.Chmod(perm)
 	if err == nil {
-		_, err = tmp.Write(data)
+		_, err = f.Write(data)
 	}
 	if err == nil {
-		err = tmp.Sync()
+		err = f.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		os.Remove(f.Name())
+		return "", err
 	}
-	d, err := os.Open(dir)
+	return f.Name(), nil
+}
+
+// syncDir makes the new name in path's directory durable.
+func syncDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

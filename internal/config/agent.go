@@ -13,7 +13,7 @@ type Agent struct {
 	Dir        string // WRENN_DIR: templates, sandboxes, agent.lock
 	Listen     string
 	Advertise  string // "" = Listen
-	StateDir   string // TLS identity and host credentials; Load defaults it to Dir/agent
+	StateDir   string // TLS identity, host credentials, record key; Load defaults it to Dir/agent
 	Server     string // control plane URL to register with ("" = none)
 	Token      string // secret: one-time registration token
 	Secret     string // secret: standalone bearer secret (WRENN_AGENT_SECRET)
@@ -46,7 +46,7 @@ func (c *Agent) table() table {
 		{Flag: "advertise", Env: "WRENN_AGENT_ADVERTISE", DefaultDoc: "the --listen address", Value: Addr(&c.Advertise),
 			Usage: "host:port the control plane dials, sent at registration"},
 		{Flag: "state-dir", Env: "WRENN_AGENT_STATE_DIR", DefaultDoc: "WRENN_DIR/agent", Value: String(&c.StateDir, 0),
-			Usage: "where the agent keeps its TLS identity and host credentials"},
+			Usage: "where the agent keeps its TLS identity, host credentials and record.key, the key sealing the secrets in its sandbox records (back it up with WRENN_DIR: without it they do not open)"},
 		{Flag: "server", Env: "WRENN_SERVER_URL", Value: URL(&c.Server, "http", "https"),
 			Usage: "control plane URL to register with (with --token)"},
 		{Flag: "token", Env: "WRENN_HOST_TOKEN", Secret: true, Value: String(&c.Token, 0),

@@ -25,7 +25,10 @@ type Server struct {
 	// Every team's default quota (core.Quota; 0 = no limit); platform administrators
 	// override it per team.
 	QuotaSandboxes, QuotaVCPUs, QuotaMemoryMB, QuotaAPIKeys int
-	Log                                                     Log
+	// Signup is who may create an account: "open" (anyone, through POST
+	// /v1/auth/signup) or "closed" (only an operator, `wrenn admin create-user`).
+	Signup string
+	Log    Log
 }
 
 // The largest quota limits (core.MaxQuota*; a test keeps them equal).
@@ -35,6 +38,9 @@ const (
 	MaxQuotaMemoryMB  = 1<<31 - 1
 	MaxQuotaAPIKeys   = 1_000_000
 )
+
+// signupModes are the values of WRENN_SIGNUP.
+var signupModes = []string{"open", "closed"}
 
 // Scheduler names (internal/server/scheduler's; a test keeps the two lists equal).
 var schedulers = []string{"least-loaded", "round-robin"}
@@ -63,6 +69,8 @@ func (c *Server) table() table {
 			Usage: "sandbox ports are served at {port}-{sandbox_id}.WRENN_DOMAIN (wildcard DNS; see deploy/Caddyfile); empty: only by E2b-Sandbox-* headers"},
 		{Env: "WRENN_PROXY_CONN_LIMIT", Default: "1000", Value: Int(&c.ProxyConnLimit, 1, 1<<20),
 			Usage: "concurrent proxied requests (and WebSockets) per sandbox on one control plane; past it, 429"},
+		{Env: "WRENN_SIGNUP", Default: "open", Value: OneOf(&c.Signup, signupModes...),
+			Usage: "who may create accounts: open (anyone, POST /v1/auth/signup) or closed (sign-up answers 403; an operator runs `wrenn admin create-user`)"},
 		{Env: "WRENN_TRUSTED_PROXIES", Value: Prefixes(&c.TrustedProxies),
 			Usage: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client the login and sign-up limits count by, e.g. 127.0.0.1 behind deploy/Caddyfile; empty: the TCP peer is the client"},
 		{Env: "WRENN_QUOTA_SANDBOXES", Default: "20", Value: Int(&c.QuotaSandboxes, 0, MaxQuotaSandboxes),

@@ -29,6 +29,10 @@ type Driver struct {
 	OnStart func(ctx context.Context, cfg vmm.Config) error
 	// OnStop, when set, runs at the start of every Machine.Stop.
 	OnStop func(ctx context.Context) error
+	// started holds every machine started, by sandbox directory, so that a second
+	// manager on the same WRENN_DIR (an agent restart in a test) can adopt the VMs
+	// that still run, as a real driver does.
+	started map[string]*machine
 }
 
 // Name is DriverName.
@@ -65,11 +69,33 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 	if err != nil {
 		return nil, err
 	}
-	return &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log")}, nil
+	m := &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log")}
+	d.mu.Lock()
+	if d.started == nil {
+		d.started = map[string]*machine{}
+	}
+	d.started[cfg.Dir] = m
+	d.mu.Unlock()
+	return m, nil
 }
 
-// Adopt always reports the VM gone: an envd does not outlive the test's agent.
-func (d *Driver) Adopt(context.Context, string) (vmm.Machine, error) { return nil, vmm.ErrNotRunning }
+// Adopt returns the machine this driver started for the sandbox in dir while it still
+// runs: envd processes live as long as the test, so only a manager started again
+// within the test finds any.
+func (d *Driver) Adopt(_ context.Context, dir string) (vmm.Machine, error) {
+	d.mu.Lock()
+	m, ok := d.started[dir]
+	d.mu.Unlock()
+	if !ok {
+		return nil, vmm.ErrNotRunning
+	}
+	select {
+	case <-m.Done():
+		return nil, vmm.ErrNotRunning
+	default:
+		return m, nil
+	}
+}
 
 type machine struct {
 	d       *Driver

@@ -34,7 +34,8 @@ type Options struct {
 	// Slots is how many sandboxes can run at once (default 16, at most 254).
 	Slots int
 	// Config is passed to agent.New after the harness fills Dir, Driver, Slots, Disks,
-	// Log (discarded), BootTimeout (20 s) and Limits.MaxVCPUs (16) when unset.
+	// RecordKey (made in Dir/agent, as `wrenn agent` does), Log (discarded), BootTimeout
+	// (20 s) and Limits.MaxVCPUs (16) when unset.
 	Config agent.Config
 }
 
@@ -48,9 +49,12 @@ type Agent struct {
 	Driver  *Driver
 	Slots   *Slots
 	Dir     string // WRENN_DIR
-	URL     string // where the RPC server and proxy listen (h2c)
-	Secret  string
-	Client  hostagentv1connect.HostAgentServiceClient
+	// RecordKey seals the manager's sandbox records: a manager started again on Dir
+	// (an agent restart) needs it to open them.
+	RecordKey []byte
+	URL       string // where the RPC server and proxy listen (h2c)
+	Secret    string
+	Client    hostagentv1connect.HostAgentServiceClient
 
 	calls *callCounter
 }
@@ -71,6 +75,13 @@ func Start(t testing.TB, opts Options) *Agent {
 	drv := &Driver{EnvdBin: envdtest.Binary(t), Slots: slots}
 	cfg := opts.Config
 	cfg.Dir, cfg.Driver, cfg.Slots, cfg.Disks = dir, drv, slots, Disks{}
+	if cfg.RecordKey == nil {
+		key, err := agent.LoadOrCreateRecordKey(filepath.Join(dir, "agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RecordKey = key
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -89,7 +100,7 @@ func Start(t testing.TB, opts Options) *Agent {
 	if _, err := m.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{Manager: m, Driver: drv, Slots: slots, Dir: dir, Secret: "agenttest-secret-0123456789", calls: &callCounter{n: map[string]int{}}}
+	a := &Agent{Manager: m, Driver: drv, Slots: slots, Dir: dir, RecordKey: cfg.RecordKey, Secret: "agenttest-secret-0123456789", calls: &callCounter{n: map[string]int{}}}
 	mux := http.NewServeMux()
 	rpcPath, rpcHandler := rpc.Handler(m, rpc.SharedSecret(a.Secret))
 	mux.Handle(rpcPath, a.calls.wrap(rpcHandler))

@@ -6,6 +6,7 @@ package vmtest
 import (
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/wrennhq/wrenn/internal/agent"
@@ -59,8 +60,14 @@ func NewManager(t testing.TB, o Options) (*agent.Manager, *netslot.Pool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The key where `wrenn agent` keeps it by default (WRENN_DIR/agent), so managers
+	// on one Dir, one after the other, open each other's records as a restarted agent does.
+	key, err := agent.LoadOrCreateRecordKey(filepath.Join(o.Dir, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := agent.New(agent.Config{
-		Dir: o.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, Log: log, KernelArgs: o.KernelArgs,
+		Dir: o.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, RecordKey: key, Log: log, KernelArgs: o.KernelArgs,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/server/auth"
@@ -44,6 +45,8 @@ type Service struct {
 	// waits for a slot (see hashing.go).
 	hashSlots chan struct{}
 	hashWait  time.Duration
+	// signupClosed: only operators make accounts (CreateUser); Signup refuses.
+	signupClosed bool
 }
 
 // Config is what the accounts service runs on.
@@ -53,6 +56,10 @@ type Config struct {
 	// Quota is every team's default quota (WRENN_QUOTA_*); the zero Quota limits nothing.
 	Quota core.Quota
 	Log   *slog.Logger
+	// SignupClosed refuses every sign-up (403) before looking at it: accounts are
+	// made by an operator (`wrenn admin create-user`). Open by default, so a fresh
+	// install can make its first account.
+	SignupClosed bool
 }
 
 // New returns the accounts service.
@@ -64,7 +71,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Log = slog.Default()
 	}
 	return &Service{st: cfg.Store, q: cfg.Store.Q, tokens: cfg.Tokens, quota: cfg.Quota, log: cfg.Log, now: time.Now,
-		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)), hashWait: defaultHashWait}, nil
+		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)), hashWait: defaultHashWait, signupClosed: cfg.SignupClosed}, nil
 }
 
 // Session is what signup, login and switch-team return.
@@ -98,59 +105,126 @@ func newSlug() (string, error) {
 
 // Signup creates a user with a default team they own, and logs them in. client is the
 // caller's address, which the sign-up throttle counts by (see throttle.go).
+//
+// Without e-mail delivery a sign-up for a taken email cannot look like a new one: it
+// is answered 409. So that this is no cheaper a way to learn which emails have
+// accounts than login (whose failures do not say), each sign-up is also counted
+// against the address's login budget (loginPerAddress) and given back unless it was
+// that 409; the password is hashed before the email is looked at, whatever the email,
+// so both answers take as long; and the 409 says no more than that.
 func (s *Service) Signup(ctx context.Context, email, name, password, client string) (*Session, error) {
-	email, err := normaliseEmail(email)
+	if s.signupClosed {
+		// Before anything is looked up or counted: the answer is the same for everyone.
+		return nil, fmt.Errorf("%w: sign-up is closed on this server; ask its operator for an account", core.ErrForbidden)
+	}
+	email, name, err := checkNewUser(email, name)
 	if err != nil {
 		return nil, err
 	}
-	name = strings.TrimSpace(name)
-	if err := ident.CheckText("name", name, 100); err != nil {
-		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, err)
-	}
-	perAddress := signupPerAddress.of(client)
-	if err := s.take(ctx, perAddress); err != nil {
+	perAddress, probes := signupPerAddress.of(client), loginPerAddress.of(client)
+	if err := s.take(ctx, perAddress, probes); err != nil {
+		s.giveBack(ctx, probes) // a refused sign-up learnt nothing
 		return nil, err
 	}
 	var hash string
 	var hashErr error
 	if err := s.hashing(ctx, func() { hash, hashErr = auth.HashPassword(password) }); err != nil {
-		s.giveBack(ctx, perAddress)
+		s.giveBack(ctx, perAddress, probes)
 		return nil, err
 	}
 	if hashErr != nil {
+		s.giveBack(ctx, probes)
 		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
 	}
+	userID, teamID, err := createAccount(ctx, s.st.DB, email, name, hash, false)
+	if errors.Is(err, errEmailTaken) {
+		// The one answer that tells something; its count stays.
+		return nil, fmt.Errorf("%w: cannot sign up with this email", core.ErrConflict)
+	}
+	s.giveBack(ctx, probes)
+	if err != nil {
+		return nil, fmt.Errorf("signup: %w", err)
+	}
+	return s.session(userID, teamID, core.Owner)
+}
+
+// CreateUser makes an account as an operator does (`wrenn admin create-user`), with
+// only the database: a user with a default team they own, who then logs in. It works
+// whether sign-up is open or closed.
+func CreateUser(ctx context.Context, pool *pgxpool.Pool, email, name, password string) (userID, teamID string, err error) {
+	email, name, err = checkNewUser(email, name)
+	if err != nil {
+		return "", "", err
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %v", core.ErrInvalid, err)
+	}
+	userID, teamID, err = createAccount(ctx, pool, email, name, hash, true)
+	if errors.Is(err, errEmailTaken) {
+		return "", "", fmt.Errorf("%w: an account with email %s exists", core.ErrConflict, email)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("create user %s: %w", email, err)
+	}
+	return userID, teamID, nil
+}
+
+// checkNewUser normalises and checks a new account's email and name.
+func checkNewUser(email, name string) (string, string, error) {
+	email, err := normaliseEmail(email)
+	if err != nil {
+		return "", "", err
+	}
+	name = strings.TrimSpace(name)
+	if err := ident.CheckText("name", name, 100); err != nil {
+		return "", "", fmt.Errorf("%w: %v", core.ErrInvalid, err)
+	}
+	return email, name, nil
+}
+
+// errEmailTaken: an account with the email exists.
+var errEmailTaken = errors.New("email taken")
+
+// createAccount makes a user, a team named after them that they own and is their
+// default, and the audit entry, in one transaction. byOperator: made by an operator
+// (user.create, no actor), not by the user signing up (user.signup).
+func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash string, byOperator bool) (userID, teamID string, err error) {
 	slug, err := newSlug()
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	var user db.User
-	var team db.Team
-	err = s.st.Tx(ctx, func(q *db.Queries) error {
-		var err error
-		if user, err = q.CreateUser(ctx, db.CreateUserParams{Email: email, Name: name, PasswordHash: &hash}); err != nil {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		user, err := q.CreateUser(ctx, db.CreateUserParams{Email: email, Name: name, PasswordHash: &hash})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			return errEmailTaken // the id is generated: email is the one unique column a caller sets
+		}
+		if err != nil {
 			return err
 		}
 		teamName := name
 		if teamName == "" {
 			teamName = strings.SplitN(email, "@", 2)[0]
 		}
-		if team, err = q.CreateTeam(ctx, db.CreateTeamParams{Name: teamName, Slug: slug}); err != nil {
+		team, err := q.CreateTeam(ctx, db.CreateTeamParams{Name: teamName, Slug: slug})
+		if err != nil {
 			return err
 		}
 		if _, err = q.AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true}); err != nil {
 			return err
 		}
-		return core.Audit(ctx, q, &core.Principal{UserID: core.UUIDString(user.ID), TeamID: core.UUIDString(team.ID)}, "user.signup", "user", core.UUIDString(user.ID), nil)
+		userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
+		if byOperator {
+			return core.Audit(ctx, q, &core.Principal{TeamID: teamID}, "user.create", "user", userID, nil)
+		}
+		return core.Audit(ctx, q, &core.Principal{UserID: userID, TeamID: teamID}, "user.signup", "user", userID, nil)
 	})
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			return nil, fmt.Errorf("%w: an account with this email exists", core.ErrConflict)
-		}
-		return nil, fmt.Errorf("signup: %w", err)
+		return "", "", err
 	}
-	return s.session(core.UUIDString(user.ID), core.UUIDString(team.ID), core.Owner)
+	return userID, teamID, nil
 }
 
 // Login checks a password and returns a session for the user's default team. A wrong

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(redistest.Around(m))) }
 
-func newService(t *testing.T) *Service {
+// newService returns a service on a fresh database; opts change its Config.
+func newService(t *testing.T, opts ...func(*Config)) *Service {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := store.Open(ctx, pgtest.NewDB(t))
@@ -37,7 +39,11 @@ func newService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Store: st, Tokens: tokens, Log: slog.New(slog.DiscardHandler)})
+	cfg := Config{Store: st, Tokens: tokens, Log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +160,40 @@ func TestAPIKeys(t *testing.T) {
 	var n int
 	if err := s.st.DB.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action IN ('api_key.create', 'api_key.revoke', 'user.signup')`).Scan(&n); err != nil || n != 4 {
 		t.Errorf("audit entries: %d %v, want 2 signups + create + revoke", n, err)
+	}
+}
+
+// With sign-up closed every sign-up is refused alike, before anything is looked up or
+// counted, and nothing is created; an operator's CreateUser still makes accounts, who
+// then log in.
+func TestSignupClosed(t *testing.T) {
+	s := newService(t, func(c *Config) { c.SignupClosed = true })
+	ctx := context.Background()
+	if _, _, err := CreateUser(ctx, s.st.DB, "Ann@Example.com", "Ann", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{"ann@example.com", "new@example.com", "not-an-email"} {
+		_, err := s.Signup(ctx, email, "", "correct horse battery", "10.0.0.1")
+		if !errors.Is(err, core.ErrForbidden) || !strings.Contains(err.Error(), "sign-up is closed") {
+			t.Errorf("signup %s with sign-up closed: %v, want forbidden", email, err)
+		}
+	}
+	var users int
+	if err := s.st.DB.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&users); err != nil || users != 1 {
+		t.Errorf("users: %d %v, want only the operator's", users, err)
+	}
+	if keys, err := s.st.Redis.Keys(ctx, "wrenn:*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("closed sign-ups were counted: %v %v", keys, err)
+	}
+	sess, err := s.Login(ctx, "ann@example.com", "correct horse battery", "10.0.0.1")
+	if err != nil || sess.Role != core.Owner {
+		t.Fatalf("login of the operator-made user: %+v %v", sess, err)
+	}
+	if _, _, err := CreateUser(ctx, s.st.DB, "ann@example.com", "", "another long password"); !errors.Is(err, core.ErrConflict) {
+		t.Errorf("operator making a taken email: %v", err)
+	}
+	var audited int
+	if err := s.st.DB.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE action = 'user.create' AND actor_user_id IS NULL`).Scan(&audited); err != nil || audited != 1 {
+		t.Errorf("audit entries of operator-made users: %d %v", audited, err)
 	}
 }

@@ -20,7 +20,9 @@ import (
 //     the email's owner, who logs in from elsewhere.
 //   - login, per client address (any email): 30 attempts per 15 minutes; a success
 //     gives its attempt back, so people sharing an address who log in correctly do not
-//     use it up. This bounds spraying one password over many emails.
+//     use it up. This bounds spraying one password over many emails. Sign-ups are
+//     counted here too, and give their attempt back unless answered 409 (the email is
+//     taken): learning which emails have accounts costs the same through either.
 //   - sign-up, per client address: 10 attempts per hour, successes included (each one
 //     hashes a password and creates an account).
 //

@@ -129,3 +129,45 @@ func TestSignupThrottlePerAddress(t *testing.T) {
 		t.Errorf("sign-up from another address: %d %v", status, body)
 	}
 }
+
+// A sign-up for a taken email (409) is, for the caller's address, a failed login: it
+// counts against the same budget (30 in 15 minutes), so finding out which emails have
+// accounts costs the same through sign-up as through login, and the two together end
+// in 429. Sign-ups that made an account give their count back.
+func TestSignupConflictsShareTheLoginBudget(t *testing.T) {
+	env := servertest.New(t)
+	owner := newCall(t, env)
+	signup(owner, "ann@example.com")
+	prober := from(t, env, "127.0.0.6")
+	signup(prober, "mine@example.com") // a success: not counted against the budget
+	// 22 failed logins, in batches so no guess waits long for a hashing slot.
+	counts := map[int]int{}
+	for b := 0; b < 22; b += 11 {
+		for status, n := range parallel(t, prober, "/v1/auth/login", wrongLogins(11, func(i int) string { return fmt.Sprintf("p%d@example.com", b+i) })) {
+			counts[status] += n
+		}
+	}
+	if counts[401] != 22 {
+		t.Fatalf("22 failed logins: %v", counts)
+	}
+	// 8 sign-ups of a taken email: 409, saying no more than that.
+	for i := range 8 {
+		status, body := prober.do("POST", "/v1/auth/signup", `{"email":"ann@example.com","password":"correct horse battery"}`)
+		msg, _ := body["error"].(map[string]any)["message"].(string)
+		if status != 409 || msg != "conflict: cannot sign up with this email" {
+			t.Fatalf("sign-up %d of a taken email: %d %v", i, status, body)
+		}
+	}
+	// The budget is spent: the next sign-up (the address's 10th, within the sign-up
+	// limit, of an email nobody has) and a login with the right password are refused.
+	status, raw, hdr := prober.raw("POST", "/v1/auth/signup", "application/json", strings.NewReader(`{"email":"fresh@example.com","password":"correct horse battery"}`))
+	if status != 429 || hdr.Get("Retry-After") == "" || !strings.Contains(string(raw), "login attempts from your address") {
+		t.Errorf("sign-up after 30 failures: %d %s retry-after %q", status, raw, hdr.Get("Retry-After"))
+	}
+	if status, body := prober.do("POST", "/v1/auth/login", `{"email":"ann@example.com","password":"correct horse battery"}`); status != 429 {
+		t.Errorf("login after 30 failures: %d %v", status, body)
+	}
+	if status, body := owner.do("POST", "/v1/auth/login", `{"email":"ann@example.com","password":"correct horse battery"}`); status != 200 {
+		t.Errorf("login from another address: %d %v", status, body)
+	}
+}
