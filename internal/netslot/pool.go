@@ -269,6 +269,11 @@ func (p *Pool) staleEgress() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reclaim: nftables: %w", err)
 	}
+	// Without the host table there is no set; asking for the set's elements then fails
+	// with an error nftables does not wrap, so look for the table first.
+	if _, err := conn.ListTableOfFamily(tableName, nftables.TableFamilyINet); isNotExist(err) {
+		return nil, nil
+	}
 	els, err := conn.GetSetElements(&nftables.Set{Table: hostTable(), Name: egressSet, KeyType: nftables.TypeIFName})
 	if isNotExist(err) {
 		return nil, nil

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/nftables"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/testutil"
@@ -238,5 +240,25 @@ func BenchmarkSlot(b *testing.B) {
 			}
 			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op") // replaces the wall-clock figure
 		})
+	}
+}
+
+// An agent's first start on a host has no host table yet: reclaiming then finds nothing
+// to do, without an error (it used to warn "host egress set: … no such file").
+func TestReclaimWithoutHostTable(t *testing.T) {
+	testutil.RequireRoot(t, rootFor)
+	if otherSlotsExist() {
+		t.Skip("other slots exist on this host (a parallel run?): the host table cannot be absent")
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ListTableOfFamily(tableName, nftables.TableFamilyINet); !isNotExist(err) {
+		t.Fatalf("host table present with no slot on the host: %v", err)
+	}
+	p := newTestPool(t, PoolOptions{FirstIndex: 64210, LastIndex: 64211})
+	if err := p.Reclaim(func(int) bool { return false }); err != nil {
+		t.Errorf("reclaim on a host without the table: %v", err)
 	}
 }
