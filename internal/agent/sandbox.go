@@ -7,8 +7,8 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
-	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
