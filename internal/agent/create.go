@@ -90,7 +90,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 // returned undo removes all of that again (the caller still unlocks op).
 func (m *Manager) reserve(rec record) (*sandbox, func(), error) {
 	id := rec.Spec.ID
-	sb := newSandbox(id, filepath.Join(m.cfg.Dir, "sandboxes", id), rec, m.seal)
+	sb := newSandbox(id, filepath.Join(m.cfg.Dir, "sandboxes", id), rec, m.sealer)
 	sb.op.Lock()
 	m.mu.Lock()
 	if _, dup := m.boxes[id]; dup {

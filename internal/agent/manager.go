@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -73,7 +74,7 @@ type Manager struct {
 	cfg      Config
 	log      *slog.Logger
 	envdHTTP *http.Client
-	seal     *recordSealer
+	sealer   *seal.Box
 
 	mu    sync.RWMutex
 	boxes map[string]*sandbox
@@ -87,7 +88,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Driver == nil || cfg.Slots == nil || cfg.Disks == nil {
 		return nil, errors.New("agent: Dir, Driver, Slots and Disks are required")
 	}
-	seal, err := newRecordSealer(cfg.RecordKey)
+	sealer, err := seal.New(cfg.RecordKey)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -104,7 +105,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "sandboxes"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), seal: seal, boxes: map[string]*sandbox{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{}}, nil
 }
 
 // lookup returns a sandbox by id.

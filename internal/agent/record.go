@@ -1,9 +1,6 @@
 package agent
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/seal"
 )
 
 // recordFile is the sandbox's persisted state under its directory; the agent rebuilds
@@ -22,7 +20,7 @@ const recordFile = "sandbox.json"
 // record is one sandbox as the agent knows it. On disk (0600 under a 0700 directory)
 // its secrets — the envd access token the agent presents to the guest, and the
 // sandbox's env vars, which users fill with API keys — are never in the clear: they
-// are sealed together into Sealed with the agent's record key (see recordSealer), so
+// are sealed together into Sealed with the agent's record key (package seal), so
 // a copy of WRENN_DIR (a backup, a disk snapshot, a support bundle) without the key
 // reveals neither.
 type record struct {
@@ -65,53 +63,18 @@ type recordSecrets struct {
 // errRecordSealed: a record parsed, but its sealed secrets did not open.
 var errRecordSealed = errors.New("sealed secrets do not open")
 
-// RecordKeySize is the length of a record key: AES-256.
-const RecordKeySize = 32
+// RecordKeySize is the length of a record key.
+const RecordKeySize = seal.KeySize
 
-// recordSealer seals the secrets of sandbox records with AES-256-GCM (a random nonce
-// per write, first in the blob). The sandbox's id is associated data: a record copied
-// into another sandbox's directory does not open there, so one sandbox can never be
-// made to run with another's token or env vars.
-type recordSealer struct{ aead cipher.AEAD }
-
-func newRecordSealer(key []byte) (*recordSealer, error) {
-	if len(key) != RecordKeySize {
-		return nil, fmt.Errorf("record key is %d bytes, want %d", len(key), RecordKeySize)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &recordSealer{aead: aead}, nil
-}
-
-// recordAD binds a sealed blob to the sandbox and to this format's version.
+// recordAD binds a sealed blob to the sandbox and to this format's version: a record
+// copied into another sandbox's directory does not open there, so one sandbox can never
+// be made to run with another's token or env vars.
 func recordAD(id string) []byte { return []byte("wrenn sandbox record v1\x00" + id) }
-
-func (s *recordSealer) seal(id string, plain []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return s.aead.Seal(nonce, nonce, plain, recordAD(id)), nil
-}
-
-func (s *recordSealer) open(id string, sealed []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n+s.aead.Overhead() {
-		return nil, fmt.Errorf("%d bytes is too short", len(sealed))
-	}
-	return s.aead.Open(nil, sealed[:n], sealed[n:], recordAD(id))
-}
 
 // writeRecord replaces dir/sandbox.json of sandbox id atomically (temp file + fsync +
 // rename), so a crash leaves either the old or the new record, never half of one. The
 // secrets are sealed afresh on every write.
-func writeRecord(s *recordSealer, id, dir string, r *record) error {
+func writeRecord(s *seal.Box, id, dir string, r *record) error {
 	out := *r
 	out.Token, out.Spec.EnvVars, out.Sealed = "", nil, r.unopened
 	if out.Sealed == nil {
@@ -119,9 +82,7 @@ func writeRecord(s *recordSealer, id, dir string, r *record) error {
 		if err != nil {
 			return fmt.Errorf("seal record %s: %w", id, err)
 		}
-		if out.Sealed, err = s.seal(id, plain); err != nil {
-			return fmt.Errorf("seal record %s: %w", id, err)
-		}
+		out.Sealed = s.Seal(plain, recordAD(id))
 	}
 	b, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
@@ -137,7 +98,7 @@ func writeRecord(s *recordSealer, id, dir string, r *record) error {
 // whose secrets do not open is returned all the same, without them, with an error
 // wrapping errRecordSealed: the caller decides what becomes of the sandbox. Records
 // written before sealing are read as they are.
-func readRecord(s *recordSealer, id, dir string) (*record, error) {
+func readRecord(s *seal.Box, id, dir string) (*record, error) {
 	path := filepath.Join(dir, recordFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -154,7 +115,7 @@ func readRecord(s *recordSealer, id, dir string) (*record, error) {
 	sealed := r.Sealed
 	r.Token, r.Spec.EnvVars, r.Sealed = "", nil, nil
 	var sec recordSecrets
-	plain, err := s.open(id, sealed)
+	plain, err := s.Open(sealed, recordAD(id))
 	if err == nil {
 		err = json.Unmarshal(plain, &sec)
 	}

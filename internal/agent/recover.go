@@ -39,7 +39,7 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			continue
 		}
 		id, dir := e.Name(), filepath.Join(root, e.Name())
-		rec, err := readRecord(m.seal, id, dir)
+		rec, err := readRecord(m.sealer, id, dir)
 		var unopened error
 		if errors.Is(err, errRecordSealed) {
 			unopened, err = err, nil
@@ -65,7 +65,7 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 			rep.Cleaned = append(rep.Cleaned, id)
 			continue
 		}
-		sb := newSandbox(id, dir, *rec, m.seal)
+		sb := newSandbox(id, dir, *rec, m.sealer)
 		if m.recoverOne(ctx, sb) {
 			rep.Adopted = append(rep.Adopted, id)
 		} else {
@@ -198,7 +198,7 @@ func (m *Manager) cleanLeftover(ctx context.Context, id, dir string, rec *record
 	if rec == nil {
 		rec = &record{}
 	}
-	sb := newSandbox(id, dir, *rec, m.seal)
+	sb := newSandbox(id, dir, *rec, m.sealer)
 	m.releaseRuntime(ctx, sb)
 	m.logFailure(sb, "release disk", m.releaseDisk(sb))
 	m.logFailure(sb, "remove directory", m.removeDir(sb))

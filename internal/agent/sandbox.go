@@ -8,6 +8,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -21,9 +22,9 @@ import (
 //
 // Only a holder of op changes rec or the runtime handles; lock order is op, then mu.
 type sandbox struct {
-	id   string
-	dir  string
-	seal *recordSealer // seals the record's secrets on every write
+	id     string
+	dir    string
+	sealer *seal.Box // seals the record's secrets on every write
 
 	op sync.Mutex
 
@@ -45,8 +46,8 @@ type sandbox struct {
 	connsDoneOnce sync.Once
 }
 
-func newSandbox(id, dir string, rec record, seal *recordSealer) *sandbox {
-	return &sandbox{id: id, dir: dir, seal: seal, rec: rec, lastActive: rec.LastActive, connsDone: make(chan struct{})}
+func newSandbox(id, dir string, rec record, sealer *seal.Box) *sandbox {
+	return &sandbox{id: id, dir: dir, sealer: sealer, rec: rec, lastActive: rec.LastActive, connsDone: make(chan struct{})}
 }
 
 // Info is a sandbox as callers see it.
@@ -90,7 +91,7 @@ func (sb *sandbox) persist() error {
 	rec := sb.rec
 	rec.LastActive = sb.lastActive
 	sb.mu.Unlock()
-	return writeRecord(sb.seal, sb.id, sb.dir, &rec)
+	return writeRecord(sb.sealer, sb.id, sb.dir, &rec)
 }
 
 // moveTo changes the sandbox's state (the transition must be one the state machine
@@ -105,7 +106,7 @@ func (sb *sandbox) moveTo(to lifecycle.State) error {
 		return &ErrState{ID: sb.id, State: rec.State, Op: "become " + string(to)}
 	}
 	rec.State = to
-	if err := writeRecord(sb.seal, sb.id, sb.dir, &rec); err != nil {
+	if err := writeRecord(sb.sealer, sb.id, sb.dir, &rec); err != nil {
 		return err
 	}
 	sb.set(func(sb *sandbox) { sb.rec.State = to })

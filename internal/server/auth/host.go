@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wrennhq/wrenn/internal/seal"
 )
 
 // Host credentials: a host agent proves itself to the control plane with a host JWT
@@ -98,47 +98,35 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Sealer encrypts host secrets at rest (AES-256-GCM) with a key derived from the
+// Sealer encrypts host secrets at rest (package seal) with a key derived from the
 // server's secret, so a database dump alone does not let anyone act as the control
 // plane towards the hosts.
-type Sealer struct{ aead cipher.AEAD }
+type Sealer struct{ box *seal.Box }
 
 // NewSealer derives the sealing key from the server's secret.
 func NewSealer(serverSecret []byte) (*Sealer, error) {
 	if len(serverSecret) < 32 {
 		return nil, errors.New("server secret must be at least 32 bytes")
 	}
-	key, err := hkdf.Key(sha256.New, serverSecret, nil, "wrenn host secrets v1", 32)
+	key, err := hkdf.Key(sha256.New, serverSecret, nil, "wrenn host secrets v1", seal.KeySize)
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
+	box, err := seal.New(key)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &Sealer{aead: aead}, nil
+	return &Sealer{box: box}, nil
 }
 
-// Seal encrypts plaintext bound to context (the host id), nonce first.
+// Seal encrypts plaintext bound to context (the host id).
 func (s *Sealer) Seal(plaintext []byte, context string) []byte {
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	return s.aead.Seal(nonce, nonce, plaintext, []byte(context))
+	return s.box.Seal(plaintext, []byte(context))
 }
 
 // Open decrypts what Seal made for the same context.
 func (s *Sealer) Open(sealed []byte, context string) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n {
-		return nil, errors.New("sealed secret too short")
-	}
-	out, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(context))
+	out, err := s.box.Open(sealed, []byte(context))
 	if err != nil {
 		return nil, fmt.Errorf("open sealed secret: %w", err)
 	}
