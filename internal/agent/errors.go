@@ -12,6 +12,8 @@ var (
 	ErrNotFound      = errors.New("sandbox not found")
 	ErrAlreadyExists = errors.New("sandbox already exists")
 	ErrInvalid       = errors.New("invalid request")
+	// ErrUnsupported: this host's VM driver lacks a capability (e.g. snapshots).
+	ErrUnsupported = errors.New("not supported on this host")
 )
 
 // ErrState is returned when an operation does not fit the sandbox's state.

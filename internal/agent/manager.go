@@ -184,7 +184,7 @@ func (m *Manager) ProxyTarget(id string) (netip.Addr, <-chan struct{}, error) {
 	}
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	return sb.slot.HostIP, sb.connsDone, nil
+	return sb.slot.HostIP, sb.conns.done, nil
 }
 
 // AllowInternetDefault is the egress setting of sandboxes whose create does not say.

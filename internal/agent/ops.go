@@ -193,8 +193,9 @@ func (m *Manager) Ping(id string) error {
 	return err
 }
 
-// StartReaper destroys sandboxes idle for longer than their timeout. (Pausing instead
-// arrives with snapshots.)
+// StartReaper pauses sandboxes idle for longer than their timeout (and destroys one
+// only when its pause fails, saying why). It runs on its own context, never a
+// request's.
 func (m *Manager) StartReaper(interval time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopReaper = cancel
@@ -220,11 +221,21 @@ func (m *Manager) reapIdle(ctx context.Context) {
 		if info.State != lifecycle.Running || info.Spec.TimeoutSec == 0 {
 			continue
 		}
-		if idle := now.Sub(info.LastActive); idle > time.Duration(info.Spec.TimeoutSec)*time.Second {
-			m.log.Info("sandbox idle past its timeout; destroying", "sandbox", info.Spec.ID, "idle", idle.Round(time.Second))
-			if err := m.Destroy(ctx, info.Spec.ID); err != nil && !errors.Is(err, ErrNotFound) {
-				m.log.Warn("reap idle sandbox", "sandbox", info.Spec.ID, "err", err)
-			}
+		idle := now.Sub(info.LastActive)
+		if idle <= time.Duration(info.Spec.TimeoutSec)*time.Second {
+			continue
+		}
+		id := info.Spec.ID
+		m.log.Info("sandbox idle past its timeout; pausing", "sandbox", id, "idle", idle.Round(time.Second))
+		_, _, err := m.Pause(ctx, id)
+		var stateErr *ErrState
+		switch {
+		case err == nil, errors.Is(err, ErrNotFound), errors.As(err, &stateErr):
+			continue // paused, or destroyed, paused or resumed by a caller meanwhile
+		}
+		m.log.Warn("idle sandbox could not be paused; destroying it", "sandbox", id, "err", err)
+		if err := m.Destroy(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			m.log.Warn("destroy idle sandbox", "sandbox", id, "err", err)
 		}
 	}
 }

@@ -113,6 +113,15 @@ func (m *Manager) notOurs(rec *record) string {
 // state with the reason, its runtime resources freed and its disk kept.
 func (m *Manager) recoverOne(ctx context.Context, sb *sandbox) bool {
 	state := sb.state()
+	// A pause's unfinished snapshot is never a sandbox's state.
+	m.logFailure(sb, "remove unfinished snapshot", os.RemoveAll(filepath.Join(sb.dir, newSnapshotDir)))
+	if state == lifecycle.Pausing && hasSnapshot(sb.dir) {
+		// The pause got as far as a complete snapshot: finish it.
+		m.releaseRuntime(ctx, sb)
+		sb.set(func(sb *sandbox) { sb.rec.State, sb.rec.Slot = lifecycle.Paused, 0 })
+		m.logFailure(sb, "record recovered state", sb.persist())
+		state = lifecycle.Paused
+	}
 	if state == lifecycle.Paused {
 		m.logFailure(sb, "find disk of paused sandbox", m.adoptDisk(sb))
 		return false
@@ -153,6 +162,16 @@ func (m *Manager) adoptRunning(ctx context.Context, sb *sandbox) (err error) {
 		return fmt.Errorf("vm: %w", err)
 	}
 	undo.add(undoVM)
+	was := sb.state()
+	if was == lifecycle.Pausing || was == lifecycle.Resuming {
+		// Caught mid-transition with its VM alive: its vCPUs may be stopped.
+		sb.mu.Lock()
+		machine := sb.machine
+		sb.mu.Unlock()
+		if err := machine.Resume(ctx); err != nil {
+			return fmt.Errorf("run vcpus: %w", err)
+		}
+	}
 	undoSlot, err := m.adoptSlot(sb, sb.rec.Slot)
 	if err != nil {
 		return err
@@ -164,7 +183,11 @@ func (m *Manager) adoptRunning(ctx context.Context, sb *sandbox) (err error) {
 	if err := m.connectEnvd(ctx, sb, 10*time.Second); err != nil {
 		return fmt.Errorf("envd does not answer: %w", err)
 	}
-	// Pausing or resuming when the agent went away, but the VM runs: it is running.
+	// Pausing or resuming when the agent went away, but the VM runs: it is running,
+	// and a resume's snapshot is spent (the guest has run on from it).
+	if was == lifecycle.Resuming {
+		m.logFailure(sb, "remove spent snapshot", os.RemoveAll(filepath.Join(sb.dir, snapshotDir)))
+	}
 	sb.set(func(sb *sandbox) { sb.rec.State = lifecycle.Running })
 	m.logFailure(sb, "record adopted sandbox", sb.persist())
 	// The idle clock restarts: time the agent was away is not the user's idleness.
@@ -202,4 +225,11 @@ func (m *Manager) cleanLeftover(ctx context.Context, id, dir string, rec *record
 	m.releaseRuntime(ctx, sb)
 	m.logFailure(sb, "release disk", m.releaseDisk(sb))
 	m.logFailure(sb, "remove directory", m.removeDir(sb))
+}
+
+// hasSnapshot reports whether the sandbox in dir has a complete snapshot (its meta is
+// written last).
+func hasSnapshot(dir string) bool {
+	_, err := vmm.ReadSnapshotMeta(filepath.Join(dir, snapshotDir))
+	return err == nil
 }

@@ -40,14 +40,23 @@ type sandbox struct {
 	// pty), so input reaches only commands the agent started and goes the right way.
 	interactive sync.Map
 
-	// connsDone is closed when connections proxied to the guest must end (the VM
-	// stopped or died).
-	connsDone     chan struct{}
-	connsDoneOnce sync.Once
+	// conns ends the connections proxied to the guest when the VM stops, dies or
+	// pauses; a resumed VM gets a new one.
+	conns *connGate
 }
 
+// connGate is a channel closed once, when connections proxied to a guest must end.
+type connGate struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnGate() *connGate { return &connGate{done: make(chan struct{})} }
+
+func (g *connGate) end() { g.once.Do(func() { close(g.done) }) }
+
 func newSandbox(id, dir string, rec record, sealer *seal.Box) *sandbox {
-	return &sandbox{id: id, dir: dir, sealer: sealer, rec: rec, lastActive: rec.LastActive, connsDone: make(chan struct{})}
+	return &sandbox{id: id, dir: dir, sealer: sealer, rec: rec, lastActive: rec.LastActive, conns: newConnGate()}
 }
 
 // Info is a sandbox as callers see it.
@@ -123,7 +132,10 @@ func (sb *sandbox) touch(t time.Time) {
 
 // endConns ends the connections proxied to the sandbox's guest.
 func (sb *sandbox) endConns() {
-	sb.connsDoneOnce.Do(func() { close(sb.connsDone) })
+	sb.mu.Lock()
+	g := sb.conns
+	sb.mu.Unlock()
+	g.end()
 }
 
 // client is the sandbox's envd client (replaced when its VM is, e.g. on resume).

@@ -58,6 +58,14 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 			return nil, err
 		}
 	}
+	m, err := d.launch(cfg)
+	if err != nil {
+		return nil, err // not a nil *machine in a non-nil vmm.Machine
+	}
+	return m, nil
+}
+
+func (d *Driver) launch(cfg vmm.Config) (*machine, error) {
 	if cfg.Net == nil {
 		return nil, fmt.Errorf("agenttest: vm %s has no network", cfg.ID)
 	}
@@ -69,7 +77,7 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 	if err != nil {
 		return nil, err
 	}
-	m := &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log")}
+	m := &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log"), cfg: cfg, guestDir: filepath.Join(cfg.Dir, "guest")}
 	d.mu.Lock()
 	if d.started == nil {
 		d.started = map[string]*machine{}
@@ -98,9 +106,14 @@ func (d *Driver) Adopt(_ context.Context, dir string) (vmm.Machine, error) {
 }
 
 type machine struct {
-	d       *Driver
-	e       *envdtest.Envd
-	console string
+	d        *Driver
+	e        *envdtest.Envd
+	console  string
+	cfg      vmm.Config
+	guestDir string
+
+	mu     sync.Mutex
+	paused bool
 }
 
 func (m *machine) PID() int              { return m.e.PID }
@@ -108,8 +121,23 @@ func (m *machine) Done() <-chan struct{} { return m.e.Done() }
 func (m *machine) Err() error            { return m.e.Err() }
 
 // Pause and Resume freeze and thaw the envd process, as vCPUs are stopped.
-func (m *machine) Pause(context.Context) error  { return syscall.Kill(m.e.PID, syscall.SIGSTOP) }
-func (m *machine) Resume(context.Context) error { return syscall.Kill(m.e.PID, syscall.SIGCONT) }
+func (m *machine) Pause(context.Context) error  { return m.signal(syscall.SIGSTOP, true) }
+func (m *machine) Resume(context.Context) error { return m.signal(syscall.SIGCONT, false) }
+
+func (m *machine) signal(sig syscall.Signal, paused bool) error {
+	select {
+	case <-m.Done():
+		return vmm.ErrNotRunning
+	default:
+	}
+	if err := syscall.Kill(m.e.PID, sig); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.paused = paused
+	m.mu.Unlock()
+	return nil
+}
 
 func (m *machine) Stop(ctx context.Context) error {
 	if _, onStop := m.d.hooks(); onStop != nil {

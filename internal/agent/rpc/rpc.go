@@ -36,6 +36,8 @@ const streamChunk = 1 << 20
 type Sandboxes interface {
 	Create(ctx context.Context, spec agent.Spec) (*agent.Info, string, agent.Timings, error)
 	Destroy(ctx context.Context, id string) error
+	Pause(ctx context.Context, id string) (*agent.Info, agent.PauseStats, error)
+	Resume(ctx context.Context, id string, timeoutSec int) (*agent.Info, string, time.Duration, error)
 	Get(id string) (*agent.Info, error)
 	List() []*agent.Info
 	Ping(id string) error
@@ -120,6 +122,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, agent.ErrInvalid):
 		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, agent.ErrUnsupported):
+		return connect.NewError(connect.CodeUnimplemented, err)
 	case errors.As(err, &stateErr):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.As(err, &fileErr):

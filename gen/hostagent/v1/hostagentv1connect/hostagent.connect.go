@@ -73,6 +73,12 @@ const (
 	// HostAgentServiceExecResizeProcedure is the fully-qualified name of the HostAgentService's
 	// ExecResize RPC.
 	HostAgentServiceExecResizeProcedure = "/hostagent.v1.HostAgentService/ExecResize"
+	// HostAgentServicePauseSandboxProcedure is the fully-qualified name of the HostAgentService's
+	// PauseSandbox RPC.
+	HostAgentServicePauseSandboxProcedure = "/hostagent.v1.HostAgentService/PauseSandbox"
+	// HostAgentServiceResumeSandboxProcedure is the fully-qualified name of the HostAgentService's
+	// ResumeSandbox RPC.
+	HostAgentServiceResumeSandboxProcedure = "/hostagent.v1.HostAgentService/ResumeSandbox"
 )
 
 // HostAgentServiceClient is a client for the hostagent.v1.HostAgentService service.
@@ -99,6 +105,15 @@ type HostAgentServiceClient interface {
 	// (unary calls beside the server stream, so HTTP/1.1 clients can do it too).
 	ExecInput(context.Context, *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error)
 	ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error)
+	// PauseSandbox freezes a running sandbox into a memory snapshot: its proxied
+	// connections are closed, the VM and its network slot released; the disk and the
+	// snapshot stay. A paused sandbox takes no CPU or memory. failed_precondition when
+	// the sandbox is not running.
+	PauseSandbox(context.Context, *connect.Request[v1.PauseSandboxRequest]) (*connect.Response[v1.PauseSandboxResponse], error)
+	// ResumeSandbox restores a paused sandbox (on a new slot: its host_ip may change),
+	// sets the guest's clock and returns once envd answers. On failure it stays paused,
+	// so a retry can succeed. failed_precondition when the sandbox is not paused.
+	ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error)
 }
 
 // NewHostAgentServiceClient constructs a client for the hostagent.v1.HostAgentService service. By
@@ -190,6 +205,18 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("ExecResize")),
 			connect.WithClientOptions(opts...),
 		),
+		pauseSandbox: connect.NewClient[v1.PauseSandboxRequest, v1.PauseSandboxResponse](
+			httpClient,
+			baseURL+HostAgentServicePauseSandboxProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("PauseSandbox")),
+			connect.WithClientOptions(opts...),
+		),
+		resumeSandbox: connect.NewClient[v1.ResumeSandboxRequest, v1.ResumeSandboxResponse](
+			httpClient,
+			baseURL+HostAgentServiceResumeSandboxProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("ResumeSandbox")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -208,6 +235,8 @@ type hostAgentServiceClient struct {
 	ping            *connect.Client[v1.PingRequest, v1.PingResponse]
 	execInput       *connect.Client[v1.ExecInputRequest, v1.ExecInputResponse]
 	execResize      *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
+	pauseSandbox    *connect.Client[v1.PauseSandboxRequest, v1.PauseSandboxResponse]
+	resumeSandbox   *connect.Client[v1.ResumeSandboxRequest, v1.ResumeSandboxResponse]
 }
 
 // CreateSandbox calls hostagent.v1.HostAgentService.CreateSandbox.
@@ -275,6 +304,16 @@ func (c *hostAgentServiceClient) ExecResize(ctx context.Context, req *connect.Re
 	return c.execResize.CallUnary(ctx, req)
 }
 
+// PauseSandbox calls hostagent.v1.HostAgentService.PauseSandbox.
+func (c *hostAgentServiceClient) PauseSandbox(ctx context.Context, req *connect.Request[v1.PauseSandboxRequest]) (*connect.Response[v1.PauseSandboxResponse], error) {
+	return c.pauseSandbox.CallUnary(ctx, req)
+}
+
+// ResumeSandbox calls hostagent.v1.HostAgentService.ResumeSandbox.
+func (c *hostAgentServiceClient) ResumeSandbox(ctx context.Context, req *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error) {
+	return c.resumeSandbox.CallUnary(ctx, req)
+}
+
 // HostAgentServiceHandler is an implementation of the hostagent.v1.HostAgentService service.
 type HostAgentServiceHandler interface {
 	// CreateSandbox boots a sandbox and returns once envd inside it is initialised.
@@ -299,6 +338,15 @@ type HostAgentServiceHandler interface {
 	// (unary calls beside the server stream, so HTTP/1.1 clients can do it too).
 	ExecInput(context.Context, *connect.Request[v1.ExecInputRequest]) (*connect.Response[v1.ExecInputResponse], error)
 	ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error)
+	// PauseSandbox freezes a running sandbox into a memory snapshot: its proxied
+	// connections are closed, the VM and its network slot released; the disk and the
+	// snapshot stay. A paused sandbox takes no CPU or memory. failed_precondition when
+	// the sandbox is not running.
+	PauseSandbox(context.Context, *connect.Request[v1.PauseSandboxRequest]) (*connect.Response[v1.PauseSandboxResponse], error)
+	// ResumeSandbox restores a paused sandbox (on a new slot: its host_ip may change),
+	// sets the guest's clock and returns once envd answers. On failure it stays paused,
+	// so a retry can succeed. failed_precondition when the sandbox is not paused.
+	ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error)
 }
 
 // NewHostAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -386,6 +434,18 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("ExecResize")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServicePauseSandboxHandler := connect.NewUnaryHandler(
+		HostAgentServicePauseSandboxProcedure,
+		svc.PauseSandbox,
+		connect.WithSchema(hostAgentServiceMethods.ByName("PauseSandbox")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceResumeSandboxHandler := connect.NewUnaryHandler(
+		HostAgentServiceResumeSandboxProcedure,
+		svc.ResumeSandbox,
+		connect.WithSchema(hostAgentServiceMethods.ByName("ResumeSandbox")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/hostagent.v1.HostAgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HostAgentServiceCreateSandboxProcedure:
@@ -414,6 +474,10 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServiceExecInputHandler.ServeHTTP(w, r)
 		case HostAgentServiceExecResizeProcedure:
 			hostAgentServiceExecResizeHandler.ServeHTTP(w, r)
+		case HostAgentServicePauseSandboxProcedure:
+			hostAgentServicePauseSandboxHandler.ServeHTTP(w, r)
+		case HostAgentServiceResumeSandboxProcedure:
+			hostAgentServiceResumeSandboxHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -473,4 +537,12 @@ func (UnimplementedHostAgentServiceHandler) ExecInput(context.Context, *connect.
 
 func (UnimplementedHostAgentServiceHandler) ExecResize(context.Context, *connect.Request[v1.ExecResizeRequest]) (*connect.Response[v1.ExecResizeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ExecResize is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) PauseSandbox(context.Context, *connect.Request[v1.PauseSandboxRequest]) (*connect.Response[v1.PauseSandboxResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.PauseSandbox is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ResumeSandbox is not implemented"))
 }
