@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,9 +24,14 @@ import (
 const (
 	maxInitBody  = 1 << 20
 	initLockWait = 10 * time.Second
-	// The guest clock is corrected when it is this far behind or ahead of the host.
+	// The guest clock is stepped when it is more than clockBehind behind the host's time
+	// or more than clockAhead ahead of it. The asymmetry is request latency: the host's
+	// timestamp is already old when it arrives, so a correct guest clock always looks a
+	// little ahead, and stepping it back by that latency would make it worse. E2B leaves
+	// up to 5 s ahead alone; Wrenn promises the clock within 1 s of the host after /init,
+	// so anything beyond 1 s ahead is stepped back too.
 	clockBehind = 50 * time.Millisecond
-	clockAhead  = 5 * time.Second
+	clockAhead  = time.Second
 )
 
 var (
@@ -33,17 +39,27 @@ var (
 	hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
 
+// initHandler serves POST /init. It is idempotent: the agent sends it after boot, after
+// every resume and for every clone of a snapshot (same token, a newer timestamp, maybe new
+// env vars and always a new randomSeed), and each such call is applied in full again:
+// the CRNG is reseeded and the clock checked every time. Only a replay — a timestamp not
+// newer than the last applied one — is acknowledged without effect.
 type initHandler struct {
 	cfg  Config
 	st   *state.State
+	log  *slog.Logger
 	lock chan struct{} // one /init at a time
 }
 
 func newInitHandler(cfg Config, st *state.State) *initHandler {
-	return &initHandler{cfg: cfg, st: st, lock: make(chan struct{}, 1)}
+	return &initHandler{cfg: cfg, st: st, log: cfg.Logger.With("svc", "init"), lock: make(chan struct{}, 1)}
 }
 
 func (h *initHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Taken first, with its monotonic reading: the clock step adds the time the request
+	// spent in here (waiting for the lock, reseeding) to the host's timestamp, and the
+	// monotonic clock is not moved by clock_settime.
+	arrived := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), initLockWait)
 	defer cancel()
 	select {
@@ -85,7 +101,7 @@ func (h *initHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if err := h.apply(&req); err != nil {
+	if err := h.apply(r.Context(), &req, arrived); err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -145,14 +161,15 @@ func validateInit(req *envdapi.InitRequest) error {
 	return nil
 }
 
-func (h *initHandler) apply(req *envdapi.InitRequest) error {
-	if req.Timestamp != nil && h.cfg.InVM {
-		if err := h.syncClock(*req.Timestamp); err != nil {
-			return err
-		}
+// apply makes the request take effect. The reseed and the clock step come first and are
+// done before /init answers, so nothing the agent or a user runs after /init can observe
+// the snapshot's random state or its stale time.
+func (h *initHandler) apply(ctx context.Context, req *envdapi.InitRequest, arrived time.Time) error {
+	if len(req.RandomSeed) > 0 && h.cfg.InVM {
+		h.reseed(ctx, req.RandomSeed)
 	}
-	if len(req.RandomSeed) > 0 {
-		if err := mixEntropy(req.RandomSeed); err != nil {
+	if req.Timestamp != nil && h.cfg.InVM {
+		if err := h.syncClock(ctx, *req.Timestamp, arrived); err != nil {
 			return err
 		}
 	}
@@ -184,35 +201,49 @@ func (h *initHandler) apply(req *envdapi.InitRequest) error {
 	return nil
 }
 
-// syncClock sets the guest clock from the host's when it drifted, e.g. after a resume
-// from a snapshot taken hours ago.
-func (h *initHandler) syncClock(host time.Time) error {
-	drift := time.Since(host) // positive: guest ahead
+// reseed makes the guest's CRNG depend on the host's seed (see reseedCRNG for why a plain
+// write is not enough). A failure never fails /init: the sandbox still works, its random
+// numbers are only as unique as the kernel's next periodic reseed makes them, and the
+// warning says so.
+func (h *initHandler) reseed(ctx context.Context, seed []byte) {
+	if err := h.cfg.Reseed(seed); err != nil {
+		h.log.WarnContext(ctx, "CRNG not reseeded from the /init seed; clones of one snapshot may share random numbers until the kernel's next reseed", "err", err)
+		return
+	}
+	h.log.DebugContext(ctx, "CRNG reseeded", "seed_bytes", len(seed))
+}
+
+// syncClock steps the guest's wall clock to the host's. A paused or snapshotted guest's
+// clock stands still while it is frozen, so after a resume it is behind by the length of
+// the pause, and a clone is behind by the age of its snapshot.
+//
+// The host wrote host just before sending the request, so the host's time now is at
+// least host + the time since the request arrived (measured on the monotonic clock); the
+// network latency before arrival is unknown and not added, which keeps the step from ever
+// setting the clock ahead of the host. The drift is measured against that same target.
+//
+// chrony: on KVM hosts wrenn-init starts chronyd with the host's clock (/dev/ptp0) as its
+// only source and "makestep 0.1 -1", i.e. it steps whenever it sees more than 0.1 s of
+// offset from that clock. It follows the same clock this timestamp came from, so after
+// this step it measures an offset of about zero and has nothing to step back; when it
+// stepped first, this check finds the clock in sync and leaves it alone. A step of more
+// than 10 s (the usual case after a pause) is seen by chronyd's scheduler as an external
+// time jump, after which it drops the samples taken before it instead of applying their
+// stale offset again. A smaller step that races a chrony update could be applied twice;
+// chrony then steps back to the host's clock at its next update, a few seconds later.
+func (h *initHandler) syncClock(ctx context.Context, host, arrived time.Time) error {
+	target := host.Add(time.Since(arrived))
+	// Round(0) drops the monotonic reading, so this compares wall clocks: the guest's
+	// against the host's.
+	drift := time.Now().Round(0).Sub(target) // positive: guest ahead
 	if drift > -clockBehind && drift < clockAhead {
 		return nil
 	}
-	if err := h.cfg.SetClock(host); err != nil {
+	target = host.Add(time.Since(arrived)) // as late as possible, right before the step
+	if err := h.cfg.SetClock(target); err != nil {
 		return fmt.Errorf("set clock: %w", err)
 	}
-	return nil
-}
-
-func setSystemClock(t time.Time) error {
-	ts := unix.NsecToTimespec(t.UnixNano())
-	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
-}
-
-// mixEntropy writes seed bytes into the kernel's pool. Writing to /dev/urandom mixes them
-// in without crediting entropy, which is enough to make clones' streams diverge.
-func mixEntropy(seed []byte) error {
-	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("open /dev/urandom: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Write(seed); err != nil {
-		return fmt.Errorf("write entropy: %w", err)
-	}
+	h.log.InfoContext(ctx, "guest clock stepped to the host's", "drift", drift)
 	return nil
 }
 

@@ -1,6 +1,22 @@
 // Package envd assembles the in-sandbox daemon: the process and filesystem Connect
 // services, the plain-HTTP endpoints (/health, /init, /envs, /metrics, /files), access
 // token enforcement and CORS, served over HTTP/1.1 and cleartext HTTP/2 on one port.
+//
+// POST /init is what turns a booted, resumed or snapshot-restored guest into this
+// sandbox. Inside a VM (Config.InVM), by the time it answers 204:
+//
+//   - the kernel's CRNG has been reseeded from the request's randomSeed (RNDADDENTROPY,
+//     then RNDRESEEDCRNG), so clones restored from one memory snapshot read different
+//     bytes from /dev/urandom and getrandom(2) from the first read after /init, instead
+//     of sharing the snapshot's CRNG state until the kernel's next periodic reseed;
+//   - the wall clock is within 1 s of the host's: a guest's clock stands still while it
+//     is paused or snapshotted, so when it is more than 50 ms behind (or 1 s ahead of)
+//     the request's timestamp plus the time the request has spent in envd, it is stepped
+//     to that value.
+//
+// /init may be sent any number of times (after boot, after every resume) and each request
+// with a newer timestamp is applied in full again, reseed and clock included. A reseed
+// that the kernel refuses is logged at warn and does not fail /init.
 package envd
 
 import (
@@ -35,6 +51,9 @@ type Config struct {
 	Logger *slog.Logger
 	// SetClock replaces the system-clock setter (tests); nil means clock_settime.
 	SetClock func(time.Time) error
+	// Reseed replaces the kernel CRNG reseed from /init's randomSeed (tests); nil means
+	// the RNDADDENTROPY and RNDRESEEDCRNG ioctls on /dev/urandom.
+	Reseed func(seed []byte) error
 }
 
 // Server is one envd instance.
@@ -60,6 +79,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.SetClock == nil {
 		cfg.SetClock = setSystemClock
+	}
+	if cfg.Reseed == nil {
+		cfg.Reseed = reseedCRNG
 	}
 	st := state.New()
 	s := &Server{

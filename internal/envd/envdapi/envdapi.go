@@ -16,8 +16,10 @@ type InitRequest struct {
 	SandboxID  string `json:"sandboxID,omitempty"`
 	TemplateID string `json:"templateID,omitempty"`
 	Hostname   string `json:"hostname,omitempty"`
-	// RandomSeed is mixed into the kernel's entropy pool so clones of one memory
-	// snapshot stop producing the same random numbers.
+	// RandomSeed is credited to the guest kernel's entropy pool and its CRNG is reseeded
+	// from it before /init answers, so clones of one memory snapshot stop producing the
+	// same random numbers. Send fresh bytes from a CSPRNG with every /init (32 are
+	// plenty): envd credits them as entropy.
 	RandomSeed []byte `json:"randomSeed,omitempty"`
 }
 
