@@ -21,19 +21,41 @@ import (
 //
 //	if s, ok := m.(vmm.Snapshotter); ok { snap, err := s.Snapshot(ctx, opts) … }
 //
-// No driver implements them yet: QEMU snapshots (guest RAM in a memory file + device
-// state via migration, restore with -incoming) are the next piece of work, Firecracker
-// (PUT /snapshot/create, /snapshot/load) comes with its driver. What exists is the
-// contract below, the metadata every snapshot carries, and the conformance cases in
-// vmmtest that run as soon as a driver implements the interfaces.
+// The QEMU driver implements both (guest RAM lives in a memory file that the snapshot
+// shares or copies; device state goes through QEMU's migration into a small file);
+// Firecracker (PUT /snapshot/create, /snapshot/load) comes with its driver. The
+// conformance cases in vmmtest hold every implementation to the contract below.
+//
+// Two kinds of snapshot serve two uses:
+//
+//   - A pause snapshot (SnapshotOptions.Detached false) is what the agent takes right
+//     before stopping a paused VM. It may share storage with the VM instead of copying
+//     it (QEMU hard-links the VM's memory file), so it is cheap however often a sandbox
+//     pauses. It stays valid only while the guest does not run again: once the VM (or
+//     a VM restored from the snapshot in place, below) resumes, the driver withdraws it
+//     (removes or renames its meta file), so it can never be restored with memory that
+//     moved on. The driver knows the snapshot by the directory it was written to or
+//     restored from: rename that directory only while no VM that shares it can resume
+//     (e.g. after Stop).
+//   - A detached snapshot (Detached true) shares nothing the VM writes: the VM may
+//     resume and the snapshot stays valid for any number of restores (templates,
+//     clones). It costs a copy of the memory (a reflink where the filesystem can).
+//
+// Restoring a pause snapshot into the Dir of the VM it was taken from (the sandbox
+// resuming its own pause) may continue on the snapshot's memory in place, without a
+// copy; restoring any snapshot anywhere else gives the new VM its own copy of the
+// memory, so the snapshot's files stay untouched.
 
 // Snapshotter is implemented by Machines that can save a paused VM.
 type Snapshotter interface {
 	// Snapshot writes the VM's memory and device state into opts.Dir. The VM must be
 	// paused (ErrNotPaused otherwise) and stays paused; the caller resumes or stops
-	// it. The disk is not copied (the caller owns it), but the driver has flushed
-	// the VMM's writes to it. On failure opts.Dir holds no half snapshot: whatever
-	// the driver wrote there is removed, and the error says what failed.
+	// it. A driver may save a VM only once per pause (QEMU does); a second Snapshot
+	// before Resume then fails and says so. The disk is not copied (the caller owns
+	// it), but the driver has flushed the VMM's writes to it. The snapshot's files
+	// are durable (fsynced) when Snapshot returns. On failure opts.Dir holds no half
+	// snapshot: whatever the driver wrote there is removed, the meta file being
+	// written last, and the VM is still paused and can be resumed.
 	Snapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error)
 }
 
@@ -42,11 +64,15 @@ type Restorer interface {
 	// Restore starts a VM from the snapshot in snapshotDir. cfg is the new VM: its
 	// ID, Dir, Disk and Net are this VM's own (a clone's disk, another TAP); Kernel,
 	// Initrd, VCPUs and MemoryMiB must be what the snapshot was taken with. Before
-	// loading anything the driver reads the snapshot's SnapshotMeta and refuses,
+	// starting anything the driver reads the snapshot's SnapshotMeta and refuses,
 	// with an error matching ErrIncompatibleSnapshot, a snapshot it cannot load
-	// (see CheckCompatible). The VM comes up paused; Resume runs it. Failures leave
-	// nothing running, as with Driver.Start. Memory files are never modified: one
-	// snapshot can be restored many times (clones).
+	// (see CheckCompatible); a snapshot file that is missing, truncated or corrupt
+	// is an error naming the file. The VM comes up paused; Resume runs it. Failures
+	// leave nothing running and the snapshot's files unmodified, so a restore can be
+	// retried. A successful restore of a pause snapshot into the Dir of the VM it was
+	// taken from may use its memory in place: that snapshot is withdrawn when the
+	// restored VM first resumes. Any other restore leaves the snapshot's files as
+	// they are: one snapshot can be restored many times (clones).
 	Restore(ctx context.Context, cfg Config, snapshotDir string) (Machine, error)
 }
 
@@ -71,6 +97,10 @@ type SnapshotOptions struct {
 	// Parent is the directory of the snapshot a diff layers on, recorded in the
 	// diff's meta; empty for a full snapshot.
 	Parent string
+	// Detached asks for a snapshot that shares nothing the VM writes, so that the
+	// VM may resume and the snapshot stays restorable (templates). Without it the
+	// snapshot is a pause snapshot, valid until the VM runs again (see above).
+	Detached bool
 }
 
 // Snapshot describes a snapshot written to a directory.
@@ -107,6 +137,9 @@ type SnapshotFile struct {
 	Name string `json:"name"`
 	// Size is the file's apparent size in bytes (a sparse file uses less).
 	Size int64 `json:"size"`
+	// SHA256 is the hex digest of small files (device state), checked before a
+	// restore loads them; "" for files too big to hash on every restore (memory).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // MetaFileName is the name of the SnapshotMeta file in a snapshot directory.
@@ -139,13 +172,18 @@ type SnapshotMeta struct {
 	// type, accelerator, CPU model, devices), without per-VM paths, in the
 	// driver's own syntax. Restore must use exactly these.
 	MachineArgs []string `json:"machine_args"`
+	// TSCKHz is the guest's TSC rate in kHz (under QEMU TCG and KVM without TSC
+	// scaling: the host's). A guest calibrates its clock against the TSC once, at
+	// boot, so a restore on a host whose TSC runs at another rate would make its
+	// clock drift. 0 = unknown, not compared.
+	TSCKHz int64 `json:"tsc_khz,omitempty"`
 	// Files lists the snapshot's files (the meta file itself excluded).
 	Files     []SnapshotFile `json:"files"`
 	CreatedAt time.Time      `json:"created_at"`
 }
 
 // ErrIncompatibleSnapshot is matched by errors refusing to restore a snapshot taken
-// with another VMM, VMM version, kernel, initrd or machine shape.
+// with another VMM, VMM version, kernel, initrd, machine shape or TSC rate.
 var ErrIncompatibleSnapshot = errors.New("incompatible snapshot")
 
 // ErrNotPaused is returned by Snapshot on a VM that is not paused.
@@ -155,9 +193,16 @@ var ErrNotPaused = errors.New("vm is not paused")
 // (e.g. diff snapshots).
 var ErrUnsupported = errors.New("not supported by this vmm driver")
 
+// TSCTolerancePPM is how far (parts per million) a restoring host's TSC rate may be
+// from the snapshot's. A host's own calibration differs by a few ppm from boot to
+// boot, which must not strand its paused sandboxes; NTP can slew a guest clock by at
+// most 500 ppm, so a larger error would never be corrected.
+const TSCTolerancePPM = 500
+
 // CheckCompatible returns nil when a snapshot whose meta is snap can be restored
 // where the driver would produce want for the new VM (same VMM, VMM version,
-// kernel, initrd, vCPUs, memory and machine arguments). Otherwise the error matches
+// kernel, initrd, vCPUs, memory and machine arguments, and a TSC rate within
+// TSCTolerancePPM when both are known). Otherwise the error matches
 // ErrIncompatibleSnapshot and names every difference, snapshot value first.
 func CheckCompatible(snap, want SnapshotMeta) error {
 	var diffs []string
@@ -178,14 +223,21 @@ func CheckCompatible(snap, want SnapshotMeta) error {
 	if !slices.Equal(snap.MachineArgs, want.MachineArgs) {
 		add("machine args", strings.Join(snap.MachineArgs, " "), strings.Join(want.MachineArgs, " "))
 	}
+	if snap.TSCKHz > 0 && want.TSCKHz > 0 {
+		if d := snap.TSCKHz - want.TSCKHz; max(d, -d)*1_000_000 > TSCTolerancePPM*want.TSCKHz {
+			diffs = append(diffs, fmt.Sprintf("tsc %d kHz, this host runs at %d kHz", snap.TSCKHz, want.TSCKHz))
+		}
+	}
 	if len(diffs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: taken with %s", ErrIncompatibleSnapshot, strings.Join(diffs, "; "))
 }
 
-// WriteSnapshotMeta writes meta to dir/MetaFileName. Drivers call it last, so that a
-// directory with a meta file holds a complete snapshot.
+// WriteSnapshotMeta writes meta to dir/MetaFileName, durably (the file and then the
+// directory are fsynced: a paused sandbox's snapshot may be the only copy of its
+// state). Drivers call it last, after syncing the other files, so that a directory
+// with a meta file holds a complete snapshot even after a host crash.
 func WriteSnapshotMeta(dir string, meta SnapshotMeta) error {
 	if meta.Format == 0 {
 		meta.Format = SnapshotMetaFormat
@@ -196,12 +248,45 @@ func WriteSnapshotMeta(dir string, meta SnapshotMeta) error {
 	}
 	p := filepath.Join(dir, MetaFileName)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := writeSynced(tmp, append(b, '\n')); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write snapshot meta: %w", err)
 	}
 	if err := os.Rename(tmp, p); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write snapshot meta: %w", err)
+	}
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("write snapshot meta: %w", err)
+	}
+	return nil
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// SyncDir fsyncs a directory, making the names created or renamed in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

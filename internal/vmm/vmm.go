@@ -21,7 +21,8 @@ type Config struct {
 	// ID names the VM in logs; it must be a short [a-z0-9-] name.
 	ID string
 	// Dir is the VM's private runtime directory (sockets, pidfile, console log, the
-	// state needed to adopt it again). It must exist and belong to this VM alone.
+	// state needed to adopt it again; for QEMU also the guest RAM file, which may be
+	// as large as the VM's memory). It must exist and belong to this VM alone.
 	Dir string
 	// Kernel is an uncompressed vmlinux (PVH boot) or a bzImage.
 	Kernel string

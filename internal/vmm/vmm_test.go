@@ -113,3 +113,30 @@ func TestSnapshotMetaFile(t *testing.T) {
 		t.Errorf(`FileSHA256("") = %q, %v`, h, err)
 	}
 }
+
+func TestCheckCompatibleTSC(t *testing.T) {
+	base := SnapshotMeta{Format: SnapshotMetaFormat, VMM: "qemu", TSCKHz: 2_096_010}
+	for _, c := range []struct {
+		host int64
+		ok   bool
+	}{
+		{2_096_010, true},
+		{2_095_998, true}, // the same host after a reboot: a few ppm
+		{0, true},         // unknown on this host
+		{2_097_000, true}, // 472 ppm
+		{2_100_000, false},
+		{3_000_000, false},
+	} {
+		want := base
+		want.TSCKHz = c.host
+		err := CheckCompatible(base, want)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrIncompatibleSnapshot)) {
+			t.Errorf("host tsc %d kHz: %v, want ok=%v", c.host, err, c.ok)
+		}
+	}
+	unknown := base
+	unknown.TSCKHz = 0
+	if err := CheckCompatible(unknown, base); err != nil {
+		t.Errorf("snapshot without tsc: %v", err)
+	}
+}

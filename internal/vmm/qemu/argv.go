@@ -21,6 +21,9 @@ const (
 	stateFileName = "qemu-state.json"
 	consoleName   = "console.log"
 	stderrName    = "qemu.stderr"
+	// memoryName is the guest RAM file (see the package doc). It outlives Stop when
+	// a pause snapshot shares it.
+	memoryName = "memory"
 )
 
 // Limits. maxSunPath is sizeof(sockaddr_un.sun_path) minus the NUL; maxCmdline is
@@ -47,11 +50,15 @@ type spec struct {
 	disk     string // "" = none
 	netns    string // "" = current namespace
 	tap, mac string
+	// incoming makes QEMU wait for a snapshot's device state (restore) instead of
+	// booting.
+	incoming bool
 }
 
 func (s spec) qmpPath() string     { return filepath.Join(s.dir, qmpSocketName) }
 func (s spec) pidPath() string     { return filepath.Join(s.dir, pidFileName) }
 func (s spec) consolePath() string { return filepath.Join(s.dir, consoleName) }
+func (s spec) memoryPath() string  { return filepath.Join(s.dir, memoryName) }
 
 // validate checks everything in cfg that ends up in QEMU's argv, so that no string a
 // user could influence reaches QEMU unchecked: IDs and device names by allow-list,
@@ -212,21 +219,31 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 	if kvm {
 		accel, cpu = "kvm", "host"
 	}
+	mem := strconv.Itoa(s.cfg.MemoryMiB)
+	console := "file,id=console,path=" + optValue(s.consolePath())
+	if s.incoming {
+		// A restored VM continues the console log of the VM it was paused from.
+		console += ",append=on"
+	}
 	argv := []string{binary,
 		"-name", s.cfg.ID,
 		// pit/pic/rtc: without a reference timer the guest's TSC calibration hangs
 		// under TCG (qemu-tcg-notes.md §1).
-		"-M", "microvm,pit=on,pic=on,rtc=on",
+		"-M", "microvm,pit=on,pic=on,rtc=on,memory-backend=mem",
 		"-accel", accel,
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(s.cfg.VCPUs),
-		"-m", strconv.Itoa(s.cfg.MemoryMiB),
+		"-m", mem,
+		// Guest RAM is a shared mapping of a sparse file in Dir (package doc): a
+		// snapshot links or copies it instead of streaming it, and migration skips
+		// it (x-ignore-shared skips only share=on RAM).
+		"-object", "memory-backend-file,id=mem,size=" + mem + "M,mem-path=" + optValue(s.memoryPath()) + ",share=on,prealloc=off",
 		"-nodefaults", "-no-user-config", "-nographic",
 		"-no-reboot",
 		// The guest is untrusted; if it escapes into QEMU, seccomp keeps QEMU from
 		// spawning, changing privileges or using obsolete syscalls.
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-chardev", "file,id=console,path=" + optValue(s.consolePath()),
+		"-chardev", console,
 		"-serial", "chardev:console",
 		"-kernel", s.kernel,
 	}
@@ -254,5 +271,72 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", s.pidPath(),
 	)
+	if s.incoming {
+		// -S as well: the VM must stay paused after loading whatever run state the
+		// snapshot recorded; Machine.Resume runs it.
+		argv = append(argv, "-incoming", "defer", "-S")
+	}
 	return argv, nil
+}
+
+// noValueFlags are the QEMU flags buildArgv uses that take no value.
+var noValueFlags = map[string]bool{
+	"-nodefaults": true, "-no-user-config": true, "-nographic": true, "-no-reboot": true, "-S": true,
+}
+
+// hardwareFlags are the flags whose values shape what the guest sees (machine,
+// accelerator, CPU, RAM, devices): a snapshot's device state loads only into the
+// same shape.
+var hardwareFlags = map[string]bool{
+	"-M": true, "-accel": true, "-cpu": true, "-smp": true, "-m": true, "-object": true, "-device": true,
+}
+
+// machineArgs extracts the hardware-shaping arguments of an argv for SnapshotMeta,
+// without per-VM paths (the memory file's mem-path), so a snapshot of one VM
+// compares equal to the argv of another VM with the same shape in another Dir. The
+// NIC's MAC stays: the guest keeps the snapshot's MAC whatever the command line says,
+// so a different one would be a lie.
+func machineArgs(argv []string) []string {
+	var out []string
+	for i := 1; i < len(argv); i++ {
+		f := argv[i]
+		if noValueFlags[f] {
+			continue
+		}
+		if i+1 >= len(argv) {
+			break
+		}
+		v := argv[i+1]
+		i++
+		if hardwareFlags[f] {
+			out = append(out, f, dropOption(v, "mem-path"))
+		}
+	}
+	return out
+}
+
+// dropOption removes key=… from a QEMU option string (where ",," is a literal
+// comma inside a value).
+func dropOption(opts, key string) string {
+	var parts []string
+	start := 0
+	for i := 0; i < len(opts); i++ {
+		if opts[i] != ',' {
+			continue
+		}
+		if i+1 < len(opts) && opts[i+1] == ',' {
+			i++
+			continue
+		}
+		parts = append(parts, opts[start:i])
+		start = i + 1
+	}
+	parts = append(parts, opts[start:])
+	kept := parts[:0]
+	for _, p := range parts {
+		if !strings.HasPrefix(p, key+"=") {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ",")
 }

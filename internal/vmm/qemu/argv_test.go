@@ -93,7 +93,8 @@ func TestBuildArgv(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"-M":       "microvm,pit=on,pic=on,rtc=on",
+		"-M":       "microvm,pit=on,pic=on,rtc=on,memory-backend=mem",
+		"-object":  "memory-backend-file,id=mem,size=512M,mem-path=" + filepath.Join(cfg.Dir, "memory") + ",share=on,prealloc=off",
 		"-accel":   "tcg",
 		"-cpu":     "max",
 		"-smp":     "2",
@@ -149,7 +150,7 @@ func TestBuildArgvMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"-initrd", "-drive", "-netdev", "-device"} {
+	for _, f := range []string{"-initrd", "-drive", "-netdev", "-device", "-incoming", "-S"} {
 		if slices.Contains(argv, f) {
 			t.Errorf("unexpected %s in %q", f, argv)
 		}
@@ -287,4 +288,54 @@ func TestTSCParsing(t *testing.T) {
 		t.Errorf("empty kernel log: got %d", got)
 	}
 	t.Logf("this host: tsc %d kHz, kvm usable %v", hostTSCKHz(), vmproc.KVMUsable())
+}
+
+// A restore's argv is a start's plus -incoming defer and -S, with the console log
+// continued; its hardware arguments are the same, and they leave out per-VM paths.
+func TestRestoreArgvAndMachineArgs(t *testing.T) {
+	cfg := testFiles(t)
+	cfg.Net = testNet()
+	s, err := validate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := buildArgv("/q", false, 2096010, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.incoming = true
+	restore, err := buildArgv("/q", false, 2096010, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restore[len(restore)-3:]; !slices.Equal(got, []string{"-incoming", "defer", "-S"}) {
+		t.Errorf("restore argv ends %q", got)
+	}
+	if got := flagValues(restore, "-chardev")[0]; !strings.HasSuffix(got, ",append=on") {
+		t.Errorf("restore console %q does not append", got)
+	}
+	want := []string{
+		"-M", "microvm,pit=on,pic=on,rtc=on,memory-backend=mem",
+		"-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "512",
+		"-object", "memory-backend-file,id=mem,size=512M,share=on,prealloc=off",
+		"-device", "virtio-blk-device,drive=root",
+		"-device", "virtio-net-device,netdev=net0,mac=02:fc:00:00:00:05",
+	}
+	if got := machineArgs(start); !slices.Equal(got, want) {
+		t.Errorf("machine args\n got %q\nwant %q", got, want)
+	}
+	if got := machineArgs(restore); !slices.Equal(got, want) {
+		t.Errorf("restore machine args %q", got)
+	}
+	// Another VM of the same shape in another Dir compares equal.
+	other := testFiles(t)
+	other.Net = testNet()
+	so, _ := validate(other)
+	otherArgv, _ := buildArgv("/q", false, 2096010, so)
+	if !slices.Equal(machineArgs(otherArgv), want) {
+		t.Errorf("machine args depend on the Dir: %q", machineArgs(otherArgv))
+	}
+	if got := dropOption("a=1,mem-path=/x,,y,b=2", "mem-path"); got != "a=1,b=2" {
+		t.Errorf("dropOption with an escaped comma: %q", got)
+	}
 }

@@ -20,7 +20,7 @@ import (
 // Guest assets for the real-QEMU tests, shared by all tests (and later test runs)
 // through a cache directory under the system temp dir.
 
-func assetCache(t *testing.T) string {
+func assetCache(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("wrenn-qemu-test-assets-%d", os.Getuid()))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -38,7 +38,7 @@ var (
 // testKernel finds a bootable x86-64 kernel: $WRENN_TEST_KERNEL, one built by the
 // image builder under $WRENN_DIR (default /var/lib/wrenn), or Debian's cloud kernel
 // fetched with apt-get download from the Debian mirror and unpacked with dpkg-deb.
-func testKernel(t *testing.T) string {
+func testKernel(t testing.TB) string {
 	t.Helper()
 	kernelOnce.Do(func() { kernelPath, kernelErr = findKernel(assetCache(t)) })
 	if kernelErr != nil {
@@ -127,7 +127,7 @@ func debExtract(ctx context.Context, cache, name, pkg, keep string) (string, err
 
 // staticBusybox returns a statically linked busybox: the host's when it is static,
 // else the one from Debian's busybox-static package.
-func staticBusybox(t *testing.T) string {
+func staticBusybox(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if isStatic(p) {
@@ -166,9 +166,17 @@ func isStatic(p string) bool {
 // readyMarker is printed by the test initramfs's init once it runs.
 const readyMarker = "wrenn-test-init-ready"
 
+// counterArgs make the test init count: after readyMarker it stores a random token
+// in a file of its RAM-backed root and prints "tick <token> <n>" every second from a
+// shell variable, so a guest restored from a snapshot shows that its memory (the
+// file and the shell's n) carried on. Unknown k=v kernel arguments become init's
+// environment.
+var counterArgs = []string{"wrenntest=counter"}
+
 // testInitramfs builds an uncompressed newc cpio whose /init prints readyMarker and
-// sleeps forever, keeping the VM alive without any disk.
-func testInitramfs(t *testing.T) string {
+// then sleeps forever (an idle guest), or counts with counterArgs, keeping the VM
+// alive without any disk.
+func testInitramfs(t testing.TB) string {
 	t.Helper()
 	bb, err := os.ReadFile(staticBusybox(t))
 	if err != nil {
@@ -177,6 +185,11 @@ func testInitramfs(t *testing.T) string {
 	init := "#!/bin/busybox sh\n" +
 		"/bin/busybox mount -t proc proc /proc\n" +
 		"echo " + readyMarker + "\n" +
+		"if [ \"$wrenntest\" = counter ]; then\n" +
+		"  /bin/busybox cat /proc/sys/kernel/random/uuid > /token\n" +
+		"  n=0\n" +
+		"  while true; do n=$((n+1)); echo \"tick $(/bin/busybox cat /token) $n\"; /bin/busybox sleep 1; done\n" +
+		"fi\n" +
 		"exec /bin/busybox sleep 1000000\n"
 	var w cpioWriter
 	w.add("dev", 0o040755, 0, nil)
@@ -220,7 +233,7 @@ func (w *cpioWriter) pad() {
 }
 
 // requireQEMU skips unless real-QEMU tests can run here.
-func requireQEMU(t *testing.T) string {
+func requireQEMU(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real-QEMU test skipped in -short mode")
@@ -234,7 +247,7 @@ func requireQEMU(t *testing.T) string {
 }
 
 // waitConsole waits until the console log contains s.
-func waitConsole(t *testing.T, path, s string, d time.Duration) {
+func waitConsole(t testing.TB, path, s string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {

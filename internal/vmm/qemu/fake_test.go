@@ -24,12 +24,20 @@ import (
 // first argument. The VM id picks the behaviour, because the driver passes QEMU an
 // empty environment:
 //
-//	fake-exit-*  print a QEMU-like error to stderr and exit 1
-//	fake-hang-*  write the pidfile and never open QMP
-//	anything else: a QMP server like QEMU's (quit exits 0)
+//	fake-exit-*     print a QEMU-like error to stderr and exit 1
+//	fake-hang-*     write the pidfile and never open QMP
+//	fake-migfail-*  a QMP server whose migrations (snapshots) fail
+//	anything else: a QMP server like QEMU's (quit exits 0); with -incoming it
+//	waits for migrate-incoming like QEMU restoring a snapshot
+//
+// Run with "--version" it prints a QEMU-like version line.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "-name" {
 		os.Exit(fakeQEMU(os.Args[1:]))
+	}
+	if len(os.Args) == 2 && os.Args[1] == "--version" && strings.HasPrefix(filepath.Base(os.Args[0]), "qemu-system-") {
+		fmt.Println("QEMU emulator version " + fakeVersion + " (fake)")
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -65,8 +73,11 @@ func splitOpts(s string) map[string]string {
 
 func fakeQEMU(args []string) int {
 	var id, qmpPath, consolePath, pidPath string
+	incoming := false
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
+		case "-incoming":
+			incoming = true
 		case "-name":
 			id = args[i+1]
 		case "-pidfile":
@@ -97,7 +108,15 @@ func fakeQEMU(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	f := &fakeQMP{ln: ln, running: true, onQuit: func() { os.Exit(0) }}
+	f := &fakeQMP{ln: ln, status: "running", onQuit: func() { os.Exit(0) }}
+	if incoming {
+		f.status = "inmigrate"
+	}
+	f.failSave = strings.HasPrefix(id, "fake-migfail")
+	f.fatal = func() {
+		fmt.Fprintln(os.Stderr, "qemu-system-x86_64: load of migration failed: Input/output error")
+		os.Exit(1)
+	}
 	f.serve()
 	return 1
 }
@@ -151,7 +170,7 @@ func procState(pid int) string {
 }
 
 // killAllIn is the test's safety net: whatever happened, no process of ours stays.
-func killAllIn(t *testing.T, dir string) {
+func killAllIn(t testing.TB, dir string) {
 	t.Cleanup(func() {
 		for _, pid := range processesIn(dir) {
 			t.Errorf("cleanup: killing leftover process %d in %s", pid, dir)

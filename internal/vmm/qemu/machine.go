@@ -24,7 +24,8 @@ type Timings struct {
 	Spawned time.Time
 	// QMPReady is spawn → QMP greeting and capabilities negotiated.
 	QMPReady time.Duration
-	// Running is spawn → query-status answered "running" (Start returned).
+	// Running is spawn → query-status answered "running" (Start returned); for a
+	// restored VM, spawn → device state loaded, paused (Restore returned).
 	Running time.Duration
 }
 
@@ -82,10 +83,19 @@ type Machine struct {
 	kill      func() error // SIGKILL without pid-reuse races (child handle or pidfd)
 	timings   Timings
 
+	// snapMu serializes Snapshot and Resume, which both change st.Shared and
+	// must not interleave with a migration.
+	snapMu sync.Mutex
+
 	done     chan struct{}
 	mu       sync.Mutex
 	err      error
 	stopping bool
+	// st is the state file's content (rewritten when st.Shared changes); memory
+	// is the guest RAM file QEMU maps, identified when the machine was made so Stop
+	// never removes a file that a later VM in the same Dir created.
+	st     state
+	memory os.FileInfo
 }
 
 func newMachine(id, dir string, pid int, procStart uint64, log *slog.Logger, kill func() error) *Machine {
@@ -99,6 +109,17 @@ func newMachine(id, dir string, pid int, procStart uint64, log *slog.Logger, kil
 		kill:      kill,
 		done:      make(chan struct{}),
 	}
+}
+
+// setState records the VM's state file content and identifies its memory file.
+func (m *Machine) setState(st state) {
+	var mem os.FileInfo
+	if st.Boot != nil {
+		mem, _ = os.Stat(st.Boot.Memory) // nil: nothing to clean up at Stop
+	}
+	m.mu.Lock()
+	m.st, m.memory = st, mem
+	m.mu.Unlock()
 }
 
 // exited records the end of the process; status is nil for adopted VMs. An exit
@@ -162,7 +183,9 @@ func (m *Machine) Err() error {
 	return m.err
 }
 
-// Status is QEMU's run state ("running", "paused", …) from query-status.
+// Status is QEMU's run state ("running", "paused", …) from query-status. QEMU's
+// "postmigrate" (a paused VM whose state a snapshot saved) reads as "paused": to
+// the caller it is a paused VM that Resume runs.
 func (m *Machine) Status(ctx context.Context) (string, error) {
 	if m.exitedAlready() {
 		return "", fmt.Errorf("status of qemu %s: %w", m.id, vmm.ErrNotRunning)
@@ -170,6 +193,9 @@ func (m *Machine) Status(ctx context.Context) (string, error) {
 	st, err := m.qmp.status(ctx)
 	if err != nil {
 		return "", fmt.Errorf("status of qemu %s: %w", m.id, err)
+	}
+	if st.Status == "postmigrate" {
+		return "paused", nil
 	}
 	return st.Status, nil
 }
@@ -182,11 +208,29 @@ func (m *Machine) Pause(ctx context.Context) error {
 	return nil
 }
 
-// Resume continues the vCPUs (QMP cont).
+// Resume continues the vCPUs (QMP cont). Pause snapshots that share the VM's memory
+// file are withdrawn first, since the guest is about to change that memory; they
+// are put back only when QEMU refuses cont (then the guest surely did not run).
 func (m *Machine) Resume(ctx context.Context) error {
-	if err := m.command(ctx, "cont"); err != nil {
+	m.snapMu.Lock()
+	defer m.snapMu.Unlock()
+	if m.exitedAlready() {
+		return fmt.Errorf("resume qemu %s: %w", m.id, vmm.ErrNotRunning)
+	}
+	withdrawn, err := m.withdrawShared()
+	if err != nil {
 		return fmt.Errorf("resume qemu %s: %w", m.id, err)
 	}
+	if err := m.command(ctx, "cont"); err != nil {
+		var qe *QMPError
+		if errors.As(err, &qe) {
+			m.reinstate(withdrawn)
+		} else {
+			m.forgetShared()
+		}
+		return fmt.Errorf("resume qemu %s: %w", m.id, err)
+	}
+	m.forgetShared()
 	return nil
 }
 
@@ -215,7 +259,8 @@ const (
 
 // Stop asks QEMU to quit over QMP, kills it if ctx ends (or the quit cannot be
 // delivered) first, waits until the process is gone and removes the VM's socket,
-// pidfile and state file. The console log and QEMU's stderr stay.
+// pidfile and state file, and its memory file unless a pause snapshot shares it. The
+// console log and QEMU's stderr stay.
 func (m *Machine) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopping = true
@@ -257,6 +302,29 @@ func (m *Machine) Stop(ctx context.Context) error {
 	return nil
 }
 
+// removeUnsharedMemory deletes the guest RAM file of an ended VM unless a snapshot
+// shares it (a hard link: the sandbox's pause snapshot, which a later Restore into
+// this Dir continues from in place). Only the file this machine's QEMU mapped is
+// removed, never one a later VM in the same Dir created.
+func (m *Machine) removeUnsharedMemory() {
+	m.mu.Lock()
+	mem, boot := m.memory, m.st.Boot
+	m.mu.Unlock()
+	if mem == nil || boot == nil {
+		return
+	}
+	cur, err := os.Stat(boot.Memory)
+	if err != nil || !os.SameFile(cur, mem) {
+		return
+	}
+	if st, ok := cur.Sys().(*syscall.Stat_t); !ok || st.Nlink != 1 {
+		return
+	}
+	if err := os.Remove(boot.Memory); err != nil {
+		m.log.Warn("remove guest memory file", "path", boot.Memory, "err", err)
+	}
+}
+
 // removeOwnRuntimeFiles removes the runtime files unless the Dir's state file now
 // names another process: a stale handle must never delete the sockets of a VM that
 // was started in the same Dir later.
@@ -265,6 +333,7 @@ func (m *Machine) removeOwnRuntimeFiles() {
 		return
 	}
 	removeRuntimeFiles(m.log, m.dir)
+	m.removeUnsharedMemory()
 }
 
 // removeRuntimeFiles deletes what only makes sense while QEMU runs.

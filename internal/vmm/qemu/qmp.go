@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -108,6 +110,19 @@ func (q *qmpConn) read(ctx context.Context, m *qmpMessage) error {
 // Execute runs one command. args is marshalled as "arguments" when non-nil; the
 // "return" value is unmarshalled into out when non-nil. Events are skipped.
 func (q *qmpConn) Execute(ctx context.Context, cmd string, args, out any) error {
+	return q.execute(ctx, cmd, args, nil, out)
+}
+
+// ExecuteFD runs one command with f passed along as SCM_RIGHTS ancillary data, for
+// getfd: QEMU keeps the descriptor that arrives with the command under the given
+// name, on this monitor, for a later "fd:NAME" migration URI. QEMU runs with
+// -sandbox spawn=deny, so handing it an open file is the only way to have it read or
+// write one it could not open itself. Our copy of f stays open; the caller closes it.
+func (q *qmpConn) ExecuteFD(ctx context.Context, cmd string, args any, f *os.File, out any) error {
+	return q.execute(ctx, cmd, args, f, out)
+}
+
+func (q *qmpConn) execute(ctx context.Context, cmd string, args any, f *os.File, out any) error {
 	defer q.bound(ctx)()
 	q.nextID++
 	id := q.nextID
@@ -120,7 +135,18 @@ func (q *qmpConn) Execute(ctx context.Context, cmd string, args, out any) error 
 	if err != nil {
 		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	b = append(b, '\n')
+	if f == nil {
+		_, err = q.conn.Write(b)
+	} else {
+		uc, ok := q.conn.(*net.UnixConn)
+		if !ok {
+			return fmt.Errorf("qmp %s: passing a file needs a unix socket", cmd)
+		}
+		_, _, err = uc.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+		runtime.KeepAlive(f)
+	}
+	if err != nil {
 		return fmt.Errorf("qmp %s: write: %w", cmd, ctxErr(ctx, err))
 	}
 	for {
@@ -176,6 +202,13 @@ type qmpClient struct {
 }
 
 func (c *qmpClient) do(ctx context.Context, cmd string, args, out any) error {
+	return c.session(ctx, func(q *qmpConn) error { return q.Execute(ctx, cmd, args, out) })
+}
+
+// session runs fn on one connection, for sequences that must share a monitor
+// session (getfd and the migration that uses the fd) or must not interleave with
+// other callers.
+func (c *qmpClient) session(ctx context.Context, fn func(q *qmpConn) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q, err := dialQMP(ctx, c.path)
@@ -183,7 +216,7 @@ func (c *qmpClient) do(ctx context.Context, cmd string, args, out any) error {
 		return err
 	}
 	defer q.Close()
-	return q.Execute(ctx, cmd, args, out)
+	return fn(q)
 }
 
 func (c *qmpClient) status(ctx context.Context) (qmpStatus, error) {

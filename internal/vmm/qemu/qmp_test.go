@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -18,14 +19,22 @@ import (
 // fakeQMP serves QMP like QEMU does: one client at a time, greeting first, events
 // sprinkled between commands and answers.
 type fakeQMP struct {
-	ln      net.Listener
-	conns   atomic.Int32
-	mu      sync.Mutex
-	running bool
+	ln    net.Listener
+	conns atomic.Int32
+	mu    sync.Mutex
+	// status is QEMU's run state: running, paused, postmigrate, inmigrate.
+	status string
 	// greeting overrides the greeting line (to test non-QMP servers).
 	greeting string
 	// onQuit is called after answering quit.
 	onQuit func()
+	// Snapshot support (fakesnap_test.go): named fds from getfd, the last
+	// migration's outcome, and behaviours picked by the fake VM's id.
+	fds        map[string]*os.File
+	migration  migrationInfo
+	failSave   bool   // migrate fails
+	fatal      func() // a failed incoming load ends the process, as in QEMU
+	loadedFrom string // the state a successful incoming migration read
 }
 
 func startFakeQMP(t *testing.T, path, greeting string) *fakeQMP {
@@ -34,7 +43,7 @@ func startFakeQMP(t *testing.T, path, greeting string) *fakeQMP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeQMP{ln: ln, running: true, greeting: greeting}
+	f := &fakeQMP{ln: ln, status: "running", greeting: greeting}
 	go f.serve()
 	t.Cleanup(func() { ln.Close() })
 	return f
@@ -53,6 +62,8 @@ func (f *fakeQMP) serve() {
 
 func (f *fakeQMP) handle(c net.Conn) {
 	defer c.Close()
+	r := &fdReader{c: c.(*net.UnixConn)}
+	defer r.closeAll()
 	w := bufio.NewWriter(c)
 	send := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
 	if f.greeting != "" {
@@ -60,12 +71,13 @@ func (f *fakeQMP) handle(c net.Conn) {
 	} else {
 		send(`{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"}, "capabilities": ["oob"]}}`)
 	}
-	dec := json.NewDecoder(c)
+	dec := json.NewDecoder(r)
 	negotiated := false
 	for {
 		var req struct {
-			Execute string          `json:"execute"`
-			ID      json.RawMessage `json:"id"`
+			Execute   string          `json:"execute"`
+			Arguments json.RawMessage `json:"arguments"`
+			ID        json.RawMessage `json:"id"`
 		}
 		if err := dec.Decode(&req); err != nil {
 			return
@@ -94,17 +106,19 @@ func (f *fakeQMP) handle(c net.Conn) {
 			event("RTC_CHANGE")
 			// An answer for another id must be skipped too.
 			send(`{"return": {"status": "bogus"}, "id": 999999}`)
-			st := "paused"
-			if f.running {
-				st = "running"
-			}
-			ret(fmt.Sprintf(`{"running": %v, "singlestep": false, "status": %q}`, f.running, st))
+			ret(fmt.Sprintf(`{"running": %v, "singlestep": false, "status": %q}`, f.status == "running", f.status))
 		case "stop":
-			f.running = false
+			if f.status == "running" {
+				f.status = "paused"
+			}
 			ret("{}")
 			event("STOP")
 		case "cont":
-			f.running = true
+			if f.status == "inmigrate" {
+				qerr("GenericError", "fake: cont during incoming migration")
+				break
+			}
+			f.status = "running"
 			event("RESUME")
 			ret("{}")
 		case "quit":
@@ -115,6 +129,9 @@ func (f *fakeQMP) handle(c net.Conn) {
 			}
 		case "hang":
 			// never answer
+		case "query-version", "migrate-set-capabilities", "migrate-set-parameters", "getfd",
+			"migrate", "query-migrate", "migrate_cancel", "migrate-incoming":
+			f.snapshotCommand(req.Execute, req.Arguments, r, ret, qerr)
 		default:
 			qerr("CommandNotFound", "The command "+req.Execute+" has not been found")
 		}

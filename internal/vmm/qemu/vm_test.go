@@ -21,7 +21,7 @@ import (
 
 const bootTimeout = 90 * time.Second
 
-func realConfig(t *testing.T, id, kernel, initrd string) vmm.Config {
+func realConfig(t testing.TB, id, kernel, initrd string) vmm.Config {
 	t.Helper()
 	dir := t.TempDir()
 	killAllIn(t, dir)
@@ -29,7 +29,7 @@ func realConfig(t *testing.T, id, kernel, initrd string) vmm.Config {
 }
 
 // startReal starts a VM and makes sure it is gone at the end of the test.
-func startReal(t *testing.T, d *Driver, cfg vmm.Config) *Machine {
+func startReal(t testing.TB, d *Driver, cfg vmm.Config) *Machine {
 	t.Helper()
 	vm, err := d.Start(context.Background(), cfg)
 	if err != nil {

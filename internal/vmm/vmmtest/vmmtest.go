@@ -32,7 +32,9 @@ type Harness struct {
 	// Start returns (bad kernel, a fake binary told to exit). nil skips that case.
 	FailingConfig func(t *testing.T) vmm.Config
 	// Ready waits until the guest is far enough to pause, kill or snapshot
-	// meaningfully (e.g. a console marker). nil: Start returning is enough.
+	// meaningfully (e.g. a console marker). nil: Start returning is enough. The
+	// suite also calls it on restored VMs after Resume, where it should see the
+	// guest run on (e.g. a new line on the console), not its boot again.
 	Ready func(t *testing.T, m vmm.Machine)
 	// Timeout bounds each start, stop and exit the suite waits for. Default 30 s.
 	Timeout time.Duration
@@ -67,6 +69,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("SnapshotDiff", s.snapshotDiff)
 	t.Run("Restore", s.restore)
 	t.Run("RestoreIncompatible", s.restoreIncompatible)
+	t.Run("SnapshotDetached", s.snapshotDetached)
+	t.Run("PauseResumeCycles", s.pauseResumeCycles)
+	t.Run("RestoreTruncatedState", s.restoreTruncatedState)
 }
 
 type suite struct {

@@ -2,6 +2,7 @@ package vmmtest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -62,6 +63,7 @@ type fakeDriver struct{}
 type fakeState struct {
 	ID string `json:"id"`
 	vmproc.Identity
+	Config vmm.Config `json:"config"` // what an adopted machine snapshots as
 }
 
 func (fakeDriver) Name() string { return "fake" }
@@ -90,7 +92,7 @@ func (d fakeDriver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, err
 	start, _ := vmproc.StartTime(cmd.Process.Pid)
 	m := newFakeMachine(cfg, cmd.Process.Pid, cmd.Process.Kill)
 	go func() { cmd.Wait(); m.exited() }()
-	st = fakeState{ID: cfg.ID, Identity: vmproc.Identity{PID: cmd.Process.Pid, ProcStart: start, Binary: self, Argv: argv}}
+	st = fakeState{ID: cfg.ID, Identity: vmproc.Identity{PID: cmd.Process.Pid, ProcStart: start, Binary: self, Argv: argv}, Config: cfg}
 	if err := vmproc.WriteState(filepath.Join(cfg.Dir, "state.json"), st); err != nil {
 		m.Stop(ctx)
 		return nil, err
@@ -117,7 +119,7 @@ func (d fakeDriver) Adopt(ctx context.Context, dir string) (vmm.Machine, error) 
 	if err != nil {
 		return nil, fmt.Errorf("adopt fake: %w: %v", vmm.ErrNotRunning, err)
 	}
-	m := newFakeMachine(vmm.Config{ID: st.ID, Dir: dir}, st.PID, h.Kill)
+	m := newFakeMachine(st.Config, st.PID, h.Kill)
 	go func() { h.Wait(); h.Close(); m.exited() }()
 	return m, nil
 }
@@ -134,13 +136,25 @@ func (d fakeDriver) Restore(ctx context.Context, cfg vmm.Config, snapDir string)
 	if err := vmm.CheckCompatible(meta, want); err != nil {
 		return nil, fmt.Errorf("restore fake %s from %s: %w", cfg.ID, snapDir, err)
 	}
-	m, err := d.Start(ctx, cfg)
+	for _, f := range meta.Files {
+		b, err := os.ReadFile(filepath.Join(snapDir, f.Name))
+		if err != nil || int64(len(b)) != f.Size || (f.SHA256 != "" && fmt.Sprintf("%x", sha256.Sum256(b)) != f.SHA256) {
+			return nil, fmt.Errorf("restore fake %s from %s: %s file damaged (%v)", cfg.ID, snapDir, f.Role, err)
+		}
+	}
+	vm, err := d.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	m := vm.(*fakeMachine)
 	if err := m.Pause(ctx); err != nil {
 		m.Stop(ctx)
 		return nil, err
+	}
+	// Like QEMU's in-place restore, the restored VM now owns the snapshot of its
+	// own pause, which is withdrawn when it resumes.
+	if origin, err := os.ReadFile(filepath.Join(snapDir, "origin")); err == nil && string(origin) == cfg.Dir {
+		m.shared = []string{snapDir}
 	}
 	return m, nil
 }
@@ -165,6 +179,7 @@ type fakeMachine struct {
 	mu       sync.Mutex
 	stopping bool
 	err      error
+	shared   []string // pause snapshots withdrawn by Resume
 }
 
 func newFakeMachine(cfg vmm.Config, pid int, kill func() error) *fakeMachine {
@@ -211,7 +226,15 @@ func (m *fakeMachine) Pause(ctx context.Context) error {
 	}
 }
 
-func (m *fakeMachine) Resume(ctx context.Context) error { return m.signal(syscall.SIGCONT) }
+func (m *fakeMachine) Resume(ctx context.Context) error {
+	m.mu.Lock()
+	for _, dir := range m.shared {
+		os.Remove(filepath.Join(dir, vmm.MetaFileName))
+	}
+	m.shared = nil
+	m.mu.Unlock()
+	return m.signal(syscall.SIGCONT)
+}
 
 func (m *fakeMachine) Status(ctx context.Context) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
@@ -256,7 +279,16 @@ func (m *fakeMachine) Snapshot(ctx context.Context, o vmm.SnapshotOptions) (*vmm
 			return nil, err
 		}
 		f.Size = int64(len(data))
+		f.SHA256 = fmt.Sprintf("%x", sha256.Sum256(data))
 		meta.Files = append(meta.Files, f)
+	}
+	if !o.Detached {
+		if err := os.WriteFile(filepath.Join(o.Dir, "origin"), []byte(m.cfg.Dir), 0o600); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		m.shared = append(m.shared, o.Dir)
+		m.mu.Unlock()
 	}
 	meta.CreatedAt = time.Now().UTC()
 	if err := vmm.WriteSnapshotMeta(o.Dir, meta); err != nil {
