@@ -21,6 +21,7 @@ Usage:
   wrenn signup|login --email E  create an account or log in (password from WRENN_PASSWORD or stdin)
   wrenn keys create NAME|ls|rm  team API keys
   wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
+  wrenn sandbox pause|resume ID                     freeze a sandbox into a snapshot / restore it ('wrenn sandbox -h')
   wrenn host create|ls|get|rm|tag|untag …          hosts (machines running wrenn agent)
   wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
   wrenn admin create-user [--name N] EMAIL          make an account (WRENN_DATABASE_URL; with WRENN_SIGNUP=closed the only way)

@@ -92,7 +92,9 @@ INSERT INTO host_tags (host_id, tag) VALUES (@host_id, @tag) ON CONFLICT DO NOTH
 DELETE FROM host_tags WHERE host_id = @host_id AND tag = @tag;
 
 -- name: HostLoads :many
--- What is placed on each host: live sandboxes and the resources they reserve.
+-- What is placed on each host: live sandboxes and the resources they reserve. Paused
+-- ones count in full: their disk and snapshot stay on this host, so their resume needs
+-- the room there.
 SELECT host_id, count(*)::int AS sandboxes, coalesce(sum(vcpus), 0)::int AS vcpus, coalesce(sum(memory_mb), 0)::int AS memory_mb
 FROM sandboxes
 WHERE host_id IS NOT NULL AND status NOT IN ('stopped', 'error')
@@ -113,11 +115,16 @@ RETURNING id, team_id;
 
 -- name: SetSandboxStatusByHost :one
 -- Reconciliation: the host's view of one of its sandboxes, applied only if the status
--- is still the one the decision was based on (a concurrent destroy wins).
+-- is still the one the decision was based on (a concurrent destroy wins). host_ip is
+-- the address the host reports (NULL keeps it); a paused sandbox has none. paused_at
+-- as in UpdateSandboxStatus.
 UPDATE sandboxes SET
     status = @status::text,
     error = sqlc.narg(error),
-    stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END
+    stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
+    host_ip = CASE WHEN @status::text = 'paused' THEN NULL ELSE coalesce(sqlc.narg(host_ip), host_ip) END,
+    paused_at = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
+                     WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = @id AND host_id = @host_id AND status = @from_status::text
 RETURNING *;
 

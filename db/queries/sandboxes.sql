@@ -32,6 +32,25 @@ UPDATE sandboxes SET
     error      = sqlc.narg(error),
     started_at = CASE WHEN @status::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
     stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
-    last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END
+    last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END,
+    paused_at  = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
+                      WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = @id AND team_id = @team_id
+RETURNING *;
+
+-- name: TransitionSandbox :one
+-- A pause or resume moves a sandbox of the team to status only while it is still in
+-- one of from_statuses, so a concurrent destroy (stopped) or a host monitor's verdict
+-- is never overwritten. A paused sandbox has no address (its network slot is freed);
+-- a resumed one gets the one its host reports (it may change), and timeout_sec when
+-- the resume set one. paused_at as in UpdateSandboxStatus.
+UPDATE sandboxes SET
+    status         = @status::text,
+    error          = NULL,
+    host_ip        = CASE WHEN @status::text = 'paused' THEN NULL ELSE coalesce(sqlc.narg(host_ip), host_ip) END,
+    timeout_sec    = coalesce(sqlc.narg(timeout_sec), timeout_sec),
+    last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END,
+    paused_at      = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
+                          WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
+WHERE id = @id AND team_id = @team_id AND status = ANY(@from_statuses::text[])
 RETURNING *;

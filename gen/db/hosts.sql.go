@@ -284,7 +284,9 @@ type HostLoadsRow struct {
 	MemoryMB  int32
 }
 
-// What is placed on each host: live sandboxes and the resources they reserve.
+// What is placed on each host: live sandboxes and the resources they reserve. Paused
+// ones count in full: their disk and snapshot stay on this host, so their resume needs
+// the room there.
 func (q *Queries) HostLoads(ctx context.Context) ([]HostLoadsRow, error) {
 	rows, err := q.db.Query(ctx, hostLoads)
 	if err != nil {
@@ -344,7 +346,7 @@ func (q *Queries) ListAllHostTags(ctx context.Context) ([]ListAllHostTagsRow, er
 }
 
 const listHostSandboxes = `-- name: ListHostSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash FROM sandboxes WHERE host_id = $1 AND status NOT IN ('stopped') ORDER BY created_at
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at FROM sandboxes WHERE host_id = $1 AND status NOT IN ('stopped') ORDER BY created_at
 `
 
 // Sandboxes placed on a host that are not stopped (error ones included: the host may
@@ -378,6 +380,7 @@ func (q *Queries) ListHostSandboxes(ctx context.Context, hostID pgtype.UUID) ([]
 			&i.LastActiveAt,
 			&i.AllowPublicTraffic,
 			&i.TrafficTokenHash,
+			&i.PausedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -710,25 +713,32 @@ const setSandboxStatusByHost = `-- name: SetSandboxStatusByHost :one
 UPDATE sandboxes SET
     status = $1::text,
     error = $2,
-    stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END
-WHERE id = $3 AND host_id = $4 AND status = $5::text
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash
+    stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
+    host_ip = CASE WHEN $1::text = 'paused' THEN NULL ELSE coalesce($3, host_ip) END,
+    paused_at = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
+                     WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
+WHERE id = $4 AND host_id = $5 AND status = $6::text
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
 `
 
 type SetSandboxStatusByHostParams struct {
 	Status     string
 	Error      *string
+	HostIP     *string
 	ID         string
 	HostID     pgtype.UUID
 	FromStatus string
 }
 
 // Reconciliation: the host's view of one of its sandboxes, applied only if the status
-// is still the one the decision was based on (a concurrent destroy wins).
+// is still the one the decision was based on (a concurrent destroy wins). host_ip is
+// the address the host reports (NULL keeps it); a paused sandbox has none. paused_at
+// as in UpdateSandboxStatus.
 func (q *Queries) SetSandboxStatusByHost(ctx context.Context, arg SetSandboxStatusByHostParams) (Sandbox, error) {
 	row := q.db.QueryRow(ctx, setSandboxStatusByHost,
 		arg.Status,
 		arg.Error,
+		arg.HostIP,
 		arg.ID,
 		arg.HostID,
 		arg.FromStatus,
@@ -754,6 +764,7 @@ func (q *Queries) SetSandboxStatusByHost(ctx context.Context, arg SetSandboxStat
 		&i.LastActiveAt,
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
+		&i.PausedAt,
 	)
 	return i, err
 }

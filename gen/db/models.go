@@ -87,6 +87,7 @@ type Sandbox struct {
 	LastActiveAt        *time.Time
 	AllowPublicTraffic  bool
 	TrafficTokenHash    []byte
+	PausedAt            *time.Time
 }
 
 type Team struct {

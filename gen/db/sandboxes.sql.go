@@ -17,7 +17,7 @@ INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
         $9, $10, coalesce($11::jsonb, '{}'),
         $12, $13)
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
 `
 
 type CreateSandboxParams struct {
@@ -73,12 +73,13 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		&i.LastActiveAt,
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
+		&i.PausedAt,
 	)
 	return i, err
 }
 
 const getSandbox = `-- name: GetSandbox :one
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash FROM sandboxes WHERE id = $1 AND team_id = $2
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at FROM sandboxes WHERE id = $1 AND team_id = $2
 `
 
 type GetSandboxParams struct {
@@ -110,6 +111,7 @@ func (q *Queries) GetSandbox(ctx context.Context, arg GetSandboxParams) (Sandbox
 		&i.LastActiveAt,
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
+		&i.PausedAt,
 	)
 	return i, err
 }
@@ -144,7 +146,7 @@ func (q *Queries) GetSandboxForProxy(ctx context.Context, id string) (GetSandbox
 }
 
 const listSandboxes = `-- name: ListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at FROM sandboxes
 WHERE team_id = $1 AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY($2::text[]))
 ORDER BY created_at DESC, id
 LIMIT $3
@@ -186,6 +188,7 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 			&i.LastActiveAt,
 			&i.AllowPublicTraffic,
 			&i.TrafficTokenHash,
+			&i.PausedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -197,6 +200,68 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 	return items, nil
 }
 
+const transitionSandbox = `-- name: TransitionSandbox :one
+UPDATE sandboxes SET
+    status         = $1::text,
+    error          = NULL,
+    host_ip        = CASE WHEN $1::text = 'paused' THEN NULL ELSE coalesce($2, host_ip) END,
+    timeout_sec    = coalesce($3, timeout_sec),
+    last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
+    paused_at      = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
+                          WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
+WHERE id = $4 AND team_id = $5 AND status = ANY($6::text[])
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
+`
+
+type TransitionSandboxParams struct {
+	Status       string
+	HostIP       *string
+	TimeoutSec   *int32
+	ID           string
+	TeamID       pgtype.UUID
+	FromStatuses []string
+}
+
+// A pause or resume moves a sandbox of the team to status only while it is still in
+// one of from_statuses, so a concurrent destroy (stopped) or a host monitor's verdict
+// is never overwritten. A paused sandbox has no address (its network slot is freed);
+// a resumed one gets the one its host reports (it may change), and timeout_sec when
+// the resume set one. paused_at as in UpdateSandboxStatus.
+func (q *Queries) TransitionSandbox(ctx context.Context, arg TransitionSandboxParams) (Sandbox, error) {
+	row := q.db.QueryRow(ctx, transitionSandbox,
+		arg.Status,
+		arg.HostIP,
+		arg.TimeoutSec,
+		arg.ID,
+		arg.TeamID,
+		arg.FromStatuses,
+	)
+	var i Sandbox
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.HostID,
+		&i.Template,
+		&i.Status,
+		&i.Vcpus,
+		&i.MemoryMB,
+		&i.DiskMB,
+		&i.TimeoutSec,
+		&i.AllowInternetAccess,
+		&i.Metadata,
+		&i.HostIP,
+		&i.Error,
+		&i.CreatedAt,
+		&i.StartedAt,
+		&i.StoppedAt,
+		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
+		&i.PausedAt,
+	)
+	return i, err
+}
+
 const updateSandboxStatus = `-- name: UpdateSandboxStatus :one
 UPDATE sandboxes SET
     status     = $1::text,
@@ -204,9 +269,11 @@ UPDATE sandboxes SET
     error      = $3,
     started_at = CASE WHEN $1::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
     stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
-    last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END
+    last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
+    paused_at  = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
+                      WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = $4 AND team_id = $5
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
 `
 
 type UpdateSandboxStatusParams struct {
@@ -249,6 +316,7 @@ func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStat
 		&i.LastActiveAt,
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
+		&i.PausedAt,
 	)
 	return i, err
 }

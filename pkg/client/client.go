@@ -58,6 +58,13 @@ func IsNotFound(err error) bool {
 	return ok && e.Status == http.StatusNotFound
 }
 
+// IsConflict reports whether err is a 409 from the API: the resource's state does not
+// allow the call now (e.g. the sandbox is paused).
+func IsConflict(err error) bool {
+	e, ok := err.(*Error)
+	return ok && e.Status == http.StatusConflict
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -170,6 +170,36 @@ func TestSandboxes(t *testing.T) {
 		t.Error("Run with stdin should fail")
 	}
 
+	// Pause and resume: a paused sandbox refuses commands (409) and keeps its files.
+	if p, err := c.Pause(ctx, sb.ID); err != nil || p.Status != "paused" || p.PausedAt == nil {
+		t.Fatalf("pause: %+v %v", p, err)
+	}
+	if _, err := c.Exec(ctx, sb.ID, "true", nil, 0); !client.IsConflict(err) || !strings.Contains(err.Error(), "resume it first") {
+		t.Errorf("exec in a paused sandbox: %v", err)
+	}
+	if _, err := c.Pause(ctx, sb.ID); !client.IsConflict(err) {
+		t.Errorf("pause twice: %v", err)
+	}
+	if _, err := c.Resume(ctx, "sb0123456789abcdefgh", 0); !client.IsNotFound(err) {
+		t.Errorf("resume a missing sandbox: %v", err)
+	}
+	if r, err := c.Resume(ctx, sb.ID, 120); err != nil || r.Status != "running" || r.TimeoutSec != 120 || r.PausedAt != nil {
+		t.Fatalf("resume: %+v %v", r, err)
+	}
+	rc, err = c.ReadFile(ctx, sb.ID, "/home/user/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, blob) {
+		t.Errorf("file after pause and resume: %d bytes, want %d", len(got), len(blob))
+	}
+	// Destroyed while paused.
+	if _, err := c.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := c.DestroySandbox(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}

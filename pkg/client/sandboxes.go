@@ -26,6 +26,7 @@ type Sandbox struct {
 	CreatedAt           time.Time         `json:"created_at"`
 	StartedAt           *time.Time        `json:"started_at"`
 	StoppedAt           *time.Time        `json:"stopped_at"`
+	PausedAt            *time.Time        `json:"paused_at"` // while paused
 }
 
 // CreateSandboxRequest is what a new sandbox should be; zero values take the server's
@@ -73,7 +74,28 @@ func (c *Client) DestroySandbox(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(id), nil, nil)
 }
 
-// Ping keeps an idle sandbox from timing out.
+// Pause freezes a running sandbox into a snapshot on its host and returns it paused;
+// its files and processes come back with Resume. A sandbox that is not running is a
+// 409 *Error; a host that cannot snapshot, 501.
+func (c *Client) Pause(ctx context.Context, id string) (*Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/pause", nil, &sb)
+	return &sb, err
+}
+
+// Resume restores a paused sandbox and returns it running; timeoutSec > 0 replaces its
+// idle timeout (0 keeps it). A resume that fails leaves the sandbox paused.
+func (c *Client) Resume(ctx context.Context, id string, timeoutSec int) (*Sandbox, error) {
+	var in any
+	if timeoutSec > 0 {
+		in = map[string]int{"timeout_sec": timeoutSec}
+	}
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/resume", in, &sb)
+	return &sb, err
+}
+
+// Ping keeps an idle sandbox from timing out (being paused).
 func (c *Client) Ping(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/ping", nil, nil)
 }

@@ -90,6 +90,8 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			r.Post("/sandboxes/{id}/exec", s.exec)
 			r.Get("/sandboxes/{id}/exec/stream", s.execStream)
 			r.Post("/sandboxes/{id}/ping", s.ping)
+			r.Post("/sandboxes/{id}/pause", s.pauseSandbox)
+			r.Post("/sandboxes/{id}/resume", s.resumeSandbox)
 			for _, f := range s.fileRoutes() {
 				r.Method(f.method, f.pattern, f.handler)
 			}
@@ -232,6 +234,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		{core.ErrQuota, http.StatusTooManyRequests, "quota_exceeded"},
 		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 		{core.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
+		{core.ErrNotImplemented, http.StatusNotImplemented, "not_implemented"},
 	} {
 		if errors.Is(err, m.err) {
 			writeError(w, m.status, m.code, err.Error())

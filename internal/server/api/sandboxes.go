@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,6 +85,49 @@ func (s *Server) destroySandbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) pauseSandbox(w http.ResponseWriter, r *http.Request) {
+	sb, err := s.sandboxes.PauseSandbox(r.Context(), principal(r), chi.URLParam(r, "id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sb)
+}
+
+// resumeSandbox takes an optional body, {"timeout_sec": n}: a new idle timeout.
+func (s *Server) resumeSandbox(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		TimeoutSec int `json:"timeout_sec"`
+	}
+	if hasBody(r) && !decode(w, r, &req) {
+		return
+	}
+	sb, err := s.sandboxes.ResumeSandbox(r.Context(), principal(r), chi.URLParam(r, "id"), req.TimeoutSec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sb)
+}
+
+// hasBody reports whether a request whose body is optional sent one: a declared
+// length, or a chunked body that does not end at once (peeked and put back; a body
+// that fails to arrive counts as sent, so decode reports why).
+func hasBody(r *http.Request) bool {
+	if r.ContentLength >= 0 {
+		return r.ContentLength > 0
+	}
+	br := bufio.NewReader(r.Body)
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		return false
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	return true
 }
 
 // execRequest is a command to run, as POST …/exec and the exec stream take it.

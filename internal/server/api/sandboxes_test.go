@@ -26,6 +26,8 @@ func sandboxRoutes(id string) []struct{ method, path, body string } {
 		{"POST", "/v1/sandboxes/" + id + "/files/write?path=/home/user/x", "x"},
 		{"POST", "/v1/sandboxes/" + id + "/files/stream/write?path=/home/user/x", "x"},
 		{"GET", "/v1/sandboxes/" + id + "/exec/stream", ""},
+		{"POST", "/v1/sandboxes/" + id + "/pause", ""},
+		{"POST", "/v1/sandboxes/" + id + "/resume", `{"timeout_sec":60}`},
 		{"DELETE", "/v1/sandboxes/" + id, ""},
 	}
 }

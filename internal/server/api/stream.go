@@ -14,7 +14,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
-	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -64,8 +63,8 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if sb.Status != lifecycle.Running {
-		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("sandbox %s is %s", id, sb.Status))
+	if err := sandboxes.NotRunning(sb); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {

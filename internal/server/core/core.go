@@ -30,6 +30,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")         // 503
 	// ErrNoSpace: the sandbox's disk is full (envd's 507 Insufficient Storage).
 	ErrNoSpace = errors.New("insufficient storage") // 507
+	// ErrNotImplemented: the sandbox's host cannot do this at all (its VM driver lacks
+	// the capability, as a driver without snapshots cannot pause); unlike a conflict,
+	// no change of state or wait makes it possible.
+	ErrNotImplemented = errors.New("not implemented") // 501
 )
 
 // Role of a user in a team.

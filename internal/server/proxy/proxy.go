@@ -167,6 +167,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 	case errors.As(err, &denied):
 		p.reply(w, r, http.StatusForbidden, map[string]any{"sandboxId": id, "message": denied.Message, "code": 403})
 		return
+	case errors.Is(err, sandboxes.ErrPaused):
+		// 502 as for a sandbox that is not there, as E2B's proxy answers a paused
+		// sandbox without auto-resume: the e2b SDKs read it as "not running"
+		// (isRunning() false) rather than as an error. The message says what to do.
+		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id,
+			"message": "The sandbox is paused; resume it first (POST /v1/sandboxes/" + id + "/resume)", "code": 502})
+		return
 	case errors.Is(err, core.ErrNotFound):
 		p.reply(w, r, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox was not found", "code": 502})
 		return

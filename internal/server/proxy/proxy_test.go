@@ -142,6 +142,39 @@ func TestRoutingAndHeaders(t *testing.T) {
 	}
 }
 
+// A paused sandbox answers 502, as E2B's proxy answers one (its SDKs read that as not
+// running), saying it is paused and how to resume it; resumed, it is reached again.
+func TestPausedSandbox(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	sb, err := f.c.CreateSandbox(ctx, client.CreateSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envd := "49983-" + sb.ID + "." + servertest.Domain
+	if resp, body := f.get(t, envd, "/health", nil); resp.StatusCode/100 != 2 {
+		t.Fatalf("envd of the running sandbox: %d %q", resp.StatusCode, body)
+	}
+	if _, err := f.c.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get(t, envd, "/health", nil)
+	var e map[string]any
+	_ = json.Unmarshal([]byte(body), &e)
+	if want := "The sandbox is paused; resume it first (POST /v1/sandboxes/" + sb.ID + "/resume)"; resp.StatusCode != 502 || e["message"] != want || e["sandboxId"] != sb.ID || e["code"] != float64(502) {
+		t.Errorf("paused: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := f.get(t, "127.0.0.1", "/health", map[string]string{"E2b-Sandbox-Id": sb.ID, "E2b-Sandbox-Port": "49983"}); resp.StatusCode != 502 || !strings.Contains(body, "paused") {
+		t.Errorf("paused, by headers: %d %q", resp.StatusCode, body)
+	}
+	if _, err := f.c.Resume(ctx, sb.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := f.get(t, envd, "/health", nil); resp.StatusCode/100 != 2 {
+		t.Errorf("envd after the resume: %d %q", resp.StatusCode, body)
+	}
+}
+
 // freePort is a port nothing listens on at addr.
 func freePort(t *testing.T, addr netip.Addr) int {
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())

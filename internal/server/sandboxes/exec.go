@@ -114,7 +114,8 @@ type ExecResult struct {
 	StderrTotalBytes int64
 }
 
-// Exec runs a command in a running sandbox of the principal's team to its end,
+// Exec runs a command in a running sandbox of the principal's team to its end (a
+// paused one is a conflict: resume it first),
 // keeping at most maxOutput bytes of each of stdout and stderr (0 = the default,
 // hostproto.DefaultExecOutputBytes; at most hostproto.MaxExecOutputBytes). The cap is
 // what bounds the memory one exec takes here: the agent's answer is at most twice it.
@@ -130,13 +131,13 @@ func (s *Service) Exec(ctx context.Context, p *core.Principal, id string, c Comm
 		return nil, err
 	}
 	req.MaxOutputBytes = maxOutput
-	agent, err := s.sandboxAgent(ctx, p, id)
+	row, agent, err := s.liveAgent(ctx, p, id)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := agent.Exec(ctx, connect.NewRequest(req))
 	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+		return nil, s.opError(ctx, row, agent, "exec in "+id, err)
 	}
 	m := resp.Msg
 	return &ExecResult{
@@ -172,13 +173,13 @@ func (s *Service) StartExec(ctx context.Context, p *core.Principal, id string, c
 	if err != nil {
 		return nil, err
 	}
-	agent, err := s.sandboxAgent(ctx, p, id)
+	row, agent, err := s.liveAgent(ctx, p, id)
 	if err != nil {
 		return nil, err
 	}
 	stream, err := agent.ExecStream(ctx, connect.NewRequest(req))
 	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+		return nil, s.opError(ctx, row, agent, "exec in "+id, err)
 	}
 	// The agent sends the start event first; anything else means it failed to start.
 	if !stream.Receive() {
@@ -187,7 +188,7 @@ func (s *Service) StartExec(ctx context.Context, p *core.Principal, id string, c
 		if err == nil {
 			err = errors.New("stream ended before the command started")
 		}
-		return nil, fmt.Errorf("exec in %s: %w", id, agentError(err))
+		return nil, s.opError(ctx, row, agent, "exec in "+id, err)
 	}
 	pid, ok := stream.Msg().GetEvent().(*pb.ExecStreamResponse_StartPid)
 	if !ok {

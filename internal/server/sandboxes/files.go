@@ -16,13 +16,14 @@ import (
 const fileChunk = 1 << 20
 
 // Ping marks a sandbox of the principal's team active, postponing its idle timeout.
+// A paused sandbox has no idle timeout to postpone: that is a conflict (resume it).
 func (s *Service) Ping(ctx context.Context, p *core.Principal, id string) error {
-	agent, err := s.sandboxAgent(ctx, p, id)
+	row, agent, err := s.liveAgent(ctx, p, id)
 	if err != nil {
 		return err
 	}
 	if _, err := agent.Ping(ctx, connect.NewRequest(&pb.PingRequest{SandboxId: id})); err != nil {
-		return fmt.Errorf("ping %s: %w", id, agentError(err))
+		return s.opError(ctx, row, agent, "ping "+id, err)
 	}
 	return nil
 }
@@ -33,7 +34,7 @@ func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path str
 	if err := checkPath(path); err != nil {
 		return 0, err
 	}
-	agent, err := s.sandboxAgent(ctx, p, id)
+	row, agent, err := s.liveAgent(ctx, p, id)
 	if err != nil {
 		return 0, err
 	}
@@ -60,7 +61,7 @@ func (s *Service) WriteFile(ctx context.Context, p *core.Principal, id, path str
 	}
 	resp, err := stream.CloseAndReceive()
 	if err != nil {
-		return 0, fmt.Errorf("write %s in %s: %w", path, id, agentError(err))
+		return 0, s.opError(ctx, row, agent, fmt.Sprintf("write %s in %s", path, id), err)
 	}
 	return resp.Msg.GetSize(), nil
 }
@@ -71,13 +72,13 @@ func (s *Service) ReadFile(ctx context.Context, p *core.Principal, id, path stri
 	if err := checkPath(path); err != nil {
 		return err
 	}
-	agent, err := s.sandboxAgent(ctx, p, id)
+	row, agent, err := s.liveAgent(ctx, p, id)
 	if err != nil {
 		return err
 	}
 	stream, err := agent.ReadFileStream(ctx, connect.NewRequest(&pb.ReadFileRequest{SandboxId: id, Path: path}))
 	if err != nil {
-		return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
+		return s.opError(ctx, row, agent, fmt.Sprintf("read %s in %s", path, id), err)
 	}
 	defer stream.Close()
 	started := false
@@ -91,7 +92,10 @@ func (s *Service) ReadFile(ctx context.Context, p *core.Principal, id, path stri
 		}
 	}
 	if err := stream.Err(); err != nil {
-		return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
+		if started {
+			return fmt.Errorf("read %s in %s: %w", path, id, agentError(err))
+		}
+		return s.opError(ctx, row, agent, fmt.Sprintf("read %s in %s", path, id), err)
 	}
 	if !started {
 		start() // an empty file

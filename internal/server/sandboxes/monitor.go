@@ -39,9 +39,10 @@ func (c *MonitorConfig) defaults() {
 // RunHostMonitor closes the gap between what should exist (PostgreSQL) and what the
 // hosts run, until ctx ends. Each round: hosts silent for longer than Stale become
 // unreachable and their sandboxes missing (reversible); every online host is asked
-// what it runs, so missing sandboxes it still runs are restored, sandboxes it lost
-// are marked failed, and sandboxes nobody should run are stopped. With several
-// control planes, a Redis lease lets one of them do each round.
+// what it runs, so missing sandboxes it still runs are restored, sandboxes it paused
+// (idle) or runs again are recorded so, sandboxes it lost are marked failed, and
+// sandboxes nobody should run are stopped. With several control planes, a Redis lease
+// lets one of them do each round.
 func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
 	cfg.defaults()
 	t := time.NewTicker(cfg.Interval)
@@ -113,32 +114,34 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 		s.log.Warn("reconcile: list sandboxes", "host", hostID, "err", err)
 		return
 	}
-	running := map[string]*pb.Sandbox{}
+	listed := map[string]*pb.Sandbox{} // running, paused and any other state: alive on the host
 	for _, sb := range resp.Msg.GetSandboxes() {
-		running[sb.GetId()] = sb
+		listed[sb.GetId()] = sb
 	}
 	known := map[string]bool{}
 	for _, row := range rows {
 		known[row.ID] = true
-		onHost, ok := running[row.ID]
+		onHost, ok := listed[row.ID]
+		hostSays := hostState(onHost.GetState())
 		switch {
-		case ok && stateOf(row) == lifecycle.Missing:
-			status := lifecycle.Running
-			if onHost.GetState() == pb.SandboxState_SANDBOX_STATE_PAUSED {
-				status = lifecycle.Paused
-			}
-			s.setByHost(ctx, row, status, nil)
-			s.log.Info("reconcile: sandbox back", "sandbox", row.ID, "host", hostID)
-		case ok && onHost.GetState() == pb.SandboxState_SANDBOX_STATE_ERROR && stateOf(row) != lifecycle.Error:
+		case ok && hostSays == lifecycle.Error && stateOf(row) != lifecycle.Error:
 			msg := onHost.GetError()
-			s.setByHost(ctx, row, lifecycle.Error, &msg)
+			s.setByHost(ctx, row, lifecycle.Error, &msg, nil)
+		case ok && settledOnHost(hostSays) && hostSays != stateOf(row) && followsHost(stateOf(row)):
+			// A host back from being unreachable, a pause the agent made on its own
+			// (idle timeout), or a pause or resume whose caller went away before it
+			// recorded the end: the host's word is what the sandbox is. A paused
+			// sandbox is alive — listed, with no address — never lost or stopped.
+			ip := onHost.GetHostIp()
+			s.setByHost(ctx, row, hostSays, nil, &ip)
+			s.log.Info("reconcile: sandbox state from its host", "sandbox", row.ID, "host", hostID, "was", stateOf(row), "now", hostSays)
 		case !ok && stateOf(row) != lifecycle.Error && !(stateOf(row) == lifecycle.Starting && s.now().Sub(row.CreatedAt) < cfg.Grace):
 			msg := "lost: its host no longer runs it"
-			s.setByHost(ctx, row, lifecycle.Error, &msg)
+			s.setByHost(ctx, row, lifecycle.Error, &msg, nil)
 			s.log.Warn("reconcile: sandbox lost", "sandbox", row.ID, "host", hostID)
 		}
 	}
-	for id, sb := range running {
+	for id, sb := range listed {
 		if known[id] {
 			continue
 		}
@@ -178,8 +181,28 @@ func (s *Service) markMissing(ctx context.Context) {
 	}
 }
 
-func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status lifecycle.State, msg *string) {
-	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: string(status), Error: msg, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
+// settledOnHost: the states an agent reports that the database takes over as they
+// are (a sandbox between them, pausing or resuming on its host, is judged next round).
+func settledOnHost(st lifecycle.State) bool { return st == lifecycle.Running || st == lifecycle.Paused }
+
+// followsHost: the recorded states the host's running or paused replaces. Not
+// starting (its create records the end itself, and Grace covers it), error (final),
+// nor stopped (not listed here).
+func followsHost(st lifecycle.State) bool {
+	switch st {
+	case lifecycle.Running, lifecycle.Paused, lifecycle.Pausing, lifecycle.Resuming, lifecycle.Missing:
+		return true
+	}
+	return false
+}
+
+// setByHost records status for row — with error msg, and host address ip when the
+// host reported one (nil keeps it; paused clears it) — if the row is still as read.
+func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status lifecycle.State, msg, ip *string) {
+	if ip != nil && *ip == "" {
+		ip = nil
+	}
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: string(status), Error: msg, HostIP: ip, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
 		return // changed meanwhile (e.g. destroyed): the next round judges again
 	} else if err != nil {
 		s.log.Error("reconcile: record status", "sandbox", row.ID, "err", err)

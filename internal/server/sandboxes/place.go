@@ -25,6 +25,14 @@ import (
 // The same transaction first checks the team's quota, with the team's row locked
 // before the host's (see quota.go), so a team's parallel creates cannot pass its
 // limits together either.
+//
+// A paused sandbox keeps its reservation, in full: it holds no CPU or memory on its
+// host while paused, but its disk and snapshot are there and it can resume nowhere
+// else, so freeing its room for new sandboxes would let a full host refuse its
+// resume. Host load (HostLoad, HostLoads) and the team's usage (TeamSandboxUsage)
+// both count every sandbox but stopped and failed ones, paused included, and agree
+// on it. (Overcommitting paused sandboxes, with resume as the one that may wait for
+// room, is a possible later choice; it would change both counts together.)
 
 // maxPlaceAttempts bounds the picks of one create. Each lost race means another
 // create reserved first, so only heavy contention gets this far; the answer is then

@@ -31,16 +31,24 @@ func (e *ProxyDeniedError) Unwrap() error { return core.ErrForbidden }
 // TrafficTokenHeader carries a private sandbox's traffic token.
 const TrafficTokenHeader = "E2b-Traffic-Access-Token"
 
+// ErrPaused: a proxied request for a sandbox that is paused (or pausing, resuming).
+// Nothing resumes it on traffic (yet): the caller resumes it through the API.
+var ErrPaused = errors.New("the sandbox is paused")
+
 // ProxyRoute decides whether a request may reach port of sandbox id and returns the
-// endpoint of the agent that runs it. core.ErrNotFound: no such running sandbox (the
-// proxy answers 502). Port 49983 (envd) is never gated here: envd checks its own
-// access token. Other ports of a sandbox created with allow_public_traffic=false
-// need the sandbox's traffic token or an API key of its team.
+// endpoint of the agent that runs it. core.ErrNotFound: no such running sandbox;
+// ErrPaused: the sandbox is paused (the proxy answers 502 to both, as E2B's does,
+// saying which). Port 49983 (envd) is never gated here: envd checks its own access
+// token. Other ports of a sandbox created with allow_public_traffic=false need the
+// sandbox's traffic token or an API key of its team.
 func (s *Service) ProxyRoute(ctx context.Context, id string, port int, c ProxyCredentials) (hostclient.Endpoint, error) {
 	if !ident.ValidSandboxID(id) {
 		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}
 	row, err := s.q.GetSandboxForProxy(ctx, id)
+	if err == nil && pausedConflict(id, lifecycle.State(row.Status)) != nil {
+		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s is %s", ErrPaused, id, row.Status)
+	}
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (lifecycle.State(row.Status) != lifecycle.Running || !row.HostID.Valid)) {
 		return hostclient.Endpoint{}, fmt.Errorf("%w: sandbox %s", core.ErrNotFound, id)
 	}

@@ -53,6 +53,8 @@ type Sandbox struct {
 	CreatedAt          time.Time         `json:"created_at"`
 	StartedAt          *time.Time        `json:"started_at,omitempty"`
 	StoppedAt          *time.Time        `json:"stopped_at,omitempty"`
+	// PausedAt is when a paused sandbox was paused (by the API or its idle timeout).
+	PausedAt *time.Time `json:"paused_at,omitempty"`
 }
 
 // stateOf is a row's status as a lifecycle state: the database stores the state's
@@ -63,7 +65,7 @@ func toSandbox(r db.Sandbox) *Sandbox {
 	sb := &Sandbox{
 		ID: r.ID, Template: r.Template, Status: stateOf(r), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
 		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, AllowPublicTraffic: r.AllowPublicTraffic, CreatedAt: r.CreatedAt,
-		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, Metadata: map[string]string{},
+		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, PausedAt: r.PausedAt, Metadata: map[string]string{},
 	}
 	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
 	if r.Error != nil {

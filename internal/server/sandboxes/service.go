@@ -1,10 +1,11 @@
 // Package sandboxes is the control plane's sandboxes: creating one (validation, the
 // team's quota, placement on a host with its capacity reserved atomically, the agent's
-// create), getting, listing (with a shared cache), destroying, and reaching a
-// sandbox's agent for exec, files, ping and the port proxy's route; and the host
-// monitor, which reconciles what PostgreSQL says should run with what each host runs.
+// create), getting, listing (with a shared cache), pausing and resuming, destroying,
+// and reaching a sandbox's agent for exec, files, ping and the port proxy's route; and
+// the host monitor, which reconciles what PostgreSQL says should run with what each
+// host runs.
 //
-// What lands here next: pause, resume, snapshots and templates, and sandbox metrics.
+// What lands here next: snapshots and templates, and sandbox metrics.
 package sandboxes
 
 import (
@@ -79,15 +80,6 @@ func New(cfg Config) (*Service, error) {
 		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now}, nil
 }
 
-// sandboxAgent returns the agent of the host a sandbox of the principal's team is on.
-func (s *Service) sandboxAgent(ctx context.Context, p *core.Principal, id string) (hostagentv1connect.HostAgentServiceClient, error) {
-	row, err := s.sandboxRow(ctx, p, id)
-	if err != nil {
-		return nil, err
-	}
-	return s.agentOf(ctx, row)
-}
-
 func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {
 	if !row.HostID.Valid {
 		return nil, fmt.Errorf("%w: sandbox %s is on no host", core.ErrNotFound, row.ID)
@@ -100,8 +92,9 @@ func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1conne
 }
 
 // agentError maps an agent's answer to the service's errors: what the agent or the
-// guest refused because of the request (invalid, missing, not permitted, disk full)
-// keeps that meaning and the guest's message; the rest is ours.
+// guest refused because of the request (invalid, missing, not permitted, disk full,
+// not possible on that host) keeps that meaning and the guest's message; the rest is
+// ours.
 func agentError(err error) error {
 	if errors.Is(err, hostclient.ErrFingerprint) {
 		return fmt.Errorf("%w: the host's agent presents another certificate than the one pinned at registration", core.ErrUnavailable)
@@ -119,6 +112,8 @@ func agentError(err error) error {
 		return fmt.Errorf("%w: %s", core.ErrForbidden, agentMessage(err))
 	case connect.CodeResourceExhausted:
 		return fmt.Errorf("%w: %s", core.ErrNoSpace, agentMessage(err))
+	case connect.CodeUnimplemented:
+		return fmt.Errorf("%w: %s", core.ErrNotImplemented, agentMessage(err))
 	}
 	return err
 }
@@ -131,7 +126,7 @@ func agentMessage(err error) string {
 		return err.Error()
 	}
 	msg := ce.Message()
-	for _, class := range []string{"invalid request: ", "sandbox not found: "} {
+	for _, class := range []string{"invalid request: ", "sandbox not found: ", "not supported on this host: "} {
 		msg = strings.TrimPrefix(msg, class)
 	}
 	return msg

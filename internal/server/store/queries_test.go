@@ -296,6 +296,41 @@ func TestQueriesSandboxes(t *testing.T) {
 	}
 }
 
+// A pause's and resume's steps apply only from the states they start in (a concurrent
+// destroy wins); paused has no address and a paused_at that a failed resume keeps.
+func TestQueriesTransitionSandbox(t *testing.T) {
+	ctx, q, _ := newQueries(t)
+	f := newFixture(t, ctx, q)
+	sb := must[db.Sandbox](t, "create")(q.CreateSandbox(ctx, db.CreateSandboxParams{
+		ID: "sb000000000000000001", TeamID: f.teamA.ID, Template: "base", Status: "running", Vcpus: 1, MemoryMB: 512, AllowInternetAccess: true}))
+	step := func(to string, from ...string) (db.Sandbox, error) {
+		return q.TransitionSandbox(ctx, db.TransitionSandboxParams{ID: sb.ID, TeamID: f.teamA.ID, Status: to, FromStatuses: from, HostIP: strp("10.11.0.9")})
+	}
+	_, err := step("paused", "pausing")
+	wantNoRows(t, "paused from running, wanting pausing", err)
+	_, err = q.TransitionSandbox(ctx, db.TransitionSandboxParams{ID: sb.ID, TeamID: f.teamB.ID, Status: "pausing", FromStatuses: []string{"running"}})
+	wantNoRows(t, "team B pauses team A's sandbox", err)
+	must[db.Sandbox](t, "pausing")(step("pausing", "running"))
+	up := must[db.Sandbox](t, "paused")(step("paused", "pausing"))
+	if up.Status != "paused" || up.PausedAt == nil || up.HostIP != nil {
+		t.Errorf("paused: %+v", up)
+	}
+	pausedAt := *up.PausedAt
+	must[db.Sandbox](t, "resuming")(step("resuming", "paused"))
+	up = must[db.Sandbox](t, "failed resume")(step("paused", "resuming"))
+	if up.PausedAt == nil || !up.PausedAt.Equal(pausedAt) {
+		t.Errorf("a failed resume moved paused_at: %v -> %v", pausedAt, up.PausedAt)
+	}
+	up = must[db.Sandbox](t, "running")(q.TransitionSandbox(ctx, db.TransitionSandboxParams{
+		ID: sb.ID, TeamID: f.teamA.ID, Status: "running", FromStatuses: []string{"paused"}, HostIP: strp("10.11.0.7"), TimeoutSec: new(int32(60))}))
+	if up.PausedAt != nil || up.HostIP == nil || *up.HostIP != "10.11.0.7" || up.TimeoutSec != 60 || up.LastActiveAt == nil {
+		t.Errorf("resumed: %+v", up)
+	}
+	must[db.Sandbox](t, "stopped")(q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: sb.ID, TeamID: f.teamA.ID, Status: "stopped"}))
+	_, err = step("paused", "pausing", "running", "paused")
+	wantNoRows(t, "a pause ending after a destroy", err)
+}
+
 func TestQueriesAuditLogs(t *testing.T) {
 	ctx, q, _ := newQueries(t)
 	f := newFixture(t, ctx, q)
