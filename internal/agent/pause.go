@@ -32,8 +32,8 @@ const resumeHealthTimeout = 30 * time.Second
 
 // PauseStats says what a pause cost.
 type PauseStats struct {
-	// Written is the size on disk of what the pause wrote: the snapshot's files
-	// other than guest memory the VM already kept in a file.
+	// Written is what the pause wrote to disk, in bytes: device state and the guest
+	// memory pages flushed to the file the VM keeps its memory in.
 	Written  int64
 	Duration time.Duration
 }
@@ -138,10 +138,13 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 	return written, nil
 }
 
-// snapshotWritten is what a snapshot's files other than guest memory take on disk:
-// guest memory lives in a file the VM kept writing while it ran (flushed, not copied,
-// by the pause), the rest was written by the pause.
+// snapshotWritten is what taking a snapshot wrote: as the driver counted it, else the
+// size of its files other than guest memory (which lives in a file the VM kept
+// writing while it ran, flushed rather than copied by a pause).
 func snapshotWritten(snap *vmm.Snapshot) int64 {
+	if snap.Written > 0 {
+		return snap.Written
+	}
 	var n int64
 	for _, f := range snap.Meta.Files {
 		if f.Role == vmm.FileMemory {

@@ -107,6 +107,9 @@ type SnapshotOptions struct {
 type Snapshot struct {
 	Dir  string
 	Meta SnapshotMeta
+	// Written is what taking the snapshot wrote to disk, in bytes: its new files and
+	// the guest memory it flushed to a file the VM already kept. 0 = not known.
+	Written int64
 }
 
 // File returns the snapshot's file of a role (Meta.Files), or false.

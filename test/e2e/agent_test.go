@@ -360,7 +360,7 @@ func TestAgentThreeSandboxesAndIdleReaper(t *testing.T) {
 			defer wg.Done()
 			timeout := int32(0)
 			if i == 2 {
-				timeout = 8 // reaped once idle
+				timeout = 8 // paused once idle
 			}
 			ids[i] = create(t, a.client, &pb.CreateSandboxRequest{TimeoutSec: timeout}).GetSandbox().GetId()
 			// Right after its create, before the idle clock of the timed one can run out.
@@ -377,9 +377,12 @@ func TestAgentThreeSandboxesAndIdleReaper(t *testing.T) {
 	if err != nil || len(list.Msg.GetSandboxes()) < 2 { // the timed one may already be reaped
 		t.Fatalf("list: %v %v", list, err)
 	}
-	testutil.WaitFor(t, 30*time.Second, "the idle sandbox with an 8 s timeout to be reaped", func() bool {
-		_, err := a.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: ids[2]}))
-		return connect.CodeOf(err) == connect.CodeNotFound
+	testutil.WaitFor(t, 30*time.Second, "the idle sandbox with an 8 s timeout to be paused", func() bool {
+		got, err := a.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: ids[2]}))
+		if err != nil {
+			t.Fatalf("the idle sandbox is gone (destroyed instead of paused?): %v", err)
+		}
+		return got.Msg.GetSandbox().GetState() == pb.SandboxState_SANDBOX_STATE_PAUSED
 	})
 	// The others were not reaped: no timeout.
 	for _, id := range ids[:2] {

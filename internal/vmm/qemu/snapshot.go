@@ -278,7 +278,13 @@ func (m *Machine) snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 	m.log.Info("qemu snapshot taken", "dir", dir, "detached", opts.Detached, "memory", how,
 		"state_bytes", stateFile.Size, "memory_dirty_bytes", dirty,
 		"state_time", tState, "total_time", time.Since(t0))
-	return &vmm.Snapshot{Dir: dir, Meta: meta}, nil
+	written := stateFile.Size
+	if opts.Detached {
+		written += memInfo.Size() // at most: a copy writes the memory's data, not its holes
+	} else if dirty > 0 {
+		written += dirty
+	}
+	return &vmm.Snapshot{Dir: dir, Meta: meta, Written: written}, nil
 }
 
 // emptyDir returns p made absolute after checking that it is an empty directory.
