@@ -69,7 +69,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	m, pool, err := newManager(cfg.EgressAllow, cfg.EgressDeny, netslot.PoolOptions{
 		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
-	}, agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault})
+	}, agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ import (
 // Timings splits a create into its steps.
 type Timings struct {
 	Slot, Disk, VMStart, Boot, Init, Total time.Duration
+	// Restored: the VM was restored from its template's warm snapshot, not booted
+	// (VMStart is then the restore, Boot the wait for envd).
+	Restored bool
 }
 
 // Create boots a sandbox and returns once envd is initialised with the sandbox's token
@@ -52,26 +55,55 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	}()
 
 	start := time.Now()
-	steps := []struct {
+	type step struct {
 		took *time.Duration
 		run  func() (func(), error)
-	}{
-		{&tm.Slot, func() (func(), error) { return m.takeSlot(ctx, sb, spec.AllowInternet) }},
+	}
+	run := func(r *rollback, steps ...step) error {
+		for _, st := range steps {
+			t := time.Now()
+			undoStep, err := st.run()
+			*st.took += time.Since(t)
+			if err != nil {
+				return err
+			}
+			r.add(undoStep)
+		}
+		return nil
+	}
+	if err := run(&undo, step{&tm.Slot, func() (func(), error) { return m.takeSlot(ctx, sb, spec.AllowInternet) }}); err != nil {
+		return nil, "", tm, err
+	}
+	cold := []step{
 		{&tm.Disk, func() (func(), error) { return m.makeDisk(ctx, sb, tmpl.RootFS, spec.DiskMiB) }},
 		{&tm.VMStart, func() (func(), error) {
 			return m.startVM(ctx, sb, bootSource{kernel: tmpl.Kernel, initrd: tmpl.Initrd})
 		}},
 		{&tm.Boot, func() (func(), error) { return nil, m.connectEnvd(ctx, sb, m.cfg.BootTimeout) }},
-		{&tm.Init, func() (func(), error) { return nil, m.initGuest(ctx, sb, token, tmpl.Name) }},
 	}
-	for _, step := range steps {
-		t := time.Now()
-		undoStep, err := step.run()
-		*step.took = time.Since(t)
-		if err != nil {
+	if warm := m.warmFor(tmpl, spec); warm != "" {
+		disk, vm, boot := m.restoreSteps(ctx, sb, warm)
+		var restored rollback
+		err := run(&restored, step{&tm.Disk, disk}, step{&tm.VMStart, vm}, step{&tm.Boot, boot})
+		if err == nil {
+			tm.Restored = true
+			undo = append(undo, restored...)
+		} else {
+			restored.run()
+			if ctx.Err() != nil {
+				return nil, "", tm, err
+			}
+			m.dropWarm(warm, err)
+		}
+	}
+	if !tm.Restored {
+		if err := run(&undo, cold...); err != nil {
 			return nil, "", tm, err
 		}
-		undo.add(undoStep)
+		defer m.buildWarmLater(tmpl, spec)
+	}
+	if err := run(&undo, step{&tm.Init, func() (func(), error) { return nil, m.initGuest(ctx, sb, token, tmpl.Name) }}); err != nil {
+		return nil, "", tm, err
 	}
 	// Idleness counts from when the sandbox is usable, not from when its create began.
 	sb.touch(m.cfg.Now())
@@ -80,7 +112,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	}
 	tm.Total = time.Since(start)
 	m.watch(sb)
-	m.log.Info("sandbox created", "sandbox", spec.ID, "template", spec.Template, "slot", sb.rec.Slot, "total", tm.Total)
+	m.log.Info("sandbox created", "sandbox", spec.ID, "template", spec.Template, "slot", sb.rec.Slot, "restored", tm.Restored, "total", tm.Total)
 	return sb.info(), token, tm, nil
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	KernelArgs []string
 	// Now is the clock (tests).
 	Now func() time.Time
+	// WarmStart restores creates from a warm snapshot of their template (warm.go),
+	// built in the background after the first cold boot of each shape.
+	WarmStart bool
 }
 
 // Manager owns the sandboxes of this host.
@@ -81,6 +84,14 @@ type Manager struct {
 
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}
+
+	// Background work (warm snapshot builds): its context ends at Close, which waits
+	// for it. warming and closed are guarded by mu.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	warming  map[string]bool
+	closed   bool
 }
 
 // New creates a manager. Call Recover before serving, then Close on shutdown.
@@ -105,7 +116,9 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "sandboxes"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{}}, nil
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
+		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}, nil
 }
 
 // lookup returns a sandbox by id.

@@ -240,10 +240,16 @@ func (m *Manager) reapIdle(ctx context.Context) {
 	}
 }
 
-// Close stops the reaper. Sandboxes keep running: a restarted agent re-adopts them.
+// Close stops the reaper and background work (a warm snapshot build in progress is
+// abandoned and cleaned). Sandboxes keep running: a restarted agent re-adopts them.
 func (m *Manager) Close() {
 	if m.stopReaper != nil {
 		m.stopReaper()
 		<-m.reaperDone
 	}
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.bgCancel()
+	m.bg.Wait()
 }

@@ -224,7 +224,7 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 	if err := m.adoptDisk(sb); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
-	undoVM, err := m.restoreVM(ctx, sb, restorer)
+	undoVM, err := m.restoreVM(ctx, sb, restorer, filepath.Join(sb.dir, snapshotDir))
 	if err != nil {
 		return err
 	}
@@ -256,8 +256,9 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 	return nil
 }
 
-// restoreVM starts the sandbox's VM from its snapshot, paused, on its new slot.
-func (m *Manager) restoreVM(ctx context.Context, sb *sandbox, restorer vmm.Restorer) (func(), error) {
+// restoreVM starts the sandbox's VM from the snapshot in snapDir (its own, or its
+// template's warm one), paused, on its slot.
+func (m *Manager) restoreVM(ctx context.Context, sb *sandbox, restorer vmm.Restorer, snapDir string) (func(), error) {
 	sb.mu.Lock()
 	rec, slot, disk := sb.rec, sb.slot, sb.disk
 	sb.mu.Unlock()
@@ -269,7 +270,7 @@ func (m *Manager) restoreVM(ctx context.Context, sb *sandbox, restorer vmm.Resto
 			NetNS: slot.NetNSPath(), TAP: netslot.TapName, MAC: netslot.GuestMAC.String(),
 			GuestIP: netslot.GuestIP, Gateway: netslot.TapIP.Addr(),
 		},
-	}, filepath.Join(sb.dir, snapshotDir))
+	}, snapDir)
 	if err != nil {
 		return nil, fmt.Errorf("restore vm: %w", err)
 	}

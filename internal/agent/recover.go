@@ -34,6 +34,7 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
 	rep := &RecoverReport{}
+	m.cleanWarmBuilds(ctx)
 	for _, e := range entries {
 		if !e.IsDir() || !ident.ValidSandboxID(e.Name()) {
 			continue

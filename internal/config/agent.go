@@ -24,6 +24,7 @@ type Agent struct {
 	FirstSlot, LastSlot  int // network slot range; LastSlot 0 = the range's end
 	SlotPool             int
 	AllowInternetDefault bool
+	WarmStart            bool
 	// EgressAllow opens non-public ranges to sandboxes with internet access;
 	// EgressDeny closes more (and wins over EgressAllow). netslot.Config checks both.
 	EgressAllow, EgressDeny []netip.Prefix
@@ -67,6 +68,8 @@ func (c *Agent) table() table {
 			Usage: "network slots kept ready (internet off); as many again with internet on when that is the default"},
 		{Flag: "allow-internet-default", Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
 			Usage: "internet access of sandboxes whose create does not say"},
+		{Flag: "warm-start", Env: "WRENN_AGENT_WARM_START", Default: "true", Value: Bool(&c.WarmStart),
+			Usage: "create sandboxes by restoring a memory snapshot of their template (booted once per template and shape, in the background after the first create) instead of booting each"},
 		egressAllowSetting(&c.EgressAllow), egressDenySetting(&c.EgressDeny),
 		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),
 			Usage: "how often idle sandboxes are looked for"},

@@ -84,11 +84,13 @@ func freeAddr(t *testing.T) string {
 
 // startAgent runs the agent binary against the tests' WRENN_DIR (internet off, as in
 // every test here) and waits until it answers.
-func startAgent(t *testing.T, addr string) *agentProc {
+func startAgent(t *testing.T, addr string, extraEnv ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{addr: addr, logs: &bytes.Buffer{}}
 	a.cmd = exec.Command(wrennBinary(t), "agent", "--listen", addr, "--first-slot", strconv.Itoa(agentSlots))
-	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv)
+	// Warm starts off unless a test asks: their background boots would slow the others.
+	a.cmd.Env = append(append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret,
+		"WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false"), extraEnv...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

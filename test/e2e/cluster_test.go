@@ -177,7 +177,7 @@ func (cp *cpProc) addAgent(t *testing.T, adminToken string, opts agentOpts) *hos
 		bin = "nsenter"
 	}
 	a.cmd = exec.Command(bin, args...)
-	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+opts.dir, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv)
+	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+opts.dir, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false")
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

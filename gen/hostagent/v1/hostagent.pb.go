@@ -401,13 +401,16 @@ func (x *CreateSandboxResponse) GetTimings() *CreateTimings {
 
 // Where the time of a create went, in microseconds.
 type CreateTimings struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SlotUs        int64                  `protobuf:"varint,1,opt,name=slot_us,json=slotUs,proto3" json:"slot_us,omitempty"`
-	DiskUs        int64                  `protobuf:"varint,2,opt,name=disk_us,json=diskUs,proto3" json:"disk_us,omitempty"`
-	VmStartUs     int64                  `protobuf:"varint,3,opt,name=vm_start_us,json=vmStartUs,proto3" json:"vm_start_us,omitempty"`
-	BootUs        int64                  `protobuf:"varint,4,opt,name=boot_us,json=bootUs,proto3" json:"boot_us,omitempty"`
-	InitUs        int64                  `protobuf:"varint,5,opt,name=init_us,json=initUs,proto3" json:"init_us,omitempty"`
-	TotalUs       int64                  `protobuf:"varint,6,opt,name=total_us,json=totalUs,proto3" json:"total_us,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SlotUs    int64                  `protobuf:"varint,1,opt,name=slot_us,json=slotUs,proto3" json:"slot_us,omitempty"`
+	DiskUs    int64                  `protobuf:"varint,2,opt,name=disk_us,json=diskUs,proto3" json:"disk_us,omitempty"`
+	VmStartUs int64                  `protobuf:"varint,3,opt,name=vm_start_us,json=vmStartUs,proto3" json:"vm_start_us,omitempty"`
+	BootUs    int64                  `protobuf:"varint,4,opt,name=boot_us,json=bootUs,proto3" json:"boot_us,omitempty"`
+	InitUs    int64                  `protobuf:"varint,5,opt,name=init_us,json=initUs,proto3" json:"init_us,omitempty"`
+	TotalUs   int64                  `protobuf:"varint,6,opt,name=total_us,json=totalUs,proto3" json:"total_us,omitempty"`
+	// The VM was restored from its template's warm snapshot rather than booted: vm_start
+	// is then the restore and boot the wait for envd.
+	Restored      bool `protobuf:"varint,7,opt,name=restored,proto3" json:"restored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +485,13 @@ func (x *CreateTimings) GetTotalUs() int64 {
 		return x.TotalUs
 	}
 	return 0
+}
+
+func (x *CreateTimings) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
 }
 
 type DestroySandboxRequest struct {
@@ -2087,14 +2097,15 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x15CreateSandboxResponse\x12/\n" +
 	"\asandbox\x18\x01 \x01(\v2\x15.hostagent.v1.SandboxR\asandbox\x12*\n" +
 	"\x11envd_access_token\x18\x02 \x01(\tR\x0fenvdAccessToken\x125\n" +
-	"\atimings\x18\x03 \x01(\v2\x1b.hostagent.v1.CreateTimingsR\atimings\"\xae\x01\n" +
+	"\atimings\x18\x03 \x01(\v2\x1b.hostagent.v1.CreateTimingsR\atimings\"\xca\x01\n" +
 	"\rCreateTimings\x12\x17\n" +
 	"\aslot_us\x18\x01 \x01(\x03R\x06slotUs\x12\x17\n" +
 	"\adisk_us\x18\x02 \x01(\x03R\x06diskUs\x12\x1e\n" +
 	"\vvm_start_us\x18\x03 \x01(\x03R\tvmStartUs\x12\x17\n" +
 	"\aboot_us\x18\x04 \x01(\x03R\x06bootUs\x12\x17\n" +
 	"\ainit_us\x18\x05 \x01(\x03R\x06initUs\x12\x19\n" +
-	"\btotal_us\x18\x06 \x01(\x03R\atotalUs\"6\n" +
+	"\btotal_us\x18\x06 \x01(\x03R\atotalUs\x12\x1a\n" +
+	"\brestored\x18\a \x01(\bR\brestored\"6\n" +
 	"\x15DestroySandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"\x18\n" +

@@ -212,6 +212,7 @@ func (s *Server) CreateSandbox(ctx context.Context, req *connect.Request[pb.Crea
 		Timings: &pb.CreateTimings{
 			SlotUs: tm.Slot.Microseconds(), DiskUs: tm.Disk.Microseconds(), VmStartUs: tm.VMStart.Microseconds(),
 			BootUs: tm.Boot.Microseconds(), InitUs: tm.Init.Microseconds(), TotalUs: tm.Total.Microseconds(),
+			Restored: tm.Restored,
 		},
 	}), nil
 }
