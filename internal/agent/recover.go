@@ -143,7 +143,7 @@ func (m *Manager) recoverOne(ctx context.Context, sb *sandbox) bool {
 	}
 	sb.set(func(sb *sandbox) { sb.rec.State, sb.rec.Error, sb.rec.Slot = to, reason, 0 })
 	m.logFailure(sb, "record recovered state", sb.persist())
-	m.log.Warn("sandbox kept without a vm", "sandbox", sb.id, "state", to, "reason", reason)
+	m.log.Warn("sandbox kept without a vm", "sandbox", sb.id, "state", to, "reason", reason, "adopt", err)
 	return false
 }
 

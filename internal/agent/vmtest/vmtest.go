@@ -34,6 +34,8 @@ type Options struct {
 	KernelArgs []string
 	// Log defaults to warnings and errors on stderr, so a passing run stays quiet.
 	Log *slog.Logger
+	// WarmStart: creates restore their template's warm snapshot (agent.Config).
+	WarmStart bool
 }
 
 // NewManager returns an agent manager that runs VMs with QEMU, the driver this
@@ -68,6 +70,7 @@ func NewManager(t testing.TB, o Options) (*agent.Manager, *netslot.Pool) {
 	}
 	m, err := agent.New(agent.Config{
 		Dir: o.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, RecordKey: key, Log: log, KernelArgs: o.KernelArgs,
+		WarmStart: o.WarmStart,
 	})
 	if err != nil {
 		t.Fatal(err)

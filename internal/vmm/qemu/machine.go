@@ -200,6 +200,9 @@ func (m *Machine) Status(ctx context.Context) (string, error) {
 	return st.Status, nil
 }
 
+// ErrRestoreUnfinished: the VM is still waiting for its snapshot to load.
+var ErrRestoreUnfinished = errors.New("its restore did not finish loading the snapshot")
+
 // Pause stops the vCPUs (QMP stop). QEMU answers after the vCPUs have stopped.
 func (m *Machine) Pause(ctx context.Context) error {
 	if err := m.command(ctx, "stop"); err != nil {
@@ -216,6 +219,14 @@ func (m *Machine) Resume(ctx context.Context) error {
 	defer m.snapMu.Unlock()
 	if m.exitedAlready() {
 		return fmt.Errorf("resume qemu %s: %w", m.id, vmm.ErrNotRunning)
+	}
+	// A VM whose restore never finished loading (its restorer was killed, and it was
+	// adopted) has no guest to run: cont would only arm it to start once a load that
+	// never comes completes, and withdrawing its snapshot would lose the sandbox.
+	if st, err := m.qmp.status(ctx); err != nil {
+		return fmt.Errorf("resume qemu %s: status: %w", m.id, err)
+	} else if st.Status == "inmigrate" {
+		return fmt.Errorf("resume qemu %s: %w", m.id, ErrRestoreUnfinished)
 	}
 	withdrawn, err := m.withdrawShared()
 	if err != nil {
