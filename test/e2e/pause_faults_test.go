@@ -73,6 +73,11 @@ func TestAgentKilledMidPauseAndResume(t *testing.T) {
 		cancel()
 		<-done
 		b := startAgent(t, addr)
+		// Destroyed by the agent that runs last, even when the test fails half-way (a
+		// sandbox left paused in the shared test dir would fail later tests).
+		t.Cleanup(func() {
+			_, _ = b.client.DestroySandbox(context.Background(), connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
+		})
 		got, err := b.client.GetSandbox(context.Background(), connect.NewRequest(&pb.GetSandboxRequest{SandboxId: id}))
 		if err != nil {
 			t.Fatalf("sandbox after the restart: %v\n%s", err, b.logs.String())
