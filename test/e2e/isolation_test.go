@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/testutil"
 )
 
 // upstream is a stand-in for "the internet": a TCP listener inside a test namespace
@@ -197,10 +198,10 @@ func TestGuestIsolation(t *testing.T) {
 	if !canConnect(t, a, open.GetId(), up.addr.Addr().String(), 8080) {
 		t.Fatal("a sandbox with internet access cannot reach the upstream: the test network is broken")
 	}
+	testutil.WaitFor(t, 5*time.Second, "the upstream to count the open sandbox's connection", func() bool {
+		return up.accepted.Load() > 0
+	})
 	reached := up.accepted.Load()
-	if reached == 0 {
-		t.Fatal("the upstream saw no connection from the open sandbox")
-	}
 	if canConnect(t, a, closed.GetId(), up.addr.Addr().String(), 8080) {
 		t.Error("a sandbox without internet access reached the upstream")
 	}
@@ -211,6 +212,7 @@ func TestGuestIsolation(t *testing.T) {
 	// Internet access is the public internet: the upstream's private addresses answer
 	// the host (positive control) but no guest.
 	private := make([]string, len(up.private))
+	hostDials := up.accepted.Load() + int64(len(up.private))
 	for i, ap := range up.private {
 		c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
 		if err != nil {
@@ -219,6 +221,11 @@ func TestGuestIsolation(t *testing.T) {
 		c.Close()
 		private[i] = ap.String()
 	}
+	// The upstream counts a connection when its accept loop gets to it: wait until it
+	// has counted the host's own, so that they are not taken for a guest's.
+	testutil.WaitFor(t, 5*time.Second, "the upstream to count the host's connections", func() bool {
+		return up.accepted.Load() >= hostDials
+	})
 	reached = up.accepted.Load()
 	for _, sb := range []*pb.Sandbox{open, closed} {
 		for i, ok := range reachable(t, a, sb.GetId(), private) {
