@@ -19,7 +19,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(path)
+	return syncDirOf(path)
 }
 
 // Create writes path with data (mode perm) only if nothing has that name yet, for files
@@ -36,7 +36,7 @@ func Create(path string, data []byte, perm os.FileMode) error {
 	if err := os.Link(tmp, path); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	return syncDir(path)
+	return syncDirOf(path)
 }
 
 // writeTemp writes data to a new temporary file beside path, fsynced, and returns its
@@ -63,15 +63,24 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 	return f.Name(), nil
 }
 
-// syncDir makes the new name in path's directory durable.
-func syncDir(path string) error {
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
+// syncDirOf makes the new name in path's directory durable.
+func syncDirOf(path string) error {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// SyncDir fsyncs a directory, making the names created, renamed or removed in it
+// durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", path, err)
+		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/atomicfile"
 )
 
 // Snapshots are optional capabilities, in containerd's style: a Machine that can
@@ -249,47 +251,8 @@ func WriteSnapshotMeta(dir string, meta SnapshotMeta) error {
 	if err != nil {
 		return fmt.Errorf("encode snapshot meta: %w", err)
 	}
-	p := filepath.Join(dir, MetaFileName)
-	tmp := p + ".tmp"
-	if err := writeSynced(tmp, append(b, '\n')); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write snapshot meta: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write snapshot meta: %w", err)
-	}
-	if err := SyncDir(dir); err != nil {
-		return fmt.Errorf("write snapshot meta: %w", err)
-	}
-	return nil
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// SyncDir fsyncs a directory, making the names created or renamed in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
+	if err := atomicfile.Write(filepath.Join(dir, MetaFileName), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("snapshot meta: %w", err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
@@ -584,7 +585,7 @@ func (m *Machine) withdrawShared() ([]string, error) {
 			continue
 		}
 		if err == nil {
-			err = vmm.SyncDir(dir)
+			err = atomicfile.SyncDir(dir)
 		}
 		if err != nil {
 			m.reinstate(done)
