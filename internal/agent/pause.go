@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/lifecycle"
-	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -260,17 +259,9 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 // template's warm one), paused, on its slot.
 func (m *Manager) restoreVM(ctx context.Context, sb *sandbox, restorer vmm.Restorer, snapDir string) (func(), error) {
 	sb.mu.Lock()
-	rec, slot, disk := sb.rec, sb.slot, sb.disk
+	boot := bootSource{kernel: sb.rec.Kernel, initrd: sb.rec.Initrd}
 	sb.mu.Unlock()
-	machine, err := restorer.Restore(ctx, vmm.Config{
-		ID: rec.Spec.ID, Dir: sb.dir, Kernel: rec.Kernel, Initrd: rec.Initrd, Disk: disk,
-		VCPUs: rec.Spec.VCPUs, MemoryMiB: rec.Spec.MemoryMiB,
-		KernelArgs: append([]string{"wrenn.hostname=" + rec.Spec.ID}, m.cfg.KernelArgs...),
-		Net: &vmm.NetConfig{
-			NetNS: slot.NetNSPath(), TAP: netslot.TapName, MAC: netslot.GuestMAC.String(),
-			GuestIP: netslot.GuestIP, Gateway: netslot.TapIP.Addr(),
-		},
-	}, snapDir)
+	machine, err := restorer.Restore(ctx, m.vmConfig(sb, boot), snapDir)
 	if err != nil {
 		return nil, fmt.Errorf("restore vm: %w", err)
 	}

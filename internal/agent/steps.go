@@ -107,12 +107,12 @@ func (m *Manager) releaseDisk(sb *sandbox) error {
 // bootSource is what a VM boots from.
 type bootSource struct{ kernel, initrd string }
 
-// startVM boots the sandbox's VM on its slot and disk.
-func (m *Manager) startVM(ctx context.Context, sb *sandbox, boot bootSource) (func(), error) {
+// vmConfig is the VM of the sandbox on its slot and disk, booted (or restored) from boot.
+func (m *Manager) vmConfig(sb *sandbox, boot bootSource) vmm.Config {
 	sb.mu.Lock()
 	spec, slot, disk := sb.rec.Spec, sb.slot, sb.disk
 	sb.mu.Unlock()
-	machine, err := m.cfg.Driver.Start(ctx, vmm.Config{
+	return vmm.Config{
 		ID: spec.ID, Dir: sb.dir, Kernel: boot.kernel, Initrd: boot.initrd, Disk: disk,
 		VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB,
 		KernelArgs: append([]string{"wrenn.hostname=" + spec.ID}, m.cfg.KernelArgs...),
@@ -120,7 +120,12 @@ func (m *Manager) startVM(ctx context.Context, sb *sandbox, boot bootSource) (fu
 			NetNS: slot.NetNSPath(), TAP: netslot.TapName, MAC: netslot.GuestMAC.String(),
 			GuestIP: netslot.GuestIP, Gateway: netslot.TapIP.Addr(),
 		},
-	})
+	}
+}
+
+// startVM boots the sandbox's VM on its slot and disk.
+func (m *Manager) startVM(ctx context.Context, sb *sandbox, boot bootSource) (func(), error) {
+	machine, err := m.cfg.Driver.Start(ctx, m.vmConfig(sb, boot))
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/image"
@@ -94,10 +93,10 @@ func (m *Manager) buildWarmLater(tmpl *image.Template, spec Spec) {
 	if !m.cfg.WarmStart || spec.DiskMiB != 0 {
 		return
 	}
-	_, canSnapshot := m.cfg.Driver.(vmm.Restorer)
+	_, canRestore := m.cfg.Driver.(vmm.Restorer)
 	dir := m.warmDir(tmpl, spec)
 	m.mu.Lock()
-	if !canSnapshot || m.warming[dir] || m.closed {
+	if !canRestore || m.warming[dir] || m.closed {
 		m.mu.Unlock()
 		return
 	}
@@ -134,7 +133,7 @@ func (m *Manager) buildWarm(ctx context.Context, tmpl *image.Template, spec Spec
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return err
 	}
-	spec.ID = "warm-" + strings.ToLower(fmt.Sprintf("%x", time.Now().UnixNano()))
+	spec.ID = fmt.Sprintf("warm-%x", time.Now().UnixNano())
 	sb := newSandbox(spec.ID, tmp, record{Spec: spec, State: lifecycle.Starting, Kernel: tmpl.Kernel, Initrd: tmpl.Initrd}, m.sealer)
 	var undo rollback
 	defer func() {
@@ -195,7 +194,9 @@ func (m *Manager) cleanWarmBuilds(ctx context.Context) {
 	for _, dir := range dirs {
 		if machine, err := m.cfg.Driver.Adopt(ctx, dir); err == nil {
 			stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			m.logFailure(&sandbox{id: filepath.Base(dir)}, "stop half-built warm vm", machine.Stop(stopCtx))
+			if err := machine.Stop(stopCtx); err != nil {
+				m.log.Warn("stop half-built warm vm", "dir", dir, "err", err)
+			}
 			cancel()
 		} else if !errors.Is(err, vmm.ErrNotRunning) {
 			m.log.Warn("look for a half-built warm vm", "dir", dir, "err", err)
