@@ -38,18 +38,7 @@ const hostSettleTimeout = 15 * time.Second
 // ResumeSandbox. core.ErrConflict when it is not running, core.ErrNotImplemented when
 // its host's VM driver cannot snapshot.
 func (s *Service) PauseSandbox(ctx context.Context, p *core.Principal, id string) (*Sandbox, error) {
-	row, err := s.sandboxRow(ctx, p, id)
-	if err != nil {
-		return nil, err
-	}
-	if stateOf(row) != lifecycle.Running {
-		return nil, stateConflict(id, stateOf(row), "pause")
-	}
-	agent, err := s.agentOf(ctx, row)
-	if err != nil {
-		return nil, err
-	}
-	row, err = s.step(ctx, p, row, transition{to: lifecycle.Pausing, from: []lifecycle.State{lifecycle.Running}, op: "pause"})
+	row, agent, err := s.begin(ctx, p, id, lifecycle.Running, lifecycle.Pausing, "pause")
 	if err != nil {
 		return nil, err
 	}
@@ -79,18 +68,7 @@ func (s *Service) ResumeSandbox(ctx context.Context, p *core.Principal, id strin
 	if timeoutSec < 0 || timeoutSec > maxTimeoutSec {
 		return nil, fmt.Errorf("%w: timeout_sec %d out of range 0..%d", core.ErrInvalid, timeoutSec, maxTimeoutSec)
 	}
-	row, err := s.sandboxRow(ctx, p, id)
-	if err != nil {
-		return nil, err
-	}
-	if stateOf(row) != lifecycle.Paused {
-		return nil, stateConflict(id, stateOf(row), "resume")
-	}
-	agent, err := s.agentOf(ctx, row)
-	if err != nil {
-		return nil, err
-	}
-	row, err = s.step(ctx, p, row, transition{to: lifecycle.Resuming, from: []lifecycle.State{lifecycle.Paused}, op: "resume"})
+	row, agent, err := s.begin(ctx, p, id, lifecycle.Paused, lifecycle.Resuming, "resume")
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +103,28 @@ type transition struct {
 	timeoutSec *int32            // a new idle timeout (nil keeps it)
 	audit      string            // the audit action written with the step ("" none)
 	meta       map[string]any
+}
+
+// begin starts a pause or resume of a sandbox of the principal's team: it must be in
+// from (else core.ErrConflict), its host reachable, and it moves to the transitional
+// state to; it returns the row as moved and the host's agent.
+func (s *Service) begin(ctx context.Context, p *core.Principal, id string, from, to lifecycle.State, op string) (db.Sandbox, hostagentv1connect.HostAgentServiceClient, error) {
+	row, err := s.sandboxRow(ctx, p, id)
+	if err != nil {
+		return db.Sandbox{}, nil, err
+	}
+	if stateOf(row) != from {
+		return db.Sandbox{}, nil, stateConflict(id, stateOf(row), op)
+	}
+	agent, err := s.agentOf(ctx, row)
+	if err != nil {
+		return db.Sandbox{}, nil, err
+	}
+	row, err = s.step(ctx, p, row, transition{to: to, from: []lifecycle.State{from}, op: op})
+	if err != nil {
+		return db.Sandbox{}, nil, err
+	}
+	return row, agent, nil
 }
 
 // step records t for row, with its audit entry in the same transaction. A row no
