@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,13 +17,19 @@ import (
 // sandbox from the first instant — hostname, random bytes, files.
 func TestWarmStartClones(t *testing.T) {
 	needVM(t)
+	// The test dir outlives a run (its template is cached), and so would a warm
+	// snapshot an earlier run built: start from none.
+	warmRoot := filepath.Join(env.dir, "images", "base", "warm")
+	if err := os.RemoveAll(warmRoot); err != nil {
+		t.Fatal(err)
+	}
 	a := startAgent(t, freeAddr(t), "WRENN_AGENT_WARM_START=true")
 	first := create(t, a.client, &pb.CreateSandboxRequest{})
 	if first.GetTimings().GetRestored() {
 		t.Fatal("the first create restored: no warm snapshot can exist yet")
 	}
 	cold := time.Duration(first.GetTimings().GetTotalUs()) * time.Microsecond
-	warm := filepath.Join(env.dir, "images", "base", "warm", "qemu-1c-512m", "snapshot")
+	warm := filepath.Join(warmRoot, "qemu-1c-512m", "snapshot")
 	testutil.WaitFor(t, 3*time.Minute, "the warm snapshot to be built", func() bool {
 		_, err := vmm.ReadSnapshotMeta(warm)
 		return err == nil
