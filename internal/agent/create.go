@@ -26,12 +26,24 @@ type Timings struct {
 // Create boots a sandbox and returns once envd is initialised with the sandbox's token
 // and identity. On failure nothing of it remains.
 func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string, tm Timings, err error) {
+	var snap *SnapshotInfo
+	if spec.Snapshot != "" {
+		if snap, err = m.snapshotSpec(&spec); err != nil {
+			return nil, "", tm, err
+		}
+	}
 	if err := m.cfg.Limits.Validate(&spec); err != nil {
 		return nil, "", tm, err
 	}
-	tmpl, err := image.Load(m.cfg.Dir, spec.Template)
-	if err != nil {
-		return nil, "", tm, fmt.Errorf("%w: template %q: %v", ErrInvalid, spec.Template, err)
+	var tmpl *image.Template
+	boot := bootSource{}
+	if snap != nil {
+		boot = bootSource{kernel: snap.Kernel, initrd: snap.Initrd}
+	} else {
+		if tmpl, err = image.Load(m.cfg.Dir, spec.Template); err != nil {
+			return nil, "", tm, fmt.Errorf("%w: template %q: %v", ErrInvalid, spec.Template, err)
+		}
+		boot = bootSource{kernel: tmpl.Kernel, initrd: tmpl.Initrd}
 	}
 	if spec.ID == "" {
 		spec.ID = ident.NewSandboxID()
@@ -40,7 +52,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		return nil, "", tm, err
 	}
 	now := m.cfg.Now()
-	sb, undoReserve, err := m.reserve(record{Spec: spec, State: lifecycle.Starting, Kernel: tmpl.Kernel, Initrd: tmpl.Initrd, CreatedAt: now, LastActive: now})
+	sb, undoReserve, err := m.reserve(record{Spec: spec, State: lifecycle.Starting, Kernel: boot.kernel, Initrd: boot.initrd, CreatedAt: now, LastActive: now})
 	if err != nil {
 		return nil, "", tm, err
 	}
@@ -74,14 +86,21 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	if err := run(&undo, step{&tm.Slot, func() (func(), error) { return m.takeSlot(ctx, sb, spec.AllowInternet) }}); err != nil {
 		return nil, "", tm, err
 	}
-	cold := []step{
-		{&tm.Disk, func() (func(), error) { return m.makeDisk(ctx, sb, tmpl.RootFS, spec.DiskMiB) }},
-		{&tm.VMStart, func() (func(), error) {
-			return m.startVM(ctx, sb, bootSource{kernel: tmpl.Kernel, initrd: tmpl.Initrd})
-		}},
-		{&tm.Boot, func() (func(), error) { return nil, m.connectEnvd(ctx, sb, m.cfg.BootTimeout) }},
-	}
-	if warm := m.warmFor(tmpl, spec); warm != "" {
+	if snap != nil {
+		// Its files are read while its disk is cloned and its VM restored; a delete
+		// or overwrite of the snapshot waits for that.
+		disk, vm, ready := m.restoreSteps(ctx, sb, filepath.Join(m.snapshotsDir(), spec.Snapshot))
+		m.snapMu.RLock()
+		err := run(&undo, step{&tm.Disk, disk}, step{&tm.VMStart, vm})
+		m.snapMu.RUnlock()
+		if err != nil {
+			return nil, "", tm, err
+		}
+		if err := run(&undo, step{&tm.Boot, ready}); err != nil {
+			return nil, "", tm, err
+		}
+		tm.Restored = true
+	} else if warm := m.warmFor(tmpl, spec); warm != "" {
 		disk, vm, boot := m.restoreSteps(ctx, sb, warm)
 		var restored rollback
 		err := run(&restored, step{&tm.Disk, disk}, step{&tm.VMStart, vm}, step{&tm.Boot, boot})
@@ -97,12 +116,17 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		}
 	}
 	if !tm.Restored {
+		cold := []step{
+			{&tm.Disk, func() (func(), error) { return m.makeDisk(ctx, sb, tmpl.RootFS, spec.DiskMiB) }},
+			{&tm.VMStart, func() (func(), error) { return m.startVM(ctx, sb, boot) }},
+			{&tm.Boot, func() (func(), error) { return nil, m.connectEnvd(ctx, sb, m.cfg.BootTimeout) }},
+		}
 		if err := run(&undo, cold...); err != nil {
 			return nil, "", tm, err
 		}
 		defer m.buildWarmLater(tmpl, spec)
 	}
-	if err := run(&undo, step{&tm.Init, func() (func(), error) { return nil, m.initGuest(ctx, sb, token, tmpl.Name) }}); err != nil {
+	if err := run(&undo, step{&tm.Init, func() (func(), error) { return nil, m.initGuest(ctx, sb, token, spec.Template) }}); err != nil {
 		return nil, "", tm, err
 	}
 	// Idleness counts from when the sandbox is usable, not from when its create began.
@@ -112,7 +136,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	}
 	tm.Total = time.Since(start)
 	m.watch(sb)
-	m.log.Info("sandbox created", "sandbox", spec.ID, "template", spec.Template, "slot", sb.rec.Slot, "restored", tm.Restored, "total", tm.Total)
+	m.log.Info("sandbox created", "sandbox", spec.ID, "template", spec.Template, "snapshot", spec.Snapshot, "slot", sb.rec.Slot, "restored", tm.Restored, "total", tm.Total)
 	return sb.info(), token, tm, nil
 }
 

@@ -44,6 +44,10 @@ type Disks interface {
 	Adopt(dir string) (string, error)
 	// Release frees the disk of the sandbox in dir; one already gone is not an error.
 	Release(dir string) error
+	// Flatten writes a standalone copy of the disk of the sandbox in dir to the file
+	// dst (which must not exist), durably, for a snapshot that Create later clones.
+	// The VM must not be writing the disk meanwhile.
+	Flatten(ctx context.Context, dir, dst string) error
 }
 
 // Config configures a Manager.
@@ -81,6 +85,10 @@ type Manager struct {
 
 	mu    sync.RWMutex
 	boxes map[string]*sandbox
+
+	// snapMu: restores read named snapshots' files under RLock; publishing and
+	// deleting snapshots take Lock (snapshots.go).
+	snapMu sync.RWMutex
 
 	stopReaper context.CancelFunc
 	reaperDone chan struct{}

@@ -35,6 +35,7 @@ func (m *Manager) Recover(ctx context.Context) (*RecoverReport, error) {
 	}
 	rep := &RecoverReport{}
 	m.cleanWarmBuilds(ctx)
+	m.cleanSnapshotLeftovers()
 	for _, e := range entries {
 		if !e.IsDir() || !ident.ValidSandboxID(e.Name()) {
 			continue
@@ -164,14 +165,13 @@ func (m *Manager) adoptRunning(ctx context.Context, sb *sandbox) (err error) {
 	}
 	undo.add(undoVM)
 	was := sb.state()
-	if was == lifecycle.Pausing || was == lifecycle.Resuming {
-		// Caught mid-transition with its VM alive: its vCPUs may be stopped.
-		sb.mu.Lock()
-		machine := sb.machine
-		sb.mu.Unlock()
-		if err := machine.Resume(ctx); err != nil {
-			return fmt.Errorf("run vcpus: %w", err)
-		}
+	// Its vCPUs may be stopped: caught mid-pause, mid-resume, or mid-snapshot (which
+	// stops a running sandbox's vCPUs for a moment). Resuming running ones is a no-op.
+	sb.mu.Lock()
+	machine := sb.machine
+	sb.mu.Unlock()
+	if err := machine.Resume(ctx); err != nil {
+		return fmt.Errorf("run vcpus: %w", err)
 	}
 	undoSlot, err := m.adoptSlot(sb, sb.rec.Slot)
 	if err != nil {

@@ -17,6 +17,9 @@ type Spec struct {
 	TimeoutSec    int               `json:"timeout_sec"`
 	AllowInternet bool              `json:"allow_internet"`
 	Metadata      map[string]string `json:"metadata,omitempty"`
+	// Snapshot is the named snapshot the sandbox was restored from ("" = booted from
+	// Template, or restored from its warm snapshot).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // Limits bound a sandbox's size on this host.

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/wrennhq/wrenn/internal/ident"
 	"io"
 	"net/url"
 	"os"
@@ -21,6 +20,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/atomicfile"
+	"github.com/wrennhq/wrenn/internal/ident"
 )
 
 // builderVersion is part of every cache key: bump it when the builder changes what it
@@ -277,7 +279,7 @@ func Build(ctx context.Context, opts Options) (*Template, error) {
 	if err := syncDir(newDir); err != nil {
 		return nil, err
 	}
-	if err := publishDir(newDir, final); err != nil {
+	if err := atomicfile.ReplaceDir(newDir, final); err != nil {
 		return nil, fmt.Errorf("publish template %s: %w", o.Name, err)
 	}
 	t, err := Load(o.Dir, o.Name)

@@ -319,30 +319,3 @@ func treeUsage(tree string) (bytes, inodes int64, err error) {
 	})
 	return bytes, inodes, err
 }
-
-// publishDir makes newDir visible as final in one step: an atomic exchange when a previous
-// version exists (readers see the old or the new template, never a mix or nothing), after
-// which newDir holds the previous version for the caller to remove. Open files of the old
-// version (a running VM's disk) stay valid.
-func publishDir(newDir, final string) error {
-	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
-		return os.Rename(newDir, final)
-	}
-	err := unix.Renameat2(unix.AT_FDCWD, newDir, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
-		return err
-	}
-	// The file system cannot exchange: fall back to two renames (a brief gap, never a mix).
-	old := newDir + ".old"
-	if err := os.Rename(final, old); err != nil {
-		return err
-	}
-	if err := os.Rename(newDir, final); err != nil {
-		_ = os.Rename(old, final)
-		return err
-	}
-	return os.Rename(old, newDir)
-}

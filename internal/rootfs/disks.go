@@ -70,6 +70,28 @@ func (CloneDisks) Adopt(dir string) (string, error) {
 	return disk, nil
 }
 
+// Flatten copies the disk of the sandbox in dir to dst (a reflink or sparse copy),
+// fsynced.
+func (CloneDisks) Flatten(_ context.Context, dir, dst string) error {
+	if _, err := Clone(filepath.Join(dir, DiskName), dst); err != nil {
+		return err
+	}
+	return SyncFile(dst)
+}
+
+// SyncFile fsyncs a file's data.
+func SyncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
 // Release removes a sandbox's disk; one already gone is not an error.
 func (CloneDisks) Release(dir string) error {
 	if err := os.Remove(filepath.Join(dir, DiskName)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -108,7 +108,9 @@ type Sandbox struct {
 	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	LastActiveAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_active_at,json=lastActiveAt,proto3" json:"last_active_at,omitempty"`
 	// Why the sandbox is in the error state.
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// The snapshot the sandbox was created from; empty for one booted from template.
+	Snapshot      string `protobuf:"bytes,13,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +229,13 @@ func (x *Sandbox) GetError() string {
 	return ""
 }
 
+func (x *Sandbox) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
+}
+
 type CreateSandboxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: the agent picks an id.
@@ -241,8 +250,12 @@ type CreateSandboxRequest struct {
 	// Absent: the agent's default.
 	AllowInternetAccess *bool             `protobuf:"varint,8,opt,name=allow_internet_access,json=allowInternetAccess,proto3,oneof" json:"allow_internet_access,omitempty"`
 	Metadata            map[string]string `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Create by restoring this snapshot (CreateSnapshot) instead of booting template:
+	// the sandbox starts as the snapshot's sandbox was, with its own identity. vcpus,
+	// memory_mb and disk_mb are the snapshot's; asking for others is invalid_argument.
+	Snapshot      string `protobuf:"bytes,10,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
@@ -336,6 +349,13 @@ func (x *CreateSandboxRequest) GetMetadata() map[string]string {
 		return x.Metadata
 	}
 	return nil
+}
+
+func (x *CreateSandboxRequest) GetSnapshot() string {
+	if x != nil {
+		return x.Snapshot
+	}
+	return ""
 }
 
 type CreateSandboxResponse struct {
@@ -2054,11 +2074,387 @@ func (x *ResumeSandboxResponse) GetDurationUs() int64 {
 	return 0
 }
 
+type SnapshotInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The sandbox it was taken from, and that sandbox's template.
+	SandboxId string `protobuf:"bytes,2,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Template  string `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
+	// The shape of every sandbox created from it.
+	Vcpus    int32 `protobuf:"varint,4,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	MemoryMb int32 `protobuf:"varint,5,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	DiskMb   int32 `protobuf:"varint,6,opt,name=disk_mb,json=diskMb,proto3" json:"disk_mb,omitempty"`
+	// Disk space its files take (memory and disk copies, sparse).
+	SizeBytes     int64                  `protobuf:"varint,7,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SnapshotInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetTemplate() string {
+	if x != nil {
+		return x.Template
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetVcpus() int32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetMemoryMb() int32 {
+	if x != nil {
+		return x.MemoryMb
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetDiskMb() int32 {
+	if x != nil {
+		return x.DiskMb
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type CreateSnapshotRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	// Lowercase letters, digits, '-' and '_', at most 63, starting with a letter or digit.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Overwrite     bool   `protobuf:"varint,3,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotRequest) Reset() {
+	*x = CreateSnapshotRequest{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotRequest) ProtoMessage() {}
+
+func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateSnapshotRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetOverwrite() bool {
+	if x != nil {
+		return x.Overwrite
+	}
+	return false
+}
+
+type CreateSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshot      *SnapshotInfo          `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	DurationUs    int64                  `protobuf:"varint,2,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotResponse) Reset() {
+	*x = CreateSnapshotResponse{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotResponse) ProtoMessage() {}
+
+func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CreateSnapshotResponse) GetSnapshot() *SnapshotInfo {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *CreateSnapshotResponse) GetDurationUs() int64 {
+	if x != nil {
+		return x.DurationUs
+	}
+	return 0
+}
+
+type DeleteSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotRequest) Reset() {
+	*x = DeleteSnapshotRequest{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotRequest) ProtoMessage() {}
+
+func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotResponse) Reset() {
+	*x = DeleteSnapshotResponse{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotResponse) ProtoMessage() {}
+
+func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{35}
+}
+
+type ListSnapshotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsRequest) Reset() {
+	*x = ListSnapshotsRequest{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{36}
+}
+
+type ListSnapshotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*SnapshotInfo        `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsResponse) Reset() {
+	*x = ListSnapshotsResponse{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
 var File_hostagent_v1_hostagent_proto protoreflect.FileDescriptor
 
 const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
-	"\x1chostagent/v1/hostagent.proto\x12\fhostagent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x03\n" +
+	"\x1chostagent/v1/hostagent.proto\x12\fhostagent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x03\n" +
 	"\aSandbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\btemplate\x18\x02 \x01(\tR\btemplate\x120\n" +
@@ -2074,7 +2470,8 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12@\n" +
 	"\x0elast_active_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastActiveAt\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error\"\xa4\x04\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
+	"\bsnapshot\x18\r \x01(\tR\bsnapshot\"\xc0\x04\n" +
 	"\x14CreateSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -2086,7 +2483,9 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\vtimeout_sec\x18\a \x01(\x05R\n" +
 	"timeoutSec\x127\n" +
 	"\x15allow_internet_access\x18\b \x01(\bH\x00R\x13allowInternetAccess\x88\x01\x01\x12L\n" +
-	"\bmetadata\x18\t \x03(\v20.hostagent.v1.CreateSandboxRequest.MetadataEntryR\bmetadata\x1a:\n" +
+	"\bmetadata\x18\t \x03(\v20.hostagent.v1.CreateSandboxRequest.MetadataEntryR\bmetadata\x12\x1a\n" +
+	"\bsnapshot\x18\n" +
+	" \x01(\tR\bsnapshot\x1a:\n" +
 	"\fEnvVarsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
@@ -2215,7 +2614,34 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\asandbox\x18\x01 \x01(\v2\x15.hostagent.v1.SandboxR\asandbox\x12*\n" +
 	"\x11envd_access_token\x18\x02 \x01(\tR\x0fenvdAccessToken\x12\x1f\n" +
 	"\vduration_us\x18\x03 \x01(\x03R\n" +
-	"durationUs*\x85\x02\n" +
+	"durationUs\"\x83\x02\n" +
+	"\fSnapshotInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x02 \x01(\tR\tsandboxId\x12\x1a\n" +
+	"\btemplate\x18\x03 \x01(\tR\btemplate\x12\x14\n" +
+	"\x05vcpus\x18\x04 \x01(\x05R\x05vcpus\x12\x1b\n" +
+	"\tmemory_mb\x18\x05 \x01(\x05R\bmemoryMb\x12\x17\n" +
+	"\adisk_mb\x18\x06 \x01(\x05R\x06diskMb\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\a \x01(\x03R\tsizeBytes\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"h\n" +
+	"\x15CreateSnapshotRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\toverwrite\x18\x03 \x01(\bR\toverwrite\"q\n" +
+	"\x16CreateSnapshotResponse\x126\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x1a.hostagent.v1.SnapshotInfoR\bsnapshot\x12\x1f\n" +
+	"\vduration_us\x18\x02 \x01(\x03R\n" +
+	"durationUs\"+\n" +
+	"\x15DeleteSnapshotRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
+	"\x16DeleteSnapshotResponse\"\x16\n" +
+	"\x14ListSnapshotsRequest\"Q\n" +
+	"\x15ListSnapshotsResponse\x128\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1a.hostagent.v1.SnapshotInfoR\tsnapshots*\x85\x02\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SANDBOX_STATE_STARTING\x10\x01\x12\x19\n" +
@@ -2225,7 +2651,7 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x16SANDBOX_STATE_RESUMING\x10\x05\x12\x1a\n" +
 	"\x16SANDBOX_STATE_STOPPING\x10\x06\x12\x19\n" +
 	"\x15SANDBOX_STATE_STOPPED\x10\a\x12\x17\n" +
-	"\x13SANDBOX_STATE_ERROR\x10\b2\xdd\t\n" +
+	"\x13SANDBOX_STATE_ERROR\x10\b2\xf1\v\n" +
 	"\x10HostAgentService\x12X\n" +
 	"\rCreateSandbox\x12\".hostagent.v1.CreateSandboxRequest\x1a#.hostagent.v1.CreateSandboxResponse\x12[\n" +
 	"\x0eDestroySandbox\x12#.hostagent.v1.DestroySandboxRequest\x1a$.hostagent.v1.DestroySandboxResponse\x12O\n" +
@@ -2244,7 +2670,10 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\n" +
 	"ExecResize\x12\x1f.hostagent.v1.ExecResizeRequest\x1a .hostagent.v1.ExecResizeResponse\x12U\n" +
 	"\fPauseSandbox\x12!.hostagent.v1.PauseSandboxRequest\x1a\".hostagent.v1.PauseSandboxResponse\x12X\n" +
-	"\rResumeSandbox\x12\".hostagent.v1.ResumeSandboxRequest\x1a#.hostagent.v1.ResumeSandboxResponseB7Z5github.com/wrennhq/wrenn/gen/hostagent/v1;hostagentv1b\x06proto3"
+	"\rResumeSandbox\x12\".hostagent.v1.ResumeSandboxRequest\x1a#.hostagent.v1.ResumeSandboxResponse\x12[\n" +
+	"\x0eCreateSnapshot\x12#.hostagent.v1.CreateSnapshotRequest\x1a$.hostagent.v1.CreateSnapshotResponse\x12[\n" +
+	"\x0eDeleteSnapshot\x12#.hostagent.v1.DeleteSnapshotRequest\x1a$.hostagent.v1.DeleteSnapshotResponse\x12X\n" +
+	"\rListSnapshots\x12\".hostagent.v1.ListSnapshotsRequest\x1a#.hostagent.v1.ListSnapshotsResponseB7Z5github.com/wrennhq/wrenn/gen/hostagent/v1;hostagentv1b\x06proto3"
 
 var (
 	file_hostagent_v1_hostagent_proto_rawDescOnce sync.Once
@@ -2259,7 +2688,7 @@ func file_hostagent_v1_hostagent_proto_rawDescGZIP() []byte {
 }
 
 var file_hostagent_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hostagent_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_hostagent_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_hostagent_v1_hostagent_proto_goTypes = []any{
 	(SandboxState)(0),              // 0: hostagent.v1.SandboxState
 	(*Sandbox)(nil),                // 1: hostagent.v1.Sandbox
@@ -2293,63 +2722,79 @@ var file_hostagent_v1_hostagent_proto_goTypes = []any{
 	(*PauseSandboxResponse)(nil),   // 29: hostagent.v1.PauseSandboxResponse
 	(*ResumeSandboxRequest)(nil),   // 30: hostagent.v1.ResumeSandboxRequest
 	(*ResumeSandboxResponse)(nil),  // 31: hostagent.v1.ResumeSandboxResponse
-	nil,                            // 32: hostagent.v1.CreateSandboxRequest.EnvVarsEntry
-	nil,                            // 33: hostagent.v1.CreateSandboxRequest.MetadataEntry
-	nil,                            // 34: hostagent.v1.ExecRequest.EnvVarsEntry
-	(*timestamppb.Timestamp)(nil),  // 35: google.protobuf.Timestamp
+	(*SnapshotInfo)(nil),           // 32: hostagent.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),  // 33: hostagent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil), // 34: hostagent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),  // 35: hostagent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil), // 36: hostagent.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),   // 37: hostagent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),  // 38: hostagent.v1.ListSnapshotsResponse
+	nil,                            // 39: hostagent.v1.CreateSandboxRequest.EnvVarsEntry
+	nil,                            // 40: hostagent.v1.CreateSandboxRequest.MetadataEntry
+	nil,                            // 41: hostagent.v1.ExecRequest.EnvVarsEntry
+	(*timestamppb.Timestamp)(nil),  // 42: google.protobuf.Timestamp
 }
 var file_hostagent_v1_hostagent_proto_depIdxs = []int32{
 	0,  // 0: hostagent.v1.Sandbox.state:type_name -> hostagent.v1.SandboxState
-	35, // 1: hostagent.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	35, // 2: hostagent.v1.Sandbox.last_active_at:type_name -> google.protobuf.Timestamp
-	32, // 3: hostagent.v1.CreateSandboxRequest.env_vars:type_name -> hostagent.v1.CreateSandboxRequest.EnvVarsEntry
-	33, // 4: hostagent.v1.CreateSandboxRequest.metadata:type_name -> hostagent.v1.CreateSandboxRequest.MetadataEntry
+	42, // 1: hostagent.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	42, // 2: hostagent.v1.Sandbox.last_active_at:type_name -> google.protobuf.Timestamp
+	39, // 3: hostagent.v1.CreateSandboxRequest.env_vars:type_name -> hostagent.v1.CreateSandboxRequest.EnvVarsEntry
+	40, // 4: hostagent.v1.CreateSandboxRequest.metadata:type_name -> hostagent.v1.CreateSandboxRequest.MetadataEntry
 	1,  // 5: hostagent.v1.CreateSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
 	4,  // 6: hostagent.v1.CreateSandboxResponse.timings:type_name -> hostagent.v1.CreateTimings
 	1,  // 7: hostagent.v1.GetSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
 	1,  // 8: hostagent.v1.ListSandboxesResponse.sandboxes:type_name -> hostagent.v1.Sandbox
-	34, // 9: hostagent.v1.ExecRequest.env_vars:type_name -> hostagent.v1.ExecRequest.EnvVarsEntry
+	41, // 9: hostagent.v1.ExecRequest.env_vars:type_name -> hostagent.v1.ExecRequest.EnvVarsEntry
 	12, // 10: hostagent.v1.ExecRequest.pty:type_name -> hostagent.v1.PtySize
 	15, // 11: hostagent.v1.ExecStreamResponse.exit:type_name -> hostagent.v1.ExecExit
 	16, // 12: hostagent.v1.WriteFileStreamRequest.header:type_name -> hostagent.v1.WriteFileRequest
 	12, // 13: hostagent.v1.ExecResizeRequest.size:type_name -> hostagent.v1.PtySize
 	1,  // 14: hostagent.v1.PauseSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
 	1,  // 15: hostagent.v1.ResumeSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
-	2,  // 16: hostagent.v1.HostAgentService.CreateSandbox:input_type -> hostagent.v1.CreateSandboxRequest
-	5,  // 17: hostagent.v1.HostAgentService.DestroySandbox:input_type -> hostagent.v1.DestroySandboxRequest
-	7,  // 18: hostagent.v1.HostAgentService.GetSandbox:input_type -> hostagent.v1.GetSandboxRequest
-	9,  // 19: hostagent.v1.HostAgentService.ListSandboxes:input_type -> hostagent.v1.ListSandboxesRequest
-	11, // 20: hostagent.v1.HostAgentService.Exec:input_type -> hostagent.v1.ExecRequest
-	11, // 21: hostagent.v1.HostAgentService.ExecStream:input_type -> hostagent.v1.ExecRequest
-	16, // 22: hostagent.v1.HostAgentService.WriteFile:input_type -> hostagent.v1.WriteFileRequest
-	19, // 23: hostagent.v1.HostAgentService.ReadFile:input_type -> hostagent.v1.ReadFileRequest
-	18, // 24: hostagent.v1.HostAgentService.WriteFileStream:input_type -> hostagent.v1.WriteFileStreamRequest
-	19, // 25: hostagent.v1.HostAgentService.ReadFileStream:input_type -> hostagent.v1.ReadFileRequest
-	22, // 26: hostagent.v1.HostAgentService.Ping:input_type -> hostagent.v1.PingRequest
-	24, // 27: hostagent.v1.HostAgentService.ExecInput:input_type -> hostagent.v1.ExecInputRequest
-	26, // 28: hostagent.v1.HostAgentService.ExecResize:input_type -> hostagent.v1.ExecResizeRequest
-	28, // 29: hostagent.v1.HostAgentService.PauseSandbox:input_type -> hostagent.v1.PauseSandboxRequest
-	30, // 30: hostagent.v1.HostAgentService.ResumeSandbox:input_type -> hostagent.v1.ResumeSandboxRequest
-	3,  // 31: hostagent.v1.HostAgentService.CreateSandbox:output_type -> hostagent.v1.CreateSandboxResponse
-	6,  // 32: hostagent.v1.HostAgentService.DestroySandbox:output_type -> hostagent.v1.DestroySandboxResponse
-	8,  // 33: hostagent.v1.HostAgentService.GetSandbox:output_type -> hostagent.v1.GetSandboxResponse
-	10, // 34: hostagent.v1.HostAgentService.ListSandboxes:output_type -> hostagent.v1.ListSandboxesResponse
-	13, // 35: hostagent.v1.HostAgentService.Exec:output_type -> hostagent.v1.ExecResponse
-	14, // 36: hostagent.v1.HostAgentService.ExecStream:output_type -> hostagent.v1.ExecStreamResponse
-	17, // 37: hostagent.v1.HostAgentService.WriteFile:output_type -> hostagent.v1.WriteFileResponse
-	20, // 38: hostagent.v1.HostAgentService.ReadFile:output_type -> hostagent.v1.ReadFileResponse
-	17, // 39: hostagent.v1.HostAgentService.WriteFileStream:output_type -> hostagent.v1.WriteFileResponse
-	21, // 40: hostagent.v1.HostAgentService.ReadFileStream:output_type -> hostagent.v1.ReadFileStreamResponse
-	23, // 41: hostagent.v1.HostAgentService.Ping:output_type -> hostagent.v1.PingResponse
-	25, // 42: hostagent.v1.HostAgentService.ExecInput:output_type -> hostagent.v1.ExecInputResponse
-	27, // 43: hostagent.v1.HostAgentService.ExecResize:output_type -> hostagent.v1.ExecResizeResponse
-	29, // 44: hostagent.v1.HostAgentService.PauseSandbox:output_type -> hostagent.v1.PauseSandboxResponse
-	31, // 45: hostagent.v1.HostAgentService.ResumeSandbox:output_type -> hostagent.v1.ResumeSandboxResponse
-	31, // [31:46] is the sub-list for method output_type
-	16, // [16:31] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	42, // 16: hostagent.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	32, // 17: hostagent.v1.CreateSnapshotResponse.snapshot:type_name -> hostagent.v1.SnapshotInfo
+	32, // 18: hostagent.v1.ListSnapshotsResponse.snapshots:type_name -> hostagent.v1.SnapshotInfo
+	2,  // 19: hostagent.v1.HostAgentService.CreateSandbox:input_type -> hostagent.v1.CreateSandboxRequest
+	5,  // 20: hostagent.v1.HostAgentService.DestroySandbox:input_type -> hostagent.v1.DestroySandboxRequest
+	7,  // 21: hostagent.v1.HostAgentService.GetSandbox:input_type -> hostagent.v1.GetSandboxRequest
+	9,  // 22: hostagent.v1.HostAgentService.ListSandboxes:input_type -> hostagent.v1.ListSandboxesRequest
+	11, // 23: hostagent.v1.HostAgentService.Exec:input_type -> hostagent.v1.ExecRequest
+	11, // 24: hostagent.v1.HostAgentService.ExecStream:input_type -> hostagent.v1.ExecRequest
+	16, // 25: hostagent.v1.HostAgentService.WriteFile:input_type -> hostagent.v1.WriteFileRequest
+	19, // 26: hostagent.v1.HostAgentService.ReadFile:input_type -> hostagent.v1.ReadFileRequest
+	18, // 27: hostagent.v1.HostAgentService.WriteFileStream:input_type -> hostagent.v1.WriteFileStreamRequest
+	19, // 28: hostagent.v1.HostAgentService.ReadFileStream:input_type -> hostagent.v1.ReadFileRequest
+	22, // 29: hostagent.v1.HostAgentService.Ping:input_type -> hostagent.v1.PingRequest
+	24, // 30: hostagent.v1.HostAgentService.ExecInput:input_type -> hostagent.v1.ExecInputRequest
+	26, // 31: hostagent.v1.HostAgentService.ExecResize:input_type -> hostagent.v1.ExecResizeRequest
+	28, // 32: hostagent.v1.HostAgentService.PauseSandbox:input_type -> hostagent.v1.PauseSandboxRequest
+	30, // 33: hostagent.v1.HostAgentService.ResumeSandbox:input_type -> hostagent.v1.ResumeSandboxRequest
+	33, // 34: hostagent.v1.HostAgentService.CreateSnapshot:input_type -> hostagent.v1.CreateSnapshotRequest
+	35, // 35: hostagent.v1.HostAgentService.DeleteSnapshot:input_type -> hostagent.v1.DeleteSnapshotRequest
+	37, // 36: hostagent.v1.HostAgentService.ListSnapshots:input_type -> hostagent.v1.ListSnapshotsRequest
+	3,  // 37: hostagent.v1.HostAgentService.CreateSandbox:output_type -> hostagent.v1.CreateSandboxResponse
+	6,  // 38: hostagent.v1.HostAgentService.DestroySandbox:output_type -> hostagent.v1.DestroySandboxResponse
+	8,  // 39: hostagent.v1.HostAgentService.GetSandbox:output_type -> hostagent.v1.GetSandboxResponse
+	10, // 40: hostagent.v1.HostAgentService.ListSandboxes:output_type -> hostagent.v1.ListSandboxesResponse
+	13, // 41: hostagent.v1.HostAgentService.Exec:output_type -> hostagent.v1.ExecResponse
+	14, // 42: hostagent.v1.HostAgentService.ExecStream:output_type -> hostagent.v1.ExecStreamResponse
+	17, // 43: hostagent.v1.HostAgentService.WriteFile:output_type -> hostagent.v1.WriteFileResponse
+	20, // 44: hostagent.v1.HostAgentService.ReadFile:output_type -> hostagent.v1.ReadFileResponse
+	17, // 45: hostagent.v1.HostAgentService.WriteFileStream:output_type -> hostagent.v1.WriteFileResponse
+	21, // 46: hostagent.v1.HostAgentService.ReadFileStream:output_type -> hostagent.v1.ReadFileStreamResponse
+	23, // 47: hostagent.v1.HostAgentService.Ping:output_type -> hostagent.v1.PingResponse
+	25, // 48: hostagent.v1.HostAgentService.ExecInput:output_type -> hostagent.v1.ExecInputResponse
+	27, // 49: hostagent.v1.HostAgentService.ExecResize:output_type -> hostagent.v1.ExecResizeResponse
+	29, // 50: hostagent.v1.HostAgentService.PauseSandbox:output_type -> hostagent.v1.PauseSandboxResponse
+	31, // 51: hostagent.v1.HostAgentService.ResumeSandbox:output_type -> hostagent.v1.ResumeSandboxResponse
+	34, // 52: hostagent.v1.HostAgentService.CreateSnapshot:output_type -> hostagent.v1.CreateSnapshotResponse
+	36, // 53: hostagent.v1.HostAgentService.DeleteSnapshot:output_type -> hostagent.v1.DeleteSnapshotResponse
+	38, // 54: hostagent.v1.HostAgentService.ListSnapshots:output_type -> hostagent.v1.ListSnapshotsResponse
+	37, // [37:55] is the sub-list for method output_type
+	19, // [19:37] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hostagent_v1_hostagent_proto_init() }
@@ -2374,7 +2819,7 @@ func file_hostagent_v1_hostagent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hostagent_v1_hostagent_proto_rawDesc), len(file_hostagent_v1_hostagent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

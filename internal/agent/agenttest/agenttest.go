@@ -126,6 +126,15 @@ func (Disks) Adopt(dir string) (string, error) {
 	return p, err
 }
 
+// Flatten copies the disk.
+func (Disks) Flatten(_ context.Context, dir, dst string) error {
+	b, err := os.ReadFile(filepath.Join(dir, rootfs.DiskName))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
 // Release removes the disk.
 func (Disks) Release(dir string) error {
 	err := os.Remove(filepath.Join(dir, rootfs.DiskName))

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -38,6 +39,9 @@ type Sandboxes interface {
 	Destroy(ctx context.Context, id string) error
 	Pause(ctx context.Context, id string) (*agent.Info, agent.PauseStats, error)
 	Resume(ctx context.Context, id string, timeoutSec int) (*agent.Info, string, time.Duration, error)
+	CreateSnapshot(ctx context.Context, id, name string, overwrite bool) (*agent.SnapshotInfo, time.Duration, error)
+	DeleteSnapshot(name string) error
+	ListSnapshots() ([]*agent.SnapshotInfo, error)
 	Get(id string) (*agent.Info, error)
 	List() []*agent.Info
 	Ping(id string) error
@@ -116,9 +120,9 @@ func toConnect(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, agent.ErrNotFound):
+	case errors.Is(err, agent.ErrNotFound), errors.Is(err, agent.ErrSnapshotNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
-	case errors.Is(err, agent.ErrAlreadyExists):
+	case errors.Is(err, agent.ErrAlreadyExists), errors.Is(err, agent.ErrSnapshotExists):
 		return connect.NewError(connect.CodeAlreadyExists, err)
 	case errors.Is(err, agent.ErrInvalid):
 		return connect.NewError(connect.CodeInvalidArgument, err)
@@ -126,6 +130,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeUnimplemented, err)
 	case errors.As(err, &stateErr):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, syscall.ENOSPC):
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.As(err, &fileErr):
 		switch fileErr.Status {
 		case http.StatusNotFound:
@@ -186,6 +192,7 @@ func toProto(i *agent.Info) *pb.Sandbox {
 		Vcpus: int32(i.Spec.VCPUs), MemoryMb: int32(i.Spec.MemoryMiB), DiskMb: int32(i.Spec.DiskMiB),
 		TimeoutSec: int32(i.Spec.TimeoutSec), AllowInternetAccess: i.Spec.AllowInternet,
 		CreatedAt: timestamppb.New(i.CreatedAt), LastActiveAt: timestamppb.New(i.LastActive), Error: i.Error,
+		Snapshot: i.Spec.Snapshot,
 	}
 	if i.HostIP.IsValid() {
 		s.HostIp = i.HostIP.String()
@@ -198,7 +205,7 @@ func (s *Server) CreateSandbox(ctx context.Context, req *connect.Request[pb.Crea
 	spec := agent.Spec{
 		ID: r.GetSandboxId(), Template: r.GetTemplate(), VCPUs: int(r.GetVcpus()), MemoryMiB: int(r.GetMemoryMb()),
 		DiskMiB: int(r.GetDiskMb()), EnvVars: r.GetEnvVars(), TimeoutSec: int(r.GetTimeoutSec()), Metadata: r.GetMetadata(),
-		AllowInternet: s.m.AllowInternetDefault(),
+		AllowInternet: s.m.AllowInternetDefault(), Snapshot: r.GetSnapshot(),
 	}
 	if r.AllowInternetAccess != nil {
 		spec.AllowInternet = r.GetAllowInternetAccess()

@@ -79,6 +79,15 @@ const (
 	// HostAgentServiceResumeSandboxProcedure is the fully-qualified name of the HostAgentService's
 	// ResumeSandbox RPC.
 	HostAgentServiceResumeSandboxProcedure = "/hostagent.v1.HostAgentService/ResumeSandbox"
+	// HostAgentServiceCreateSnapshotProcedure is the fully-qualified name of the HostAgentService's
+	// CreateSnapshot RPC.
+	HostAgentServiceCreateSnapshotProcedure = "/hostagent.v1.HostAgentService/CreateSnapshot"
+	// HostAgentServiceDeleteSnapshotProcedure is the fully-qualified name of the HostAgentService's
+	// DeleteSnapshot RPC.
+	HostAgentServiceDeleteSnapshotProcedure = "/hostagent.v1.HostAgentService/DeleteSnapshot"
+	// HostAgentServiceListSnapshotsProcedure is the fully-qualified name of the HostAgentService's
+	// ListSnapshots RPC.
+	HostAgentServiceListSnapshotsProcedure = "/hostagent.v1.HostAgentService/ListSnapshots"
 )
 
 // HostAgentServiceClient is a client for the hostagent.v1.HostAgentService service.
@@ -114,6 +123,17 @@ type HostAgentServiceClient interface {
 	// sets the guest's clock and returns once envd answers. On failure it stays paused,
 	// so a retry can succeed. failed_precondition when the sandbox is not paused.
 	ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error)
+	// CreateSnapshot freezes a running or paused sandbox into a named snapshot on this
+	// host: its memory and a flattened copy of its disk, from which any number of
+	// sandboxes can be created (CreateSandboxRequest.snapshot). A running sandbox stops
+	// for the moment of the copy and keeps running; a paused one stays paused.
+	// already_exists when the name is taken and overwrite is false; overwrite swaps the
+	// new snapshot in atomically, never leaving a mix or a gap.
+	CreateSnapshot(context.Context, *connect.Request[v1.CreateSnapshotRequest]) (*connect.Response[v1.CreateSnapshotResponse], error)
+	// DeleteSnapshot removes a snapshot's files. Sandboxes made from it keep running
+	// (they have their own copies). not_found when there is no such snapshot.
+	DeleteSnapshot(context.Context, *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error)
+	ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error)
 }
 
 // NewHostAgentServiceClient constructs a client for the hostagent.v1.HostAgentService service. By
@@ -217,6 +237,24 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("ResumeSandbox")),
 			connect.WithClientOptions(opts...),
 		),
+		createSnapshot: connect.NewClient[v1.CreateSnapshotRequest, v1.CreateSnapshotResponse](
+			httpClient,
+			baseURL+HostAgentServiceCreateSnapshotProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("CreateSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSnapshot: connect.NewClient[v1.DeleteSnapshotRequest, v1.DeleteSnapshotResponse](
+			httpClient,
+			baseURL+HostAgentServiceDeleteSnapshotProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("DeleteSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
+		listSnapshots: connect.NewClient[v1.ListSnapshotsRequest, v1.ListSnapshotsResponse](
+			httpClient,
+			baseURL+HostAgentServiceListSnapshotsProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("ListSnapshots")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -237,6 +275,9 @@ type hostAgentServiceClient struct {
 	execResize      *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
 	pauseSandbox    *connect.Client[v1.PauseSandboxRequest, v1.PauseSandboxResponse]
 	resumeSandbox   *connect.Client[v1.ResumeSandboxRequest, v1.ResumeSandboxResponse]
+	createSnapshot  *connect.Client[v1.CreateSnapshotRequest, v1.CreateSnapshotResponse]
+	deleteSnapshot  *connect.Client[v1.DeleteSnapshotRequest, v1.DeleteSnapshotResponse]
+	listSnapshots   *connect.Client[v1.ListSnapshotsRequest, v1.ListSnapshotsResponse]
 }
 
 // CreateSandbox calls hostagent.v1.HostAgentService.CreateSandbox.
@@ -314,6 +355,21 @@ func (c *hostAgentServiceClient) ResumeSandbox(ctx context.Context, req *connect
 	return c.resumeSandbox.CallUnary(ctx, req)
 }
 
+// CreateSnapshot calls hostagent.v1.HostAgentService.CreateSnapshot.
+func (c *hostAgentServiceClient) CreateSnapshot(ctx context.Context, req *connect.Request[v1.CreateSnapshotRequest]) (*connect.Response[v1.CreateSnapshotResponse], error) {
+	return c.createSnapshot.CallUnary(ctx, req)
+}
+
+// DeleteSnapshot calls hostagent.v1.HostAgentService.DeleteSnapshot.
+func (c *hostAgentServiceClient) DeleteSnapshot(ctx context.Context, req *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error) {
+	return c.deleteSnapshot.CallUnary(ctx, req)
+}
+
+// ListSnapshots calls hostagent.v1.HostAgentService.ListSnapshots.
+func (c *hostAgentServiceClient) ListSnapshots(ctx context.Context, req *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error) {
+	return c.listSnapshots.CallUnary(ctx, req)
+}
+
 // HostAgentServiceHandler is an implementation of the hostagent.v1.HostAgentService service.
 type HostAgentServiceHandler interface {
 	// CreateSandbox boots a sandbox and returns once envd inside it is initialised.
@@ -347,6 +403,17 @@ type HostAgentServiceHandler interface {
 	// sets the guest's clock and returns once envd answers. On failure it stays paused,
 	// so a retry can succeed. failed_precondition when the sandbox is not paused.
 	ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error)
+	// CreateSnapshot freezes a running or paused sandbox into a named snapshot on this
+	// host: its memory and a flattened copy of its disk, from which any number of
+	// sandboxes can be created (CreateSandboxRequest.snapshot). A running sandbox stops
+	// for the moment of the copy and keeps running; a paused one stays paused.
+	// already_exists when the name is taken and overwrite is false; overwrite swaps the
+	// new snapshot in atomically, never leaving a mix or a gap.
+	CreateSnapshot(context.Context, *connect.Request[v1.CreateSnapshotRequest]) (*connect.Response[v1.CreateSnapshotResponse], error)
+	// DeleteSnapshot removes a snapshot's files. Sandboxes made from it keep running
+	// (they have their own copies). not_found when there is no such snapshot.
+	DeleteSnapshot(context.Context, *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error)
+	ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error)
 }
 
 // NewHostAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -446,6 +513,24 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("ResumeSandbox")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServiceCreateSnapshotHandler := connect.NewUnaryHandler(
+		HostAgentServiceCreateSnapshotProcedure,
+		svc.CreateSnapshot,
+		connect.WithSchema(hostAgentServiceMethods.ByName("CreateSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceDeleteSnapshotHandler := connect.NewUnaryHandler(
+		HostAgentServiceDeleteSnapshotProcedure,
+		svc.DeleteSnapshot,
+		connect.WithSchema(hostAgentServiceMethods.ByName("DeleteSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceListSnapshotsHandler := connect.NewUnaryHandler(
+		HostAgentServiceListSnapshotsProcedure,
+		svc.ListSnapshots,
+		connect.WithSchema(hostAgentServiceMethods.ByName("ListSnapshots")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/hostagent.v1.HostAgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HostAgentServiceCreateSandboxProcedure:
@@ -478,6 +563,12 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServicePauseSandboxHandler.ServeHTTP(w, r)
 		case HostAgentServiceResumeSandboxProcedure:
 			hostAgentServiceResumeSandboxHandler.ServeHTTP(w, r)
+		case HostAgentServiceCreateSnapshotProcedure:
+			hostAgentServiceCreateSnapshotHandler.ServeHTTP(w, r)
+		case HostAgentServiceDeleteSnapshotProcedure:
+			hostAgentServiceDeleteSnapshotHandler.ServeHTTP(w, r)
+		case HostAgentServiceListSnapshotsProcedure:
+			hostAgentServiceListSnapshotsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -545,4 +636,16 @@ func (UnimplementedHostAgentServiceHandler) PauseSandbox(context.Context, *conne
 
 func (UnimplementedHostAgentServiceHandler) ResumeSandbox(context.Context, *connect.Request[v1.ResumeSandboxRequest]) (*connect.Response[v1.ResumeSandboxResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ResumeSandbox is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) CreateSnapshot(context.Context, *connect.Request[v1.CreateSnapshotRequest]) (*connect.Response[v1.CreateSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.CreateSnapshot is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) DeleteSnapshot(context.Context, *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.DeleteSnapshot is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ListSnapshots is not implemented"))
 }
