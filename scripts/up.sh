@@ -98,9 +98,26 @@ done
 [ "$status" = online ] || { echo "up: the agent did not come online; see $STATE/agent.log" >&2; exit 1; }
 KEY=$(cat "$STATE/api-key")
 
+# The agent builds the base template's warm snapshot when it starts (a boot, once per
+# template version): every create then restores it instead of booting.
+step "warm snapshot of the base template (built once; creates restore it)"
+for _ in $(seq 1 900); do
+	compgen -G "$WRENN_DIR/images/base/warm/*-1c-512m/snapshot/snapshot.json" >/dev/null && break
+	sleep 0.2
+done
+compgen -G "$WRENN_DIR/images/base/warm/*-1c-512m/snapshot/snapshot.json" >/dev/null ||
+	echo "up: no warm snapshot yet (see $STATE/agent.log): sandboxes boot cold until it is built" >&2
+
 step "proving it works: a command in a fresh sandbox"
+start=$(date +%s%N)
 sb=$(api -X POST "$URL/v1/sandboxes" -H "X-API-Key: $KEY" -d '{"template":"base"}')
 id=$(echo "$sb" | json "['id']") || { echo "up: create failed: $sb" >&2; exit 1; }
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+if grep -q "msg=\"sandbox created\" sandbox=$id .*restored=true" "$STATE/agent.log"; then
+	echo "created $id in ${took} ms, restored from the warm snapshot"
+else
+	echo "created $id in ${took} ms, booted cold (no warm snapshot)"
+fi
 api -X POST "$URL/v1/sandboxes/$id/exec" -H "X-API-Key: $KEY" \
 	-d '{"cmd":"/bin/bash","args":["-c","echo Hello from $(hostname), kernel $(uname -r)"]}' | json "['stdout']"
 api -X DELETE "$URL/v1/sandboxes/$id" -H "X-API-Key: $KEY" -o /dev/null

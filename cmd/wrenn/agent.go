@@ -90,6 +90,9 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	log.Info("recovered sandboxes", "adopted", len(rep.Adopted), "cleaned", len(rep.Cleaned))
 	m.StartReaper(cfg.ReapInterval)
 	defer m.Close()
+	// The default create's warm snapshot, built now rather than after the first
+	// create boots cold: from the first sandbox on, creates restore.
+	m.Prewarm(agent.DefaultTemplate)
 
 	srv := httplimit.Agent.Server(agentHandler(m, id.allowed, log, httplimit.Agent.StreamIdle))
 	if id.tls != nil {

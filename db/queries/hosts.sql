@@ -128,17 +128,6 @@ UPDATE sandboxes SET
 WHERE id = @id AND host_id = @host_id AND status = @from_status::text
 RETURNING *;
 
--- name: TemplateHosts :many
--- The hosts holding a team's (or the platform's) snapshot template; no rows for a
--- base template or an unknown name.
-SELECT th.host_id FROM template_hosts th
-JOIN templates t ON t.id = th.template_id
-WHERE t.name = @name AND t.kind = 'snapshot' AND (t.team_id IS NULL OR t.team_id = @team_id);
-
--- name: TemplateKind :one
-SELECT kind FROM templates WHERE name = @name AND (team_id IS NULL OR team_id = @team_id)
-ORDER BY team_id NULLS LAST LIMIT 1;
-
 -- name: SetTeamBYOC :one
 UPDATE teams SET is_byoc = @is_byoc WHERE id = @id AND deleted_at IS NULL RETURNING *;
 

@@ -820,56 +820,6 @@ func (q *Queries) SetUserAdmin(ctx context.Context, arg SetUserAdminParams) (Use
 	return i, err
 }
 
-const templateHosts = `-- name: TemplateHosts :many
-SELECT th.host_id FROM template_hosts th
-JOIN templates t ON t.id = th.template_id
-WHERE t.name = $1 AND t.kind = 'snapshot' AND (t.team_id IS NULL OR t.team_id = $2)
-`
-
-type TemplateHostsParams struct {
-	Name   string
-	TeamID pgtype.UUID
-}
-
-// The hosts holding a team's (or the platform's) snapshot template; no rows for a
-// base template or an unknown name.
-func (q *Queries) TemplateHosts(ctx context.Context, arg TemplateHostsParams) ([]pgtype.UUID, error) {
-	rows, err := q.db.Query(ctx, templateHosts, arg.Name, arg.TeamID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []pgtype.UUID{}
-	for rows.Next() {
-		var host_id pgtype.UUID
-		if err := rows.Scan(&host_id); err != nil {
-			return nil, err
-		}
-		items = append(items, host_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const templateKind = `-- name: TemplateKind :one
-SELECT kind FROM templates WHERE name = $1 AND (team_id IS NULL OR team_id = $2)
-ORDER BY team_id NULLS LAST LIMIT 1
-`
-
-type TemplateKindParams struct {
-	Name   string
-	TeamID pgtype.UUID
-}
-
-func (q *Queries) TemplateKind(ctx context.Context, arg TemplateKindParams) (string, error) {
-	row := q.db.QueryRow(ctx, templateKind, arg.Name, arg.TeamID)
-	var kind string
-	err := row.Scan(&kind)
-	return kind, err
-}
-
 const useHostToken = `-- name: UseHostToken :one
 UPDATE host_tokens SET used_at = now()
 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()

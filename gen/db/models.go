@@ -116,11 +116,19 @@ type TeamAPIKey struct {
 }
 
 type Template struct {
-	ID        pgtype.UUID
-	TeamID    pgtype.UUID
-	Name      string
-	Kind      string
-	CreatedAt time.Time
+	ID              pgtype.UUID
+	TeamID          pgtype.UUID
+	Name            string
+	Kind            string
+	CreatedAt       time.Time
+	HostName        *string
+	SourceSandboxID *string
+	BaseTemplate    *string
+	Vcpus           *int32
+	MemoryMB        *int32
+	DiskMB          *int32
+	SizeBytes       int64
+	UpdatedAt       time.Time
 }
 
 type TemplateHost struct {

@@ -51,8 +51,16 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	if token, err = randomHex(24); err != nil {
 		return nil, "", tm, err
 	}
+	// A guest restored from a named snapshot holds its source's envd token until
+	// /init gives it the sandbox's own.
+	guestToken := ""
+	if snap != nil {
+		if guestToken, err = m.guestToken(snap); err != nil {
+			return nil, "", tm, err
+		}
+	}
 	now := m.cfg.Now()
-	sb, undoReserve, err := m.reserve(record{Spec: spec, State: lifecycle.Starting, Kernel: boot.kernel, Initrd: boot.initrd, CreatedAt: now, LastActive: now})
+	sb, undoReserve, err := m.reserve(record{Spec: spec, State: lifecycle.Starting, Token: guestToken, Kernel: boot.kernel, Initrd: boot.initrd, CreatedAt: now, LastActive: now})
 	if err != nil {
 		return nil, "", tm, err
 	}

@@ -61,6 +61,11 @@ type SnapshotInfo struct {
 	Kernel    string    `json:"kernel"`
 	Initrd    string    `json:"initrd"`
 	CreatedAt time.Time `json:"created_at"`
+	// SealedToken is the envd access token the snapshot's guest holds, sealed with
+	// the record key (bound to the snapshot's name): a sandbox restored from it
+	// presents that token to /init, which replaces it with the sandbox's own. Empty
+	// for a guest never given one.
+	SealedToken []byte `json:"sealed_token,omitempty"`
 	// SizeBytes is the disk space the snapshot's files take (not stored: measured).
 	SizeBytes int64 `json:"-"`
 }
@@ -124,6 +129,9 @@ func (m *Manager) CreateSnapshot(ctx context.Context, id, name string, overwrite
 		Name: name, SandboxID: id, Template: rec.Spec.Template,
 		VCPUs: rec.Spec.VCPUs, MemoryMiB: rec.Spec.MemoryMiB, DiskMiB: int(fileSize(filepath.Join(tmp, rootfs.DiskName)) >> 20),
 		VMM: m.cfg.Driver.Name(), Kernel: rec.Kernel, Initrd: rec.Initrd, CreatedAt: m.cfg.Now().UTC(),
+	}
+	if rec.Token != "" {
+		info.SealedToken = m.sealer.Seal([]byte(rec.Token), snapshotAD(name))
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
@@ -297,6 +305,21 @@ func (m *Manager) snapshotInfo(name string) (*SnapshotInfo, error) {
 		return nil, fmt.Errorf("snapshot %s: %w", name, err)
 	}
 	return &info, nil
+}
+
+// snapshotAD binds a snapshot's sealed token to its name.
+func snapshotAD(name string) []byte { return []byte("wrenn snapshot token v1\x00" + name) }
+
+// guestToken is the envd token a snapshot's guest holds ("" for none).
+func (m *Manager) guestToken(info *SnapshotInfo) (string, error) {
+	if len(info.SealedToken) == 0 {
+		return "", nil
+	}
+	tok, err := m.sealer.Open(info.SealedToken, snapshotAD(info.Name))
+	if err != nil {
+		return "", fmt.Errorf("snapshot %s: its guest's token does not open with this agent's record key: %w", info.Name, err)
+	}
+	return string(tok), nil
 }
 
 // cleanSnapshotLeftovers removes what interrupted snapshot builds and deletes left.

@@ -22,6 +22,9 @@ type Spec struct {
 	Snapshot string `json:"snapshot,omitempty"`
 }
 
+// DefaultTemplate is the template of a create that names none.
+const DefaultTemplate = "base"
+
 // Limits bound a sandbox's size on this host.
 type Limits struct {
 	MaxVCPUs     int // default: the host's CPU count
@@ -54,7 +57,7 @@ func (l Limits) Validate(spec *Spec) error {
 		}
 	}
 	if spec.Template == "" {
-		spec.Template = "base"
+		spec.Template = DefaultTemplate
 	}
 	if err := ident.CheckTemplate(spec.Template); err != nil {
 		return invalid("template: %v", err)

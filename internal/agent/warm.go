@@ -78,6 +78,22 @@ func (m *Manager) restoreSteps(ctx context.Context, sb *sandbox, dir string) (di
 	return disk, vm, boot
 }
 
+// Prewarm builds, in the background, the warm snapshot of the default shape of a
+// template (what a create naming only the template gets), unless it exists or warm
+// starts are off. A template this host does not have is skipped.
+func (m *Manager) Prewarm(template string) {
+	spec := Spec{Template: template}
+	if !m.cfg.WarmStart || m.cfg.Limits.Validate(&spec) != nil {
+		return
+	}
+	tmpl, err := image.Load(m.cfg.Dir, spec.Template)
+	if err != nil {
+		m.log.Info("no warm snapshot to build: no such template", "template", template, "err", err)
+		return
+	}
+	m.buildWarmLater(tmpl, spec)
+}
+
 // dropWarm removes a warm snapshot that failed to restore, so the next create of its
 // shape boots and builds a new one.
 func (m *Manager) dropWarm(dir string, why error) {

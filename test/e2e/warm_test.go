@@ -12,9 +12,10 @@ import (
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
-// Creates restore their template's warm snapshot: the first create of a shape boots
-// and builds it; later ones restore it, much faster, and every clone is its own
-// sandbox from the first instant — hostname, random bytes, files.
+// Creates restore their template's warm snapshot: the agent builds the default
+// shape's when it starts, and the first create of another shape boots and builds
+// that shape's; creates of a shape with a warm snapshot restore it, much faster, and
+// every clone is its own sandbox from the first instant — hostname, random bytes, files.
 func TestWarmStartClones(t *testing.T) {
 	needVM(t)
 	// The test dir outlives a run (its template is cached), and so would a warm
@@ -24,16 +25,16 @@ func TestWarmStartClones(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgent(t, freeAddr(t), "WRENN_AGENT_WARM_START=true")
-	first := create(t, a.client, &pb.CreateSandboxRequest{})
-	if first.GetTimings().GetRestored() {
-		t.Fatal("the first create restored: no warm snapshot can exist yet")
-	}
-	cold := time.Duration(first.GetTimings().GetTotalUs()) * time.Microsecond
 	warm := filepath.Join(warmRoot, "qemu-1c-512m", "snapshot")
-	testutil.WaitFor(t, 3*time.Minute, "the warm snapshot to be built", func() bool {
+	testutil.WaitFor(t, 3*time.Minute, "the agent to build the default shape's warm snapshot", func() bool {
 		_, err := vmm.ReadSnapshotMeta(warm)
 		return err == nil
 	})
+	first := create(t, a.client, &pb.CreateSandboxRequest{MemoryMb: 640})
+	if first.GetTimings().GetRestored() {
+		t.Fatal("the first create of a shape restored: no warm snapshot of it can exist yet")
+	}
+	cold := time.Duration(first.GetTimings().GetTotalUs()) * time.Microsecond
 
 	clones := make([]*pb.CreateSandboxResponse, 3)
 	for i := range clones {

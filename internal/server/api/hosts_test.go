@@ -719,7 +719,8 @@ func TestTemplateLocality(t *testing.T) {
 	annC := anon.bearer(ann["token"].(string))
 	holder, holderAgent := env.AddHost(t, "")
 	var tmpl string
-	if err := env.DB.QueryRow(ctx, `INSERT INTO templates (name, kind) VALUES ('snap', 'snapshot') RETURNING id`).Scan(&tmpl); err != nil {
+	if err := env.DB.QueryRow(ctx, `INSERT INTO templates (name, kind, host_name, base_template, vcpus, memory_mb, disk_mb)
+		VALUES ('snap', 'snapshot', 'snap-1', 'base', 1, 512, 0) RETURNING id`).Scan(&tmpl); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.DB.Exec(ctx, `INSERT INTO template_hosts (template_id, host_id) VALUES ($1, $2)`, tmpl, holder); err != nil {

@@ -40,7 +40,7 @@ import (
 const maxPlaceAttempts = 5
 
 // templateKindSnapshot is a template whose files exist only on the hosts that made
-// or received them (templates.kind).
+// or received them (templates.kind; see snapshots.go).
 const templateKindSnapshot = "snapshot"
 
 // errHostTaken: the picked host could no longer take the sandbox when it was locked.
@@ -53,10 +53,7 @@ func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec
 	if err := s.precheckQuota(ctx, params.TeamID, spec); err != nil {
 		return db.Sandbox{}, nil, err
 	}
-	req, err := s.placementRequest(ctx, p, spec)
-	if err != nil {
-		return db.Sandbox{}, nil, err
-	}
+	req := s.placementRequest(p, spec)
 	for attempt := 1; ; attempt++ {
 		hosts, err := s.candidates(ctx)
 		if err != nil {
@@ -132,25 +129,12 @@ func (s *Service) reserve(ctx context.Context, p *core.Principal, spec SandboxSp
 
 // placementRequest is what the scheduler needs to know about the sandbox: its size,
 // the team's pool, the hosts holding a snapshot template, and the tags it asks for.
-func (s *Service) placementRequest(ctx context.Context, p *core.Principal, spec SandboxSpec) (scheduler.Request, error) {
+func (s *Service) placementRequest(p *core.Principal, spec SandboxSpec) scheduler.Request {
 	req := scheduler.Request{TeamID: p.TeamID, BYOC: p.TeamBYOC, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, RequiredTags: spec.HostTags}
-	teamID, _ := core.ParseUUID(p.TeamID)
-	kind, err := s.q.TemplateKind(ctx, db.TemplateKindParams{Name: spec.Template, TeamID: teamID})
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && kind != templateKindSnapshot) {
-		return req, nil
+	if spec.snapshot != nil {
+		req.OnlyHosts = spec.snapshot.hosts
 	}
-	if err != nil {
-		return req, fmt.Errorf("template %s: %w", spec.Template, err)
-	}
-	ids, err := s.q.TemplateHosts(ctx, db.TemplateHostsParams{Name: spec.Template, TeamID: teamID})
-	if err != nil {
-		return req, fmt.Errorf("template hosts: %w", err)
-	}
-	req.OnlyHosts = map[string]bool{}
-	for _, id := range ids {
-		req.OnlyHosts[core.UUIDString(id)] = true
-	}
-	return req, nil
+	return req
 }
 
 // candidates is every host with its reserved load and tags, as the scheduler takes

@@ -34,7 +34,13 @@ type SandboxSpec struct {
 	// Not part of the REST create (E2B's request has no such field); it is how a
 	// template or a future API field asks for particular hosts.
 	HostTags []string
+
+	// snapshot: Template names one of the team's snapshots (resolveSnapshot).
+	snapshot *resolvedSnapshot
 }
+
+// defaultTemplate is the template of a create that names none.
+const defaultTemplate = "base"
 
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
@@ -79,6 +85,9 @@ func toSandbox(r db.Sandbox) *Sandbox {
 // returns it running. If the agent fails, the sandbox is recorded as failed (status
 // error, which holds no capacity) — never left starting — and the error is returned.
 func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
+	if err := s.resolveSnapshot(ctx, p, &spec); err != nil {
+		return nil, err
+	}
 	spec = spec.withDefaults()
 	if err := spec.validate(); err != nil {
 		return nil, err
@@ -95,6 +104,10 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	req := &pb.CreateSandboxRequest{
 		SandboxId: row.ID, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
 		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &params.AllowInternetAccess,
+	}
+	if spec.snapshot != nil {
+		// The agent knows the snapshot by its name there; template and shape are its.
+		req.Template, req.Snapshot = "", spec.snapshot.hostName
 	}
 	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
 	if err != nil {
@@ -152,7 +165,7 @@ func (s *Service) newRecord(p *core.Principal, spec SandboxSpec) (db.CreateSandb
 
 func (spec SandboxSpec) withDefaults() SandboxSpec {
 	if spec.Template == "" {
-		spec.Template = "base"
+		spec.Template = defaultTemplate
 	}
 	if spec.VCPUs == 0 {
 		spec.VCPUs = 1

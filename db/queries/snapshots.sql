@@ -1,0 +1,38 @@
+-- name: GetSnapshot :one
+SELECT * FROM templates WHERE team_id = @team_id AND name = @name AND kind = 'snapshot';
+
+-- name: LockSnapshot :one
+-- Held across a snapshot's overwrite or delete: one change of a name at a time.
+SELECT * FROM templates WHERE team_id = @team_id AND name = @name AND kind = 'snapshot' FOR UPDATE;
+
+-- name: ListSnapshots :many
+SELECT * FROM templates WHERE team_id = @team_id AND kind = 'snapshot' ORDER BY name;
+
+-- name: InsertSnapshot :one
+INSERT INTO templates (team_id, name, kind, host_name, source_sandbox_id, base_template, vcpus, memory_mb, disk_mb, size_bytes)
+VALUES (@team_id, @name, 'snapshot', @host_name, @source_sandbox_id, @base_template, @vcpus, @memory_mb, @disk_mb, @size_bytes)
+RETURNING *;
+
+-- name: UpdateSnapshot :one
+UPDATE templates
+SET host_name = @host_name, source_sandbox_id = @source_sandbox_id, base_template = @base_template,
+    vcpus = @vcpus, memory_mb = @memory_mb, disk_mb = @disk_mb, size_bytes = @size_bytes, updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: DeleteTemplate :exec
+DELETE FROM templates WHERE id = @id;
+
+-- name: SnapshotHosts :many
+SELECT host_id FROM template_hosts WHERE template_id = @template_id ORDER BY host_id;
+
+-- name: ClearTemplateHosts :exec
+DELETE FROM template_hosts WHERE template_id = @template_id;
+
+-- name: AddTemplateHost :exec
+INSERT INTO template_hosts (template_id, host_id) VALUES (@template_id, @host_id) ON CONFLICT DO NOTHING;
+
+-- name: ResolveTemplate :one
+-- The template a create names: the team's own (a snapshot) before the platform's.
+SELECT * FROM templates WHERE name = @name AND (team_id IS NULL OR team_id = @team_id)
+ORDER BY team_id NULLS LAST LIMIT 1;
