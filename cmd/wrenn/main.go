@@ -22,6 +22,7 @@ Usage:
   wrenn keys create NAME|ls|rm  team API keys
   wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
   wrenn sandbox pause|resume ID                     freeze a sandbox into a snapshot / restore it ('wrenn sandbox -h')
+  wrenn snapshot create|ls|get|rm …                 named snapshots of sandboxes, to create new ones from ('wrenn snapshot -h')
   wrenn host create|ls|get|rm|tag|untag …          hosts (machines running wrenn agent)
   wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
   wrenn admin create-user [--name N] EMAIL          make an account (WRENN_DATABASE_URL; with WRENN_SIGNUP=closed the only way)
@@ -98,6 +99,8 @@ func cliCmd(ctx context.Context, args []string) error {
 		return keysCmd(ctx, args[1:])
 	case args[0] == "sandbox":
 		return sandboxCmd(ctx, args[1:])
+	case args[0] == "snapshot":
+		return snapshotCmd(ctx, args[1:])
 	case args[0] == "host":
 		return hostCmd(ctx, args[1:])
 	case args[0] == "admin":
