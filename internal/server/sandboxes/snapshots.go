@@ -286,8 +286,8 @@ func (s *Service) DeleteSnapshot(ctx context.Context, p *core.Principal, name st
 // invalid), and it is placed where the snapshot's files are. A create naming any
 // other template is left as it is.
 func (s *Service) resolveSnapshot(ctx context.Context, p *core.Principal, spec *SandboxSpec) error {
-	if spec.Template == "" {
-		return nil
+	if spec.Template == "" || ident.CheckTemplate(spec.Template) != nil {
+		return nil // the default, or a name validate refuses
 	}
 	teamID, err := core.ParseUUID(p.TeamID)
 	if err != nil {
