@@ -59,6 +59,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Driver. The zero value is usable.
@@ -262,6 +263,10 @@ func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
 	if err := createMemoryFile(l.s.memoryPath(), int64(cfg.MemoryMiB)<<20); err != nil {
 		return nil, fmt.Errorf("guest memory file: %w", err)
 	}
+	if err := reserveMemory(l.s.memoryPath()); err != nil {
+		os.Remove(l.s.memoryPath())
+		return nil, err
+	}
 	seedSmallFolios(d.log, l.s.memoryPath())
 	m, p, err := d.spawn(ctx, l, nil)
 	if err == nil && p.status != "running" {
@@ -275,6 +280,42 @@ func (d *Driver) start(ctx context.Context, cfg vmm.Config) (*Machine, error) {
 	m.log.Info("qemu started", "accel", l.accel,
 		"qmp_ready", m.timings.QMPReady, "running", m.timings.Running)
 	return m, nil
+}
+
+// reserveMemory allocates disk blocks for every page of a guest RAM file that has
+// none, without writing them (fallocate: unwritten extents, which read as zeros and
+// which sparse copies still skip). A guest touching a page of a shared file mapping
+// makes the kernel allocate its block then, and on a full filesystem that fails as a
+// SIGBUS that kills QEMU: reserved up front, a full disk instead fails a start,
+// restore or snapshot with ENOSPC, and running guests never notice it. On tmpfs the
+// reservation would be RAM, taken at once: there it is skipped. (Blocks a reflink
+// copy shares with a snapshot are allocated already; writing them still needs new
+// ones — on XFS a clone's RAM is not fully protected.)
+func reserveMemory(path string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("reserve guest memory: %w", err)
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("reserve guest memory: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("reserve guest memory: %w", err)
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, fi.Size())
+	switch {
+	case err == nil, errors.Is(err, unix.EOPNOTSUPP):
+		return nil
+	case errors.Is(err, unix.ENOSPC):
+		return fmt.Errorf("reserve %d MiB on disk for the guest's memory in %s: %w", fi.Size()>>20, filepath.Dir(path), err)
+	}
+	return fmt.Errorf("reserve guest memory: %w", err)
 }
 
 // createMemoryFile makes a fresh guest RAM file: a hole of the VM's memory size,

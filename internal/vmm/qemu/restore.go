@@ -64,6 +64,10 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapDir string) (*
 	if err != nil {
 		return nil, fmt.Errorf("guest memory: %w", err)
 	}
+	if err := reserveMemory(l.s.memoryPath()); err != nil {
+		undo()
+		return nil, err
+	}
 	seedSmallFolios(d.log, l.s.memoryPath())
 	tMem := time.Since(t0)
 	var shared []string

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -438,6 +439,10 @@ func (m *Machine) saveState(ctx context.Context, f *os.File) error {
 		case "completed":
 			return nil
 		case "failed", "cancelled":
+			if strings.Contains(mi.ErrorDesc, "No space left on device") {
+				// QEMU reports its write's errno only as text: keep it matchable.
+				return fmt.Errorf("migration %s: %s: %w", mi.Status, mi.ErrorDesc, unix.ENOSPC)
+			}
 			return fmt.Errorf("migration %s: %s", mi.Status, mi.ErrorDesc)
 		}
 		select {
