@@ -57,9 +57,9 @@ func (m *Manager) Pause(ctx context.Context, id string) (*Info, PauseStats, erro
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.mu.Unlock()
-	snapshotter, ok := machine.(vmm.Snapshotter)
-	if !ok {
-		return nil, PauseStats{}, fmt.Errorf("%w: the %s driver cannot snapshot a vm", ErrUnsupported, m.cfg.Driver.Name())
+	snapshotter, err := m.snapshotter(machine)
+	if err != nil {
+		return nil, PauseStats{}, err
 	}
 	written, err := m.pause(ctx, sb, snapshotter)
 	if err != nil {
@@ -137,6 +137,24 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 	return written, nil
 }
 
+// restorer is the driver's Restorer, or ErrUnsupported naming the driver.
+func (m *Manager) restorer() (vmm.Restorer, error) {
+	r, ok := m.cfg.Driver.(vmm.Restorer)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s driver cannot restore a vm", ErrUnsupported, m.cfg.Driver.Name())
+	}
+	return r, nil
+}
+
+// snapshotter is a VM's Snapshotter, or ErrUnsupported naming the driver.
+func (m *Manager) snapshotter(machine vmm.Machine) (vmm.Snapshotter, error) {
+	s, ok := machine.(vmm.Snapshotter)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s driver cannot snapshot a vm", ErrUnsupported, m.cfg.Driver.Name())
+	}
+	return s, nil
+}
+
 // snapshotWritten is what taking a snapshot wrote: as the driver counted it, else the
 // size of its files other than guest memory (which lives in a file the VM kept
 // writing while it ran, flushed rather than copied by a pause).
@@ -171,9 +189,9 @@ func (m *Manager) Resume(ctx context.Context, id string, timeoutSec int) (*Info,
 	if state := sb.state(); state != lifecycle.Paused {
 		return nil, "", 0, &ErrState{ID: id, State: state, Op: "resume"}
 	}
-	restorer, ok := m.cfg.Driver.(vmm.Restorer)
-	if !ok {
-		return nil, "", 0, fmt.Errorf("%w: the %s driver cannot restore a vm", ErrUnsupported, m.cfg.Driver.Name())
+	restorer, err := m.restorer()
+	if err != nil {
+		return nil, "", 0, err
 	}
 	if timeoutSec < 0 || timeoutSec > maxTimeoutSec {
 		return nil, "", 0, invalid("timeout_sec %d out of range 0..%d", timeoutSec, maxTimeoutSec)

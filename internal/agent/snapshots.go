@@ -81,8 +81,8 @@ func (m *Manager) CreateSnapshot(ctx context.Context, id, name string, overwrite
 	if err := ident.CheckTemplate(name); err != nil {
 		return nil, 0, invalid("snapshot name: %v", err)
 	}
-	if _, ok := m.cfg.Driver.(vmm.Restorer); !ok {
-		return nil, 0, fmt.Errorf("%w: the %s driver cannot restore a vm", ErrUnsupported, m.cfg.Driver.Name())
+	if _, err := m.restorer(); err != nil {
+		return nil, 0, err
 	}
 	final := filepath.Join(m.snapshotsDir(), name)
 	if !overwrite && exists(final) {
@@ -169,9 +169,9 @@ func (m *Manager) snapshotRunning(ctx context.Context, sb *sandbox, dir string) 
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.mu.Unlock()
-	snapshotter, ok := machine.(vmm.Snapshotter)
-	if !ok {
-		return fmt.Errorf("%w: the %s driver cannot snapshot a vm", ErrUnsupported, m.cfg.Driver.Name())
+	snapshotter, err := m.snapshotter(machine)
+	if err != nil {
+		return err
 	}
 	if err := machine.Pause(ctx); err != nil {
 		return fmt.Errorf("stop vcpus: %w", err)
@@ -369,8 +369,8 @@ func (m *Manager) snapshotSpec(spec *Spec) (*SnapshotInfo, error) {
 	if err := ident.CheckTemplate(spec.Snapshot); err != nil {
 		return nil, invalid("snapshot name: %v", err)
 	}
-	if _, ok := m.cfg.Driver.(vmm.Restorer); !ok {
-		return nil, fmt.Errorf("%w: the %s driver cannot restore a vm", ErrUnsupported, m.cfg.Driver.Name())
+	if _, err := m.restorer(); err != nil {
+		return nil, err
 	}
 	info, err := m.snapshotInfo(spec.Snapshot)
 	if errors.Is(err, ErrSnapshotNotFound) {

@@ -178,9 +178,9 @@ func (m *Manager) buildWarm(ctx context.Context, tmpl *image.Template, spec Spec
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.mu.Unlock()
-	snapshotter, ok := machine.(vmm.Snapshotter)
-	if !ok {
-		return fmt.Errorf("%w: the %s driver cannot snapshot", ErrUnsupported, m.cfg.Driver.Name())
+	snapshotter, err := m.snapshotter(machine)
+	if err != nil {
+		return err
 	}
 	if err := machine.Pause(ctx); err != nil {
 		return fmt.Errorf("stop vcpus: %w", err)

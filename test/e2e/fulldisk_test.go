@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,36 +10,9 @@ import (
 
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/internal/testutil"
 	"golang.org/x/sys/unix"
 )
-
-// smallFS mounts a fresh ext4 filesystem of sizeMiB on a loop file and returns its
-// mount point, unmounted at the end of the test.
-func smallFS(t *testing.T, sizeMiB int) string {
-	t.Helper()
-	img := filepath.Join(t.TempDir(), "small.ext4")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(int64(sizeMiB) << 20); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs: %v: %s", err, out)
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a loop filesystem here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
 
 // fill takes every free block of the filesystem at dir but leave bytes into one
 // file, and returns a function that frees them again.
@@ -78,7 +50,7 @@ func fill(t *testing.T, dir string, leave int64) func() {
 // memory it had not touched before — and a pause once there is room again works.
 func TestPauseOnFullDisk(t *testing.T) {
 	needVM(t)
-	mnt := smallFS(t, 2400)
+	mnt := testutil.MountLoopFS(t, 2400<<20, "mkfs.ext4", "-q", "-F", "-m", "0")
 	// The agent's WRENN_DIR is the small filesystem; its templates stay where they are.
 	for _, d := range []string{"images", "kernels"} {
 		if err := os.Symlink(filepath.Join(env.dir, d), filepath.Join(mnt, d)); err != nil {

@@ -200,13 +200,23 @@ func (s *Service) snapshotError(ctx context.Context, row db.Sandbox, agent hosta
 func (s *Service) removeVersion(ctx context.Context, hostID pgtype.UUID, hostName string) {
 	ctx, cancel := context.WithTimeout(ctx, deleteSnapshotTimeout)
 	defer cancel()
-	agent, err := s.agents.Agent(ctx, core.UUIDString(hostID))
-	if err == nil {
-		_, err = agent.DeleteSnapshot(ctx, connect.NewRequest(&pb.DeleteSnapshotRequest{Name: hostName}))
-	}
-	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+	if err := s.deleteOnHost(ctx, hostID, hostName); err != nil {
 		s.log.Error("snapshot files left on a host: remove them with the agent's DeleteSnapshot", "host", core.UUIDString(hostID), "host_name", hostName, "err", err)
 	}
+}
+
+// deleteOnHost removes a snapshot version's files from a host; files already gone
+// are no error.
+func (s *Service) deleteOnHost(ctx context.Context, hostID pgtype.UUID, hostName string) error {
+	agent, err := s.agents.Agent(ctx, core.UUIDString(hostID))
+	if err != nil {
+		return fmt.Errorf("%w: host %s: %v", core.ErrUnavailable, core.UUIDString(hostID), err)
+	}
+	_, err = agent.DeleteSnapshot(ctx, connect.NewRequest(&pb.DeleteSnapshotRequest{Name: hostName}))
+	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		return fmt.Errorf("host %s: %w", core.UUIDString(hostID), agentError(err))
+	}
+	return nil
 }
 
 // GetSnapshot returns a snapshot of the principal's team.
@@ -265,13 +275,8 @@ func (s *Service) DeleteSnapshot(ctx context.Context, p *core.Principal, name st
 			return fmt.Errorf("delete snapshot %s: %w", name, err)
 		}
 		for _, h := range hosts {
-			agent, err := s.agents.Agent(ctx, core.UUIDString(h))
-			if err != nil {
-				return fmt.Errorf("%w: delete snapshot %s: its host %s: %v", core.ErrUnavailable, name, core.UUIDString(h), err)
-			}
-			_, err = agent.DeleteSnapshot(ctx, connect.NewRequest(&pb.DeleteSnapshotRequest{Name: *cur.HostName}))
-			if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
-				return fmt.Errorf("delete snapshot %s on host %s: %w", name, core.UUIDString(h), agentError(err))
+			if err := s.deleteOnHost(ctx, h, *cur.HostName); err != nil {
+				return fmt.Errorf("delete snapshot %s: %w", name, err)
 			}
 		}
 		if err := q.DeleteTemplate(ctx, cur.ID); err != nil {
