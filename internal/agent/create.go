@@ -36,7 +36,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		return nil, "", tm, err
 	}
 	var tmpl *image.Template
-	boot := bootSource{}
+	var boot bootSource
 	if snap != nil {
 		boot = bootSource{kernel: snap.Kernel, initrd: snap.Initrd}
 	} else {

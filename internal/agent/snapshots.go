@@ -221,12 +221,9 @@ func (m *Manager) snapshotPaused(ctx context.Context, sb *sandbox, dir string) e
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		to := filepath.Join(dst, f.Name)
-		if _, err := rootfs.CloneWith(filepath.Join(src, f.Name), to, rootfs.CloneOptions{PageWrites: f.Role == vmm.FileMemory}); err != nil {
+		// No page-sized writes for memory: a restore copies it again before QEMU maps it.
+		if _, err := rootfs.CloneWith(filepath.Join(src, f.Name), filepath.Join(dst, f.Name), rootfs.CloneOptions{Sync: true}); err != nil {
 			return fmt.Errorf("copy snapshot: %w", err)
-		}
-		if err := rootfs.SyncFile(to); err != nil {
-			return err
 		}
 	}
 	if err := vmm.WriteSnapshotMeta(dst, meta); err != nil {

@@ -33,6 +33,9 @@ type CloneOptions struct {
 	// touching one page of a large folio would have all of it written at the next
 	// pause. It costs a syscall per page; disks do not need it.
 	PageWrites bool
+	// Sync fsyncs the copy before returning, for a copy that must survive a crash
+	// (a snapshot's files).
+	Sync bool
 }
 
 // CloneWith is Clone with options.
@@ -58,17 +61,23 @@ func CloneWith(src, dst string, o CloneOptions) (_ Method, err error) {
 			_ = os.Remove(dst)
 		}
 	}()
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
-		return Reflink, nil
+	method := Reflink
+	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err != nil {
+		method = SparseCopy
+		maxWrite := 1 << 20
+		if o.PageWrites {
+			maxWrite = copyBlock
+		}
+		if err := sparseCopy(in, out, fi.Size(), maxWrite); err != nil {
+			return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
+		}
 	}
-	maxWrite := 1 << 20
-	if o.PageWrites {
-		maxWrite = copyBlock
+	if o.Sync {
+		if err := out.Sync(); err != nil {
+			return "", fmt.Errorf("sync %s: %w", dst, err)
+		}
 	}
-	if err := sparseCopy(in, out, fi.Size(), maxWrite); err != nil {
-		return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	return SparseCopy, nil
+	return method, nil
 }
 
 // copyBlock is the granularity of zero detection: the page size, because guest RAM

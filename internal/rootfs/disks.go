@@ -73,10 +73,8 @@ func (CloneDisks) Adopt(dir string) (string, error) {
 // Flatten copies the disk of the sandbox in dir to dst (a reflink or sparse copy),
 // fsynced.
 func (CloneDisks) Flatten(_ context.Context, dir, dst string) error {
-	if _, err := Clone(filepath.Join(dir, DiskName), dst); err != nil {
-		return err
-	}
-	return SyncFile(dst)
+	_, err := CloneWith(filepath.Join(dir, DiskName), dst, CloneOptions{Sync: true})
+	return err
 }
 
 // SyncFile fsyncs a file's data.

@@ -338,7 +338,7 @@ func sectionSHA256(f *os.File, size int64) (string, error) {
 // pages to disk: the guest is paused, so the file stays as saved until it runs again
 // (when Resume withdraws the snapshot).
 func linkMemory(src, dst string) error {
-	if err := syncFile(src); err != nil {
+	if err := rootfs.SyncFile(src); err != nil {
 		return err
 	}
 	return os.Link(src, dst)
@@ -348,27 +348,7 @@ func linkMemory(src, dst string) error {
 // the page cache QEMU maps, so it sees the paused guest's memory as it is; a reflink
 // flushes the source's dirty pages before sharing its blocks.
 func copyMemory(src, dst string) (rootfs.Method, error) {
-	method, err := rootfs.Clone(src, dst)
-	if err != nil {
-		return "", err
-	}
-	if err := syncFile(dst); err != nil {
-		os.Remove(dst)
-		return "", err
-	}
-	return method, nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	return nil
+	return rootfs.CloneWith(src, dst, rootfs.CloneOptions{Sync: true})
 }
 
 // dirtyBytes is how much of a file's page cache is dirty or under writeback
