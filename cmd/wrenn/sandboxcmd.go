@@ -15,9 +15,8 @@ import (
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
-// sandboxCommands is each `wrenn sandbox` subcommand's synopsis and what it does, for
-// usage errors and -h.
-var sandboxCommands = []struct{ name, synopsis, about string }{
+// sandboxCommands is `wrenn sandbox`.
+var sandboxCommands = commandGroup{name: "sandbox", subs: []subcommand{
 	{"create", "[--template T] [--vcpus N] [--memory MiB] [--timeout D]", "create a sandbox; --timeout is its idle timeout, after which it is paused"},
 	{"ls", "[--all]", "list the team's sandboxes (--all: stopped and failed ones too)"},
 	{"get", "ID", "show a sandbox"},
@@ -27,28 +26,16 @@ var sandboxCommands = []struct{ name, synopsis, about string }{
 	{"pause", "ID", "freeze a running sandbox into a snapshot on its host: its files and processes stay, its CPU and memory are freed"},
 	{"resume", "ID [--timeout D]", "restore a paused sandbox; --timeout replaces its idle timeout"},
 	{"rm", "ID", "destroy a sandbox (in any state, paused ones too)"},
-}
-
-// sandboxUsage is the usage of one subcommand, or of them all when sub is unknown.
-func sandboxUsage(sub string) string {
-	var b strings.Builder
-	b.WriteString("usage:\n")
-	durations := false
-	for _, c := range sandboxCommands {
-		if sub == "" || c.name == sub {
-			fmt.Fprintf(&b, "  wrenn sandbox %s %s\n      %s\n", c.name, c.synopsis, c.about)
-			durations = durations || strings.Contains(c.synopsis, " D]")
+}, notes: func(shown []subcommand) string {
+	notes := ""
+	for _, c := range shown {
+		if strings.Contains(c.synopsis, " D]") {
+			notes = "Durations (D) are seconds (300) or Go durations (5m, 1h30m).\n"
+			break
 		}
 	}
-	if sub != "" && b.Len() == len("usage:\n") {
-		return sandboxUsage("")
-	}
-	if durations {
-		b.WriteString("Durations (D) are seconds (300) or Go durations (5m, 1h30m).\n")
-	}
-	b.WriteString("--json prints JSON.\n")
-	return b.String()
-}
+	return notes + "--json prints JSON.\n"
+}}
 
 // secondsFlag is a duration given as whole seconds ("300") or a Go duration ("5m").
 type secondsFlag time.Duration
@@ -72,19 +59,9 @@ func (d *secondsFlag) Set(s string) error {
 }
 
 func sandboxCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, sandboxUsage(""))
-		if len(args) == 0 {
-			return errors.New("a sandbox command is needed")
-		}
-		return flag.ErrHelp
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("wrenn sandbox "+sub, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), sandboxUsage(sub))
-		fmt.Fprintln(fs.Output(), "flags:")
-		fs.PrintDefaults()
+	sub, fs, err := sandboxCommands.start(args)
+	if err != nil {
+		return err
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
 	template := fs.String("template", "base", "template (create)")
@@ -96,7 +73,6 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
 	maxOutput := fs.Int64("max-output", 0, "exec: bytes of stdout and of stderr to keep (0 = the server's 1 MiB, at most 16 MiB; -i streams all)")
 	all := fs.Bool("all", false, "ls: include stopped and failed sandboxes")
-	var err error
 	switch sub {
 	case "exec", "cp":
 		// Everything after exec's ID is the command's, flags included; cp's paths may
@@ -118,7 +94,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	}
 	needID := func() (string, error) {
 		if fs.NArg() != 1 {
-			return "", errors.New(strings.TrimSuffix(sandboxUsage(sub), "\n"))
+			return "", sandboxCommands.usageError(sub)
 		}
 		return fs.Arg(0), nil
 	}
@@ -178,7 +154,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 			rest = append(rest[:1], rest[2:]...)
 		}
 		if len(rest) < 2 {
-			return errors.New(strings.TrimSuffix(sandboxUsage("exec"), "\n"))
+			return sandboxCommands.usageError("exec")
 		}
 		if *interactive || *tty {
 			return streamExec(ctx, c, rest[0], client.Command{Cmd: rest[1], Args: rest[2:], Timeout: timeout}, *interactive, *tty)
@@ -203,7 +179,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	case "cp":
 		return copyCmd(ctx, c, fs.Args())
 	}
-	return fmt.Errorf("unknown sandbox command %q\n%s", sub, strings.TrimSuffix(sandboxUsage(""), "\n"))
+	return sandboxCommands.unknown(sub)
 }
 
 // parseInterspersed parses flags before and after the positional arguments, so that

@@ -2,59 +2,31 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
-// snapshotCommands is each `wrenn snapshot` subcommand's synopsis and what it does, for
-// usage errors and -h.
-var snapshotCommands = []struct{ name, synopsis, about string }{
+// snapshotCommands is `wrenn snapshot`.
+var snapshotCommands = commandGroup{name: "snapshot", subs: []subcommand{
 	{"create", "[--overwrite] ID NAME", "freeze a running or paused sandbox into the team's snapshot NAME (a running one runs on); --overwrite replaces a snapshot of that name"},
 	{"ls", "", "list the team's snapshots"},
 	{"get", "NAME", "show a snapshot"},
 	{"rm", "NAME", "delete a snapshot (sandboxes created from it run on)"},
-}
-
-// snapshotUsage is the usage of one subcommand, or of them all when sub is unknown.
-func snapshotUsage(sub string) string {
-	var b strings.Builder
-	b.WriteString("usage:\n")
-	for _, c := range snapshotCommands {
-		if sub == "" || c.name == sub {
-			fmt.Fprintf(&b, "  wrenn snapshot %s\n      %s\n", strings.TrimSpace(c.name+" "+c.synopsis), c.about)
-		}
+}, notes: func(shown []subcommand) string {
+	notes := ""
+	if len(shown) > 1 || shown[0].name == "create" {
+		notes = "A new sandbox starts from a snapshot with 'wrenn sandbox create --template NAME' (its vCPUs and memory are the snapshot's).\n"
 	}
-	if sub != "" && b.Len() == len("usage:\n") {
-		return snapshotUsage("")
-	}
-	if sub == "" || sub == "create" {
-		b.WriteString("A new sandbox starts from a snapshot with 'wrenn sandbox create --template NAME' (its vCPUs and memory are the snapshot's).\n")
-	}
-	b.WriteString("--json prints JSON.\n")
-	return b.String()
-}
+	return notes + "--json prints JSON.\n"
+}}
 
 func snapshotCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, snapshotUsage(""))
-		if len(args) == 0 {
-			return errors.New("a snapshot command is needed")
-		}
-		return flag.ErrHelp
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("wrenn snapshot "+sub, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), snapshotUsage(sub))
-		fmt.Fprintln(fs.Output(), "flags:")
-		fs.PrintDefaults()
+	sub, fs, err := snapshotCommands.start(args)
+	if err != nil {
+		return err
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
 	overwrite := fs.Bool("overwrite", false, "create: replace a snapshot of that name")
@@ -62,9 +34,9 @@ func snapshotCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	c := loadConfig().client()
-	// usageErr is the subcommand's usage as an error, for wrong positional arguments:
-	// checked before any request, so a mistake reaches no server.
-	usageErr := func() error { return errors.New(strings.TrimSuffix(snapshotUsage(sub), "\n")) }
+	// Wrong positional arguments are checked before any request: a mistake reaches
+	// no server.
+	usageErr := func() error { return snapshotCommands.usageError(sub) }
 	switch sub {
 	case "create":
 		if fs.NArg() != 2 {
@@ -105,7 +77,7 @@ func snapshotCmd(ctx context.Context, args []string) error {
 		}
 		return c.DeleteSnapshot(ctx, fs.Arg(0))
 	}
-	return fmt.Errorf("unknown snapshot command %q\n%s", sub, strings.TrimSuffix(snapshotUsage(""), "\n"))
+	return snapshotCommands.unknown(sub)
 }
 
 // showSnapshot prints one snapshot: every field, as create and get answer it.

@@ -154,7 +154,7 @@ func TestSnapshotUsageErrors(t *testing.T) {
 	if len(*calls) != 0 {
 		t.Errorf("usage errors sent %+v", *calls)
 	}
-	if u := snapshotUsage("create"); !strings.Contains(u, "wrenn snapshot create [--overwrite] ID NAME") || strings.Contains(u, "snapshot rm") {
+	if u := snapshotCommands.usage("create"); !strings.Contains(u, "wrenn snapshot create [--overwrite] ID NAME") || strings.Contains(u, "snapshot rm") {
 		t.Errorf("create's usage: %q", u)
 	}
 }
