@@ -3,6 +3,7 @@ package agenttest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -73,7 +74,15 @@ func (d *Driver) launch(cfg vmm.Config) (*machine, error) {
 	if !ok {
 		return nil, fmt.Errorf("agenttest: no slot has namespace %s", cfg.Net.NetNS)
 	}
-	e, err := envdtest.Launch(d.EnvdBin, filepath.Join(cfg.Dir, "guest"), netip.AddrPortFrom(host, envdapi.Port).String())
+	addr := netip.AddrPortFrom(host, envdapi.Port).String()
+	// An envd already answering there (a VM some test left running) would take this
+	// VM's requests; fail the start plainly instead.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agenttest: vm %s: its address is taken: %w", cfg.ID, err)
+	}
+	ln.Close()
+	e, err := envdtest.Launch(d.EnvdBin, filepath.Join(cfg.Dir, "guest"), addr)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +162,27 @@ func (m *machine) Stop(ctx context.Context) error {
 func (m *machine) ConsoleLog() string {
 	_ = os.WriteFile(m.console, []byte(m.e.Logs()), 0o600)
 	return m.console
+}
+
+// stopAll stops every machine this driver started that still runs. The harness calls
+// it when its test ends: a VM no manager tracks any more (one a test abandoned, or
+// kept in the error state without adopting it) would otherwise keep its address
+// after the harness frees its block, and answer for the next harness's sandbox there.
+func (d *Driver) stopAll() {
+	d.mu.Lock()
+	machines := make([]*machine, 0, len(d.started))
+	for _, m := range d.started {
+		machines = append(machines, m)
+	}
+	d.mu.Unlock()
+	for _, m := range machines {
+		select {
+		case <-m.Done():
+		default:
+			_ = syscall.Kill(m.e.PID, syscall.SIGCONT)
+			_ = m.e.Stop()
+		}
+	}
 }
 
 // FailNextStart makes the next Start fail with err (and later ones succeed), as a host

@@ -122,6 +122,7 @@ func Start(t testing.TB, opts Options) *Agent {
 		}
 		srv.Close()
 		m.Close()
+		drv.stopAll()
 	})
 	return a
 }
