@@ -14,13 +14,13 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/envd"
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/envd/portfwd"
 	"github.com/wrennhq/wrenn/internal/version"
 )
 
-// envdVersion is the E2B envd protocol version this daemon implements; the SDKs gate
-// features on it (every gate up to 0.6.4 is implemented).
-const envdVersion = "0.6.13"
+// envdVersion is the E2B envd protocol version this daemon implements.
+const envdVersion = envdapi.Version
 
 func main() {
 	if err := run(); err != nil {

@@ -145,7 +145,7 @@ func keysCmd(ctx context.Context, args []string) error {
 			return err
 		}
 		return output(*asJSON, k, func(w *tabwriter.Writer) {
-			fmt.Fprintf(w, "ID\tNAME\tKEY (shown once)\n%s\t%s\t%s\n", k.ID, k.Name, k.Key)
+			fmt.Fprintf(w, "ID\tNAME\tKEY (shown once)\tE2B_API_KEY (the same key)\n%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Key, k.E2BKey)
 		})
 	case "ls":
 		keys, err := c.ListAPIKeys(ctx)

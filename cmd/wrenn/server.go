@@ -66,6 +66,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
+	go svc.Sandboxes.RunExpiry(ctx, sandboxes.ExpiryInterval)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -78,7 +79,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	px := proxy.New(svc.Sandboxes, cfg.Domain, log)
 	px.SetConnLimit(cfg.ProxyConnLimit)
 	px.SetStreamIdle(lim.StreamIdle)
-	svc.TrustedProxies = cfg.TrustedProxies
+	svc.TrustedProxies, svc.Domain = cfg.TrustedProxies, cfg.Domain
 	srv := lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
 }
@@ -94,6 +95,7 @@ func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agent
 	}
 	sbx, err := sandboxes.New(sandboxes.Config{
 		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Quota: quota, Log: log,
+		EnvdTokenKey: auth.DeriveKey([]byte(cfg.JWTSecret), "wrenn sandbox tokens v1"),
 	})
 	if err != nil {
 		return api.Services{}, err

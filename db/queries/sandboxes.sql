@@ -1,9 +1,13 @@
 -- name: CreateSandbox :one
+-- end_in_sec: the sandbox ends that many seconds from now (end_at); NULL: no end.
+-- on_timeout: NULL is kill.
 INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb,
-                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash)
+                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash,
+                       end_at, on_timeout)
 VALUES (@id, @team_id, @host_id, @template, @status, @vcpus, @memory_mb, @disk_mb,
         @timeout_sec, @allow_internet_access, coalesce(sqlc.narg(metadata)::jsonb, '{}'),
-        @allow_public_traffic, sqlc.narg(traffic_token_hash))
+        @allow_public_traffic, sqlc.narg(traffic_token_hash),
+        now() + make_interval(secs => sqlc.narg(end_in_sec)::int), coalesce(sqlc.narg(on_timeout)::text, 'kill'))
 RETURNING *;
 
 -- name: GetSandboxForProxy :one
@@ -51,6 +55,63 @@ UPDATE sandboxes SET
     timeout_sec    = coalesce(sqlc.narg(timeout_sec), timeout_sec),
     last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END,
     paused_at      = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
-                          WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
+                          WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
+    -- end_in_sec: a sandbox with an end gets a new one that many seconds from now
+    -- (E2B's connect of a paused sandbox), in the same write that makes it running, so
+    -- the expiry loop never sees it running with its old, passed end.
+    end_at         = CASE WHEN end_at IS NULL OR sqlc.narg(end_in_sec)::int IS NULL THEN end_at
+                          ELSE now() + make_interval(secs => sqlc.narg(end_in_sec)::int) END
 WHERE id = @id AND team_id = @team_id AND status = ANY(@from_statuses::text[])
 RETURNING *;
+
+-- name: SetSandboxEnd :one
+-- E2B's setTimeout: the sandbox ends end_in_sec from now, sooner or later than it
+-- would have (a sandbox without an end gets one). Only a live sandbox of the team.
+UPDATE sandboxes SET end_at = now() + make_interval(secs => @end_in_sec::int)
+WHERE id = @id AND team_id = @team_id AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
+RETURNING *;
+
+-- name: ExtendSandboxEnd :one
+-- E2B's connect and refresh: a sandbox with an end ends no sooner than end_in_sec from
+-- now; its end never moves earlier, and one without an end keeps none.
+UPDATE sandboxes SET end_at = greatest(end_at, now() + make_interval(secs => @end_in_sec::int))
+WHERE id = @id AND team_id = @team_id AND end_at IS NOT NULL
+  AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
+RETURNING *;
+
+-- name: ListExpiredSandboxes :many
+-- Running sandboxes past their end, the longest overdue first (the expiry loop).
+SELECT * FROM sandboxes WHERE end_at <= now() AND status = 'running'
+ORDER BY end_at LIMIT @max_rows;
+
+-- name: PageSandboxesAsc :many
+-- One page of E2B's listing, oldest start first: the team's started sandboxes in the
+-- statuses, matching every metadata pair, started at or after started_after and made
+-- from template (NULL: any), after the cursor (start time, id) when given.
+SELECT * FROM sandboxes
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+  AND metadata @> @metadata::jsonb
+  AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
+  AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text)
+  AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (started_at, id) > (sqlc.narg(cursor_at)::timestamptz, @cursor_id::text))
+ORDER BY started_at, id
+LIMIT @max_rows;
+
+-- name: PageSandboxesDesc :many
+-- PageSandboxesAsc, newest start first.
+SELECT * FROM sandboxes
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+  AND metadata @> @metadata::jsonb
+  AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
+  AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text)
+  AND (sqlc.narg(cursor_at)::timestamptz IS NULL OR (started_at, id) < (sqlc.narg(cursor_at)::timestamptz, @cursor_id::text))
+ORDER BY started_at DESC, id DESC
+LIMIT @max_rows;
+
+-- name: CountPageSandboxes :one
+-- How many sandboxes PageSandboxes* would list over all pages.
+SELECT count(*) FROM sandboxes
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+  AND metadata @> @metadata::jsonb
+  AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
+  AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text);

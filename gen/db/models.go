@@ -88,6 +88,8 @@ type Sandbox struct {
 	AllowPublicTraffic  bool
 	TrafficTokenHash    []byte
 	PausedAt            *time.Time
+	EndAt               *time.Time
+	OnTimeout           string
 }
 
 type Team struct {

@@ -7,17 +7,50 @@ package db
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const countPageSandboxes = `-- name: CountPageSandboxes :one
+SELECT count(*) FROM sandboxes
+WHERE team_id = $1 AND started_at IS NOT NULL AND status = ANY($2::text[])
+  AND metadata @> $3::jsonb
+  AND ($4::timestamptz IS NULL OR started_at >= $4::timestamptz)
+  AND ($5::text IS NULL OR template = $5::text)
+`
+
+type CountPageSandboxesParams struct {
+	TeamID       pgtype.UUID
+	Statuses     []string
+	Metadata     []byte
+	StartedAfter *time.Time
+	Template     *string
+}
+
+// How many sandboxes PageSandboxes* would list over all pages.
+func (q *Queries) CountPageSandboxes(ctx context.Context, arg CountPageSandboxesParams) (int64, error) {
+	row := q.db.QueryRow(ctx, countPageSandboxes,
+		arg.TeamID,
+		arg.Statuses,
+		arg.Metadata,
+		arg.StartedAfter,
+		arg.Template,
+	)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createSandbox = `-- name: CreateSandbox :one
 INSERT INTO sandboxes (id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb,
-                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash)
+                       timeout_sec, allow_internet_access, metadata, allow_public_traffic, traffic_token_hash,
+                       end_at, on_timeout)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
         $9, $10, coalesce($11::jsonb, '{}'),
-        $12, $13)
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
+        $12, $13,
+        now() + make_interval(secs => $14::int), coalesce($15::text, 'kill'))
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
 `
 
 type CreateSandboxParams struct {
@@ -34,8 +67,12 @@ type CreateSandboxParams struct {
 	Metadata            []byte
 	AllowPublicTraffic  bool
 	TrafficTokenHash    []byte
+	EndInSec            *int32
+	OnTimeout           *string
 }
 
+// end_in_sec: the sandbox ends that many seconds from now (end_at); NULL: no end.
+// on_timeout: NULL is kill.
 func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (Sandbox, error) {
 	row := q.db.QueryRow(ctx, createSandbox,
 		arg.ID,
@@ -51,6 +88,8 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		arg.Metadata,
 		arg.AllowPublicTraffic,
 		arg.TrafficTokenHash,
+		arg.EndInSec,
+		arg.OnTimeout,
 	)
 	var i Sandbox
 	err := row.Scan(
@@ -74,12 +113,59 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
 		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
+	)
+	return i, err
+}
+
+const extendSandboxEnd = `-- name: ExtendSandboxEnd :one
+UPDATE sandboxes SET end_at = greatest(end_at, now() + make_interval(secs => $1::int))
+WHERE id = $2 AND team_id = $3 AND end_at IS NOT NULL
+  AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+`
+
+type ExtendSandboxEndParams struct {
+	EndInSec int32
+	ID       string
+	TeamID   pgtype.UUID
+}
+
+// E2B's connect and refresh: a sandbox with an end ends no sooner than end_in_sec from
+// now; its end never moves earlier, and one without an end keeps none.
+func (q *Queries) ExtendSandboxEnd(ctx context.Context, arg ExtendSandboxEndParams) (Sandbox, error) {
+	row := q.db.QueryRow(ctx, extendSandboxEnd, arg.EndInSec, arg.ID, arg.TeamID)
+	var i Sandbox
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.HostID,
+		&i.Template,
+		&i.Status,
+		&i.Vcpus,
+		&i.MemoryMB,
+		&i.DiskMB,
+		&i.TimeoutSec,
+		&i.AllowInternetAccess,
+		&i.Metadata,
+		&i.HostIP,
+		&i.Error,
+		&i.CreatedAt,
+		&i.StartedAt,
+		&i.StoppedAt,
+		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
+		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
 	)
 	return i, err
 }
 
 const getSandbox = `-- name: GetSandbox :one
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at FROM sandboxes WHERE id = $1 AND team_id = $2
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes WHERE id = $1 AND team_id = $2
 `
 
 type GetSandboxParams struct {
@@ -112,6 +198,8 @@ func (q *Queries) GetSandbox(ctx context.Context, arg GetSandboxParams) (Sandbox
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
 		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
 	)
 	return i, err
 }
@@ -145,8 +233,57 @@ func (q *Queries) GetSandboxForProxy(ctx context.Context, id string) (GetSandbox
 	return i, err
 }
 
+const listExpiredSandboxes = `-- name: ListExpiredSandboxes :many
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes WHERE end_at <= now() AND status = 'running'
+ORDER BY end_at LIMIT $1
+`
+
+// Running sandboxes past their end, the longest overdue first (the expiry loop).
+func (q *Queries) ListExpiredSandboxes(ctx context.Context, maxRows int32) ([]Sandbox, error) {
+	rows, err := q.db.Query(ctx, listExpiredSandboxes, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Sandbox{}
+	for rows.Next() {
+		var i Sandbox
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.HostID,
+			&i.Template,
+			&i.Status,
+			&i.Vcpus,
+			&i.MemoryMB,
+			&i.DiskMB,
+			&i.TimeoutSec,
+			&i.AllowInternetAccess,
+			&i.Metadata,
+			&i.HostIP,
+			&i.Error,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.StoppedAt,
+			&i.LastActiveAt,
+			&i.AllowPublicTraffic,
+			&i.TrafficTokenHash,
+			&i.PausedAt,
+			&i.EndAt,
+			&i.OnTimeout,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listSandboxes = `-- name: ListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
 WHERE team_id = $1 AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY($2::text[]))
 ORDER BY created_at DESC, id
 LIMIT $3
@@ -189,6 +326,8 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 			&i.AllowPublicTraffic,
 			&i.TrafficTokenHash,
 			&i.PausedAt,
+			&i.EndAt,
+			&i.OnTimeout,
 		); err != nil {
 			return nil, err
 		}
@@ -200,6 +339,202 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 	return items, nil
 }
 
+const pageSandboxesAsc = `-- name: PageSandboxesAsc :many
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+WHERE team_id = $1 AND started_at IS NOT NULL AND status = ANY($2::text[])
+  AND metadata @> $3::jsonb
+  AND ($4::timestamptz IS NULL OR started_at >= $4::timestamptz)
+  AND ($5::text IS NULL OR template = $5::text)
+  AND ($6::timestamptz IS NULL OR (started_at, id) > ($6::timestamptz, $7::text))
+ORDER BY started_at, id
+LIMIT $8
+`
+
+type PageSandboxesAscParams struct {
+	TeamID       pgtype.UUID
+	Statuses     []string
+	Metadata     []byte
+	StartedAfter *time.Time
+	Template     *string
+	CursorAt     *time.Time
+	CursorID     string
+	MaxRows      int32
+}
+
+// One page of E2B's listing, oldest start first: the team's started sandboxes in the
+// statuses, matching every metadata pair, started at or after started_after and made
+// from template (NULL: any), after the cursor (start time, id) when given.
+func (q *Queries) PageSandboxesAsc(ctx context.Context, arg PageSandboxesAscParams) ([]Sandbox, error) {
+	rows, err := q.db.Query(ctx, pageSandboxesAsc,
+		arg.TeamID,
+		arg.Statuses,
+		arg.Metadata,
+		arg.StartedAfter,
+		arg.Template,
+		arg.CursorAt,
+		arg.CursorID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Sandbox{}
+	for rows.Next() {
+		var i Sandbox
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.HostID,
+			&i.Template,
+			&i.Status,
+			&i.Vcpus,
+			&i.MemoryMB,
+			&i.DiskMB,
+			&i.TimeoutSec,
+			&i.AllowInternetAccess,
+			&i.Metadata,
+			&i.HostIP,
+			&i.Error,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.StoppedAt,
+			&i.LastActiveAt,
+			&i.AllowPublicTraffic,
+			&i.TrafficTokenHash,
+			&i.PausedAt,
+			&i.EndAt,
+			&i.OnTimeout,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const pageSandboxesDesc = `-- name: PageSandboxesDesc :many
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+WHERE team_id = $1 AND started_at IS NOT NULL AND status = ANY($2::text[])
+  AND metadata @> $3::jsonb
+  AND ($4::timestamptz IS NULL OR started_at >= $4::timestamptz)
+  AND ($5::text IS NULL OR template = $5::text)
+  AND ($6::timestamptz IS NULL OR (started_at, id) < ($6::timestamptz, $7::text))
+ORDER BY started_at DESC, id DESC
+LIMIT $8
+`
+
+type PageSandboxesDescParams struct {
+	TeamID       pgtype.UUID
+	Statuses     []string
+	Metadata     []byte
+	StartedAfter *time.Time
+	Template     *string
+	CursorAt     *time.Time
+	CursorID     string
+	MaxRows      int32
+}
+
+// PageSandboxesAsc, newest start first.
+func (q *Queries) PageSandboxesDesc(ctx context.Context, arg PageSandboxesDescParams) ([]Sandbox, error) {
+	rows, err := q.db.Query(ctx, pageSandboxesDesc,
+		arg.TeamID,
+		arg.Statuses,
+		arg.Metadata,
+		arg.StartedAfter,
+		arg.Template,
+		arg.CursorAt,
+		arg.CursorID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Sandbox{}
+	for rows.Next() {
+		var i Sandbox
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.HostID,
+			&i.Template,
+			&i.Status,
+			&i.Vcpus,
+			&i.MemoryMB,
+			&i.DiskMB,
+			&i.TimeoutSec,
+			&i.AllowInternetAccess,
+			&i.Metadata,
+			&i.HostIP,
+			&i.Error,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.StoppedAt,
+			&i.LastActiveAt,
+			&i.AllowPublicTraffic,
+			&i.TrafficTokenHash,
+			&i.PausedAt,
+			&i.EndAt,
+			&i.OnTimeout,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const setSandboxEnd = `-- name: SetSandboxEnd :one
+UPDATE sandboxes SET end_at = now() + make_interval(secs => $1::int)
+WHERE id = $2 AND team_id = $3 AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+`
+
+type SetSandboxEndParams struct {
+	EndInSec int32
+	ID       string
+	TeamID   pgtype.UUID
+}
+
+// E2B's setTimeout: the sandbox ends end_in_sec from now, sooner or later than it
+// would have (a sandbox without an end gets one). Only a live sandbox of the team.
+func (q *Queries) SetSandboxEnd(ctx context.Context, arg SetSandboxEndParams) (Sandbox, error) {
+	row := q.db.QueryRow(ctx, setSandboxEnd, arg.EndInSec, arg.ID, arg.TeamID)
+	var i Sandbox
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.HostID,
+		&i.Template,
+		&i.Status,
+		&i.Vcpus,
+		&i.MemoryMB,
+		&i.DiskMB,
+		&i.TimeoutSec,
+		&i.AllowInternetAccess,
+		&i.Metadata,
+		&i.HostIP,
+		&i.Error,
+		&i.CreatedAt,
+		&i.StartedAt,
+		&i.StoppedAt,
+		&i.LastActiveAt,
+		&i.AllowPublicTraffic,
+		&i.TrafficTokenHash,
+		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
+	)
+	return i, err
+}
+
 const transitionSandbox = `-- name: TransitionSandbox :one
 UPDATE sandboxes SET
     status         = $1::text,
@@ -208,15 +543,21 @@ UPDATE sandboxes SET
     timeout_sec    = coalesce($3, timeout_sec),
     last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
     paused_at      = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
-                          WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
-WHERE id = $4 AND team_id = $5 AND status = ANY($6::text[])
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
+                          WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
+    -- end_in_sec: a sandbox with an end gets a new one that many seconds from now
+    -- (E2B's connect of a paused sandbox), in the same write that makes it running, so
+    -- the expiry loop never sees it running with its old, passed end.
+    end_at         = CASE WHEN end_at IS NULL OR $4::int IS NULL THEN end_at
+                          ELSE now() + make_interval(secs => $4::int) END
+WHERE id = $5 AND team_id = $6 AND status = ANY($7::text[])
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
 `
 
 type TransitionSandboxParams struct {
 	Status       string
 	HostIP       *string
 	TimeoutSec   *int32
+	EndInSec     *int32
 	ID           string
 	TeamID       pgtype.UUID
 	FromStatuses []string
@@ -232,6 +573,7 @@ func (q *Queries) TransitionSandbox(ctx context.Context, arg TransitionSandboxPa
 		arg.Status,
 		arg.HostIP,
 		arg.TimeoutSec,
+		arg.EndInSec,
 		arg.ID,
 		arg.TeamID,
 		arg.FromStatuses,
@@ -258,6 +600,8 @@ func (q *Queries) TransitionSandbox(ctx context.Context, arg TransitionSandboxPa
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
 		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
 	)
 	return i, err
 }
@@ -273,7 +617,7 @@ UPDATE sandboxes SET
     paused_at  = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
                       WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = $4 AND team_id = $5
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
 `
 
 type UpdateSandboxStatusParams struct {
@@ -317,6 +661,8 @@ func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStat
 		&i.AllowPublicTraffic,
 		&i.TrafficTokenHash,
 		&i.PausedAt,
+		&i.EndAt,
+		&i.OnTimeout,
 	)
 	return i, err
 }

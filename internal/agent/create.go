@@ -41,16 +41,25 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		boot = bootSource{kernel: snap.Kernel, initrd: snap.Initrd}
 	} else {
 		if tmpl, err = image.Load(m.cfg.Dir, spec.Template); err != nil {
-			return nil, "", tm, fmt.Errorf("%w: template %q: %v", ErrInvalid, spec.Template, err)
+			class := ErrInvalid
+			if errors.Is(err, image.ErrNotBuilt) {
+				class = ErrNoTemplate
+			}
+			return nil, "", tm, fmt.Errorf("%w: template %q: %v", class, spec.Template, err)
 		}
 		boot = bootSource{kernel: tmpl.Kernel, initrd: tmpl.Initrd}
 	}
 	if spec.ID == "" {
 		spec.ID = ident.NewSandboxID()
 	}
-	if token, err = randomHex(24); err != nil {
-		return nil, "", tm, err
+	if token = spec.AccessToken; token == "" {
+		if token, err = randomHex(24); err != nil {
+			return nil, "", tm, err
+		}
+	} else if !validAccessToken(token) {
+		return nil, "", tm, invalid("envd access token: want 16..128 of [A-Za-z0-9_-]")
 	}
+	spec.AccessToken = ""
 	// A guest restored from a named snapshot holds its source's envd token until
 	// /init gives it the sandbox's own.
 	guestToken := ""
@@ -236,6 +245,19 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	}
 	m.log.Info("sandbox destroyed", "sandbox", id)
 	return nil
+}
+
+// validAccessToken: a token the caller chose is what envd compares and headers carry.
+func validAccessToken(t string) bool {
+	if len(t) < 16 || len(t) > 128 {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func randomHex(n int) (string, error) {

@@ -12,6 +12,8 @@ var (
 	ErrNotFound      = errors.New("sandbox not found")
 	ErrAlreadyExists = errors.New("sandbox already exists")
 	ErrInvalid       = errors.New("invalid request")
+	// ErrNoTemplate: a create names a template this host does not have.
+	ErrNoTemplate = errors.New("template not found")
 	// ErrUnsupported: this host's VM driver lacks a capability (e.g. snapshots).
 	ErrUnsupported = errors.New("not supported on this host")
 )

@@ -20,6 +20,9 @@ type Spec struct {
 	// Snapshot is the named snapshot the sandbox was restored from ("" = booted from
 	// Template, or restored from its warm snapshot).
 	Snapshot string `json:"snapshot,omitempty"`
+	// AccessToken is the envd token the create installs ("" = a random one). Never
+	// written in the spec: the record keeps the token sealed.
+	AccessToken string `json:"-"`
 }
 
 // DefaultTemplate is the template of a create that names none.

@@ -312,6 +312,17 @@ func sourceID(ctx context.Context, rep *reporter, o *Options) (string, error) {
 }
 
 // Load reads a built template's manifest and checks that its files exist.
+// ErrNotBuilt: Load found no template of that name (errors.Is).
+var ErrNotBuilt = errors.New("no such template")
+
+type notBuiltError struct{ name string }
+
+func (e notBuiltError) Error() string {
+	return fmt.Sprintf("template %s not built; run wrenn image build", e.name)
+}
+
+func (e notBuiltError) Is(target error) bool { return target == ErrNotBuilt }
+
 func Load(dir, name string) (*Template, error) {
 	if err := ident.CheckTemplate(name); err != nil {
 		return nil, err
@@ -322,7 +333,7 @@ func Load(dir, name string) (*Template, error) {
 	tdir := filepath.Join(dir, "images", name)
 	data, err := os.ReadFile(filepath.Join(tdir, manifestFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("template %s not built; run wrenn image build", name)
+		return nil, notBuiltError{name}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read template %s: %w", name, err)

@@ -169,6 +169,8 @@ type APIKey struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 	Key        string     `json:"key"`
+	// E2BKey is Key as the e2b SDKs take it (E2B_API_KEY=e2b_…); both work.
+	E2BKey string `json:"e2b_key,omitempty"`
 }
 
 // CreateAPIKey makes a key for the current team; its secret is shown only here.

@@ -253,9 +253,13 @@ type CreateSandboxRequest struct {
 	// Create by restoring this snapshot (CreateSnapshot) instead of booting template:
 	// the sandbox starts as the snapshot's sandbox was, with its own identity. vcpus,
 	// memory_mb and disk_mb are the snapshot's; asking for others is invalid_argument.
-	Snapshot      string `protobuf:"bytes,10,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snapshot string `protobuf:"bytes,10,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// The token envd will require (X-Access-Token), 16..128 of [A-Za-z0-9_-]; empty: the
+	// agent makes one. The control plane derives it from the sandbox's id, so that it
+	// can hand it out (E2B's envdAccessToken) without storing it.
+	EnvdAccessToken string `protobuf:"bytes,11,opt,name=envd_access_token,json=envdAccessToken,proto3" json:"envd_access_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
@@ -354,6 +358,13 @@ func (x *CreateSandboxRequest) GetMetadata() map[string]string {
 func (x *CreateSandboxRequest) GetSnapshot() string {
 	if x != nil {
 		return x.Snapshot
+	}
+	return ""
+}
+
+func (x *CreateSandboxRequest) GetEnvdAccessToken() string {
+	if x != nil {
+		return x.EnvdAccessToken
 	}
 	return ""
 }
@@ -2471,7 +2482,7 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12@\n" +
 	"\x0elast_active_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastActiveAt\x12\x14\n" +
 	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
-	"\bsnapshot\x18\r \x01(\tR\bsnapshot\"\xc0\x04\n" +
+	"\bsnapshot\x18\r \x01(\tR\bsnapshot\"\xec\x04\n" +
 	"\x14CreateSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +
@@ -2485,7 +2496,8 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x15allow_internet_access\x18\b \x01(\bH\x00R\x13allowInternetAccess\x88\x01\x01\x12L\n" +
 	"\bmetadata\x18\t \x03(\v20.hostagent.v1.CreateSandboxRequest.MetadataEntryR\bmetadata\x12\x1a\n" +
 	"\bsnapshot\x18\n" +
-	" \x01(\tR\bsnapshot\x1a:\n" +
+	" \x01(\tR\bsnapshot\x12*\n" +
+	"\x11envd_access_token\x18\v \x01(\tR\x0fenvdAccessToken\x1a:\n" +
 	"\fEnvVarsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +

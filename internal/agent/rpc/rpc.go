@@ -120,7 +120,7 @@ func toConnect(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, agent.ErrNotFound), errors.Is(err, agent.ErrSnapshotNotFound):
+	case errors.Is(err, agent.ErrNotFound), errors.Is(err, agent.ErrSnapshotNotFound), errors.Is(err, agent.ErrNoTemplate):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, agent.ErrAlreadyExists), errors.Is(err, agent.ErrSnapshotExists):
 		return connect.NewError(connect.CodeAlreadyExists, err)
@@ -205,7 +205,7 @@ func (s *Server) CreateSandbox(ctx context.Context, req *connect.Request[pb.Crea
 	spec := agent.Spec{
 		ID: r.GetSandboxId(), Template: r.GetTemplate(), VCPUs: int(r.GetVcpus()), MemoryMiB: int(r.GetMemoryMb()),
 		DiskMiB: int(r.GetDiskMb()), EnvVars: r.GetEnvVars(), TimeoutSec: int(r.GetTimeoutSec()), Metadata: r.GetMetadata(),
-		AllowInternet: s.m.AllowInternetDefault(), Snapshot: r.GetSnapshot(),
+		AllowInternet: s.m.AllowInternetDefault(), Snapshot: r.GetSnapshot(), AccessToken: r.GetEnvdAccessToken(),
 	}
 	if r.AllowInternetAccess != nil {
 		spec.AllowInternet = r.GetAllowInternetAccess()

@@ -77,7 +77,6 @@ func TestCreateAnswers(t *testing.T) {
 		msg string
 	}{
 		{&pb.CreateSandboxRequest{SandboxId: "sb_bad"}, "invalid sandbox id"},
-		{&pb.CreateSandboxRequest{Template: "nope"}, `template "nope"`},
 		{&pb.CreateSandboxRequest{Template: "../etc"}, "template: invalid template name"},
 		{&pb.CreateSandboxRequest{Vcpus: 17}, "vcpus 17 out of range 1..16"},
 		{&pb.CreateSandboxRequest{Vcpus: -1}, "vcpus -1"},
@@ -88,6 +87,12 @@ func TestCreateAnswers(t *testing.T) {
 		_, err := c.CreateSandbox(ctx, connect.NewRequest(bad.req))
 		wantCode(t, err, connect.CodeInvalidArgument, "invalid request: "+bad.msg)
 	}
+	// A template the host does not have is not found there, saying which.
+	_, err = c.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{Template: "nope"}))
+	wantCode(t, err, connect.CodeNotFound, `template not found: template "nope"`)
+	// A token the control plane chose is the one envd requires; a malformed one is refused.
+	_, err = c.CreateSandbox(ctx, connect.NewRequest(&pb.CreateSandboxRequest{EnvdAccessToken: "short"}))
+	wantCode(t, err, connect.CodeInvalidArgument, "invalid request: envd access token")
 	// A failure of the host itself is Internal, with what failed (the control plane
 	// keeps it on the sandbox's record and shows callers a generic error).
 	a.Driver.SetHooks(func(context.Context, vmm.Config) error { return errors.New("out of memory") }, nil)

@@ -25,3 +25,8 @@ type InitRequest struct {
 
 // Port is where envd listens inside every guest.
 const Port = 49983
+
+// Version is the E2B envd protocol version Wrenn's envd implements (X-Envd-Version,
+// and E2B's envdVersion): the SDKs switch features on by it, so it moves only with
+// what envd does.
+const Version = "0.6.13"

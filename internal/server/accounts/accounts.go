@@ -357,6 +357,7 @@ func (s *Service) FromToken(ctx context.Context, token string) (*core.Principal,
 
 // FromAPIKey resolves an X-API-Key; revoked keys and keys of deleted teams fail.
 func (s *Service) FromAPIKey(ctx context.Context, key string) (*core.Principal, error) {
+	key = auth.CanonicalAPIKey(key)
 	if !auth.ValidAPIKey(key) {
 		return nil, fmt.Errorf("%w: malformed API key", core.ErrUnauthorized)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
+	"github.com/wrennhq/wrenn/internal/server/auth"
 )
 
 type sessionResponse struct {
@@ -79,8 +80,10 @@ type apiKeyResponse struct {
 	CreatedBy  string     `json:"created_by,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
-	// Key is only in the response to its creation.
-	Key string `json:"key,omitempty"`
+	// Key is only in the response to its creation; E2BKey is the same key in the form
+	// the e2b SDKs accept (E2B_API_KEY).
+	Key    string `json:"key,omitempty"`
+	E2BKey string `json:"e2b_key,omitempty"`
 }
 
 func apiKey(k accounts.APIKey) apiKeyResponse {
@@ -100,7 +103,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := apiKey(k.APIKey)
-	resp.Key = k.Key
+	resp.Key, resp.E2BKey = k.Key, auth.E2BForm(k.Key)
 	writeJSON(w, http.StatusCreated, resp)
 }
 

@@ -1,4 +1,5 @@
-// Package api is the control plane's REST surface under /v1: chi routes, request
+// Package api is the control plane's REST surface under /v1 (and, through package
+// e2b, E2B's routes beside it): chi routes, request
 // decoding with limits, errors as {"error":{"code","message"}}, and authentication of
 // every request (JWT or X-API-Key) into a principal resolved from the database.
 package api
@@ -22,6 +23,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/apidocs"
 	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/e2b"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -40,6 +42,8 @@ type Services struct {
 	// TrustedProxies are the reverse proxies (WRENN_TRUSTED_PROXIES) whose
 	// X-Forwarded-For names the client; none: the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// Domain is WRENN_DOMAIN: E2B's answers name it as the sandboxes' domain.
+	Domain string
 }
 
 // Server holds the handlers' dependencies.
@@ -98,6 +102,8 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			}
 		})
 	})
+	// E2B's REST API, at E2B's paths (E2B_API_URL is this server).
+	e2b.Mount(r, e2b.Config{Auth: svc.Accounts, Sandboxes: svc.Sandboxes, Domain: svc.Domain, MaxBody: maxBody, Log: log})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route")
 	})

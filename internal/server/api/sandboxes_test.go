@@ -116,7 +116,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	}{
 		{"POST", "/v1/sandboxes", `{"vcpus":-1}`, 400},
 		{"POST", "/v1/sandboxes", `{"vcpus":999}`, 400},
-		{"POST", "/v1/sandboxes", `{"template":"nope"}`, 400},
+		{"POST", "/v1/sandboxes", `{"template":"nope"}`, 404},
 		{"POST", "/v1/sandboxes", `{"gpu":true}`, 400},
 		{"POST", "/v1/sandboxes", `{"timeout_sec":-5}`, 400},
 		{"POST", "/v1/sandboxes/" + id + "/exec", `{}`, 400},

@@ -101,6 +101,11 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 		if op == "GET /docs/*" { // Swagger UI's own files, not part of the contract
 			continue
 		}
+		// E2B's routes: their contract is E2B's own document, which the e2b package's
+		// tests validate them against.
+		if _, path, _ := strings.Cut(op, " "); strings.HasPrefix(path, "/sandboxes") || strings.HasPrefix(path, "/v2/") {
+			continue
+		}
 		if !documented[op] {
 			t.Errorf("%s is served but not in api/openapi.yaml", op)
 		}

@@ -155,3 +155,20 @@ func HashAPIKey(key string) []byte {
 // ValidAPIKey reports whether s has the shape of a Wrenn API key, so garbage never
 // reaches the database.
 func ValidAPIKey(s string) bool { return apiKeyPattern.MatchString(strings.TrimSpace(s)) }
+
+// E2BKeyPrefix: every key also works written E2BKeyPrefix + its hex part, the only
+// form the e2b SDKs accept (^e2b_[0-9a-f]+$) without E2B_VALIDATE_API_KEY=false.
+const E2BKeyPrefix = "e2b_"
+
+// E2BForm is key as the e2b SDKs take it (the same secret).
+func E2BForm(key string) string { return E2BKeyPrefix + strings.TrimPrefix(key, APIKeyPrefix) }
+
+// CanonicalAPIKey is key in its Wrenn form (what is hashed): an e2b_ key becomes the
+// wrn_ key it writes differently; anything else is returned as it is.
+func CanonicalAPIKey(key string) string {
+	key = strings.TrimSpace(key)
+	if rest, ok := strings.CutPrefix(key, E2BKeyPrefix); ok {
+		return APIKeyPrefix + rest
+	}
+	return key
+}

@@ -132,3 +132,13 @@ func (s *Sealer) Open(sealed []byte, context string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// DeriveKey derives a 32-byte key for purpose from the server secret (HKDF-SHA256),
+// so each use of WRENN_JWT_SECRET has its own key and no two can be confused.
+func DeriveKey(serverSecret []byte, purpose string) []byte {
+	key, err := hkdf.Key(sha256.New, serverSecret, nil, purpose, 32)
+	if err != nil {
+		panic(fmt.Sprintf("hkdf: %v", err)) // only for a length HKDF-SHA256 cannot give
+	}
+	return key
+}

@@ -38,6 +38,11 @@ const hostSettleTimeout = 15 * time.Second
 // ResumeSandbox. core.ErrConflict when it is not running, core.ErrNotImplemented when
 // its host's VM driver cannot snapshot.
 func (s *Service) PauseSandbox(ctx context.Context, p *core.Principal, id string) (*Sandbox, error) {
+	return s.pause(ctx, p, id, nil)
+}
+
+// pause is PauseSandbox, with more to say in its audit entry (why).
+func (s *Service) pause(ctx context.Context, p *core.Principal, id string, why map[string]any) (*Sandbox, error) {
 	row, agent, err := s.begin(ctx, p, id, lifecycle.Running, lifecycle.Pausing, "pause")
 	if err != nil {
 		return nil, err
@@ -48,11 +53,15 @@ func (s *Service) PauseSandbox(ctx context.Context, p *core.Principal, id string
 		return nil, transitionError(id, "pause", now, err)
 	}
 	m := resp.Msg
+	meta := map[string]any{"written_bytes": m.GetWrittenBytes(), "duration_ms": m.GetDurationUs() / 1000}
+	for k, v := range why {
+		meta[k] = v
+	}
 	// The monitor may have seen the host's view in the meantime (running before the
 	// pause, paused after it): both are steps this pause may finish from.
 	row, err = s.step(ctx, p, row, transition{
 		to: lifecycle.Paused, from: []lifecycle.State{lifecycle.Pausing, lifecycle.Running, lifecycle.Paused}, op: "pause",
-		audit: "sandbox.pause", meta: map[string]any{"written_bytes": m.GetWrittenBytes(), "duration_ms": m.GetDurationUs() / 1000},
+		audit: "sandbox.pause", meta: meta,
 	})
 	if err != nil {
 		return nil, err
@@ -65,6 +74,12 @@ func (s *Service) PauseSandbox(ctx context.Context, p *core.Principal, id string
 // that fails leaves the sandbox paused, so it can be retried. core.ErrConflict when
 // the sandbox is not paused.
 func (s *Service) ResumeSandbox(ctx context.Context, p *core.Principal, id string, timeoutSec int) (*Sandbox, error) {
+	return s.resume(ctx, p, id, timeoutSec, nil)
+}
+
+// resume is ResumeSandbox; endInSec, when set, gives a sandbox with an end a new one
+// that many seconds from when it runs again (E2B's connect).
+func (s *Service) resume(ctx context.Context, p *core.Principal, id string, timeoutSec int, endInSec *int32) (*Sandbox, error) {
 	if timeoutSec < 0 || timeoutSec > maxTimeoutSec {
 		return nil, fmt.Errorf("%w: timeout_sec %d out of range 0..%d", core.ErrInvalid, timeoutSec, maxTimeoutSec)
 	}
@@ -81,7 +96,7 @@ func (s *Service) ResumeSandbox(ctx context.Context, p *core.Principal, id strin
 	hostIP := m.GetSandbox().GetHostIp()
 	t := transition{
 		to: lifecycle.Running, from: []lifecycle.State{lifecycle.Resuming, lifecycle.Paused, lifecycle.Running}, op: "resume",
-		hostIP: &hostIP, audit: "sandbox.resume", meta: map[string]any{"duration_ms": m.GetDurationUs() / 1000},
+		hostIP: &hostIP, audit: "sandbox.resume", meta: map[string]any{"duration_ms": m.GetDurationUs() / 1000}, endInSec: endInSec,
 	}
 	if timeoutSec > 0 {
 		n := int32(timeoutSec)
@@ -101,6 +116,7 @@ type transition struct {
 	op         string            // "pause" or "resume", for a conflict's message
 	hostIP     *string           // the address the host reports (nil keeps it)
 	timeoutSec *int32            // a new idle timeout (nil keeps it)
+	endInSec   *int32            // a new end, seconds from now, for a sandbox with one (nil keeps it)
 	audit      string            // the audit action written with the step ("" none)
 	meta       map[string]any
 }
@@ -143,7 +159,7 @@ func (s *Service) step(ctx context.Context, p *core.Principal, row db.Sandbox, t
 	err := s.st.Tx(ctx, func(q *db.Queries) error {
 		var err error
 		out, err = q.TransitionSandbox(ctx, db.TransitionSandboxParams{
-			ID: row.ID, TeamID: row.TeamID, Status: string(t.to), FromStatuses: from, HostIP: t.hostIP, TimeoutSec: t.timeoutSec,
+			ID: row.ID, TeamID: row.TeamID, Status: string(t.to), FromStatuses: from, HostIP: t.hostIP, TimeoutSec: t.timeoutSec, EndInSec: t.endInSec,
 		})
 		if err != nil || t.audit == "" {
 			return err

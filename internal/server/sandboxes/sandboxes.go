@@ -30,6 +30,11 @@ type SandboxSpec struct {
 	AllowPublicTraffic *bool
 	EnvVars            map[string]string
 	Metadata           map[string]string
+	// EndInSec > 0 gives the sandbox an end that many seconds from now (E2B's
+	// timeout), at which it is stopped, or paused when OnTimeout is "pause"; 0: no
+	// end, only the idle timeout TimeoutSec.
+	EndInSec  int
+	OnTimeout string // "kill" (the default) or "pause"
 	// HostTags places the sandbox only on a host carrying every one of these tags.
 	// Not part of the REST create (E2B's request has no such field); it is how a
 	// template or a future API field asks for particular hosts.
@@ -61,6 +66,14 @@ type Sandbox struct {
 	StoppedAt          *time.Time        `json:"stopped_at,omitempty"`
 	// PausedAt is when a paused sandbox was paused (by the API or its idle timeout).
 	PausedAt *time.Time `json:"paused_at,omitempty"`
+	// EndAt is when the sandbox ends whatever it does (E2B's lifecycle), with
+	// OnTimeout saying how: stopped ("kill") or paused ("pause"). Nil: no end but
+	// the idle timeout.
+	EndAt     *time.Time `json:"end_at,omitempty"`
+	OnTimeout string     `json:"on_timeout"`
+	DiskMB    int        `json:"disk_mb"`
+	// LastActiveAt is when it last ran a command, served a request or resumed.
+	LastActiveAt *time.Time `json:"-"`
 }
 
 // stateOf is a row's status as a lifecycle state: the database stores the state's
@@ -72,6 +85,7 @@ func toSandbox(r db.Sandbox) *Sandbox {
 		ID: r.ID, Template: r.Template, Status: stateOf(r), VCPUs: int(r.Vcpus), MemoryMB: int(r.MemoryMB),
 		TimeoutSec: int(r.TimeoutSec), AllowInternetAccess: r.AllowInternetAccess, AllowPublicTraffic: r.AllowPublicTraffic, CreatedAt: r.CreatedAt,
 		StartedAt: r.StartedAt, StoppedAt: r.StoppedAt, PausedAt: r.PausedAt, Metadata: map[string]string{},
+		EndAt: r.EndAt, OnTimeout: r.OnTimeout, DiskMB: int(r.DiskMB), LastActiveAt: r.LastActiveAt,
 	}
 	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
 	if r.Error != nil {
@@ -104,6 +118,7 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	req := &pb.CreateSandboxRequest{
 		SandboxId: row.ID, Template: spec.Template, Vcpus: int32(spec.VCPUs), MemoryMb: int32(spec.MemoryMB),
 		EnvVars: spec.EnvVars, TimeoutSec: int32(spec.TimeoutSec), Metadata: spec.Metadata, AllowInternetAccess: &params.AllowInternetAccess,
+		EnvdAccessToken: s.EnvdAccessToken(row.ID),
 	}
 	if spec.snapshot != nil {
 		// The agent knows the snapshot by its name there; template and shape are its.
@@ -150,7 +165,11 @@ func (s *Service) newRecord(p *core.Principal, spec SandboxSpec) (db.CreateSandb
 	params := db.CreateSandboxParams{
 		ID: ident.NewSandboxID(), TeamID: teamID, Template: spec.Template, Status: string(lifecycle.Starting),
 		Vcpus: int32(spec.VCPUs), MemoryMB: int32(spec.MemoryMB), TimeoutSec: int32(spec.TimeoutSec),
-		AllowInternetAccess: s.allowInternet, Metadata: meta, AllowPublicTraffic: true,
+		AllowInternetAccess: s.allowInternet, Metadata: meta, AllowPublicTraffic: true, OnTimeout: &spec.OnTimeout,
+	}
+	if spec.EndInSec > 0 {
+		n := int32(spec.EndInSec)
+		params.EndInSec = &n
 	}
 	if spec.AllowInternetAccess != nil {
 		params.AllowInternetAccess = *spec.AllowInternetAccess
@@ -158,7 +177,8 @@ func (s *Service) newRecord(p *core.Principal, spec SandboxSpec) (db.CreateSandb
 	var trafficToken string
 	if spec.AllowPublicTraffic != nil && !*spec.AllowPublicTraffic {
 		params.AllowPublicTraffic = false
-		trafficToken, params.TrafficTokenHash = auth.NewOpaqueToken(auth.TrafficTokenPrefix)
+		trafficToken = s.TrafficAccessToken(params.ID)
+		params.TrafficTokenHash = auth.HashToken(trafficToken)
 	}
 	return params, trafficToken, nil
 }
@@ -172,6 +192,9 @@ func (spec SandboxSpec) withDefaults() SandboxSpec {
 	}
 	if spec.MemoryMB == 0 {
 		spec.MemoryMB = 512
+	}
+	if spec.OnTimeout == "" {
+		spec.OnTimeout = OnTimeoutKill
 	}
 	return spec
 }
@@ -199,6 +222,10 @@ func (spec SandboxSpec) validate() error {
 		return bad("memory_mb %d out of range 128..%d", spec.MemoryMB, maxMemoryMB)
 	case spec.TimeoutSec < 0 || spec.TimeoutSec > maxTimeoutSec:
 		return bad("timeout_sec %d out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
+	case spec.EndInSec < 0 || spec.EndInSec > maxTimeoutSec:
+		return bad("timeout %d s out of range 1..%d", spec.EndInSec, maxTimeoutSec)
+	case spec.OnTimeout != OnTimeoutKill && spec.OnTimeout != OnTimeoutPause:
+		return bad("on_timeout %q: want %s or %s", spec.OnTimeout, OnTimeoutKill, OnTimeoutPause)
 	case len(spec.Metadata) > maxMetadata:
 		return bad("at most %d metadata entries", maxMetadata)
 	case len(spec.HostTags) > maxHostTags:
@@ -263,6 +290,11 @@ func (s *Service) sandboxRow(ctx context.Context, p *core.Principal, id string) 
 
 // DestroySandbox stops a sandbox of the principal's team.
 func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id string) error {
+	return s.destroy(ctx, p, id, nil)
+}
+
+// destroy is DestroySandbox, with more to say in its audit entry (why).
+func (s *Service) destroy(ctx context.Context, p *core.Principal, id string, why map[string]any) error {
 	row, err := s.sandboxRow(ctx, p, id)
 	if err != nil {
 		return err
@@ -288,7 +320,7 @@ func (s *Service) DestroySandbox(ctx context.Context, p *core.Principal, id stri
 		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: string(lifecycle.Stopped)}); err != nil {
 			return err
 		}
-		return core.Audit(ctx, q, p, "sandbox.destroy", "sandbox", id, nil)
+		return core.Audit(ctx, q, p, "sandbox.destroy", "sandbox", id, why)
 	})
 	s.sandboxesChanged(ctx, row.TeamID)
 	if err != nil {

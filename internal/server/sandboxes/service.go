@@ -10,6 +10,7 @@ package sandboxes
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ type Service struct {
 	log           *slog.Logger
 	now           func() time.Time
 	lists         listCache
+	envdTokenKey  []byte
 }
 
 // Config is what the sandboxes service runs on.
@@ -62,7 +64,11 @@ type Config struct {
 	AllowInternetDefault bool
 	// Quota is every team's default quota (WRENN_QUOTA_*); the zero Quota limits nothing.
 	Quota core.Quota
-	Log   *slog.Logger
+	// EnvdTokenKey derives each sandbox's envd access token from its id (see
+	// EnvdAccessToken). Every control plane of an install must have the same key (the
+	// server derives it from WRENN_JWT_SECRET); nil: a random one, for tests.
+	EnvdTokenKey []byte
+	Log          *slog.Logger
 }
 
 // New returns the sandboxes service.
@@ -76,8 +82,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Scheduler == nil {
 		cfg.Scheduler, _ = scheduler.New(scheduler.LeastLoaded)
 	}
+	if cfg.EnvdTokenKey == nil {
+		cfg.EnvdTokenKey = make([]byte, 32)
+		if _, err := rand.Read(cfg.EnvdTokenKey); err != nil {
+			return nil, err
+		}
+	}
 	return &Service{st: cfg.Store, q: cfg.Store.Q, agents: cfg.Agents, keys: cfg.APIKeys, sched: cfg.Scheduler,
-		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now}, nil
+		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now, envdTokenKey: cfg.EnvdTokenKey}, nil
 }
 
 func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {
@@ -126,7 +138,7 @@ func agentMessage(err error) string {
 		return err.Error()
 	}
 	msg := ce.Message()
-	for _, class := range []string{"invalid request: ", "sandbox not found: ", "not supported on this host: "} {
+	for _, class := range []string{"invalid request: ", "sandbox not found: ", "template not found: ", "not supported on this host: "} {
 		msg = strings.TrimPrefix(msg, class)
 	}
 	return msg

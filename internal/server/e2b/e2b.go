@@ -1,0 +1,200 @@
+// Package e2b is the control plane's E2B-compatible REST API: the routes the official
+// e2b SDKs call to create, inspect, list, time-limit, pause, resume and kill sandboxes
+// (specs/e2b-rest-api.md, E2B's OpenAPI document), at E2B's own paths beside /v1, with
+// E2B's field names, states, status codes and error bodies ({"code","message"}). It
+// translates; the sandboxes service does the work, so both APIs see one sandbox model.
+package e2b
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/sandboxes"
+)
+
+// Auth resolves a caller's credentials (the accounts service).
+type Auth interface {
+	FromAPIKey(ctx context.Context, key string) (*core.Principal, error)
+	FromToken(ctx context.Context, token string) (*core.Principal, error)
+}
+
+// Config is what the routes need.
+type Config struct {
+	Auth      Auth
+	Sandboxes *sandboxes.Service
+	// Domain is WRENN_DOMAIN, returned as the sandboxes' domain so the SDKs reach
+	// them at https://{port}-{id}.{Domain}; "" returns null (the SDK's own setting).
+	Domain string
+	// MaxBody bounds a request body.
+	MaxBody int64
+	Log     *slog.Logger
+}
+
+type handlers struct {
+	auth    Auth
+	svc     *sandboxes.Service
+	domain  *string
+	maxBody int64
+	log     *slog.Logger
+}
+
+// Mount adds E2B's routes to r (at the root: E2B_API_URL is the server itself).
+func Mount(r chi.Router, cfg Config) {
+	h := &handlers{auth: cfg.Auth, svc: cfg.Sandboxes, maxBody: cfg.MaxBody, log: cfg.Log}
+	if cfg.Domain != "" {
+		h.domain = &cfg.Domain
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(h.authenticate)
+		// The SDKs create and connect at /v2 (e2b 2.x); E2B's document has them at the
+		// root too. Both are served.
+		r.Post("/sandboxes", h.create)
+		r.Post("/v2/sandboxes", h.create)
+		r.Get("/sandboxes", h.listRunning)
+		r.Get("/v2/sandboxes", h.list)
+		r.Get("/sandboxes/{id}", h.get)
+		r.Delete("/sandboxes/{id}", h.kill)
+		r.Post("/sandboxes/{id}/timeout", h.setTimeout)
+		r.Post("/sandboxes/{id}/refreshes", h.refresh)
+		r.Post("/sandboxes/{id}/pause", h.pause)
+		r.Post("/sandboxes/{id}/resume", h.resume)
+		r.Post("/sandboxes/{id}/connect", h.connect)
+		r.Post("/v2/sandboxes/{id}/connect", h.connect)
+	})
+}
+
+type principalKey struct{}
+
+func principal(r *http.Request) *core.Principal {
+	p, _ := r.Context().Value(principalKey{}).(*core.Principal)
+	return p
+}
+
+// authenticate takes X-API-Key (header names are case-insensitive; the SDKs send
+// X-API-KEY) in its wrn_ or e2b_ form, or a user's bearer token.
+func (h *handlers) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p *core.Principal
+		var err error
+		switch bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); {
+		case r.Header.Get("X-API-Key") != "":
+			p, err = h.auth.FromAPIKey(r.Context(), r.Header.Get("X-API-Key"))
+		case hasBearer:
+			p, err = h.auth.FromToken(r.Context(), strings.TrimSpace(bearer))
+		default:
+			err = fmt.Errorf("%w: send X-API-Key", core.ErrUnauthorized)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// errorBody is E2B's error: code is the HTTP status (the JS SDK branches on it).
+type errorBody struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Code: status, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail maps a service error to E2B's status and body; anything unexpected is a
+// logged 500 that reveals nothing internal.
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	for _, m := range []struct {
+		err    error
+		status int
+	}{
+		{core.ErrInvalid, http.StatusBadRequest},
+		{core.ErrUnauthorized, http.StatusUnauthorized},
+		{core.ErrForbidden, http.StatusForbidden},
+		{core.ErrNotFound, http.StatusNotFound},
+		{core.ErrConflict, http.StatusConflict},
+		{core.ErrTooMany, http.StatusTooManyRequests},
+		{core.ErrQuota, http.StatusTooManyRequests},
+		{core.ErrUnavailable, http.StatusServiceUnavailable},
+		{core.ErrNoSpace, http.StatusInsufficientStorage},
+		{core.ErrNotImplemented, http.StatusNotImplemented},
+	} {
+		if errors.Is(err, m.err) {
+			writeError(w, m.status, err.Error())
+			return
+		}
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client left
+	}
+	h.log.Error("e2b request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+// sandboxNotFound is E2B's 404 for a sandbox.
+func sandboxNotFound(w http.ResponseWriter, id string) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("Sandbox %q doesn't exist or you don't have access to it", id))
+}
+
+// decode reads an optional JSON object body into v (an absent or empty body leaves
+// v as it is). Fields Wrenn does not know are ignored, as E2B's API does, so newer
+// SDKs keep working; fields it knows but cannot honour are refused by the handlers.
+func (h *handlers) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, h.maxBody)
+	dec := json.NewDecoder(body)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", h.maxBody))
+			return false
+		case err.Error() == "EOF":
+			return true
+		}
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "request body: more than one JSON value")
+		return false
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		writeError(w, http.StatusBadRequest, "request body: want a JSON object")
+		return false
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// sandboxID is the path's sandbox id: E2B's legacy "{id}-{clientID}" form is taken
+// as its id; more than one "-" is refused.
+func sandboxID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := chi.URLParam(r, "id")
+	if strings.Count(id, "-") > 1 {
+		writeError(w, http.StatusBadRequest, "Invalid sandbox ID")
+		return "", false
+	}
+	id, _, _ = strings.Cut(id, "-")
+	return id, true
+}
