@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/scheduler"
 	"github.com/wrennhq/wrenn/internal/server/store"
+	"github.com/wrennhq/wrenn/internal/tlsfiles"
 	"github.com/wrennhq/wrenn/internal/version"
 )
 
@@ -31,6 +33,13 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	log = cfg.Log.New(os.Stderr)
 	log.Info("starting control plane", "version", version.Version, "config", cfg)
+	// Read before anything else starts, so a bad pair stops the server at once.
+	var certs *tlsfiles.Pair
+	if cfg.TLSCert != "" {
+		if certs, err = loadTLS(cfg, log); err != nil {
+			return err
+		}
+	}
 	sched, err := scheduler.New(cfg.Scheduler)
 	if err != nil {
 		return fmt.Errorf("WRENN_SCHEDULER: %w", err)
@@ -81,7 +90,34 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	px.SetStreamIdle(lim.StreamIdle)
 	svc.TrustedProxies, svc.Domain = cfg.TrustedProxies, cfg.Domain
 	srv := lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
+	if certs != nil {
+		srv.TLSConfig = certs.Config()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
+}
+
+// loadTLS reads WRENN_TLS_CERT and WRENN_TLS_KEY, and warns when the certificate
+// does not cover WRENN_DOMAIN and the sandbox hosts under it, which the E2B SDKs reach
+// over https only: every such request would fail at the handshake.
+func loadTLS(cfg config.Server, log *slog.Logger) (*tlsfiles.Pair, error) {
+	certs, err := tlsfiles.Load(cfg.TLSCert, cfg.TLSKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("WRENN_TLS_CERT, WRENN_TLS_KEY: %w", err)
+	}
+	cert, _ := certs.GetCertificate(nil)
+	log.Info("serving TLS", "cert", cfg.TLSCert, "names", cert.Leaf.DNSNames, "not_after", cert.Leaf.NotAfter)
+	if cfg.Domain != "" {
+		for _, host := range []string{cfg.Domain, "49983-sandbox." + cfg.Domain} {
+			if err := cert.Leaf.VerifyHostname(host); err != nil {
+				log.Warn("WRENN_TLS_CERT does not cover WRENN_DOMAIN and *.WRENN_DOMAIN: clients cannot reach them over https", "host", host, "err", err)
+			}
+		}
+	}
+	if time.Now().After(cert.Leaf.NotAfter) {
+		log.Warn("WRENN_TLS_CERT has expired: clients refuse it until it is renewed", "not_after", cert.Leaf.NotAfter)
+	}
+	return certs, nil
 }
 
 // newServices wires the control plane's services to each other: accounts resolves the

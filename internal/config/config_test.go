@@ -36,7 +36,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if s.Listen != ":8080" || s.Scheduler != "least-loaded" || s.HostStaleAfter != 90*time.Second ||
 		s.HostHeartbeatInterval != 30*time.Second || s.HostMonitorInterval != 10*time.Second ||
-		!s.AllowInternetDefault || s.Domain != "" || s.ProxyConnLimit != 1000 ||
+		!s.AllowInternetDefault || s.Domain != "" || s.TLSCert != "" || s.TLSKey != "" || s.ProxyConnLimit != 1000 ||
 		s.QuotaSandboxes != 20 || s.QuotaVCPUs != 40 || s.QuotaMemoryMB != 65536 || s.QuotaAPIKeys != 50 ||
 		s.Log != (Log{Level: slog.LevelInfo, Format: "text"}) {
 		t.Errorf("server defaults: %+v", s)
@@ -44,6 +44,11 @@ func TestDefaults(t *testing.T) {
 	s, err = LoadServer(nil, serverEnv("WRENN_TRUSTED_PROXIES", " 127.0.0.1, ::1,10.1.2.3/8"))
 	if got := fmt.Sprint(s.TrustedProxies); err != nil || got != "[127.0.0.1/32 ::1/128 10.0.0.0/8]" {
 		t.Errorf("WRENN_TRUSTED_PROXIES: %s %v", got, err)
+	}
+	// Both TLS files set is valid here; wrenn server reads them at start.
+	s, err = LoadServer(nil, serverEnv("WRENN_TLS_CERT", "/etc/wrenn/fullchain.pem", "WRENN_TLS_KEY", "/etc/wrenn/privkey.pem"))
+	if err != nil || s.TLSCert != "/etc/wrenn/fullchain.pem" || s.TLSKey != "/etc/wrenn/privkey.pem" {
+		t.Errorf("WRENN_TLS_CERT and WRENN_TLS_KEY: %q %q %v", s.TLSCert, s.TLSKey, err)
 	}
 	a, err := LoadAgent(nil, env())
 	if err != nil {
@@ -149,6 +154,8 @@ func TestErrors(t *testing.T) {
 		{"log format", load(LoadServer(nil, serverEnv("WRENN_LOG_FORMAT", "xml"))), `WRENN_LOG_FORMAT="xml": want one of text, json`},
 		{"unknown flag", load(LoadServer([]string{"--nope"}, serverEnv())), "flag provided but not defined: -nope"},
 		{"stray argument", load(LoadServer([]string{"extra"}, serverEnv())), `unexpected argument "extra"`},
+		{"tls cert only", load(LoadServer(nil, serverEnv("WRENN_TLS_CERT", "/etc/wrenn/fullchain.pem"))), "WRENN_TLS_CERT is set but WRENN_TLS_KEY is not"},
+		{"tls key only", load(LoadServer(nil, serverEnv("WRENN_TLS_KEY", "/etc/wrenn/privkey.pem"))), "WRENN_TLS_KEY is set but WRENN_TLS_CERT is not"},
 		{"vmm", load(LoadAgent([]string{"--vmm", "kvm"}, env())), `--vmm="kvm": want one of auto, qemu, firecracker`},
 		{"vmm env", load(LoadAgent(nil, env("WRENN_VMM", "xen"))), `WRENN_VMM="xen": want one of auto, qemu, firecracker`},
 		{"reap", load(LoadAgent([]string{"--reap-interval", "0s"}, env())), `--reap-interval="0s": want a duration of at least 1ms`},

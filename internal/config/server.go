@@ -22,6 +22,9 @@ type Server struct {
 	ProxyConnLimit                                             int
 	// TrustedProxies may name the client in X-Forwarded-For (e.g. Caddy on loopback).
 	TrustedProxies []netip.Prefix
+	// TLSCert and TLSKey are PEM files (the chain, leaf first, and its key) the
+	// listener serves HTTPS with; both or neither ("": plain HTTP, TLS by a proxy).
+	TLSCert, TLSKey string
 	// Every team's default quota (core.Quota; 0 = no limit); platform administrators
 	// override it per team.
 	QuotaSandboxes, QuotaVCPUs, QuotaMemoryMB, QuotaAPIKeys int
@@ -49,6 +52,10 @@ func (c *Server) table() table {
 	return table{program: "wrenn server", summary: "the control plane (`wrenn server`)", settings: append([]*Setting{
 		{Flag: "listen", Env: "WRENN_LISTEN", Default: ":8080", Value: Addr(&c.Listen),
 			Usage: "address to serve the API (and the port proxy) on"},
+		{Env: "WRENN_TLS_CERT", Value: String(&c.TLSCert, 0),
+			Usage: "PEM file of a certificate chain (leaf first) for WRENN_DOMAIN and *.WRENN_DOMAIN: WRENN_LISTEN then serves HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2 or later) itself, for a single box without a reverse proxy; re-read when it or WRENN_TLS_KEY changes (renewals need no restart); empty: plain HTTP behind a proxy (deploy/Caddyfile)"},
+		{Env: "WRENN_TLS_KEY", Value: String(&c.TLSKey, 0),
+			Usage: "PEM file of WRENN_TLS_CERT's private key; set both or neither"},
 		{Env: "WRENN_DATABASE_URL", Required: true, Redact: RedactURL, Value: String(&c.DatabaseURL, 0),
 			Usage: "PostgreSQL connection URL (scripts/services.sh start prints it)"},
 		{Env: "WRENN_REDIS_URL", Required: true, Redact: RedactURL, Value: URL(&c.RedisURL, "redis", "rediss", "unix"),
@@ -98,6 +105,14 @@ func LoadServer(args []string, getenv func(string) string) (Server, error) {
 func (c Server) Validate() error {
 	if err := c.table().check(); err != nil {
 		return err
+	}
+	// The pair itself is read by wrenn server at start (internal/tlsfiles), which keeps
+	// Validate free of file access for configs built by hand.
+	if set, missing := "WRENN_TLS_CERT", "WRENN_TLS_KEY"; (c.TLSCert == "") != (c.TLSKey == "") {
+		if c.TLSCert == "" {
+			set, missing = missing, set
+		}
+		return fmt.Errorf("%s is set but %s is not: serving TLS needs both the certificate chain and its private key", set, missing)
 	}
 	if c.HostStaleAfter <= c.HostHeartbeatInterval {
 		return fmt.Errorf("WRENN_HOST_STALE_AFTER (%v) must be longer than WRENN_HOST_HEARTBEAT_INTERVAL (%v), or every host turns unreachable between heartbeats",
