@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +23,8 @@ import (
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
-// cpProc is a `wrenn server` process on a private database.
+// cpProc is a `wrenn server` process (on a private database unless startServerWith
+// was given a shared one).
 type cpProc struct {
 	base string
 	dsn  string
@@ -51,13 +54,22 @@ func (b *logBuffer) String() string {
 // fresh database, internet off by default as in every test.
 func startServer(t *testing.T, listen string, env ...string) *cpProc {
 	t.Helper()
+	return startServerWith(t, listen, pgtest.NewDB(t), redistest.NewURL(t), env...)
+}
+
+// startServerWith runs `wrenn server` on listen ("" = a free loopback port) against the
+// given database and Redis, so that several control planes can share them as in a
+// multi-server install. With WRENN_TLS_CERT in env it serves HTTPS and cp.base is an
+// https URL.
+func startServerWith(t *testing.T, listen, dsn, redisURL string, env ...string) *cpProc {
+	t.Helper()
 	if listen == "" {
 		listen = freeAddr(t)
 	}
-	cp := &cpProc{dsn: pgtest.NewDB(t), logs: &logBuffer{}}
+	cp := &cpProc{dsn: dsn, logs: &logBuffer{}}
 	cp.cmd = exec.Command(wrennBinary(t), "server", "--listen", listen)
 	cp.cmd.Env = append(append(os.Environ(),
-		"WRENN_DATABASE_URL="+cp.dsn, "WRENN_REDIS_URL="+redistest.NewURL(t),
+		"WRENN_DATABASE_URL="+cp.dsn, "WRENN_REDIS_URL="+redisURL,
 		"WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789", "WRENN_ALLOW_INTERNET_DEFAULT=false"), env...)
 	cp.cmd.Stdout, cp.cmd.Stderr = cp.logs, cp.logs
 	if err := cp.cmd.Start(); err != nil {
@@ -67,13 +79,21 @@ func startServer(t *testing.T, listen string, env ...string) *cpProc {
 		_ = cp.cmd.Process.Kill()
 		_ = cp.cmd.Wait()
 		if t.Failed() {
-			t.Logf("server log:\n%s", cp.logs.String())
+			t.Logf("server %s log:\n%s", listen, cp.logs.String())
 		}
 	})
-	cp.base = "http://" + strings.Replace(listen, "0.0.0.0", "127.0.0.1", 1)
+	scheme, probe := "http", http.DefaultClient
+	if slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "WRENN_TLS_CERT=") }) {
+		// The probe only waits for the listener; whoever asked for TLS checks the
+		// certificate chain the way its clients would.
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		defer tr.CloseIdleConnections()
+		scheme, probe = "https", &http.Client{Transport: tr}
+	}
+	cp.base = scheme + "://" + strings.Replace(listen, "0.0.0.0", "127.0.0.1", 1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if resp, err := http.Get(cp.base + "/healthz"); err == nil {
+		if resp, err := probe.Get(cp.base + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return cp
