@@ -167,7 +167,7 @@ func TestUndocumentedPath(t *testing.T) {
 
 func TestInvalidRequestTheServerAccepted(t *testing.T) {
 	created := `{"id":"0b9e2f4c-8f0a-4a8e-9a51-3f1f6f8e2d10","name":"ci","prefix":"wrn_0a1b2c","created_at":"2025-01-02T03:04:05Z",` +
-		`"last_used_at":null,"key":"wrn_0123456789abcdef0123456789abcdef"}`
+		`"last_used_at":null,"key":"wrn_0123456789abcdef0123456789abcdef","e2b_key":"e2b_0123456789abcdef0123456789abcdef"}`
 	var got string
 	srv := fake(t, 201, "application/json", created, func(r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/httplimit"
@@ -42,7 +43,9 @@ func (s *Server) limitBodies() func(http.Handler) http.Handler {
 			switch {
 			case files.Match(chi.NewRouteContext(), r.Method, r.URL.Path):
 				streamed.ServeHTTP(w, r)
-			case r.ContentLength > maxBody:
+			case r.ContentLength > maxBody && strings.HasPrefix(r.URL.Path, "/v1/"):
+				// Refused before it is read. Bodies outside /v1 are E2B's routes', which
+				// refuse in E2B's shape as they read them (bounded as well).
 				writeError(w, http.StatusRequestEntityTooLarge, "too_large", tooLargeMessage)
 			default:
 				next.ServeHTTP(w, r)

@@ -110,6 +110,14 @@ func start(t testing.TB, lim httplimit.Limits, quota core.Quota) *Env {
 	srv.Config = lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
 	srv.Start()
 	t.Cleanup(srv.Close)
+	// Sandboxes end on time, as under `wrenn server`.
+	expiryCtx, stopExpiry := context.WithCancel(ctx)
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		svc.Sandboxes.RunExpiry(expiryCtx, 50*time.Millisecond)
+	}()
+	t.Cleanup(func() { stopExpiry(); <-expiryDone })
 	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
@@ -134,7 +142,7 @@ func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *au
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready}
+	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready, Domain: Domain}
 }
 
 // Team is a signed-up user's team with an API key.
