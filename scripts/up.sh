@@ -97,6 +97,7 @@ for _ in $(seq 1 300); do
 done
 [ "$status" = online ] || { echo "up: the agent did not come online; see $STATE/agent.log" >&2; exit 1; }
 KEY=$(cat "$STATE/api-key")
+E2B_KEY=e2b_${KEY#wrn_} # the same key, in the form the e2b SDKs accept
 
 # The agent builds the base template's warm snapshot when it starts (a boot, once per
 # template version): every create then restores it instead of booting.
@@ -132,6 +133,10 @@ Wrenn is up.
   logs:     $STATE/server.log, $STATE/agent.log
 
 Try:  curl -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d '{}' $URL/v1/sandboxes
+
+The e2b SDKs (JS and Python) drive it unchanged with:
+  export E2B_API_KEY=$E2B_KEY E2B_API_URL=$URL E2B_SANDBOX_URL=$URL
+
 Ctrl-C stops Wrenn.
 EOF2
 wait -n "${pids[@]}"

@@ -27,6 +27,11 @@ type Sandbox struct {
 	StartedAt           *time.Time        `json:"started_at"`
 	StoppedAt           *time.Time        `json:"stopped_at"`
 	PausedAt            *time.Time        `json:"paused_at"` // while paused
+	// EndAt is when the sandbox ends whatever it does (sandboxes made through E2B's
+	// API), stopped or, when OnTimeout is "pause", paused; nil: only the idle timeout.
+	EndAt     *time.Time `json:"end_at"`
+	OnTimeout string     `json:"on_timeout"`
+	DiskMB    int        `json:"disk_mb"`
 }
 
 // CreateSandboxRequest is what a new sandbox should be; zero values take the server's

@@ -70,6 +70,27 @@ func Mount(r chi.Router, cfg Config) {
 		r.Post("/sandboxes/{id}/resume", h.resume)
 		r.Post("/sandboxes/{id}/connect", h.connect)
 		r.Post("/v2/sandboxes/{id}/connect", h.connect)
+		// E2B routes Wrenn does not serve (yet) answer so, in E2B's shape, rather than
+		// with a 404 the SDKs would read as "no such sandbox".
+		for _, u := range []struct{ method, path, what string }{
+			{"GET", "/sandboxes/{id}/metrics", "sandbox metrics"},
+			{"GET", "/sandboxes/metrics", "sandbox metrics"},
+			{"GET", "/sandboxes/{id}/logs", "sandbox logs"},
+			{"GET", "/v2/sandboxes/{id}/logs", "sandbox logs"},
+			{"POST", "/sandboxes/{id}/fork", "forking a sandbox"},
+			{"POST", "/sandboxes/{id}/snapshots", "E2B's snapshots (use POST /v1/snapshots; a snapshot's name is a templateID)"},
+			{"GET", "/snapshots", "E2B's snapshots (use GET /v1/snapshots)"},
+			{"PUT", "/sandboxes/{id}/network", "changing a sandbox's network rules"},
+		} {
+			r.Method(u.method, u.path, notServed(u.what))
+		}
+	})
+}
+
+// notServed answers an E2B route Wrenn does not implement: 501, saying what.
+func notServed(what string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotImplemented, "not supported by Wrenn: "+what)
 	})
 }
 

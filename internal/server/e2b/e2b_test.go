@@ -224,6 +224,13 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s %s %s: %d %q, want %d saying %q", tc.method, tc.path, tc.body, status, msg, tc.status, tc.says)
 		}
 	}
+	// E2B routes Wrenn does not serve say so (501), not "no such sandbox" (404).
+	for _, r := range [][2]string{{"GET", "/sandboxes/" + id + "/metrics"}, {"POST", "/sandboxes/" + id + "/fork"}, {"GET", "/snapshots"}} {
+		status, _, v := c.do(r[0], r[1], "")
+		if msg, _ := obj(t, v)["message"].(string); status != 501 || !strings.Contains(msg, "not supported by Wrenn") {
+			t.Errorf("%s %s: %d %q, want 501", r[0], r[1], status, msg)
+		}
+	}
 	// The legacy {id}-{clientID} form is the sandbox.
 	if status, _, _ := c.do("GET", "/sandboxes/"+id+"-6532622b", ""); status != 200 {
 		t.Errorf("legacy id form: %d", status)
