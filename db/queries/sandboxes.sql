@@ -38,7 +38,11 @@ UPDATE sandboxes SET
     stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END,
     paused_at  = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
-                      WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
+                      WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
+    -- end_in_sec: a sandbox with an end ends that many seconds from now (a create's
+    -- timeout counts from when the sandbox runs, not from when its boot began).
+    end_at     = CASE WHEN end_at IS NULL OR sqlc.narg(end_in_sec)::int IS NULL THEN end_at
+                      ELSE now() + make_interval(secs => sqlc.narg(end_in_sec)::int) END
 WHERE id = @id AND team_id = @team_id
 RETURNING *;
 

@@ -615,17 +615,22 @@ UPDATE sandboxes SET
     stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
     paused_at  = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
-                      WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
-WHERE id = $4 AND team_id = $5
+                      WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
+    -- end_in_sec: a sandbox with an end ends that many seconds from now (a create's
+    -- timeout counts from when the sandbox runs, not from when its boot began).
+    end_at     = CASE WHEN end_at IS NULL OR $4::int IS NULL THEN end_at
+                      ELSE now() + make_interval(secs => $4::int) END
+WHERE id = $5 AND team_id = $6
 RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
 `
 
 type UpdateSandboxStatusParams struct {
-	Status string
-	HostIP *string
-	Error  *string
-	ID     string
-	TeamID pgtype.UUID
+	Status   string
+	HostIP   *string
+	Error    *string
+	EndInSec *int32
+	ID       string
+	TeamID   pgtype.UUID
 }
 
 // Sandboxes are never deleted: destroying one moves it to 'stopped' (rows go with their team).
@@ -636,6 +641,7 @@ func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStat
 		arg.Status,
 		arg.HostIP,
 		arg.Error,
+		arg.EndInSec,
 		arg.ID,
 		arg.TeamID,
 	)

@@ -131,7 +131,8 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 	}
 	hostIP := resp.Msg.GetSandbox().GetHostIp()
 	// The sandbox runs whether or not the caller is still there: record it regardless.
-	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP})
+	running := db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP, EndInSec: params.EndInSec}
+	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), running)
 	s.sandboxesChanged(ctx, row.TeamID)
 	if err != nil {
 		return nil, fmt.Errorf("record running sandbox %s: %w", req.SandboxId, err)
