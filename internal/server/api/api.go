@@ -227,26 +227,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &retry) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.RetryIn().Seconds()))))
 	}
-	for _, m := range []struct {
-		err    error
-		status int
-		code   string
-	}{
-		{core.ErrInvalid, http.StatusBadRequest, "invalid_request"},
-		{core.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
-		{core.ErrForbidden, http.StatusForbidden, "forbidden"},
-		{core.ErrNotFound, http.StatusNotFound, "not_found"},
-		{core.ErrConflict, http.StatusConflict, "conflict"},
-		{core.ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
-		{core.ErrQuota, http.StatusTooManyRequests, "quota_exceeded"},
-		{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-		{core.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
-		{core.ErrNotImplemented, http.StatusNotImplemented, "not_implemented"},
-	} {
-		if errors.Is(err, m.err) {
-			writeError(w, m.status, m.code, err.Error())
-			return
-		}
+	if status, code, ok := core.Classify(err); ok {
+		writeError(w, status, code, err.Error())
+		return
 	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error")

@@ -11,6 +11,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -35,6 +36,35 @@ var (
 	// no change of state or wait makes it possible.
 	ErrNotImplemented = errors.New("not implemented") // 501
 )
+
+// errorClasses map the errors above to HTTP statuses and /v1's error codes.
+var errorClasses = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrInvalid, http.StatusBadRequest, "invalid_request"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrNotFound, http.StatusNotFound, "not_found"},
+	{ErrConflict, http.StatusConflict, "conflict"},
+	{ErrTooMany, http.StatusTooManyRequests, "too_many_requests"},
+	{ErrQuota, http.StatusTooManyRequests, "quota_exceeded"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
+	{ErrNotImplemented, http.StatusNotImplemented, "not_implemented"},
+}
+
+// Classify is the HTTP status and /v1 error code of a service error; ok is false
+// for an error that is none of the above (the caller's 500).
+func Classify(err error) (status int, code string, ok bool) {
+	for _, c := range errorClasses {
+		if errors.Is(err, c.err) {
+			return c.status, c.code, true
+		}
+	}
+	return 0, "", false
+}
 
 // Role of a user in a team.
 type Role string

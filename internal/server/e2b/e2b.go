@@ -142,25 +142,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps a service error to E2B's status and body; anything unexpected is a
 // logged 500 that reveals nothing internal.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
-	for _, m := range []struct {
-		err    error
-		status int
-	}{
-		{core.ErrInvalid, http.StatusBadRequest},
-		{core.ErrUnauthorized, http.StatusUnauthorized},
-		{core.ErrForbidden, http.StatusForbidden},
-		{core.ErrNotFound, http.StatusNotFound},
-		{core.ErrConflict, http.StatusConflict},
-		{core.ErrTooMany, http.StatusTooManyRequests},
-		{core.ErrQuota, http.StatusTooManyRequests},
-		{core.ErrUnavailable, http.StatusServiceUnavailable},
-		{core.ErrNoSpace, http.StatusInsufficientStorage},
-		{core.ErrNotImplemented, http.StatusNotImplemented},
-	} {
-		if errors.Is(err, m.err) {
-			writeError(w, m.status, err.Error())
-			return
-		}
+	if status, _, ok := core.Classify(err); ok {
+		writeError(w, status, err.Error())
+		return
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client left
