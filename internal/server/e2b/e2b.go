@@ -54,6 +54,8 @@ func Mount(r chi.Router, cfg Config) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	// E2B's health check (no credentials): the server answers.
+	r.Get("/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	r.Group(func(r chi.Router) {
 		r.Use(h.authenticate)
 		// The SDKs create and connect at /v2 (e2b 2.x); E2B's document has them at the

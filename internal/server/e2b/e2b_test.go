@@ -140,11 +140,55 @@ func envdStatus(t *testing.T, base, id, tok string) int {
 	return resp.StatusCode
 }
 
+// A sandbox with private ports: the create answers its traffic token, which the port
+// proxy then asks for; envd's port needs only envd's token.
+func TestPrivateTraffic(t *testing.T) {
+	env := servertest.New(t)
+	c := newCaller(t, env.URL, env.NewTeam(t, "private@example.com").Key)
+	if status, _, _ := c.do("GET", "/health", ""); status != 204 {
+		t.Errorf("GET /health: %d", status)
+	}
+	sb := c.create(`{"templateID":"base","network":{"allowPublicTraffic":false}}`)
+	id := sb["sandboxID"].(string)
+	traffic, _ := sb["trafficAccessToken"].(string)
+	if traffic == "" || obj(t, c.info(id)["network"])["allowPublicTraffic"] != false {
+		t.Fatalf("a private sandbox's create: %v", sb)
+	}
+	// Connect answers the same token (the SDKs keep using it).
+	if _, _, v := c.do("POST", "/v2/sandboxes/"+id+"/connect", `{"timeout":60}`); obj(t, v)["trafficAccessToken"] != traffic {
+		t.Errorf("connect answered another traffic token: %v", v)
+	}
+	port := func(tok string) int {
+		req, _ := http.NewRequest("GET", env.URL+"/", nil)
+		req.Host = fmt.Sprintf("8000-%s.%s", id, servertest.Domain)
+		if tok != "" {
+			req.Header.Set("E2b-Traffic-Access-Token", tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Nothing listens on 8000: with the token the request reaches the sandbox (502,
+	// port not open); without it, or with another, the proxy refuses it.
+	for tok, want := range map[string]int{traffic: 502, "": 403, "wrt_" + strings.Repeat("0", 64): 403} {
+		if got := port(tok); got != want {
+			t.Errorf("port 8000 with traffic token %q: %d, want %d", tok, got, want)
+		}
+	}
+	if got := envdStatus(t, env.URL, id, sb["envdAccessToken"].(string)); got != 404 {
+		t.Errorf("envd of a private sandbox with its token: %d", got)
+	}
+}
+
 // A sandbox ends at its end: killed, or paused when created with autoPause.
 func TestEndAt(t *testing.T) {
 	env := servertest.New(t)
 	c := newCaller(t, env.URL, env.NewTeam(t, "end@example.com").Key)
 	kill := c.create(`{"templateID":"base","timeout":1}`)["sandboxID"].(string)
+	killEnd := timeOf(t, c.info(kill)["endAt"])
 	pause := c.create(`{"templateID":"base","timeout":1,"autoPause":true}`)["sandboxID"].(string)
 	if got := obj(t, c.info(pause)["lifecycle"])["onTimeout"]; got != "pause" {
 		t.Errorf("autoPause sandbox's onTimeout %v", got)
@@ -152,6 +196,12 @@ func TestEndAt(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		killed, _, _ := c.do("GET", "/sandboxes/"+kill, "")
+		if killed == 404 && killEnd != (time.Time{}) {
+			if late := time.Since(killEnd); late > 1500*time.Millisecond {
+				t.Errorf("killed %v after its end, want within about a second", late)
+			}
+			killEnd = time.Time{}
+		}
 		state := c.info(pause)["state"]
 		if killed == 404 && state == "paused" {
 			break
