@@ -368,7 +368,7 @@ func benchProxyGuest(b *testing.B) {
 	}
 	start := time.Now()
 	bin := proxyBuildWrenn(b)
-	cp := proxyStartServer(b, bin)
+	cp := proxyStartServer(b, bin, "")
 	agent := proxyStartAgent(b, bin, cp, dir)
 	agentDir := agent.dir
 	ctx := context.Background()
@@ -498,9 +498,12 @@ func proxyFreeAddr(b *testing.B) string {
 	return ln.Addr().String()
 }
 
-// proxyStartServer runs `wrenn server` with WRENN_DOMAIN=wrenn.test on a fresh database.
-func proxyStartServer(b *testing.B, bin string) proxyCP {
-	listen := proxyFreeAddr(b)
+// proxyStartServer runs `wrenn server` with WRENN_DOMAIN=wrenn.test on a fresh
+// database, listening on listen ("" = a free loopback port).
+func proxyStartServer(b *testing.B, bin, listen string) proxyCP {
+	if listen == "" {
+		listen = proxyFreeAddr(b)
+	}
 	cp := proxyCP{base: "http://" + listen, dsn: pgtest.NewDB(b)}
 	logs := &proxyLog{}
 	cmd := exec.Command(bin, "server", "--listen", listen)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,22 +9,19 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
+	"github.com/wrennhq/wrenn/internal/sdktest"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -45,7 +41,7 @@ const sdkHostNS = 200
 // can reach e2b.app or the internet.
 func TestE2BSDK(t *testing.T) {
 	needVM(t)
-	sdk := sdkModules(t)
+	sdk := sdktest.Modules(t)
 	checkHostRangeFree(t)
 	t.Cleanup(func() { assertNoHostNS(t) })
 	ns := newHostNS(t, sdkHostNS)
@@ -55,8 +51,8 @@ func TestE2BSDK(t *testing.T) {
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	domain := "WRENN_DOMAIN=" + proxyDomain
 	plain := startServerWith(t, "0.0.0.0:"+port, dsn, redisURL, domain)
-	startServerWith(t, ns.gw+":443", dsn, redisURL, domain, "WRENN_TLS_CERT="+pki.cert, "WRENN_TLS_KEY="+pki.key)
-	checkTLSServer(t, ns.gw+":443", pki, "api."+proxyDomain)
+	startServerWith(t, ns.GW+":443", dsn, redisURL, domain, "WRENN_TLS_CERT="+pki.cert, "WRENN_TLS_KEY="+pki.key)
+	checkTLSServer(t, ns.GW+":443", pki, "api."+proxyDomain)
 	plain.addAgent(t, plain.admin(t), agentOpts{})
 	key := e2bKeyOf(t, plain.base, "sdk-a@e2e.test")
 	otherKey := e2bKeyOf(t, plain.base, "sdk-b@e2e.test")
@@ -64,7 +60,7 @@ func TestE2BSDK(t *testing.T) {
 	env := []string{
 		"NODE_EXTRA_CA_CERTS=" + pki.ca,
 		"WRENN_TEST_DOMAIN=" + proxyDomain,
-		"WRENN_TEST_DOMAIN_IP=" + ns.gw,
+		"WRENN_TEST_DOMAIN_IP=" + ns.GW,
 		"WRENN_E2B_API_URL=" + ns.serverURL(port),
 		"WRENN_E2B_DOMAIN=" + proxyDomain,
 		"WRENN_E2B_KEY=" + e2bForm(key),
@@ -72,42 +68,13 @@ func TestE2BSDK(t *testing.T) {
 		"WRENN_E2B_OTHER_KEY=" + e2bForm(otherKey),
 	}
 	began := time.Now()
-	out, err := runNodeInNS(t, ns, sdk, 15*time.Minute, env,
+	out, err := sdktest.RunNode(t, ns.NS, sdk, 15*time.Minute, env,
 		"--import", filepath.Join(sdk, "resolve-test-domain.mjs"),
 		"--test", "--test-reporter=spec", "e2b-api.test.mjs")
 	t.Logf("e2b SDK test (%v):\n%s", time.Since(began).Round(time.Second), out)
 	if err != nil {
 		t.Fatalf("node --test e2b-api.test.mjs: %v", err)
 	}
-}
-
-// sdkModules returns test/sdk, its node_modules installed: `npm ci` (here, outside
-// any namespace, as test/sdk/run.sh does) when they are missing or older than
-// package-lock.json.
-func sdkModules(t *testing.T) string {
-	t.Helper()
-	for _, tool := range []string{"node", "npm", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed (scripts/install-deps.sh installs it)", tool)
-		}
-	}
-	dir, err := filepath.Abs(filepath.Join("..", "sdk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if inst, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err == nil && !lock.ModTime().After(inst.ModTime()) {
-		return dir
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	return dir
 }
 
 // testPKI is a throwaway CA and a server certificate it signed, as PEM files.
@@ -220,51 +187,3 @@ func e2bKeyOf(t *testing.T, base, email string) string {
 // e2bForm is a Wrenn key written the way E2B's keys look (e2b_ and the same hex),
 // which Wrenn accepts as the same key.
 func e2bForm(key string) string { return "e2b_" + strings.TrimPrefix(key, "wrn_") }
-
-// runNodeInNS runs node with args in dir inside ns (its network namespace only), with
-// the caller's environment minus anything that could send the SDK elsewhere (E2B_*,
-// proxies, NODE_OPTIONS), plus env. Past timeout (or the test's deadline) node and
-// whatever it started are killed. It returns node's combined output.
-func runNodeInNS(t *testing.T, ns *hostNS, dir string, timeout time.Duration, env []string, args ...string) (string, error) {
-	t.Helper()
-	if d, ok := t.Deadline(); ok && time.Until(d)-30*time.Second < timeout {
-		timeout = time.Until(d) - 30*time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/var/run/netns/" + ns.name, node}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(nodeBaseEnv(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	// node --test runs each file in a child process: a group of their own, so that
-	// killing the group on timeout leaves nothing behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
-	if ctx.Err() != nil {
-		err = errors.Join(err, fmt.Errorf("killed after %v", timeout))
-	}
-	return out.String(), err
-}
-
-// nodeBaseEnv is the test process's environment without the variables that would
-// redirect the SDK or node's connections.
-func nodeBaseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch up := strings.ToUpper(name); {
-		case strings.HasPrefix(up, "E2B_"), strings.HasSuffix(up, "_PROXY"),
-			up == "NODE_OPTIONS", up == "NODE_EXTRA_CA_CERTS", strings.HasPrefix(up, "WRENN_TEST_DOMAIN"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}

@@ -39,7 +39,7 @@ func startClusterServer(t *testing.T, env ...string) (*cpProc, string) {
 }
 
 // serverURL is the control plane as seen from inside h.
-func (h *hostNS) serverURL(port string) string { return "http://" + h.gw + ":" + port }
+func (h *hostNS) serverURL(port string) string { return "http://" + h.GW + ":" + port }
 
 // hostView is a host in GET /v1/hosts.
 type hostView struct {
@@ -158,7 +158,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 			t.Fatalf("created host: %+v", nh)
 		}
 		tokens[i] = nh.RegistrationToken
-		agents[i] = cp.addAgent(t, "", agentOpts{token: tokens[i], listen: h.listen, netns: h.name, server: h.serverURL(port)})
+		agents[i] = cp.addAgent(t, "", agentOpts{token: tokens[i], listen: h.listen, netns: h.Name, server: h.serverURL(port)})
 	}
 	testutil.WaitFor(t, 15*time.Second, "both hosts online", func() bool {
 		hosts := listHosts(t, cp.base, admin)
@@ -299,7 +299,7 @@ func TestHostsRegistrationAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	logMark := len(cp.logs.String())
-	imp := cp.addAgent(t, "", agentOpts{token: tokens[v], listen: ns[v].listen, netns: ns[v].name, server: ns[v].serverURL(port), stateDir: impDir})
+	imp := cp.addAgent(t, "", agentOpts{token: tokens[v], listen: ns[v].listen, netns: ns[v].Name, server: ns[v].serverURL(port), stateDir: impDir})
 	if imp.id != victim.id || tlsFingerprint(t, impDir) == pinned {
 		t.Fatalf("impostor: host %s, certificate %s (pinned %s)", imp.id, tlsFingerprint(t, impDir), pinned)
 	}
@@ -359,7 +359,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	ctx := context.Background()
 	platform := make([]*hostAgent, 3)
 	for i := range platform {
-		platform[i] = cp.addAgent(t, admin, agentOpts{name: fmt.Sprintf("platform-%d", i+1), listen: ns[i].listen, netns: ns[i].name, server: ns[i].serverURL(port)})
+		platform[i] = cp.addAgent(t, admin, agentOpts{name: fmt.Sprintf("platform-%d", i+1), listen: ns[i].listen, netns: ns[i].Name, server: ns[i].serverURL(port)})
 	}
 	testutil.WaitFor(t, 15*time.Second, "three hosts online", func() bool {
 		n := 0
@@ -468,7 +468,7 @@ func TestHostsPlacementAndFailover(t *testing.T) {
 	if status != 201 || body["team_id"] != bob.TeamID {
 		t.Fatalf("bob adds a host: %d %v", status, body)
 	}
-	own := cp.addAgent(t, "", agentOpts{token: body["registration_token"].(string), listen: ns[3].listen, netns: ns[3].name, server: ns[3].serverURL(port)})
+	own := cp.addAgent(t, "", agentOpts{token: body["registration_token"].(string), listen: ns[3].listen, netns: ns[3].Name, server: ns[3].serverURL(port)})
 	testutil.WaitFor(t, 15*time.Second, "bob's host online", func() bool { return listHosts(t, cp.base, bob.Token)[own.id].Status == "online" })
 	if got := listHosts(t, cp.base, bob.Token); len(got) != 1 {
 		t.Errorf("bob sees hosts %v", got)

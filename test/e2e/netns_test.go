@@ -9,53 +9,27 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/wrennhq/wrenn/internal/sdktest"
 )
 
 // hostNS is a network namespace standing in for one host of a cluster: a veth pair to
-// the root namespace, which is where the control plane and the test run.
+// the root namespace, which is where the control plane and the test run. Its Name is
+// wrenn-e2e-h{i}; GW (10.99.{i}.1), the root namespace's end, is where the control
+// plane is reached; IP (10.99.{i}.2) is the host's own address.
 type hostNS struct {
-	name   string // wrenn-e2e-h{i}
-	gw     string // the root namespace's end, 10.99.{i}.1: where the control plane is reached
-	ip     string // the host's own address, 10.99.{i}.2
+	*sdktest.NS
 	listen string // the agent's address, 10.99.{i}.2:50051
 }
 
 // newHostNS creates namespace wrenn-e2e-h{i} (i in 1..250) joined to the root namespace
-// by veth we2e-h{i} (10.99.{i}.1/24) ↔ eth0 in the namespace (10.99.{i}.2/24), lo up.
-// The namespace gets no default route: it reaches 10.99.{i}.0/24 and nothing else, so
-// nothing sent from it can be forwarded off the machine. The test's cleanup deletes it.
+// by veth we2e-h{i} (10.99.{i}.1/24) ↔ eth0 in the namespace (10.99.{i}.2/24), lo up
+// (sdktest.NewNS: no default route, so nothing sent from it can be forwarded off the
+// machine). The test's cleanup deletes it.
 func newHostNS(t *testing.T, i int) *hostNS {
 	t.Helper()
-	if i < 1 || i > 250 {
-		t.Fatalf("host namespace index %d out of 1..250", i)
-	}
-	h := &hostNS{
-		name: fmt.Sprintf("wrenn-e2e-h%d", i),
-		gw:   fmt.Sprintf("10.99.%d.1", i),
-		ip:   fmt.Sprintf("10.99.%d.2", i),
-	}
-	h.listen = h.ip + ":50051"
-	veth := fmt.Sprintf("we2e-h%d", i)
-	del := func() {
-		_ = exec.Command("ip", "netns", "del", h.name).Run()
-		_ = exec.Command("ip", "link", "del", veth).Run()
-	}
-	del() // leftovers of an interrupted run
-	t.Cleanup(del)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", h.name)
-	run("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", h.name)
-	run("addr", "add", h.gw+"/24", "dev", veth)
-	run("link", "set", veth, "up")
-	run("-n", h.name, "link", "set", "lo", "up")
-	run("-n", h.name, "addr", "add", h.ip+"/24", "dev", "eth0")
-	run("-n", h.name, "link", "set", "eth0", "up")
-	return h
+	ns := sdktest.NewNS(t, fmt.Sprintf("wrenn-e2e-h%d", i), fmt.Sprintf("we2e-h%d", i), i)
+	return &hostNS{NS: ns, listen: ns.IP + ":50051"}
 }
 
 // checkHostRangeFree fails when 10.99.0.0/16 is already routed on this machine.
