@@ -8,8 +8,10 @@ ALTER TABLE sandboxes
     ADD COLUMN on_timeout text NOT NULL DEFAULT 'kill' CHECK (on_timeout IN ('kill', 'pause'));
 -- The expiry loop asks several times a second for running sandboxes past their end.
 CREATE INDEX sandboxes_expiry ON sandboxes (end_at) WHERE end_at IS NOT NULL AND status = 'running';
--- E2B's listing pages by start time within a team.
-CREATE INDEX sandboxes_team_started ON sandboxes (team_id, started_at, id) WHERE started_at IS NOT NULL;
+-- E2B's listing pages by start time within a team, over live sandboxes only: a team's
+-- stopped ones pile up (rows are never deleted) and must not slow its listing.
+CREATE INDEX sandboxes_team_started ON sandboxes (team_id, started_at, id)
+    WHERE started_at IS NOT NULL AND status NOT IN ('stopped', 'error');
 
 -- +goose Down
 DROP INDEX sandboxes_team_started;

@@ -91,9 +91,10 @@ ORDER BY end_at LIMIT @max_rows;
 -- name: PageSandboxesAsc :many
 -- One page of E2B's listing, oldest start first: the team's started sandboxes in the
 -- statuses, matching every metadata pair, started at or after started_after and made
--- from template (NULL: any), after the cursor (start time, id) when given.
+-- from template (NULL: any), after the cursor (start time, id) when given. The
+-- statuses are live ones; saying so literally lets the planner use the partial index.
 SELECT * FROM sandboxes
-WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status NOT IN ('stopped', 'error') AND status = ANY(@statuses::text[])
   AND metadata @> @metadata::jsonb
   AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
   AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text)
@@ -104,7 +105,7 @@ LIMIT @max_rows;
 -- name: PageSandboxesDesc :many
 -- PageSandboxesAsc, newest start first.
 SELECT * FROM sandboxes
-WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status NOT IN ('stopped', 'error') AND status = ANY(@statuses::text[])
   AND metadata @> @metadata::jsonb
   AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
   AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text)
@@ -115,7 +116,7 @@ LIMIT @max_rows;
 -- name: CountPageSandboxes :one
 -- How many sandboxes PageSandboxes* would list over all pages.
 SELECT count(*) FROM sandboxes
-WHERE team_id = @team_id AND started_at IS NOT NULL AND status = ANY(@statuses::text[])
+WHERE team_id = @team_id AND started_at IS NOT NULL AND status NOT IN ('stopped', 'error') AND status = ANY(@statuses::text[])
   AND metadata @> @metadata::jsonb
   AND (sqlc.narg(started_after)::timestamptz IS NULL OR started_at >= sqlc.narg(started_after)::timestamptz)
   AND (sqlc.narg(template)::text IS NULL OR template = sqlc.narg(template)::text);
