@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -55,28 +56,81 @@ func (q *Queries) InsertAuditLog(ctx context.Context, arg InsertAuditLogParams) 
 }
 
 const listAuditLogs = `-- name: ListAuditLogs :many
-SELECT id, team_id, actor_user_id, actor_api_key_id, action, resource_type, resource_id, metadata, created_at FROM audit_logs
-WHERE team_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)
-ORDER BY id DESC
-LIMIT $3
+SELECT a.id, a.team_id, a.actor_user_id, a.actor_api_key_id, a.action, a.resource_type,
+       a.resource_id, a.metadata, a.created_at,
+       u.email AS actor_email, k.key_prefix AS actor_key_prefix, k.name AS actor_key_name
+FROM audit_logs a
+LEFT JOIN users u ON u.id = a.actor_user_id
+LEFT JOIN team_api_keys k ON k.id = a.actor_api_key_id
+WHERE ($1::uuid IS NULL OR a.team_id = $1::uuid)
+  AND (coalesce(cardinality($2::uuid[]), 0) = 0 OR a.team_id = ANY($2::uuid[]))
+  AND ($3::uuid IS NULL OR a.actor_user_id = $3::uuid)
+  AND ($4::timestamptz IS NULL
+       OR (a.created_at, a.id) < ($4::timestamptz, $5::bigint))
+  AND (coalesce(cardinality($6::text[]), 0) = 0 OR a.action = ANY($6::text[]))
+  AND (coalesce(cardinality($7::text[]), 0) = 0 OR a.resource_type = ANY($7::text[]))
+  AND ((coalesce(cardinality($8::uuid[]), 0) = 0 AND NOT $9::boolean)
+       OR a.actor_user_id = ANY($8::uuid[])
+       OR a.actor_api_key_id = ANY($8::uuid[])
+       OR ($9::boolean AND a.actor_user_id IS NULL AND a.actor_api_key_id IS NULL))
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT $10
 `
 
 type ListAuditLogsParams struct {
-	TeamID  pgtype.UUID
-	Before  *int64
-	MaxRows int32
+	TeamID        pgtype.UUID
+	TeamIds       []pgtype.UUID
+	ActorUserID   pgtype.UUID
+	Before        *time.Time
+	BeforeID      *int64
+	Actions       []string
+	ResourceTypes []string
+	ActorIds      []pgtype.UUID
+	ActorSystem   bool
+	MaxRows       int32
 }
 
-// Newest first; pass the last id seen as before for the next page (NULL: from the newest).
-func (q *Queries) ListAuditLogs(ctx context.Context, arg ListAuditLogsParams) ([]AuditLog, error) {
-	rows, err := q.db.Query(ctx, listAuditLogs, arg.TeamID, arg.Before, arg.MaxRows)
+type ListAuditLogsRow struct {
+	ID             int64
+	TeamID         pgtype.UUID
+	ActorUserID    pgtype.UUID
+	ActorAPIKeyID  pgtype.UUID
+	Action         string
+	ResourceType   string
+	ResourceID     string
+	Metadata       []byte
+	CreatedAt      time.Time
+	ActorEmail     *string
+	ActorKeyPrefix *string
+	ActorKeyName   *string
+}
+
+// Newest first by (created_at, id); before and before_id (both or neither) are the
+// last entry seen, so a page never repeats or skips an entry when new ones arrive.
+// team_id: one team's (NULL: every team's); team_ids narrows further (empty: no
+// filter); actor_user_id: only that user's own entries (a member's view). Empty
+// (or nil) filter arrays filter nothing. actor_ids match a user or an API key; actor_system
+// adds the entries with neither. With the actor's email, or key prefix and name.
+func (q *Queries) ListAuditLogs(ctx context.Context, arg ListAuditLogsParams) ([]ListAuditLogsRow, error) {
+	rows, err := q.db.Query(ctx, listAuditLogs,
+		arg.TeamID,
+		arg.TeamIds,
+		arg.ActorUserID,
+		arg.Before,
+		arg.BeforeID,
+		arg.Actions,
+		arg.ResourceTypes,
+		arg.ActorIds,
+		arg.ActorSystem,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []AuditLog{}
+	items := []ListAuditLogsRow{}
 	for rows.Next() {
-		var i AuditLog
+		var i ListAuditLogsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.TeamID,
@@ -87,6 +141,9 @@ func (q *Queries) ListAuditLogs(ctx context.Context, arg ListAuditLogsParams) ([
 			&i.ResourceID,
 			&i.Metadata,
 			&i.CreatedAt,
+			&i.ActorEmail,
+			&i.ActorKeyPrefix,
+			&i.ActorKeyName,
 		); err != nil {
 			return nil, err
 		}

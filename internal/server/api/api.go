@@ -83,6 +83,8 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			r.Get("/api-keys", s.listAPIKeys)
 			r.Delete("/api-keys/{id}", s.revokeAPIKey)
 			s.quotaRoutes(r)
+			r.Get("/audit-logs", s.listAuditLogs)
+			r.Get("/admin/audit-logs", s.listAllAuditLogs)
 		})
 		// Sandboxes take a user's token or a team API key.
 		r.Group(func(r chi.Router) {

@@ -350,32 +350,32 @@ func TestQueriesAuditLogs(t *testing.T) {
 	}
 	must[db.AuditLog](t, "insert B")(q.InsertAuditLog(ctx, db.InsertAuditLogParams{TeamID: f.teamB.ID, Action: "user.login", ResourceType: "user"}))
 
-	actions := func(es []db.AuditLog) (out []string) {
+	actions := func(es []db.ListAuditLogsRow) (out []string) {
 		for _, e := range es {
 			out = append(out, e.Action)
 		}
 		return out
 	}
-	page1 := must[[]db.AuditLog](t, "page 1")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2}))
+	page1 := must[[]db.ListAuditLogsRow](t, "page 1")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2}))
 	if len(page1) != 2 || page1[0].ID != ids[4] || page1[1].ID != ids[3] {
 		t.Fatalf("page 1: %v", actions(page1))
 	}
-	page2 := must[[]db.AuditLog](t, "page 2")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page1[1].ID}))
+	page2 := must[[]db.ListAuditLogsRow](t, "page 2")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page1[1].CreatedAt, BeforeID: &page1[1].ID}))
 	if len(page2) != 2 || page2[0].ID != ids[2] || page2[1].ID != ids[1] {
 		t.Fatalf("page 2: %v", actions(page2))
 	}
 	if page2[0].ActorAPIKeyID != key.ID || page2[0].ActorUserID.Valid || string(page2[0].Metadata) != `{"template": "base"}` {
 		t.Errorf("API-key entry: %+v", page2[0])
 	}
-	page3 := must[[]db.AuditLog](t, "page 3")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page2[1].ID}))
+	page3 := must[[]db.ListAuditLogsRow](t, "page 3")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page2[1].CreatedAt, BeforeID: &page2[1].ID}))
 	if len(page3) != 1 || page3[0].ID != ids[0] {
 		t.Fatalf("page 3: %v", actions(page3))
 	}
-	page4 := must[[]db.AuditLog](t, "page 4")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page3[0].ID}))
+	page4 := must[[]db.ListAuditLogsRow](t, "page 4")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamA.ID, MaxRows: 2, Before: &page3[0].CreatedAt, BeforeID: &page3[0].ID}))
 	if page4 == nil || len(page4) != 0 {
 		t.Errorf("page 4: %#v, want an empty slice", page4)
 	}
-	if b := must[[]db.AuditLog](t, "team B")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamB.ID, MaxRows: 100})); len(b) != 1 || b[0].TeamID != f.teamB.ID {
+	if b := must[[]db.ListAuditLogsRow](t, "team B")(q.ListAuditLogs(ctx, db.ListAuditLogsParams{TeamID: f.teamB.ID, MaxRows: 100})); len(b) != 1 || b[0].TeamID != f.teamB.ID {
 		t.Errorf("team B's log: %v", actions(b))
 	}
 }
