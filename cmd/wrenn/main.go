@@ -24,6 +24,7 @@ Usage:
   wrenn sandbox pause|resume ID                     freeze a sandbox into a snapshot / restore it ('wrenn sandbox -h')
   wrenn snapshot create|ls|get|rm …                 named snapshots of sandboxes, to create new ones from ('wrenn snapshot -h')
   wrenn host create|ls|get|rm|tag|untag …          hosts (machines running wrenn agent)
+  wrenn audit [--action A] [--actor X] [--all] …    the team's audit log, newest first ('wrenn audit -h')
   wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
   wrenn admin create-user [--name N] EMAIL          make an account (WRENN_DATABASE_URL; with WRENN_SIGNUP=closed the only way)
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
@@ -103,6 +104,8 @@ func cliCmd(ctx context.Context, args []string) error {
 		return snapshotCmd(ctx, args[1:])
 	case args[0] == "host":
 		return hostCmd(ctx, args[1:])
+	case args[0] == "audit":
+		return auditCmd(ctx, args[1:])
 	case args[0] == "admin":
 		return adminCmd(ctx, args[1:])
 	case args[0] == "vm" && len(args) > 1 && args[1] == "run":
