@@ -193,3 +193,31 @@ func (c *Client) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
 func (c *Client) RevokeAPIKey(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/api-keys/"+url.PathEscape(id), nil, nil)
 }
+
+// Me is the signed-in user, their teams with roles, and the team the token acts for.
+type Me struct {
+	User struct {
+		ID      string `json:"id"`
+		Email   string `json:"email"`
+		Name    string `json:"name"`
+		IsAdmin bool   `json:"is_admin"`
+	} `json:"user"`
+	CurrentTeamID string `json:"current_team_id"`
+	Teams         []struct {
+		ID        string `json:"id"`
+		Name      string `json:"name"`
+		Slug      string `json:"slug"`
+		Role      string `json:"role"`
+		IsDefault bool   `json:"is_default"`
+		IsBYOC    bool   `json:"is_byoc"`
+	} `json:"teams"`
+}
+
+// Me reads who the token's user is (a user's token only; an API key is refused).
+func (c *Client) Me(ctx context.Context) (*Me, error) {
+	var out Me
+	if err := c.do(ctx, http.MethodGet, "/v1/me", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

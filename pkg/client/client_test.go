@@ -41,6 +41,13 @@ func TestAccountsAndKeys(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Key != "" || keys[0].ID != k.ID {
 		t.Fatalf("list keys: %+v %v", keys, err)
 	}
+	if k.E2BKey != "e2b_"+strings.TrimPrefix(k.Key, "wrn_") {
+		t.Errorf("the key's e2b form: %q for %q", k.E2BKey, k.Key)
+	}
+	me, err := ann.Me(ctx)
+	if err != nil || me.User.Email != "ann@example.com" || me.CurrentTeamID != s.TeamID || len(me.Teams) != 1 || me.Teams[0].Role != "owner" {
+		t.Errorf("me: %+v %v", me, err)
+	}
 	if _, err := ann.SwitchTeam(ctx, s.TeamID); err != nil {
 		t.Errorf("switch to own team: %v", err)
 	}

@@ -376,3 +376,43 @@ func (s *Service) FromAPIKey(ctx context.Context, key string) (*core.Principal, 
 	// A key acts for its team with member rights: it can use sandboxes, not manage the team.
 	return &core.Principal{TeamID: core.UUIDString(row.TeamID), Role: core.Member, APIKeyID: core.UUIDString(row.ID), TeamBYOC: row.TeamIsBYOC}, nil
 }
+
+// Me is who a signed-in user is: the account, every team they belong to with their
+// role there, and the team their token acts for.
+type Me struct {
+	UserID, Email, Name string
+	Admin               bool
+	CurrentTeamID       string
+	Teams               []MyTeam
+}
+
+// MyTeam is one of the user's teams.
+type MyTeam struct {
+	ID, Name, Slug string
+	Role           core.Role
+	Default, BYOC  bool
+}
+
+// Me reads the principal's account and teams from the database (a user's token only).
+func (s *Service) Me(ctx context.Context, p *core.Principal) (*Me, error) {
+	if p.UserID == "" {
+		return nil, fmt.Errorf("%w: an API key belongs to a team, not a user", core.ErrForbidden)
+	}
+	uid, err := core.ParseUUID(p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.q.GetUserByID(ctx, uid)
+	if err != nil {
+		return nil, fmt.Errorf("read user %s: %w", p.UserID, err)
+	}
+	rows, err := s.q.ListUserTeams(ctx, uid)
+	if err != nil {
+		return nil, fmt.Errorf("list teams of %s: %w", p.UserID, err)
+	}
+	me := &Me{UserID: p.UserID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin, CurrentTeamID: p.TeamID, Teams: make([]MyTeam, 0, len(rows))}
+	for _, r := range rows {
+		me.Teams = append(me.Teams, MyTeam{ID: core.UUIDString(r.ID), Name: r.Name, Slug: r.Slug, Role: core.Role(r.Role), Default: r.IsDefault, BYOC: r.IsBYOC})
+	}
+	return me, nil
+}

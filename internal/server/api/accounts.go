@@ -180,3 +180,39 @@ func parseHost(addr string) (netip.Addr, error) {
 	}
 	return ip.Unmap().WithZone(""), nil
 }
+
+type meResponse struct {
+	User struct {
+		ID      string `json:"id"`
+		Email   string `json:"email"`
+		Name    string `json:"name"`
+		IsAdmin bool   `json:"is_admin"`
+	} `json:"user"`
+	CurrentTeamID string       `json:"current_team_id"`
+	Teams         []meTeamJSON `json:"teams"`
+}
+
+type meTeamJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Slug      string `json:"slug"`
+	Role      string `json:"role"`
+	IsDefault bool   `json:"is_default"`
+	IsBYOC    bool   `json:"is_byoc"`
+}
+
+// me is GET /v1/me: the signed-in user, their teams with roles, and the current team.
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	me, err := s.accounts.Me(r.Context(), principal(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var resp meResponse
+	resp.User.ID, resp.User.Email, resp.User.Name, resp.User.IsAdmin = me.UserID, me.Email, me.Name, me.Admin
+	resp.CurrentTeamID, resp.Teams = me.CurrentTeamID, make([]meTeamJSON, 0, len(me.Teams))
+	for _, t := range me.Teams {
+		resp.Teams = append(resp.Teams, meTeamJSON{ID: t.ID, Name: t.Name, Slug: t.Slug, Role: string(t.Role), IsDefault: t.Default, IsBYOC: t.BYOC})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -79,6 +79,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate(false))
 			r.Post("/auth/switch-team", s.switchTeam)
+			r.Get("/me", s.me)
 			r.Post("/api-keys", s.createAPIKey)
 			r.Get("/api-keys", s.listAPIKeys)
 			r.Delete("/api-keys/{id}", s.revokeAPIKey)
