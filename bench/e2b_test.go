@@ -365,11 +365,11 @@ func e2bListBreakdown(b *testing.B, env *servertest.Env, key string) {
 			must(err)
 		}))
 		count = append(count, timeIt(func() {
-			_, err := svc.PageSandboxes(ctx, p, sandboxes.PageQuery{States: running, Limit: 1, Count: true})
+			_, err := svc.CountSandboxes(ctx, p, sandboxes.PageFilter{States: running})
 			must(err)
 		}))
 		page = append(page, timeIt(func() {
-			_, err := svc.PageSandboxes(ctx, p, sandboxes.PageQuery{States: live, Limit: sandboxes.MaxPage})
+			_, err := svc.PageSandboxes(ctx, p, sandboxes.PageQuery{PageFilter: sandboxes.PageFilter{States: live}, Limit: sandboxes.MaxPage})
 			must(err)
 		}))
 	}

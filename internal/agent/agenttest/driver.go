@@ -154,6 +154,11 @@ func (m *machine) Stop(ctx context.Context) error {
 			return err
 		}
 	}
+	return m.terminate()
+}
+
+// terminate ends the envd process, paused or not.
+func (m *machine) terminate() error {
 	_ = syscall.Kill(m.e.PID, syscall.SIGCONT) // a paused process cannot handle SIGTERM
 	return m.e.Stop()
 }
@@ -179,8 +184,7 @@ func (d *Driver) stopAll() {
 		select {
 		case <-m.Done():
 		default:
-			_ = syscall.Kill(m.e.PID, syscall.SIGCONT)
-			_ = m.e.Stop()
+			_ = m.terminate()
 		}
 	}
 }

@@ -108,11 +108,7 @@ func NewSealer(serverSecret []byte) (*Sealer, error) {
 	if len(serverSecret) < 32 {
 		return nil, errors.New("server secret must be at least 32 bytes")
 	}
-	key, err := hkdf.Key(sha256.New, serverSecret, nil, "wrenn host secrets v1", seal.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	box, err := seal.New(key)
+	box, err := seal.New(DeriveKey(serverSecret, "wrenn host secrets v1")) // seal.KeySize bytes
 	if err != nil {
 		return nil, err
 	}

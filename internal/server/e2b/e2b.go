@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -173,8 +174,8 @@ func (h *handlers) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", h.maxBody))
 			return false
-		case err.Error() == "EOF":
-			return true
+		case errors.Is(err, io.EOF):
+			return true // no body
 		}
 		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
 		return false

@@ -25,19 +25,16 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
-	wantRunning := slices.Contains(pq.States, lifecycle.Running)
-	pq.Count = wantRunning
-	if wantRunning {
+	if slices.Contains(pq.States, lifecycle.Running) {
 		// X-Total-Running counts running sandboxes only, whatever else is listed.
-		running := pq
-		running.States, running.After, running.Limit = statesOf("running"), nil, 1
-		page, err := h.svc.PageSandboxes(r.Context(), principal(r), running)
+		running := pq.PageFilter
+		running.States = statesOf("running")
+		n, err := h.svc.CountSandboxes(r.Context(), principal(r), running)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		w.Header().Set("X-Total-Running", strconv.Itoa(page.Total))
-		pq.Count = false
+		w.Header().Set("X-Total-Running", strconv.Itoa(n))
 	}
 	page, err := h.svc.PageSandboxes(r.Context(), principal(r), pq)
 	if err != nil {
@@ -62,7 +59,7 @@ func (h *handlers) listRunning(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
-	pq := sandboxes.PageQuery{States: statesOf("running"), Metadata: meta, Limit: sandboxes.MaxPage}
+	pq := sandboxes.PageQuery{PageFilter: sandboxes.PageFilter{States: statesOf("running"), Metadata: meta}, Limit: sandboxes.MaxPage}
 	out := []listedJSON{}
 	for {
 		page, err := h.svc.PageSandboxes(r.Context(), principal(r), pq)

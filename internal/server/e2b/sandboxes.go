@@ -25,10 +25,10 @@ const (
 	defaultConnectTimeoutSec = 300
 )
 
-// State is a sandbox's state as E2B names it: running or paused only. A sandbox on
+// stateOf is a sandbox's state as E2B names it: running or paused only. A sandbox on
 // its way between them shows the state it is leaving; one that is starting, stopping,
 // stopped or failed does not exist for E2B.
-func State(st lifecycle.State) string {
+func stateOf(st lifecycle.State) string {
 	switch st {
 	case lifecycle.Running, lifecycle.Pausing, lifecycle.Missing:
 		return "running"
@@ -128,7 +128,7 @@ func listed(sb *sandboxes.Sandbox) listedJSON {
 	}
 	return listedJSON{TemplateID: sb.Template, Alias: sb.Template, SandboxID: sb.ID, ClientID: clientID,
 		StartedAt: started, EndAt: endAt(sb), CPUCount: sb.VCPUs, MemoryMB: sb.MemoryMB, DiskSizeMB: sb.DiskMB,
-		Metadata: sb.Metadata, State: State(sb.Status), EnvdVersion: envdapi.Version}
+		Metadata: sb.Metadata, State: stateOf(sb.Status), EnvdVersion: envdapi.Version}
 }
 
 func (h *handlers) detail(sb *sandboxes.Sandbox) detailJSON {
@@ -276,7 +276,7 @@ func (h *handlers) visible(w http.ResponseWriter, r *http.Request) (*sandboxes.S
 		return nil, false
 	}
 	sb, err := h.svc.GetSandbox(r.Context(), principal(r), id)
-	if errors.Is(err, core.ErrNotFound) || (err == nil && State(sb.Status) == "") {
+	if errors.Is(err, core.ErrNotFound) || (err == nil && stateOf(sb.Status) == "") {
 		sandboxNotFound(w, id)
 		return nil, false
 	}
@@ -298,14 +298,20 @@ func (h *handlers) kill(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.svc.DestroySandbox(r.Context(), principal(r), sb.ID); errors.Is(err, core.ErrNotFound) {
-		sandboxNotFound(w, sb.ID)
-		return
-	} else if err != nil {
+	h.noContent(w, r, sb.ID, h.svc.DestroySandbox(r.Context(), principal(r), sb.ID))
+}
+
+// noContent answers an operation on sandbox id that returns nothing: 204 when it
+// succeeded, E2B's 404 when the sandbox is not there (any more), else the error.
+func (h *handlers) noContent(w http.ResponseWriter, r *http.Request, id string, err error) {
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		sandboxNotFound(w, id)
+	case err != nil:
 		h.fail(w, r, err)
-		return
+	default:
+		w.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // timeoutRequest is E2B's SandboxTimeoutRequest and ConnectSandbox.
@@ -327,13 +333,8 @@ func (h *handlers) setTimeout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := h.svc.SetTimeout(r.Context(), principal(r), sb.ID, *req.Timeout); errors.Is(err, core.ErrNotFound) {
-		sandboxNotFound(w, sb.ID)
-	} else if err != nil {
-		h.fail(w, r, err)
-	} else {
-		w.WriteHeader(http.StatusNoContent)
-	}
+	_, err := h.svc.SetTimeout(r.Context(), principal(r), sb.ID, *req.Timeout)
+	h.noContent(w, r, sb.ID, err)
 }
 
 func (h *handlers) refresh(w http.ResponseWriter, r *http.Request) {
@@ -358,13 +359,8 @@ func (h *handlers) refresh(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if _, err := h.svc.ExtendEnd(r.Context(), principal(r), sb.ID, d); errors.Is(err, core.ErrNotFound) {
-		sandboxNotFound(w, sb.ID)
-	} else if err != nil {
-		h.fail(w, r, err)
-	} else {
-		w.WriteHeader(http.StatusNoContent)
-	}
+	_, err := h.svc.ExtendEnd(r.Context(), principal(r), sb.ID, d)
+	h.noContent(w, r, sb.ID, err)
 }
 
 func (h *handlers) pause(w http.ResponseWriter, r *http.Request) {
@@ -382,7 +378,7 @@ func (h *handlers) pause(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if State(sb.Status) == "paused" {
+	if stateOf(sb.Status) == "paused" {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Error pausing sandbox - sandbox '%s' is already paused", sb.ID))
 		return
 	}
@@ -415,7 +411,7 @@ func (h *handlers) resume(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if State(sb.Status) == "running" {
+	if stateOf(sb.Status) == "running" {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Sandbox %s is already running", sb.ID))
 		return
 	}
@@ -461,7 +457,7 @@ func (h *handlers) connect(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sb, err := h.svc.GetSandbox(r.Context(), principal(r), id)
-	if err == nil && State(sb.Status) == "running" && !extend {
+	if err == nil && stateOf(sb.Status) == "running" && !extend {
 		writeJSON(w, http.StatusOK, h.sandbox(sb))
 		return
 	}

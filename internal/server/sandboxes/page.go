@@ -17,14 +17,18 @@ const MaxPage = 100
 // PageQuery selects a page of a team's started sandboxes in order of start (E2B's
 // listing, which pages with a cursor where ListSandboxes returns one list).
 type PageQuery struct {
+	PageFilter
+	Ascending bool     // oldest first; default newest first
+	After     *PageKey // the previous page's Next
+	Limit     int      // 1..MaxPage
+}
+
+// PageFilter is which of a team's started sandboxes a listing covers.
+type PageFilter struct {
 	States       []lifecycle.State // at least one
 	Metadata     map[string]string // every pair must match
 	StartedAfter *time.Time        // started at or after
 	Template     string            // "" = any
-	Ascending    bool              // oldest first; default newest first
-	After        *PageKey          // the previous page's Next
-	Limit        int               // 1..MaxPage
-	Count        bool              // also count the matches over all pages (Page.Total)
 }
 
 // PageKey is where a page ends: the last sandbox's start and id.
@@ -37,7 +41,30 @@ type PageKey struct {
 type Page struct {
 	Sandboxes []*Sandbox
 	Next      *PageKey
-	Total     int
+}
+
+// filterParams is f as the page and count queries take it.
+func filterParams(p *core.Principal, f PageFilter) (db.CountPageSandboxesParams, error) {
+	if len(f.States) == 0 {
+		return db.CountPageSandboxesParams{}, fmt.Errorf("%w: no state to list", core.ErrInvalid)
+	}
+	teamID, err := core.ParseUUID(p.TeamID)
+	if err != nil {
+		return db.CountPageSandboxesParams{}, err
+	}
+	meta, err := json.Marshal(orEmpty(f.Metadata))
+	if err != nil {
+		return db.CountPageSandboxesParams{}, fmt.Errorf("metadata: %w", err)
+	}
+	statuses := make([]string, len(f.States))
+	for i, st := range f.States {
+		statuses[i] = string(st)
+	}
+	var tmpl *string
+	if f.Template != "" {
+		tmpl = &f.Template
+	}
+	return db.CountPageSandboxesParams{TeamID: teamID, Statuses: statuses, Metadata: meta, StartedAfter: f.StartedAfter, Template: tmpl}, nil
 }
 
 // PageSandboxes returns one page of the principal's team's sandboxes.
@@ -45,27 +72,12 @@ func (s *Service) PageSandboxes(ctx context.Context, p *core.Principal, q PageQu
 	if q.Limit < 1 || q.Limit > MaxPage {
 		return nil, fmt.Errorf("%w: limit %d out of range 1..%d", core.ErrInvalid, q.Limit, MaxPage)
 	}
-	if len(q.States) == 0 {
-		return nil, fmt.Errorf("%w: no state to list", core.ErrInvalid)
-	}
-	teamID, err := core.ParseUUID(p.TeamID)
+	f, err := filterParams(p, q.PageFilter)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := json.Marshal(orEmpty(q.Metadata))
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	statuses := make([]string, len(q.States))
-	for i, st := range q.States {
-		statuses[i] = string(st)
-	}
-	var tmpl *string
-	if q.Template != "" {
-		tmpl = &q.Template
-	}
-	params := db.PageSandboxesAscParams{TeamID: teamID, Statuses: statuses, Metadata: meta, StartedAfter: q.StartedAfter,
-		Template: tmpl, MaxRows: int32(q.Limit + 1)}
+	params := db.PageSandboxesAscParams{TeamID: f.TeamID, Statuses: f.Statuses, Metadata: f.Metadata, StartedAfter: f.StartedAfter,
+		Template: f.Template, MaxRows: int32(q.Limit + 1)}
 	if q.After != nil {
 		params.CursorAt, params.CursorID = &q.After.StartedAt, q.After.ID
 	}
@@ -87,13 +99,18 @@ func (s *Service) PageSandboxes(ctx context.Context, p *core.Principal, q PageQu
 		}
 		page.Sandboxes = append(page.Sandboxes, toSandbox(r))
 	}
-	if q.Count {
-		n, err := s.q.CountPageSandboxes(ctx, db.CountPageSandboxesParams{TeamID: teamID, Statuses: statuses, Metadata: meta,
-			StartedAfter: q.StartedAfter, Template: tmpl})
-		if err != nil {
-			return nil, fmt.Errorf("count sandboxes: %w", err)
-		}
-		page.Total = int(n)
-	}
 	return page, nil
+}
+
+// CountSandboxes is how many sandboxes PageSandboxes lists for f over all its pages.
+func (s *Service) CountSandboxes(ctx context.Context, p *core.Principal, f PageFilter) (int, error) {
+	params, err := filterParams(p, f)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.q.CountPageSandboxes(ctx, params)
+	if err != nil {
+		return 0, fmt.Errorf("count sandboxes: %w", err)
+	}
+	return int(n), nil
 }

@@ -223,8 +223,8 @@ func (spec SandboxSpec) validate() error {
 		return bad("memory_mb %d out of range 128..%d", spec.MemoryMB, maxMemoryMB)
 	case spec.TimeoutSec < 0 || spec.TimeoutSec > maxTimeoutSec:
 		return bad("timeout_sec %d out of range 0..%d", spec.TimeoutSec, maxTimeoutSec)
-	case spec.EndInSec < 0 || spec.EndInSec > maxTimeoutSec:
-		return bad("timeout %d s out of range 1..%d", spec.EndInSec, maxTimeoutSec)
+	case spec.EndInSec != 0 && checkEnd(spec.EndInSec) != nil:
+		return checkEnd(spec.EndInSec)
 	case spec.OnTimeout != OnTimeoutKill && spec.OnTimeout != OnTimeoutPause:
 		return bad("on_timeout %q: want %s or %s", spec.OnTimeout, OnTimeoutKill, OnTimeoutPause)
 	case len(spec.Metadata) > maxMetadata:
