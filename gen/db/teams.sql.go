@@ -43,6 +43,17 @@ func (q *Queries) AddTeamMember(ctx context.Context, arg AddTeamMemberParams) (U
 	return i, err
 }
 
+const clearTeamDefaults = `-- name: ClearTeamDefaults :exec
+UPDATE users_teams SET is_default = false WHERE team_id = $1 AND is_default
+`
+
+// A deleted team is nobody's default (at most one default per user, and login picks
+// another from what is left).
+func (q *Queries) ClearTeamDefaults(ctx context.Context, teamID pgtype.UUID) error {
+	_, err := q.db.Exec(ctx, clearTeamDefaults, teamID)
+	return err
+}
+
 const countLiveAPIKeys = `-- name: CountLiveAPIKeys :one
 SELECT count(*)::int FROM team_api_keys WHERE team_id = $1 AND revoked_at IS NULL
 `
@@ -50,6 +61,29 @@ SELECT count(*)::int FROM team_api_keys WHERE team_id = $1 AND revoked_at IS NUL
 // A team's API keys that still work (as ListAPIKeys lists them).
 func (q *Queries) CountLiveAPIKeys(ctx context.Context, teamID pgtype.UUID) (int32, error) {
 	row := q.db.QueryRow(ctx, countLiveAPIKeys, teamID)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const countOwnedTeams = `-- name: CountOwnedTeams :one
+SELECT count(*)::int FROM users_teams ut JOIN teams t ON t.id = ut.team_id
+WHERE ut.user_id = $1 AND ut.role = 'owner' AND t.deleted_at IS NULL
+`
+
+func (q *Queries) CountOwnedTeams(ctx context.Context, userID pgtype.UUID) (int32, error) {
+	row := q.db.QueryRow(ctx, countOwnedTeams, userID)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const countTeamOwners = `-- name: CountTeamOwners :one
+SELECT count(*)::int FROM users_teams WHERE team_id = $1 AND role = 'owner'
+`
+
+func (q *Queries) CountTeamOwners(ctx context.Context, teamID pgtype.UUID) (int32, error) {
+	row := q.db.QueryRow(ctx, countTeamOwners, teamID)
 	var column_1 int32
 	err := row.Scan(&column_1)
 	return column_1, err
@@ -83,6 +117,26 @@ func (q *Queries) CreateTeam(ctx context.Context, arg CreateTeamParams) (Team, e
 		&i.QuotaAPIKeys,
 	)
 	return i, err
+}
+
+const ensureDefaultTeam = `-- name: EnsureDefaultTeam :execrows
+UPDATE users_teams target SET is_default = true
+WHERE target.user_id = $1::uuid
+  AND target.team_id = (SELECT ut.team_id FROM users_teams ut JOIN teams t ON t.id = ut.team_id
+                        WHERE ut.user_id = $1::uuid AND t.deleted_at IS NULL
+                        ORDER BY ut.created_at, ut.team_id LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM users_teams d JOIN teams t ON t.id = d.team_id
+                  WHERE d.user_id = $1::uuid AND d.is_default AND t.deleted_at IS NULL)
+`
+
+// Makes the user's oldest live membership their default when no live team is (their
+// default was left, or deleted); 0 rows: they have a default, or no team at all.
+func (q *Queries) EnsureDefaultTeam(ctx context.Context, userID pgtype.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, ensureDefaultTeam, userID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const getDefaultTeam = `-- name: GetDefaultTeam :one
@@ -171,8 +225,93 @@ func (q *Queries) GetTeam(ctx context.Context, id pgtype.UUID) (Team, error) {
 	return i, err
 }
 
+const getUserTeam = `-- name: GetUserTeam :one
+SELECT t.id, t.name, t.slug, t.is_byoc, t.created_at, ut.role, ut.is_default,
+       (SELECT count(*) FROM users_teams m WHERE m.team_id = t.id)::int AS members
+FROM users_teams ut
+JOIN teams t ON t.id = ut.team_id
+WHERE ut.user_id = $1 AND ut.team_id = $2 AND t.deleted_at IS NULL
+`
+
+type GetUserTeamParams struct {
+	UserID pgtype.UUID
+	TeamID pgtype.UUID
+}
+
+type GetUserTeamRow struct {
+	ID        pgtype.UUID
+	Name      string
+	Slug      string
+	IsBYOC    bool
+	CreatedAt time.Time
+	Role      string
+	IsDefault bool
+	Members   int32
+}
+
+// One of the user's teams, with their role in it.
+func (q *Queries) GetUserTeam(ctx context.Context, arg GetUserTeamParams) (GetUserTeamRow, error) {
+	row := q.db.QueryRow(ctx, getUserTeam, arg.UserID, arg.TeamID)
+	var i GetUserTeamRow
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Slug,
+		&i.IsBYOC,
+		&i.CreatedAt,
+		&i.Role,
+		&i.IsDefault,
+		&i.Members,
+	)
+	return i, err
+}
+
+const listTeamMembers = `-- name: ListTeamMembers :many
+SELECT u.id, u.email, u.name, ut.role, ut.created_at AS joined_at
+FROM users_teams ut
+JOIN users u ON u.id = ut.user_id
+WHERE ut.team_id = $1
+ORDER BY CASE ut.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, ut.created_at, u.id
+`
+
+type ListTeamMembersRow struct {
+	ID       pgtype.UUID
+	Email    string
+	Name     string
+	Role     string
+	JoinedAt time.Time
+}
+
+// Owners first, then admins, then members; each by when they joined.
+func (q *Queries) ListTeamMembers(ctx context.Context, teamID pgtype.UUID) ([]ListTeamMembersRow, error) {
+	rows, err := q.db.Query(ctx, listTeamMembers, teamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListTeamMembersRow{}
+	for rows.Next() {
+		var i ListTeamMembersRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Email,
+			&i.Name,
+			&i.Role,
+			&i.JoinedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listUserTeams = `-- name: ListUserTeams :many
-SELECT t.id, t.name, t.slug, t.is_byoc, t.created_at, ut.role, ut.is_default
+SELECT t.id, t.name, t.slug, t.is_byoc, t.created_at, ut.role, ut.is_default,
+       (SELECT count(*) FROM users_teams m WHERE m.team_id = t.id)::int AS members
 FROM users_teams ut
 JOIN teams t ON t.id = ut.team_id
 WHERE ut.user_id = $1 AND t.deleted_at IS NULL
@@ -187,6 +326,7 @@ type ListUserTeamsRow struct {
 	CreatedAt time.Time
 	Role      string
 	IsDefault bool
+	Members   int32
 }
 
 // The default team first, then the others oldest first.
@@ -207,6 +347,7 @@ func (q *Queries) ListUserTeams(ctx context.Context, userID pgtype.UUID) ([]List
 			&i.CreatedAt,
 			&i.Role,
 			&i.IsDefault,
+			&i.Members,
 		); err != nil {
 			return nil, err
 		}
@@ -218,17 +359,19 @@ func (q *Queries) ListUserTeams(ctx context.Context, userID pgtype.UUID) ([]List
 	return items, nil
 }
 
-const lockTeamForQuota = `-- name: LockTeamForQuota :one
+const lockTeam = `-- name: LockTeam :one
 SELECT id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys FROM teams WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE
 `
 
-// A quota check's step 1: lock the team's row until the transaction ends, so that
+// Lock a live team's row until the transaction ends. A quota check's step 1, so that
 // creates of one team (sandboxes, API keys) count what it holds one after another and
-// each sees every one committed before it. NO KEY UPDATE, as placement locks hosts:
-// it conflicts with other quota checks and with changes of the team's row (quota
-// overrides), not with the inserts that reference the team.
-func (q *Queries) LockTeamForQuota(ctx context.Context, id pgtype.UUID) (Team, error) {
-	row := q.db.QueryRow(ctx, lockTeamForQuota, id)
+// each sees every one committed before it; and every membership change's, so that
+// they are judged one after another against the members as the last one left them
+// (two owners demoting each other: one wins). NO KEY UPDATE, as placement locks hosts:
+// it conflicts with the others and with changes of the team's row (rename, quota
+// overrides, delete), not with the inserts that reference the team.
+func (q *Queries) LockTeam(ctx context.Context, id pgtype.UUID) (Team, error) {
+	row := q.db.QueryRow(ctx, lockTeam, id)
 	var i Team
 	err := row.Scan(
 		&i.ID,
@@ -243,6 +386,123 @@ func (q *Queries) LockTeamForQuota(ctx context.Context, id pgtype.UUID) (Team, e
 		&i.QuotaAPIKeys,
 	)
 	return i, err
+}
+
+const lockTeamMember = `-- name: LockTeamMember :one
+SELECT u.id, u.email, u.name, ut.role, ut.is_default, ut.created_at AS joined_at
+FROM users_teams ut
+JOIN users u ON u.id = ut.user_id
+WHERE ut.team_id = $1 AND ut.user_id = $2
+FOR UPDATE OF ut
+`
+
+type LockTeamMemberParams struct {
+	TeamID pgtype.UUID
+	UserID pgtype.UUID
+}
+
+type LockTeamMemberRow struct {
+	ID        pgtype.UUID
+	Email     string
+	Name      string
+	Role      string
+	IsDefault bool
+	JoinedAt  time.Time
+}
+
+func (q *Queries) LockTeamMember(ctx context.Context, arg LockTeamMemberParams) (LockTeamMemberRow, error) {
+	row := q.db.QueryRow(ctx, lockTeamMember, arg.TeamID, arg.UserID)
+	var i LockTeamMemberRow
+	err := row.Scan(
+		&i.ID,
+		&i.Email,
+		&i.Name,
+		&i.Role,
+		&i.IsDefault,
+		&i.JoinedAt,
+	)
+	return i, err
+}
+
+const managesAnyTeam = `-- name: ManagesAnyTeam :one
+SELECT EXISTS (SELECT 1 FROM users_teams ut JOIN teams t ON t.id = ut.team_id
+               WHERE ut.user_id = $1 AND ut.role IN ('owner', 'admin') AND t.deleted_at IS NULL)
+`
+
+// Whether the user is an owner or admin of a live team: who may search users to add.
+func (q *Queries) ManagesAnyTeam(ctx context.Context, userID pgtype.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, managesAnyTeam, userID)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
+const removeMember = `-- name: RemoveMember :exec
+DELETE FROM users_teams WHERE team_id = $1 AND user_id = $2
+`
+
+type RemoveMemberParams struct {
+	TeamID pgtype.UUID
+	UserID pgtype.UUID
+}
+
+func (q *Queries) RemoveMember(ctx context.Context, arg RemoveMemberParams) error {
+	_, err := q.db.Exec(ctx, removeMember, arg.TeamID, arg.UserID)
+	return err
+}
+
+const renameTeam = `-- name: RenameTeam :one
+UPDATE teams SET name = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
+`
+
+type RenameTeamParams struct {
+	Name string
+	ID   pgtype.UUID
+}
+
+func (q *Queries) RenameTeam(ctx context.Context, arg RenameTeamParams) (Team, error) {
+	row := q.db.QueryRow(ctx, renameTeam, arg.Name, arg.ID)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Slug,
+		&i.IsBYOC,
+		&i.CreatedAt,
+		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
+	)
+	return i, err
+}
+
+const revokeTeamAPIKeys = `-- name: RevokeTeamAPIKeys :execrows
+UPDATE team_api_keys SET revoked_at = now() WHERE team_id = $1 AND revoked_at IS NULL
+`
+
+func (q *Queries) RevokeTeamAPIKeys(ctx context.Context, teamID pgtype.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, revokeTeamAPIKeys, teamID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const setMemberRole = `-- name: SetMemberRole :exec
+UPDATE users_teams SET role = $1 WHERE team_id = $2 AND user_id = $3
+`
+
+type SetMemberRoleParams struct {
+	Role   string
+	TeamID pgtype.UUID
+	UserID pgtype.UUID
+}
+
+func (q *Queries) SetMemberRole(ctx context.Context, arg SetMemberRoleParams) error {
+	_, err := q.db.Exec(ctx, setMemberRole, arg.Role, arg.TeamID, arg.UserID)
+	return err
 }
 
 const setTeamQuotas = `-- name: SetTeamQuotas :one
@@ -272,6 +532,30 @@ func (q *Queries) SetTeamQuotas(ctx context.Context, arg SetTeamQuotasParams) (T
 		arg.QuotaAPIKeys,
 		arg.ID,
 	)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Slug,
+		&i.IsBYOC,
+		&i.CreatedAt,
+		&i.DeletedAt,
+		&i.QuotaSandboxes,
+		&i.QuotaVcpus,
+		&i.QuotaMemoryMB,
+		&i.QuotaAPIKeys,
+	)
+	return i, err
+}
+
+const softDeleteTeam = `-- name: SoftDeleteTeam :one
+UPDATE teams SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
+`
+
+// The team is gone for every caller from here on (every query reading a team filters
+// deleted_at); its rows stay, so its audit trail stays readable by platform admins.
+func (q *Queries) SoftDeleteTeam(ctx context.Context, id pgtype.UUID) (Team, error) {
+	row := q.db.QueryRow(ctx, softDeleteTeam, id)
 	var i Team
 	err := row.Scan(
 		&i.ID,

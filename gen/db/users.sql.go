@@ -82,3 +82,35 @@ func (q *Queries) GetUserByID(ctx context.Context, id pgtype.UUID) (User, error)
 	)
 	return i, err
 }
+
+const searchUsersByEmail = `-- name: SearchUsersByEmail :many
+SELECT id, email, name FROM users WHERE email LIKE $1::text ESCAPE '\' ORDER BY email LIMIT 10
+`
+
+type SearchUsersByEmailRow struct {
+	ID    pgtype.UUID
+	Email string
+	Name  string
+}
+
+// An email-prefix search to add a member: pattern is the prefix with LIKE's wildcards
+// escaped, then %; only what adding needs, at most 10.
+func (q *Queries) SearchUsersByEmail(ctx context.Context, pattern string) ([]SearchUsersByEmailRow, error) {
+	rows, err := q.db.Query(ctx, searchUsersByEmail, pattern)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []SearchUsersByEmailRow{}
+	for rows.Next() {
+		var i SearchUsersByEmailRow
+		if err := rows.Scan(&i.ID, &i.Email, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

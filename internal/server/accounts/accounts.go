@@ -3,16 +3,13 @@
 // (a user's JWT or a team's API key) into a core.Principal — every decision about who
 // may do what is made here from the database, never from a token's claims alone.
 //
-// What lands here next: team management (invites, members, role changes), OAuth
-// login (GitHub first), reading the audit log, and the dashboard's account views.
-// Audit entries themselves are written by every service through core.Audit, in the
+// Teams (teams.go) and their members (members.go, where every membership rule is
+// judged) are managed here too. Audit entries themselves are written by every service through core.Audit, in the
 // transaction of the change.
 package accounts
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,14 +90,6 @@ func normaliseEmail(email string) (string, error) {
 		return "", fmt.Errorf("%w: %q is not an email address", core.ErrInvalid, email)
 	}
 	return email, nil
-}
-
-func newSlug() (string, error) {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }
 
 // Signup creates a user with a default team they own, and logs them in. client is the
@@ -190,10 +179,6 @@ var errEmailTaken = errors.New("email taken")
 // default, and the audit entry, in one transaction. byOperator: made by an operator
 // (user.create, no actor), not by the user signing up (user.signup).
 func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash string, byOperator bool) (userID, teamID string, err error) {
-	slug, err := newSlug()
-	if err != nil {
-		return "", "", err
-	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		q := db.New(tx)
 		user, err := q.CreateUser(ctx, db.CreateUserParams{Email: email, Name: name, PasswordHash: &hash})
@@ -204,15 +189,8 @@ func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash st
 		if err != nil {
 			return err
 		}
-		teamName := name
-		if teamName == "" {
-			teamName = strings.SplitN(email, "@", 2)[0]
-		}
-		team, err := q.CreateTeam(ctx, db.CreateTeamParams{Name: teamName, Slug: slug})
+		team, err := createPersonalTeam(ctx, tx, user)
 		if err != nil {
-			return err
-		}
-		if _, err = q.AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true}); err != nil {
 			return err
 		}
 		userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
@@ -225,6 +203,26 @@ func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash st
 		return "", "", err
 	}
 	return userID, teamID, nil
+}
+
+// createPersonalTeam makes a team named after the user that they own and is their
+// default, in tx: a new account's, and a login's when the user is in no team any more.
+func createPersonalTeam(ctx context.Context, tx pgx.Tx, user db.User) (db.Team, error) {
+	teamName := user.Name
+	if teamName == "" {
+		teamName = strings.SplitN(user.Email, "@", 2)[0]
+	}
+	if n, err := checkTeamName(teamName); err == nil {
+		teamName = n
+	} else {
+		teamName = "Personal"
+	}
+	team, err := insertTeam(ctx, tx, teamName)
+	if err != nil {
+		return team, err
+	}
+	_, err = db.New(tx).AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true})
+	return team, err
 }
 
 // Login checks a password and returns a session for the user's default team. A wrong
@@ -254,15 +252,55 @@ func (s *Service) Login(ctx context.Context, email, password, client string) (*S
 		s.log.Error("throttle: clear failed logins", "err", err)
 	}
 	s.giveBack(ctx, counters[0])
-	team, err := s.q.GetDefaultTeam(ctx, user.ID)
+	team, err := s.loginTeam(ctx, user)
 	if err != nil {
-		return nil, fmt.Errorf("login: default team: %w", err)
+		return nil, fmt.Errorf("login: %w", err)
 	}
 	p := &core.Principal{UserID: core.UUIDString(user.ID), TeamID: core.UUIDString(team.ID), Role: core.Role(team.Role)}
 	if err := core.Audit(ctx, s.q, p, "user.login", "user", p.UserID, nil); err != nil {
 		return nil, err
 	}
 	return s.session(p.UserID, p.TeamID, p.Role)
+}
+
+// loginTeam is the team a login's session is for: the user's default; when that team
+// was left or deleted, the oldest team they are still in becomes the default; in no
+// team at all, a new personal team (a user without one could do nothing).
+func (s *Service) loginTeam(ctx context.Context, user db.User) (db.GetDefaultTeamRow, error) {
+	var team db.GetDefaultTeamRow
+	err := pgx.BeginFunc(ctx, s.st.DB, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		var err error
+		if team, err = q.GetDefaultTeam(ctx, user.ID); !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		// One fallback per user at a time (two logins must not make two teams), and
+		// the default looked for again under the lock.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('wrenn:default-team:' || $1::text, 0))", core.UUIDString(user.ID)); err != nil {
+			return err
+		}
+		if team, err = q.GetDefaultTeam(ctx, user.ID); !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if n, err := q.EnsureDefaultTeam(ctx, user.ID); err != nil {
+			return err
+		} else if n == 0 {
+			t, err := createPersonalTeam(ctx, tx, user)
+			if err != nil {
+				return err
+			}
+			teamID := core.UUIDString(t.ID)
+			if err := core.Audit(ctx, q, &core.Principal{UserID: core.UUIDString(user.ID), TeamID: teamID}, "team.create", "team", teamID, map[string]any{"name": t.Name, "slug": t.Slug, "reason": "login in no team"}); err != nil {
+				return err
+			}
+		}
+		team, err = q.GetDefaultTeam(ctx, user.ID)
+		return err
+	})
+	if err != nil {
+		return team, fmt.Errorf("default team of %s: %w", core.UUIDString(user.ID), err)
+	}
+	return team, nil
 }
 
 // checkLogin compares the password with the user's hash, in a hashing slot; an unknown
@@ -355,6 +393,26 @@ func (s *Service) FromToken(ctx context.Context, token string) (*core.Principal,
 	return &core.Principal{UserID: c.UserID, TeamID: c.TeamID, Role: core.Role(m.Role), TeamBYOC: m.IsBYOC, Admin: m.IsAdmin}, nil
 }
 
+// UserFromToken resolves a JWT to its user only, for switching teams: a user who left
+// (or was removed from, or deleted) the token's team can still move to a team they
+// are in, which SwitchTeam checks; everything else takes FromToken.
+func (s *Service) UserFromToken(ctx context.Context, token string) (*core.Principal, error) {
+	c, err := s.tokens.Verify(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", core.ErrUnauthorized, err)
+	}
+	uid, err := core.ParseUUID(c.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: unknown user", core.ErrUnauthorized)
+	}
+	if _, err := s.q.GetUserByID(ctx, uid); errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: unknown user", core.ErrUnauthorized)
+	} else if err != nil {
+		return nil, fmt.Errorf("read user %s: %w", c.UserID, err)
+	}
+	return &core.Principal{UserID: c.UserID}, nil
+}
+
 // FromAPIKey resolves an X-API-Key; revoked keys and keys of deleted teams fail.
 func (s *Service) FromAPIKey(ctx context.Context, key string) (*core.Principal, error) {
 	key = auth.CanonicalAPIKey(key)
@@ -383,22 +441,12 @@ type Me struct {
 	UserID, Email, Name string
 	Admin               bool
 	CurrentTeamID       string
-	Teams               []MyTeam
-}
-
-// MyTeam is one of the user's teams.
-type MyTeam struct {
-	ID, Name, Slug string
-	Role           core.Role
-	Default, BYOC  bool
+	Teams               []*Team
 }
 
 // Me reads the principal's account and teams from the database (a user's token only).
 func (s *Service) Me(ctx context.Context, p *core.Principal) (*Me, error) {
-	if p.UserID == "" {
-		return nil, fmt.Errorf("%w: an API key belongs to a team, not a user", core.ErrForbidden)
-	}
-	uid, err := core.ParseUUID(p.UserID)
+	uid, err := userUUID(p)
 	if err != nil {
 		return nil, err
 	}
@@ -406,13 +454,9 @@ func (s *Service) Me(ctx context.Context, p *core.Principal) (*Me, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read user %s: %w", p.UserID, err)
 	}
-	rows, err := s.q.ListUserTeams(ctx, uid)
+	teams, err := s.ListTeams(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("list teams of %s: %w", p.UserID, err)
+		return nil, err
 	}
-	me := &Me{UserID: p.UserID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin, CurrentTeamID: p.TeamID, Teams: make([]MyTeam, 0, len(rows))}
-	for _, r := range rows {
-		me.Teams = append(me.Teams, MyTeam{ID: core.UUIDString(r.ID), Name: r.Name, Slug: r.Slug, Role: core.Role(r.Role), Default: r.IsDefault, BYOC: r.IsBYOC})
-	}
-	return me, nil
+	return &Me{UserID: p.UserID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin, CurrentTeamID: p.TeamID, Teams: teams}, nil
 }

@@ -77,10 +77,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, p *core.Principal, name stri
 	return out, nil
 }
 
-// checkAPIKeyQuota locks the team's row in q's transaction (LockTeamForQuota) and
+// checkAPIKeyQuota locks the team's row in q's transaction (LockTeam) and
 // refuses one more key past the team's limit.
 func (s *Service) checkAPIKeyQuota(ctx context.Context, q *db.Queries, teamID pgtype.UUID) error {
-	team, err := q.LockTeamForQuota(ctx, teamID)
+	team, err := q.LockTeam(ctx, teamID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: team %s", core.ErrNotFound, core.UUIDString(teamID))
 	}

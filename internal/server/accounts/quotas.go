@@ -107,7 +107,7 @@ func (s *Service) SetTeamQuota(ctx context.Context, p *core.Principal, teamID st
 	var out *TeamQuota
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		// Locked as quota checks lock it, so a check never sees half a change.
-		team, err := q.LockTeamForQuota(ctx, tid)
+		team, err := q.LockTeam(ctx, tid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: team %s", core.ErrNotFound, teamID)
 		}

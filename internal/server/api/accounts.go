@@ -188,17 +188,8 @@ type meResponse struct {
 		Name    string `json:"name"`
 		IsAdmin bool   `json:"is_admin"`
 	} `json:"user"`
-	CurrentTeamID string       `json:"current_team_id"`
-	Teams         []meTeamJSON `json:"teams"`
-}
-
-type meTeamJSON struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Slug      string `json:"slug"`
-	Role      string `json:"role"`
-	IsDefault bool   `json:"is_default"`
-	IsBYOC    bool   `json:"is_byoc"`
+	CurrentTeamID string     `json:"current_team_id"`
+	Teams         []teamJSON `json:"teams"`
 }
 
 // me is GET /v1/me: the signed-in user, their teams with roles, and the current team.
@@ -210,9 +201,6 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp meResponse
 	resp.User.ID, resp.User.Email, resp.User.Name, resp.User.IsAdmin = me.UserID, me.Email, me.Name, me.Admin
-	resp.CurrentTeamID, resp.Teams = me.CurrentTeamID, make([]meTeamJSON, 0, len(me.Teams))
-	for _, t := range me.Teams {
-		resp.Teams = append(resp.Teams, meTeamJSON{ID: t.ID, Name: t.Name, Slug: t.Slug, Role: string(t.Role), IsDefault: t.Default, IsBYOC: t.BYOC})
-	}
+	resp.CurrentTeamID, resp.Teams = me.CurrentTeamID, teamsJSON(me.Teams)
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -76,10 +76,14 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 		s.hostRoutes(r)
 		r.Post("/auth/signup", s.signup)
 		r.Post("/auth/login", s.login)
+		// A token for a team its user has left still moves them to another team.
+		r.With(s.authenticateWith(func(r *http.Request, token string) (*core.Principal, error) {
+			return s.accounts.UserFromToken(r.Context(), token)
+		}, false)).Post("/auth/switch-team", s.switchTeam)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate(false))
-			r.Post("/auth/switch-team", s.switchTeam)
 			r.Get("/me", s.me)
+			s.teamRoutes(r)
 			r.Post("/api-keys", s.createAPIKey)
 			r.Get("/api-keys", s.listAPIKeys)
 			r.Delete("/api-keys/{id}", s.revokeAPIKey)
@@ -140,13 +144,20 @@ func principal(r *http.Request) *core.Principal {
 // authenticate resolves `Authorization: Bearer <jwt>` or `X-API-Key` into a principal;
 // allowKeys false keeps account routes to users (JWT) only.
 func (s *Server) authenticate(allowKeys bool) func(http.Handler) http.Handler {
+	return s.authenticateWith(func(r *http.Request, token string) (*core.Principal, error) {
+		return s.accounts.FromToken(r.Context(), token)
+	}, allowKeys)
+}
+
+// authenticateWith is authenticate with fromToken resolving a bearer token.
+func (s *Server) authenticateWith(fromToken func(r *http.Request, token string) (*core.Principal, error), allowKeys bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var p *core.Principal
 			var err error
 			switch bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); {
 			case hasBearer:
-				p, err = s.accounts.FromToken(r.Context(), strings.TrimSpace(bearer))
+				p, err = fromToken(r, strings.TrimSpace(bearer))
 			case r.Header.Get("X-API-Key") != "":
 				if !allowKeys {
 					writeError(w, http.StatusForbidden, "forbidden", "this route needs a user's token, not an API key")

@@ -41,7 +41,8 @@ func (c *MonitorConfig) defaults() {
 // unreachable and their sandboxes missing (reversible); every online host is asked
 // what it runs, so missing sandboxes it still runs are restored, sandboxes it paused
 // (idle) or runs again are recorded so, sandboxes it lost are marked failed, and
-// sandboxes nobody should run are stopped. With several control planes, a Redis lease
+// sandboxes nobody should run are stopped; and what deleted teams still hold on hosts
+// is removed (PurgeDeletedTeams). With several control planes, a Redis lease
 // lets one of them do each round.
 func (s *Service) RunHostMonitor(ctx context.Context, cfg MonitorConfig) {
 	cfg.defaults()
@@ -83,6 +84,7 @@ func (s *Service) MonitorRound(ctx context.Context, cfg MonitorConfig) {
 			s.reconcile(ctx, h, cfg)
 		}
 	}
+	s.PurgeDeletedTeams(ctx)
 }
 
 // reconcile compares one online host's sandboxes with the database.

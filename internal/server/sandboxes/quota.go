@@ -14,7 +14,7 @@ import (
 // A team's quota (core.Quota) is checked twice on create. First without locks, before
 // a host is picked, so that a team at its limit hears so (429) rather than, say, that
 // no host has room. Then authoritatively in reserve's transaction, with the team's row
-// locked before the host's (LockTeamForQuota): creates of one team count what it holds
+// locked before the host's (LockTeam): creates of one team count what it holds
 // one after another, each seeing every sandbox reserved before it, so a burst of
 // parallel creates cannot pass a limit together. Teams lock only their own rows, and
 // always before a host's, so they neither wait for each other nor deadlock.
@@ -22,7 +22,7 @@ import (
 // lockTeamQuota locks the team's row in q's transaction and returns the team's quota
 // and what it holds now.
 func (s *Service) lockTeamQuota(ctx context.Context, q *db.Queries, teamID pgtype.UUID) (core.Quota, db.TeamSandboxUsageRow, error) {
-	team, err := q.LockTeamForQuota(ctx, teamID)
+	team, err := q.LockTeam(ctx, teamID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return core.Quota{}, db.TeamSandboxUsageRow{}, fmt.Errorf("%w: team %s", core.ErrNotFound, core.UUIDString(teamID))
 	}
