@@ -20,6 +20,8 @@ const usage = `wrenn — microVM sandboxes on machines you own
 Usage:
   wrenn signup|login --email E  create an account or log in (password from WRENN_PASSWORD or stdin)
   wrenn keys create NAME|ls|rm  team API keys
+  wrenn team ls|create|show|rename|rm|switch|leave  your teams; switch makes your login act for another ('wrenn team -h')
+  wrenn member ls|add|role|rm [--team ID] …         a team's members and their roles ('wrenn member -h')
   wrenn sandbox create|ls|get|exec|cp|rm|ping …   sandboxes (--json for JSON; WRENN_API_KEY works too)
   wrenn sandbox pause|resume ID                     freeze a sandbox into a snapshot / restore it ('wrenn sandbox -h')
   wrenn snapshot create|ls|get|rm …                 named snapshots of sandboxes, to create new ones from ('wrenn snapshot -h')
@@ -98,6 +100,10 @@ func cliCmd(ctx context.Context, args []string) error {
 		return accountCmd(ctx, args[0] == "signup", args[1:])
 	case args[0] == "keys":
 		return keysCmd(ctx, args[1:])
+	case args[0] == "team":
+		return teamCmd(ctx, args[1:])
+	case args[0] == "member":
+		return memberCmd(ctx, args[1:])
 	case args[0] == "sandbox":
 		return sandboxCmd(ctx, args[1:])
 	case args[0] == "snapshot":
