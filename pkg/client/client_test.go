@@ -217,3 +217,64 @@ func TestSandboxes(t *testing.T) {
 		t.Errorf("agent still runs %v", ids)
 	}
 }
+
+// Teams and members through the SDK against a real control plane: the shapes the
+// server answers decode into the SDK's types, and its refusals into *Error.
+func TestTeamsAgainstServer(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.New(t)
+	anon := client.New(srv.URL)
+	own, err := anon.Signup(ctx, "sdk-owner@example.com", "Owner", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := anon.Signup(ctx, "sdk-member@example.com", "Member", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, mc := client.New(srv.URL, client.WithToken(own.Token)), client.New(srv.URL, client.WithToken(mem.Token))
+	team, err := oc.CreateTeam(ctx, "SDK Team")
+	if err != nil || team.Name != "SDK Team" || team.Role != "owner" || team.Slug == "" || team.Members != 1 {
+		t.Fatalf("create team: %+v %v", team, err)
+	}
+	if users, err := oc.SearchUsers(ctx, "sdk-mem"); err != nil || len(users) != 1 || users[0].ID != mem.UserID {
+		t.Fatalf("search: %+v %v", users, err)
+	}
+	m, err := oc.AddMember(ctx, team.ID, "sdk-member@example.com", "")
+	if err != nil || m.UserID != mem.UserID || m.Role != "member" {
+		t.Fatalf("add member: %+v %v", m, err)
+	}
+	if _, err := mc.RenameTeam(ctx, team.ID, "Mine now"); !isStatus(err, 403) {
+		t.Errorf("a member renames: %v", err)
+	}
+	if m, err = oc.SetMemberRole(ctx, team.ID, mem.UserID, "admin"); err != nil || m.Role != "admin" {
+		t.Fatalf("make admin: %+v %v", m, err)
+	}
+	if renamed, err := mc.RenameTeam(ctx, team.ID, "Renamed"); err != nil || renamed.Name != "Renamed" || renamed.Slug != team.Slug {
+		t.Errorf("an admin renames: %+v %v", renamed, err)
+	}
+	members, err := mc.Members(ctx, team.ID)
+	if err != nil || len(members) != 2 || members[0].Role != "owner" || members[1].Role != "admin" {
+		t.Errorf("members: %+v %v", members, err)
+	}
+	if err := oc.LeaveTeam(ctx, team.ID); !isStatus(err, 409) {
+		t.Errorf("the last owner leaves: %v", err)
+	}
+	if err := mc.LeaveTeam(ctx, team.ID); err != nil {
+		t.Fatalf("the admin leaves: %v", err)
+	}
+	if _, err := mc.Team(ctx, team.ID); !client.IsNotFound(err) {
+		t.Errorf("the team after leaving: %v", err)
+	}
+	if err := oc.DeleteTeam(ctx, team.ID); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if teams, err := oc.Teams(ctx); err != nil || len(teams) != 1 || teams[0].ID != own.TeamID {
+		t.Errorf("teams after the delete: %+v %v", teams, err)
+	}
+}
+
+func isStatus(err error, status int) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Status == status
+}

@@ -15,7 +15,7 @@ type Team struct {
 	Name      string    `json:"name"`
 	Slug      string    `json:"slug"`
 	Role      string    `json:"role"`
-	IsDefault bool      `json:"is_default"` // the team made with the account
+	IsDefault bool      `json:"is_default"` // the team the user's login is for
 	IsBYOC    bool      `json:"is_byoc"`    // its owners and admins may add hosts of their own
 	CreatedAt time.Time `json:"created_at"`
 	Members   int       `json:"members"`
