@@ -112,10 +112,14 @@ func TestDeleteTeam(t *testing.T) {
 	if status, _ := owner.do("DELETE", "/v1/teams/"+d.id, ""); status != 404 {
 		t.Errorf("delete it again: %d", status)
 	}
-	status, page := admin.do("GET", "/v1/admin/audit-logs?team="+d.id+"&limit=200", "")
+	status, page := admin.do("GET", "/v1/admin/audit-logs?team_id="+d.id+"&limit=200", "")
 	actions := map[string]bool{}
 	for _, e := range page["audit_logs"].([]any) {
-		actions[e.(map[string]any)["action"].(string)] = true
+		entry := e.(map[string]any)
+		actions[entry["action"].(string)] = true
+		if entry["team_id"] != d.id {
+			t.Errorf("an entry of another team in the deleted team's trail: %v", entry)
+		}
 	}
 	for _, want := range []string{"team.create", "member.add", "sandbox.create", "snapshot.create", "team.delete", "snapshot.delete"} {
 		if status != 200 || !actions[want] {
