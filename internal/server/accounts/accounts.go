@@ -3,8 +3,9 @@
 // (a user's JWT or a team's API key) into a core.Principal — every decision about who
 // may do what is made here from the database, never from a token's claims alone.
 //
-// What lands here next: team management (invites, members, role changes), OAuth
-// login (GitHub first), reading the audit log, and the dashboard's account views.
+// What lands here next: team management (invites, members, role changes) and the
+// dashboard's account views. Sign-in through OAuth providers (oauth.go) maps a
+// provider's identity to a user; the provider side is package auth/oauth.
 // Audit entries themselves are written by every service through core.Audit, in the
 // transaction of the change.
 package accounts
@@ -136,7 +137,11 @@ func (s *Service) Signup(ctx context.Context, email, name, password, client stri
 		s.giveBack(ctx, probes)
 		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
 	}
-	userID, teamID, err := createAccount(ctx, s.st.DB, email, name, hash, false)
+	var userID, teamID string
+	err = s.st.Tx(ctx, func(q *db.Queries) (err error) {
+		userID, teamID, err = createAccount(ctx, q, newAccount{email: email, name: name, hash: &hash})
+		return err
+	})
 	if errors.Is(err, errEmailTaken) {
 		// The one answer that tells something; its count stays.
 		return nil, fmt.Errorf("%w: cannot sign up with this email", core.ErrConflict)
@@ -160,7 +165,10 @@ func CreateUser(ctx context.Context, pool *pgxpool.Pool, email, name, password s
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
-	userID, teamID, err = createAccount(ctx, pool, email, name, hash, true)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+		userID, teamID, err = createAccount(ctx, db.New(tx), newAccount{email: email, name: name, hash: &hash, byOperator: true})
+		return err
+	})
 	if errors.Is(err, errEmailTaken) {
 		return "", "", fmt.Errorf("%w: an account with email %s exists", core.ErrConflict, email)
 	}
@@ -186,41 +194,51 @@ func checkNewUser(email, name string) (string, string, error) {
 // errEmailTaken: an account with the email exists.
 var errEmailTaken = errors.New("email taken")
 
+// newAccount is an account to make and how it came to be.
+type newAccount struct {
+	email, name string
+	hash        *string // nil: no password; the user signs in through a provider only
+	// byOperator: made by an operator (user.create, no actor), not by the user signing
+	// up (user.signup).
+	byOperator bool
+	meta       map[string]any // the audit entry's metadata (a provider's sign-up: which)
+}
+
 // createAccount makes a user, a team named after them that they own and is their
-// default, and the audit entry, in one transaction. byOperator: made by an operator
-// (user.create, no actor), not by the user signing up (user.signup).
-func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash string, byOperator bool) (userID, teamID string, err error) {
+// default, and the audit entry, through q, which is in the caller's transaction: an
+// OAuth sign-up adds its identity to the same one, so the account and how it signs
+// in exist together or not at all. A taken email is errEmailTaken (the transaction
+// is then aborted).
+func createAccount(ctx context.Context, q *db.Queries, a newAccount) (userID, teamID string, err error) {
 	slug, err := newSlug()
 	if err != nil {
 		return "", "", err
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		user, err := q.CreateUser(ctx, db.CreateUserParams{Email: email, Name: name, PasswordHash: &hash})
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			return errEmailTaken // the id is generated: email is the one unique column a caller sets
-		}
-		if err != nil {
-			return err
-		}
-		teamName := name
-		if teamName == "" {
-			teamName = strings.SplitN(email, "@", 2)[0]
-		}
-		team, err := q.CreateTeam(ctx, db.CreateTeamParams{Name: teamName, Slug: slug})
-		if err != nil {
-			return err
-		}
-		if _, err = q.AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true}); err != nil {
-			return err
-		}
-		userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
-		if byOperator {
-			return core.Audit(ctx, q, &core.Principal{TeamID: teamID}, "user.create", "user", userID, nil)
-		}
-		return core.Audit(ctx, q, &core.Principal{UserID: userID, TeamID: teamID}, "user.signup", "user", userID, nil)
-	})
+	user, err := q.CreateUser(ctx, db.CreateUserParams{Email: a.email, Name: a.name, PasswordHash: a.hash})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return "", "", errEmailTaken // the id is generated: email is the one unique column a caller sets
+	}
+	if err != nil {
+		return "", "", err
+	}
+	teamName := a.name
+	if teamName == "" {
+		teamName = strings.SplitN(a.email, "@", 2)[0]
+	}
+	team, err := q.CreateTeam(ctx, db.CreateTeamParams{Name: teamName, Slug: slug})
+	if err != nil {
+		return "", "", err
+	}
+	if _, err = q.AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true}); err != nil {
+		return "", "", err
+	}
+	userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
+	if a.byOperator {
+		err = core.Audit(ctx, q, &core.Principal{TeamID: teamID}, "user.create", "user", userID, a.meta)
+	} else {
+		err = core.Audit(ctx, q, &core.Principal{UserID: userID, TeamID: teamID}, "user.signup", "user", userID, a.meta)
+	}
 	if err != nil {
 		return "", "", err
 	}
