@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/pkg/client"
 )
 
@@ -45,5 +48,30 @@ func TestWarnTruncated(t *testing.T) {
 	warnTruncated(&b, &client.ExecResult{Stdout: make([]byte, 10), StdoutTruncated: true, StdoutTotalBytes: 99, StderrTotalBytes: 5, Stderr: []byte("12345")})
 	if got := b.String(); got != "wrenn: stdout truncated: 10 of 99 bytes shown (--max-output keeps up to 16 MiB; -i streams all output)\n" {
 		t.Errorf("warning: %q", got)
+	}
+}
+
+// The GitHub client secret comes from the variable or, trimmed, from the file; an
+// unreadable or empty file is an error naming the variable.
+func TestReadGitHubSecret(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "gh")
+	if err := os.WriteFile(file, []byte("  s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := readGitHubSecret(config.Server{GitHubClientSecret: "direct"}); s != "direct" || err != nil {
+		t.Errorf("from the variable: %q %v", s, err)
+	}
+	if s, err := readGitHubSecret(config.Server{GitHubClientSecretFile: file}); s != "s3cret" || err != nil {
+		t.Errorf("from the file: %q %v", s, err)
+	}
+	for _, f := range []string{empty, filepath.Join(dir, "missing")} {
+		if _, err := readGitHubSecret(config.Server{GitHubClientSecretFile: f}); err == nil || !strings.HasPrefix(err.Error(), "WRENN_GITHUB_CLIENT_SECRET_FILE") {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,6 +16,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
@@ -39,6 +41,11 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		if certs, err = loadTLS(cfg, log); err != nil {
 			return err
 		}
+	}
+	// Also read first: a missing secret file is a mistake to hear about at once.
+	githubSecret, err := readGitHubSecret(cfg)
+	if err != nil {
+		return err
 	}
 	sched, err := scheduler.New(cfg.Scheduler)
 	if err != nil {
@@ -72,6 +79,9 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	svc, err := newServices(st, tokens, sealer, hostclient.NewPool(hosts.Lookup(st, sealer)), sched, cfg, log)
 	if err != nil {
+		return err
+	}
+	if svc.OAuth, err = newOAuth(cfg, githubSecret, rdb, log); err != nil {
 		return err
 	}
 	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
@@ -143,6 +153,41 @@ func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agent
 		return api.Services{}, err
 	}
 	return api.Services{Accounts: acc, Hosts: hs, Sandboxes: sbx, Ready: st.Ready}, nil
+}
+
+// readGitHubSecret is the GitHub OAuth app's client secret: WRENN_GITHUB_CLIENT_SECRET
+// or the file WRENN_GITHUB_CLIENT_SECRET_FILE names ("" when GitHub sign-in is off).
+func readGitHubSecret(cfg config.Server) (string, error) {
+	if cfg.GitHubClientSecretFile == "" {
+		return cfg.GitHubClientSecret, nil
+	}
+	b, err := os.ReadFile(cfg.GitHubClientSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("WRENN_GITHUB_CLIENT_SECRET_FILE: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", fmt.Errorf("WRENN_GITHUB_CLIENT_SECRET_FILE: %s is empty", cfg.GitHubClientSecretFile)
+	}
+	return secret, nil
+}
+
+// newOAuth sets up sign-in with GitHub when WRENN_GITHUB_CLIENT_ID is set (config
+// has checked that its secret and WRENN_PUBLIC_URL are too); nil: no provider, and
+// the sign-in routes answer 404.
+func newOAuth(cfg config.Server, githubSecret string, rdb *redis.Client, log *slog.Logger) (*oauth.Flow, error) {
+	if cfg.GitHubClientID == "" {
+		return nil, nil
+	}
+	flow, err := oauth.New(oauth.Config{
+		Providers: []oauth.Provider{oauth.NewGitHub(cfg.GitHubClientID, githubSecret)},
+		PublicURL: cfg.PublicURL, ServerSecret: []byte(cfg.JWTSecret), Redis: rdb,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GitHub sign-in: %w", err)
+	}
+	log.Info("sign-in with GitHub enabled", "callback_url", flow.RedirectURI("github"))
+	return flow, nil
 }
 
 // openRedis connects to WRENN_REDIS_URL (redis://, rediss:// or unix://) and checks

@@ -1,6 +1,9 @@
 -- name: CreateTeam :one
+-- No row: the slug is taken (the caller draws another), and no error, so that the
+-- transaction goes on.
 INSERT INTO teams (name, slug, is_byoc)
 VALUES (@name, @slug, @is_byoc)
+ON CONFLICT DO NOTHING
 RETURNING *;
 
 -- name: GetTeam :one
@@ -134,3 +137,8 @@ WHERE target.user_id = @user_id::uuid
 -- Whether the user is an owner or admin of a live team: who may search users to add.
 SELECT EXISTS (SELECT 1 FROM users_teams ut JOIN teams t ON t.id = ut.team_id
                WHERE ut.user_id = @user_id AND ut.role IN ('owner', 'admin') AND t.deleted_at IS NULL);
+
+-- name: LockUserTeams :exec
+-- Until the transaction ends: one change at a time of which teams a user owns or has
+-- as default (a team create's count, a login's fallback to another team).
+SELECT pg_advisory_xact_lock(hashtextextended('wrenn:user-teams:' || sqlc.arg(user_id)::uuid::text, 0));

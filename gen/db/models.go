@@ -67,6 +67,14 @@ type HostToken struct {
 	UsedAt    *time.Time
 }
 
+type OauthIdentity struct {
+	Provider  string
+	Subject   string
+	UserID    pgtype.UUID
+	Email     string
+	CreatedAt time.Time
+}
+
 type Sandbox struct {
 	ID                  string
 	TeamID              pgtype.UUID

@@ -92,6 +92,7 @@ func (q *Queries) CountTeamOwners(ctx context.Context, teamID pgtype.UUID) (int3
 const createTeam = `-- name: CreateTeam :one
 INSERT INTO teams (name, slug, is_byoc)
 VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
 RETURNING id, name, slug, is_byoc, created_at, deleted_at, quota_sandboxes, quota_vcpus, quota_memory_mb, quota_api_keys
 `
 
@@ -101,6 +102,8 @@ type CreateTeamParams struct {
 	IsBYOC bool
 }
 
+// No row: the slug is taken (the caller draws another), and no error, so that the
+// transaction goes on.
 func (q *Queries) CreateTeam(ctx context.Context, arg CreateTeamParams) (Team, error) {
 	row := q.db.QueryRow(ctx, createTeam, arg.Name, arg.Slug, arg.IsBYOC)
 	var i Team
@@ -422,6 +425,17 @@ func (q *Queries) LockTeamMember(ctx context.Context, arg LockTeamMemberParams) 
 		&i.JoinedAt,
 	)
 	return i, err
+}
+
+const lockUserTeams = `-- name: LockUserTeams :exec
+SELECT pg_advisory_xact_lock(hashtextextended('wrenn:user-teams:' || $1::uuid::text, 0))
+`
+
+// Until the transaction ends: one change at a time of which teams a user owns or has
+// as default (a team create's count, a login's fallback to another team).
+func (q *Queries) LockUserTeams(ctx context.Context, userID pgtype.UUID) error {
+	_, err := q.db.Exec(ctx, lockUserTeams, userID)
+	return err
 }
 
 const managesAnyTeam = `-- name: ManagesAnyTeam :one

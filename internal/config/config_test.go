@@ -156,6 +156,16 @@ func TestErrors(t *testing.T) {
 		{"stray argument", load(LoadServer([]string{"extra"}, serverEnv())), `unexpected argument "extra"`},
 		{"tls cert only", load(LoadServer(nil, serverEnv("WRENN_TLS_CERT", "/etc/wrenn/fullchain.pem"))), "WRENN_TLS_CERT is set but WRENN_TLS_KEY is not"},
 		{"tls key only", load(LoadServer(nil, serverEnv("WRENN_TLS_KEY", "/etc/wrenn/privkey.pem"))), "WRENN_TLS_KEY is set but WRENN_TLS_CERT is not"},
+		{"public url path", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "https://wrenn.example.com/app"))), `WRENN_PUBLIC_URL="https://wrenn.example.com/app": want an http or https URL of a host`},
+		{"public url query", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "https://wrenn.example.com/?a=b"))), `WRENN_PUBLIC_URL="https://wrenn.example.com/?a=b"`},
+		{"public url fragment", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "https://wrenn.example.com#x"))), `WRENN_PUBLIC_URL="https://wrenn.example.com#x"`},
+		{"public url relative", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "wrenn.example.com"))), `WRENN_PUBLIC_URL="wrenn.example.com"`},
+		{"public url scheme", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "ftp://wrenn.example.com"))), `WRENN_PUBLIC_URL="ftp://wrenn.example.com"`},
+		{"public url no host", load(LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", "https:///x"))), `WRENN_PUBLIC_URL="https:///x"`},
+		{"github id only", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_PUBLIC_URL", "https://w.example"))), "WRENN_GITHUB_CLIENT_ID is set but WRENN_GITHUB_CLIENT_SECRET"},
+		{"github secret only", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_GITHUB_CLIENT_SECRET is set but WRENN_GITHUB_CLIENT_ID is not"},
+		{"github two secrets", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s", "WRENN_GITHUB_CLIENT_SECRET_FILE", "/etc/wrenn/gh"))), "both set"},
+		{"github without public url", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID"},
 		{"vmm", load(LoadAgent([]string{"--vmm", "kvm"}, env())), `--vmm="kvm": want one of auto, qemu, firecracker`},
 		{"vmm env", load(LoadAgent(nil, env("WRENN_VMM", "xen"))), `WRENN_VMM="xen": want one of auto, qemu, firecracker`},
 		{"reap", load(LoadAgent([]string{"--reap-interval", "0s"}, env())), `--reap-interval="0s": want a duration of at least 1ms`},
@@ -180,6 +190,33 @@ func TestErrors(t *testing.T) {
 }
 
 func load[T any](_ T, err error) error { return err }
+
+// GitHub sign-in is configured by the app's id, its secret (or a file) and the public
+// URL; the secret is never logged.
+func TestGitHubSignIn(t *testing.T) {
+	for _, kv := range [][]string{
+		{"WRENN_GITHUB_CLIENT_SECRET", "gh-secret-0000"},
+		{"WRENN_GITHUB_CLIENT_SECRET_FILE", "/etc/wrenn/github-secret"},
+	} {
+		s, err := LoadServer(nil, serverEnv(append([]string{"WRENN_GITHUB_CLIENT_ID", "Iv1.abc", "WRENN_PUBLIC_URL", "https://wrenn.example.com/"}, kv...)...))
+		if err != nil {
+			t.Fatalf("%v: %v", kv, err)
+		}
+		if s.GitHubClientID != "Iv1.abc" || s.PublicURL != "https://wrenn.example.com/" || s.GitHubClientSecret+s.GitHubClientSecretFile != kv[1] {
+			t.Errorf("%v: %+v", kv, s)
+		}
+		var buf bytes.Buffer
+		Log{}.New(&buf).Info("starting", "config", s)
+		if strings.Contains(buf.String(), "gh-secret-0000") {
+			t.Errorf("the log shows the client secret: %s", buf.String())
+		}
+	}
+	for _, ok := range []string{"http://127.0.0.1:8080", "https://wrenn.example.com", "https://wrenn.example.com/"} {
+		if _, err := LoadServer(nil, serverEnv("WRENN_PUBLIC_URL", ok)); err != nil {
+			t.Errorf("WRENN_PUBLIC_URL=%s: %v", ok, err)
+		}
+	}
+}
 
 // Every setting that can be wrong fails by its own name, from the environment and as a
 // flag: nothing is silently ignored.

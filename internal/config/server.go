@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -31,7 +32,13 @@ type Server struct {
 	// Signup is who may create an account: "open" (anyone, through POST
 	// /v1/auth/signup) or "closed" (only an operator, `wrenn admin create-user`).
 	Signup string
-	Log    Log
+	// PublicURL is where users reach the control plane (http(s)://host[:port]):
+	// sign-in providers send browsers back to it.
+	PublicURL string
+	// GitHub sign-in is on when the OAuth app's id and secret (or a file holding the
+	// secret, read at start) are set.
+	GitHubClientID, GitHubClientSecret, GitHubClientSecretFile string
+	Log                                                        Log
 }
 
 // The largest quota limits (core.MaxQuota*; a test keeps them equal).
@@ -78,6 +85,14 @@ func (c *Server) table() table {
 			Usage: "concurrent proxied requests (and WebSockets) per sandbox on one control plane; past it, 429"},
 		{Env: "WRENN_SIGNUP", Default: "open", Value: OneOf(&c.Signup, signupModes...),
 			Usage: "who may create accounts: open (anyone, POST /v1/auth/signup) or closed (sign-up answers 403; an operator runs `wrenn admin create-user`)"},
+		{Env: "WRENN_PUBLIC_URL", Value: BaseURL(&c.PublicURL),
+			Usage: "the URL users reach the control plane at, like https://wrenn.example.com (http or https, no path): sign-in providers send browsers back to it, and the sign-in cookie is Secure when it is https; required with WRENN_GITHUB_CLIENT_ID"},
+		{Env: "WRENN_GITHUB_CLIENT_ID", Value: String(&c.GitHubClientID, 0),
+			Usage: "client ID of a GitHub OAuth app: with its secret, users sign in with GitHub (GET /v1/auth/oauth/github); register WRENN_PUBLIC_URL/v1/auth/oauth/github/callback as the app's callback URL; empty: no GitHub sign-in"},
+		{Env: "WRENN_GITHUB_CLIENT_SECRET", Secret: true, Value: String(&c.GitHubClientSecret, 0),
+			Usage: "the GitHub OAuth app's client secret"},
+		{Env: "WRENN_GITHUB_CLIENT_SECRET_FILE", Value: String(&c.GitHubClientSecretFile, 0),
+			Usage: "file holding the GitHub OAuth app's client secret, read at start (instead of WRENN_GITHUB_CLIENT_SECRET)"},
 		{Env: "WRENN_TRUSTED_PROXIES", Value: Prefixes(&c.TrustedProxies),
 			Usage: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client the login and sign-up limits count by, e.g. 127.0.0.1 behind deploy/Caddyfile; empty: the TCP peer is the client"},
 		{Env: "WRENN_QUOTA_SANDBOXES", Default: "20", Value: Int(&c.QuotaSandboxes, 0, MaxQuotaSandboxes),
@@ -114,9 +129,30 @@ func (c Server) Validate() error {
 		}
 		return fmt.Errorf("%s is set but %s is not: serving TLS needs both the certificate chain and its private key", set, missing)
 	}
+	if err := c.checkGitHub(); err != nil {
+		return err
+	}
 	if c.HostStaleAfter <= c.HostHeartbeatInterval {
 		return fmt.Errorf("WRENN_HOST_STALE_AFTER (%v) must be longer than WRENN_HOST_HEARTBEAT_INTERVAL (%v), or every host turns unreachable between heartbeats",
 			c.HostStaleAfter, c.HostHeartbeatInterval)
+	}
+	return nil
+}
+
+// checkGitHub: GitHub sign-in needs the app's id, one source of its secret, and the
+// public URL GitHub sends browsers back to; half a configuration is an error rather
+// than a silently missing sign-in.
+func (c Server) checkGitHub() error {
+	secret := c.GitHubClientSecret != "" || c.GitHubClientSecretFile != ""
+	switch {
+	case c.GitHubClientSecret != "" && c.GitHubClientSecretFile != "":
+		return errors.New("WRENN_GITHUB_CLIENT_SECRET and WRENN_GITHUB_CLIENT_SECRET_FILE are both set: set one")
+	case c.GitHubClientID == "" && secret:
+		return errors.New("WRENN_GITHUB_CLIENT_SECRET is set but WRENN_GITHUB_CLIENT_ID is not: GitHub sign-in needs both")
+	case c.GitHubClientID != "" && !secret:
+		return errors.New("WRENN_GITHUB_CLIENT_ID is set but WRENN_GITHUB_CLIENT_SECRET (or WRENN_GITHUB_CLIENT_SECRET_FILE) is not: GitHub sign-in needs both")
+	case c.GitHubClientID != "" && c.PublicURL == "":
+		return errors.New("WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID: GitHub sends browsers back to WRENN_PUBLIC_URL/v1/auth/oauth/github/callback")
 	}
 	return nil
 }

@@ -141,6 +141,23 @@ func (v *urlValue) Set(s string) error {
 }
 func (v *urlValue) String() string { return *v.p }
 
+// BaseURL is the absolute http(s) URL of a site's root: a host (and port), no user,
+// path (but "/"), query or fragment, so that paths can be appended to it.
+func BaseURL(p *string) Value { return &baseURLValue{p} }
+
+type baseURLValue struct{ p *string }
+
+func (v *baseURLValue) Set(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || strings.ContainsAny(s, "?#") {
+		return errors.New("want an http or https URL of a host, like https://wrenn.example.com (no path, query or fragment)")
+	}
+	*v.p = s
+	return nil
+}
+func (v *baseURLValue) String() string { return *v.p }
+
 // Domain is a bare DNS name (sandbox ports are served at {port}-{id}.{domain}).
 func Domain(p *string) Value { return &domainValue{p} }
 

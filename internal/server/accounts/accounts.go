@@ -4,7 +4,9 @@
 // may do what is made here from the database, never from a token's claims alone.
 //
 // Teams (teams.go) and their members (members.go, where every membership rule is
-// judged) are managed here too. Audit entries themselves are written by every service through core.Audit, in the
+// judged) are managed here too. Sign-in through OAuth providers (oauth.go) maps a
+// provider's identity to a user; the provider side is package auth/oauth. Audit
+// entries themselves are written by every service through core.Audit, in the
 // transaction of the change.
 package accounts
 
@@ -21,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/ident"
@@ -125,7 +128,11 @@ func (s *Service) Signup(ctx context.Context, email, name, password, client stri
 		s.giveBack(ctx, probes)
 		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
 	}
-	userID, teamID, err := createAccount(ctx, s.st.DB, email, name, hash, false)
+	var userID, teamID string
+	err = s.st.Tx(ctx, func(q *db.Queries) (err error) {
+		userID, teamID, err = createAccount(ctx, q, newAccount{email: email, name: name, hash: &hash})
+		return err
+	})
 	if errors.Is(err, errEmailTaken) {
 		// The one answer that tells something; its count stays.
 		return nil, fmt.Errorf("%w: cannot sign up with this email", core.ErrConflict)
@@ -149,7 +156,10 @@ func CreateUser(ctx context.Context, pool *pgxpool.Pool, email, name, password s
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %v", core.ErrInvalid, err)
 	}
-	userID, teamID, err = createAccount(ctx, pool, email, name, hash, true)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+		userID, teamID, err = createAccount(ctx, db.New(tx), newAccount{email: email, name: name, hash: &hash, byOperator: true})
+		return err
+	})
 	if errors.Is(err, errEmailTaken) {
 		return "", "", fmt.Errorf("%w: an account with email %s exists", core.ErrConflict, email)
 	}
@@ -175,30 +185,40 @@ func checkNewUser(email, name string) (string, string, error) {
 // errEmailTaken: an account with the email exists.
 var errEmailTaken = errors.New("email taken")
 
+// newAccount is an account to make and how it came to be.
+type newAccount struct {
+	email, name string
+	hash        *string // nil: no password; the user signs in through a provider only
+	// byOperator: made by an operator (user.create, no actor), not by the user signing
+	// up (user.signup).
+	byOperator bool
+	meta       map[string]any // the audit entry's metadata (a provider's sign-up: which)
+}
+
 // createAccount makes a user, a team named after them that they own and is their
-// default, and the audit entry, in one transaction. byOperator: made by an operator
-// (user.create, no actor), not by the user signing up (user.signup).
-func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash string, byOperator bool) (userID, teamID string, err error) {
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		user, err := q.CreateUser(ctx, db.CreateUserParams{Email: email, Name: name, PasswordHash: &hash})
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-			return errEmailTaken // the id is generated: email is the one unique column a caller sets
-		}
-		if err != nil {
-			return err
-		}
-		team, err := createPersonalTeam(ctx, tx, user)
-		if err != nil {
-			return err
-		}
-		userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
-		if byOperator {
-			return core.Audit(ctx, q, &core.Principal{TeamID: teamID}, "user.create", "user", userID, nil)
-		}
-		return core.Audit(ctx, q, &core.Principal{UserID: userID, TeamID: teamID}, "user.signup", "user", userID, nil)
-	})
+// default, and the audit entry, through q, which is in the caller's transaction: an
+// OAuth sign-up adds its identity to the same one, so the account and how it signs
+// in exist together or not at all. A taken email is errEmailTaken (the transaction
+// is then aborted).
+func createAccount(ctx context.Context, q *db.Queries, a newAccount) (userID, teamID string, err error) {
+	user, err := q.CreateUser(ctx, db.CreateUserParams{Email: a.email, Name: a.name, PasswordHash: a.hash})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return "", "", errEmailTaken // the id is generated: email is the one unique column a caller sets
+	}
+	if err != nil {
+		return "", "", err
+	}
+	team, err := createPersonalTeam(ctx, q, user)
+	if err != nil {
+		return "", "", err
+	}
+	userID, teamID = core.UUIDString(user.ID), core.UUIDString(team.ID)
+	if a.byOperator {
+		err = core.Audit(ctx, q, &core.Principal{TeamID: teamID}, "user.create", "user", userID, a.meta)
+	} else {
+		err = core.Audit(ctx, q, &core.Principal{UserID: userID, TeamID: teamID}, "user.signup", "user", userID, a.meta)
+	}
 	if err != nil {
 		return "", "", err
 	}
@@ -207,7 +227,7 @@ func createAccount(ctx context.Context, pool *pgxpool.Pool, email, name, hash st
 
 // createPersonalTeam makes a team named after the user that they own and is their
 // default, in tx: a new account's, and a login's when the user is in no team any more.
-func createPersonalTeam(ctx context.Context, tx pgx.Tx, user db.User) (db.Team, error) {
+func createPersonalTeam(ctx context.Context, q *db.Queries, user db.User) (db.Team, error) {
 	teamName := user.Name
 	if teamName == "" {
 		teamName = strings.SplitN(user.Email, "@", 2)[0]
@@ -217,11 +237,11 @@ func createPersonalTeam(ctx context.Context, tx pgx.Tx, user db.User) (db.Team, 
 	} else {
 		teamName = "Personal"
 	}
-	team, err := insertTeam(ctx, tx, teamName)
+	team, err := insertTeam(ctx, q, teamName)
 	if err != nil {
 		return team, err
 	}
-	_, err = db.New(tx).AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true})
+	_, err = q.AddTeamMember(ctx, db.AddTeamMemberParams{UserID: user.ID, TeamID: team.ID, Role: string(core.Owner), IsDefault: true})
 	return team, err
 }
 
@@ -263,42 +283,50 @@ func (s *Service) Login(ctx context.Context, email, password, client string) (*S
 	return s.session(p.UserID, p.TeamID, p.Role)
 }
 
-// loginTeam is the team a login's session is for: the user's default; when that team
-// was left or deleted, the oldest team they are still in becomes the default; in no
-// team at all, a new personal team (a user without one could do nothing).
+// loginTeam is the team a login's session is for (defaultTeam, in a transaction).
 func (s *Service) loginTeam(ctx context.Context, user db.User) (db.GetDefaultTeamRow, error) {
 	var team db.GetDefaultTeamRow
-	err := pgx.BeginFunc(ctx, s.st.DB, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		var err error
-		if team, err = q.GetDefaultTeam(ctx, user.ID); !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		// One fallback per user at a time (two logins must not make two teams), and
-		// the default looked for again under the lock.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('wrenn:default-team:' || $1::text, 0))", core.UUIDString(user.ID)); err != nil {
-			return err
-		}
-		if team, err = q.GetDefaultTeam(ctx, user.ID); !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if n, err := q.EnsureDefaultTeam(ctx, user.ID); err != nil {
-			return err
-		} else if n == 0 {
-			t, err := createPersonalTeam(ctx, tx, user)
-			if err != nil {
-				return err
-			}
-			teamID := core.UUIDString(t.ID)
-			if err := core.Audit(ctx, q, &core.Principal{UserID: core.UUIDString(user.ID), TeamID: teamID}, "team.create", "team", teamID, map[string]any{"name": t.Name, "slug": t.Slug, "reason": "login in no team"}); err != nil {
-				return err
-			}
-		}
-		team, err = q.GetDefaultTeam(ctx, user.ID)
+	err := s.st.Tx(ctx, func(q *db.Queries) (err error) {
+		team, err = defaultTeam(ctx, q, user.ID)
 		return err
 	})
-	if err != nil {
-		return team, fmt.Errorf("default team of %s: %w", core.UUIDString(user.ID), err)
+	return team, err
+}
+
+// defaultTeam is the user's default team, in q's transaction; when that team was left
+// or deleted, the oldest team they are still in becomes the default; in no team at
+// all, a new personal team (a user without one could do nothing).
+func defaultTeam(ctx context.Context, q *db.Queries, userID pgtype.UUID) (db.GetDefaultTeamRow, error) {
+	team, err := q.GetDefaultTeam(ctx, userID)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return team, err
+	}
+	// One fallback per user at a time (two logins must not make two teams), and the
+	// default looked for again under the lock.
+	if err := q.LockUserTeams(ctx, userID); err != nil {
+		return team, err
+	}
+	if team, err = q.GetDefaultTeam(ctx, userID); !errors.Is(err, pgx.ErrNoRows) {
+		return team, err
+	}
+	if n, err := q.EnsureDefaultTeam(ctx, userID); err != nil {
+		return team, err
+	} else if n == 0 {
+		user, err := q.GetUserByID(ctx, userID)
+		if err != nil {
+			return team, err
+		}
+		t, err := createPersonalTeam(ctx, q, user)
+		if err != nil {
+			return team, err
+		}
+		teamID := core.UUIDString(t.ID)
+		if err := core.Audit(ctx, q, &core.Principal{UserID: core.UUIDString(userID), TeamID: teamID}, "team.create", "team", teamID, map[string]any{"name": t.Name, "slug": t.Slug, "reason": "login in no team"}); err != nil {
+			return team, err
+		}
+	}
+	if team, err = q.GetDefaultTeam(ctx, userID); err != nil {
+		return team, fmt.Errorf("default team of %s: %w", core.UUIDString(userID), err)
 	}
 	return team, nil
 }

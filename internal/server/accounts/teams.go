@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/internal/server/core"
@@ -90,20 +89,15 @@ func teamSlug(name string) (string, error) {
 }
 
 // insertTeam creates a team with a fresh slug, trying another suffix should one be
-// taken (a savepoint keeps the caller's transaction usable after the conflict).
-func insertTeam(ctx context.Context, tx pgx.Tx, name string) (db.Team, error) {
+// taken (CreateTeam inserts nothing then, which leaves the transaction usable).
+func insertTeam(ctx context.Context, q *db.Queries, name string) (db.Team, error) {
 	for attempt := 0; ; attempt++ {
 		slug, err := teamSlug(name)
 		if err != nil {
 			return db.Team{}, err
 		}
-		var team db.Team
-		err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			team, err = db.New(sp).CreateTeam(ctx, db.CreateTeamParams{Name: name, Slug: slug})
-			return err
-		})
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" && attempt < 5 {
+		team, err := q.CreateTeam(ctx, db.CreateTeamParams{Name: name, Slug: slug})
+		if errors.Is(err, pgx.ErrNoRows) && attempt < 5 {
 			continue
 		}
 		return team, err
@@ -177,10 +171,9 @@ func (s *Service) CreateTeam(ctx context.Context, p *core.Principal, name string
 		return nil, err
 	}
 	var team *Team
-	err = pgx.BeginFunc(ctx, s.st.DB, func(tx pgx.Tx) error {
-		q := db.New(tx)
+	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		// Serialises one user's creates, so two at once cannot both pass the count.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('wrenn:team-create:' || $1::text, 0))", p.UserID); err != nil {
+		if err := q.LockUserTeams(ctx, uid); err != nil {
 			return err
 		}
 		owned, err := q.CountOwnedTeams(ctx, uid)
@@ -190,7 +183,7 @@ func (s *Service) CreateTeam(ctx context.Context, p *core.Principal, name string
 		if owned >= maxOwnedTeams {
 			return fmt.Errorf("%w: you own %d teams, the most one user may; delete one first", core.ErrQuota, owned)
 		}
-		t, err := insertTeam(ctx, tx, name)
+		t, err := insertTeam(ctx, q, name)
 		if err != nil {
 			return err
 		}

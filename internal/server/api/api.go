@@ -22,6 +22,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/apidocs"
+	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/e2b"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
@@ -36,6 +37,8 @@ type Services struct {
 	Accounts  *accounts.Service
 	Hosts     *hosts.Service
 	Sandboxes *sandboxes.Service
+	// OAuth runs sign-ins through providers (GitHub); nil: none is configured.
+	OAuth *oauth.Flow
 	// Ready reports whether PostgreSQL and Redis answer (core.Store.Ready), for
 	// GET /healthz.
 	Ready func(context.Context) error
@@ -51,6 +54,7 @@ type Server struct {
 	accounts  *accounts.Service
 	hosts     *hosts.Service
 	sandboxes *sandboxes.Service
+	oauth     *oauth.Flow
 	ready     func(context.Context) error
 	trusted   []netip.Prefix
 	log       *slog.Logger
@@ -64,7 +68,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, oauth: svc.OAuth, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle}
 	r := chi.NewRouter()
 	r.Use(s.limitBodies())
 	r.Get("/healthz", s.healthz)
@@ -76,6 +80,8 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 		s.hostRoutes(r)
 		r.Post("/auth/signup", s.signup)
 		r.Post("/auth/login", s.login)
+		r.Get("/auth/oauth/{provider}", s.oauthStart)
+		r.Get("/auth/oauth/{provider}/callback", s.oauthCallback)
 		// A token for a team its user has left still moves them to another team.
 		r.With(s.authenticateWith(func(r *http.Request, token string) (*core.Principal, error) {
 			return s.accounts.UserFromToken(r.Context(), token)

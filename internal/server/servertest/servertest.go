@@ -29,6 +29,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
+	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
@@ -46,7 +47,7 @@ func Run(m interface{ Run() int }) int { return pgtest.Run(redistest.Around(m)) 
 
 // Env is one running control plane.
 type Env struct {
-	URL     string // base URL of the REST API
+	URL     string // base URL of the REST API (and the public URL sign-ins return to)
 	Service api.Services
 	Proxy   *proxy.Proxy // the port proxy in front of the API
 	DB      *pgxpool.Pool
@@ -63,23 +64,46 @@ type Env struct {
 // or NewWithQuota sets the defaults.
 func New(t testing.TB) *Env {
 	t.Helper()
-	return start(t, httplimit.ControlPlane, core.Quota{})
+	return start(t, options{lim: httplimit.ControlPlane})
+}
+
+// OAuth is how NewWithOAuth's control plane signs users in through providers.
+type OAuth struct {
+	Providers []oauth.Provider // e.g. an oauthtest.GitHub stand-in's Provider()
+	// Now is the sign-in state's clock (nil: time.Now), so tests can let it expire.
+	Now func() time.Time
+	// SignupClosed is WRENN_SIGNUP=closed.
+	SignupClosed bool
+}
+
+// NewWithOAuth is New with sign-in through providers; the control plane's URL is
+// its public URL (WRENN_PUBLIC_URL), where providers send browsers back.
+func NewWithOAuth(t testing.TB, o OAuth) *Env {
+	t.Helper()
+	return start(t, options{lim: httplimit.ControlPlane, oauth: &o})
+}
+
+// options are what the New functions vary.
+type options struct {
+	lim   httplimit.Limits
+	quota core.Quota
+	oauth *OAuth
 }
 
 // NewWithLimits is New with other limits (short ones, for tests of them): the
 // http.Server is built by httplimit, as `wrenn server` builds its own.
 func NewWithLimits(t testing.TB, lim httplimit.Limits) *Env {
 	t.Helper()
-	return start(t, lim, core.Quota{})
+	return start(t, options{lim: lim})
 }
 
 // NewWithQuota is New with every team's default quota (WRENN_QUOTA_* of `wrenn server`).
 func NewWithQuota(t testing.TB, quota core.Quota) *Env {
 	t.Helper()
-	return start(t, httplimit.ControlPlane, quota)
+	return start(t, options{lim: httplimit.ControlPlane, quota: quota})
 }
 
-func start(t testing.TB, lim httplimit.Limits, quota core.Quota) *Env {
+func start(t testing.TB, o options) *Env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := store.Open(ctx, pgtest.NewDB(t))
@@ -103,10 +127,19 @@ func start(t testing.TB, lim httplimit.Limits, quota core.Quota) *Env {
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
-	svc := newServices(t, pool, rdb, tokens, sealer, hosts, quota, log)
+	svc := newServices(t, pool, rdb, tokens, sealer, hosts, o, log)
+	lim := o.lim
 	px := proxy.New(svc.Sandboxes, Domain, log)
 	px.SetStreamIdle(lim.StreamIdle)
 	srv := httptest.NewUnstartedServer(nil)
+	if o.oauth != nil {
+		// The listener exists before the server starts: its address is the public URL.
+		svc.OAuth, err = oauth.New(oauth.Config{Providers: o.oauth.Providers, PublicURL: "http://" + srv.Listener.Addr().String(),
+			ServerSecret: bytes.Repeat([]byte("k"), 32), Redis: rdb, Now: o.oauth.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv.Config = lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -124,13 +157,14 @@ func start(t testing.TB, lim httplimit.Limits, quota core.Quota) *Env {
 }
 
 // newServices wires the services as `wrenn server` does, with the test's agents.
-func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, quota core.Quota, log *slog.Logger) api.Services {
+func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, o options, log *slog.Logger) api.Services {
 	t.Helper()
 	st, err := core.NewStore(pool, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log})
+	quota := o.quota
+	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log, SignupClosed: o.oauth != nil && o.oauth.SignupClosed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,14 @@ func TestSchemaInvariants(t *testing.T) {
 		t.Errorf("valid sandbox: %v", err)
 	}
 
+	// OAuth identities: one user per provider account, gone with the user.
+	if err := exec(`INSERT INTO oauth_identities (provider, subject, user_id, email) VALUES ('github', '42', $1, 'ann@example.com')`, userID); err != nil {
+		t.Fatal(err)
+	}
+	mustFail("an identity twice", "23505", exec(`INSERT INTO oauth_identities (provider, subject, user_id) VALUES ('github', '42', $1)`, userID))
+	mustFail("bad provider name", "23514", exec(`INSERT INTO oauth_identities (provider, subject, user_id) VALUES ('Git Hub', '43', $1)`, userID))
+	mustFail("empty subject", "23514", exec(`INSERT INTO oauth_identities (provider, subject, user_id) VALUES ('github', '', $1)`, userID))
+
 	// Audit logs are append-only; deleting an actor only forgets who it was.
 	if err := exec(`INSERT INTO audit_logs (team_id, actor_user_id, action, resource_type, resource_id) VALUES ($1, $2, 'sandbox.create', 'sandbox', 'sb0123456789abcdefgh')`, teamID, userID); err != nil {
 		t.Fatal(err)
@@ -101,6 +109,10 @@ func TestSchemaInvariants(t *testing.T) {
 	mustFail("delete an audit entry", "42501", exec(`DELETE FROM audit_logs`))
 	if err := exec(`DELETE FROM users WHERE id = $1`, userID); err != nil {
 		t.Fatalf("delete a user with audit entries: %v", err)
+	}
+	var identities int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM oauth_identities`).Scan(&identities); err != nil || identities != 0 {
+		t.Errorf("identities of a deleted user: %d (%v)", identities, err)
 	}
 	var actor *string
 	var n int
