@@ -1,0 +1,16 @@
+-- +goose Up
+-- Platform administrators' listings (issue 15) page every team, user and sandbox newest
+-- first by (created_at, id): each page is one range scan of these, however many rows
+-- the platform holds. The user listing's email prefix search (LIKE 'prefix%') needs an
+-- index in pattern order, which the unique index on email (in the collation's order)
+-- is not.
+CREATE INDEX teams_created ON teams (created_at DESC, id DESC);
+CREATE INDEX users_created ON users (created_at DESC, id DESC);
+CREATE INDEX users_email_pattern ON users (email text_pattern_ops);
+CREATE INDEX sandboxes_created ON sandboxes (created_at DESC, id DESC);
+
+-- +goose Down
+DROP INDEX sandboxes_created;
+DROP INDEX users_email_pattern;
+DROP INDEX users_created;
+DROP INDEX teams_created;
