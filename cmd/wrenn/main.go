@@ -29,6 +29,8 @@ Usage:
   wrenn audit [--action A] [--actor X] [--all] …    the team's audit log, newest first ('wrenn audit -h')
   wrenn admin grant|revoke EMAIL                    platform administrators (WRENN_DATABASE_URL)
   wrenn admin create-user [--name N] EMAIL          make an account (WRENN_DATABASE_URL; with WRENN_SIGNUP=closed the only way)
+  wrenn admin teams|users|templates|sandboxes       platform administration through the API ('wrenn admin -h')
+  wrenn admin byoc ID on|off, template rm NAME      a team's BYOC; delete a template or a team's snapshot
   wrenn image build [flags]     build (or refresh) a guest template, default "base"
   wrenn server [flags]          run the control plane (REST /v1; PostgreSQL, Redis, registered hosts)
   wrenn agent [flags]           run the host agent (root): registers with --server/--token, then serves its sandboxes

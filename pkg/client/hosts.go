@@ -74,8 +74,3 @@ func (c *Client) TagHost(ctx context.Context, id, tag string) error {
 func (c *Client) UntagHost(ctx context.Context, id, tag string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(id)+"/tags/"+url.PathEscape(tag), nil, nil)
 }
-
-// SetTeamBYOC lets a team run on its own hosts (platform admins).
-func (c *Client) SetTeamBYOC(ctx context.Context, teamID string, byoc bool) error {
-	return c.do(ctx, http.MethodPost, "/v1/admin/teams/"+url.PathEscape(teamID)+"/byoc", map[string]bool{"byoc": byoc}, nil)
-}

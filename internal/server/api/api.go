@@ -96,6 +96,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			s.quotaRoutes(r)
 			r.Get("/audit-logs", s.listAuditLogs)
 			r.Get("/admin/audit-logs", s.listAllAuditLogs)
+			s.adminRoutes(r)
 		})
 		// Sandboxes take a user's token or a team API key.
 		r.Group(func(r chi.Router) {

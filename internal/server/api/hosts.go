@@ -25,7 +25,6 @@ func (s *Server) hostRoutes(r chi.Router) {
 		r.Delete("/hosts/{id}", s.deleteHost)
 		r.Put("/hosts/{id}/tags/{tag}", s.tagHost)
 		r.Delete("/hosts/{id}/tags/{tag}", s.tagHost)
-		r.Post("/admin/teams/{id}/byoc", s.setTeamBYOC)
 	})
 }
 
@@ -86,20 +85,6 @@ func (s *Server) deleteHost(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) tagHost(w http.ResponseWriter, r *http.Request) {
 	if err := s.hosts.TagHost(r.Context(), principal(r), chi.URLParam(r, "id"), chi.URLParam(r, "tag"), r.Method == http.MethodDelete); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) setTeamBYOC(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		BYOC bool `json:"byoc"`
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	if err := s.accounts.SetTeamBYOC(r.Context(), principal(r), chi.URLParam(r, "id"), req.BYOC); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -91,6 +91,15 @@ type Principal struct {
 // CanManage reports whether the principal may manage the team (keys, members, hosts).
 func (p *Principal) CanManage() bool { return p.Role == Owner || p.Role == Admin }
 
+// RequireAdmin refuses anyone but a platform administrator: a user (never an API key)
+// whose account the database marked so on this request.
+func (p *Principal) RequireAdmin() error {
+	if p == nil || p.UserID == "" || !p.Admin {
+		return fmt.Errorf("%w: platform administrators only", ErrForbidden)
+	}
+	return nil
+}
+
 // UUIDString formats a database uuid; NULL is "".
 func UUIDString(u pgtype.UUID) string {
 	if !u.Valid {

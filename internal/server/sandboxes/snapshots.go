@@ -270,20 +270,38 @@ func (s *Service) DeleteSnapshot(ctx context.Context, p *core.Principal, name st
 		if err != nil {
 			return fmt.Errorf("delete snapshot %s: %w", name, err)
 		}
-		hosts, err := q.SnapshotHosts(ctx, cur.ID)
-		if err != nil {
-			return fmt.Errorf("delete snapshot %s: %w", name, err)
-		}
-		for _, h := range hosts {
-			if err := s.deleteOnHost(ctx, h, *cur.HostName); err != nil {
-				return fmt.Errorf("delete snapshot %s: %w", name, err)
-			}
-		}
-		if err := q.DeleteTemplate(ctx, cur.ID); err != nil {
+		if _, err := s.removeTemplate(ctx, q, cur); err != nil {
 			return fmt.Errorf("delete snapshot %s: %w", name, err)
 		}
 		return core.Audit(ctx, q, p, "snapshot.delete", "snapshot", name, nil)
 	})
+}
+
+// removeTemplate deletes a template locked in q's transaction: its files on every
+// host recorded as holding them, then its record; it returns the hosts it removed
+// files from. A host that cannot remove them is an error, and the caller's rollback
+// keeps the record, so the delete can be retried and no files outlive their record.
+// A template without files of its own on hosts (a base template, part of every
+// host's install) loses only its record. A team's delete of its snapshot and an
+// administrator's of any template both come here.
+func (s *Service) removeTemplate(ctx context.Context, q *db.Queries, t db.Template) ([]pgtype.UUID, error) {
+	hosts, err := q.SnapshotHosts(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("hosts of template %s: %w", t.Name, err)
+	}
+	var removed []pgtype.UUID
+	if t.HostName != nil {
+		for _, h := range hosts {
+			if err := s.deleteOnHost(ctx, h, *t.HostName); err != nil {
+				return nil, err
+			}
+			removed = append(removed, h)
+		}
+	}
+	if err := q.DeleteTemplate(ctx, t.ID); err != nil {
+		return nil, fmt.Errorf("delete template record %s: %w", t.Name, err)
+	}
+	return removed, nil
 }
 
 // resolveSnapshot fits a create that names one of the team's snapshots as its
