@@ -24,7 +24,10 @@ RETURNING *;
 DELETE FROM templates WHERE id = @id;
 
 -- name: SnapshotHosts :many
-SELECT host_id FROM template_hosts WHERE template_id = @template_id ORDER BY host_id;
+-- The live hosts holding a template's files: a deleted host's are out of reach (its
+-- agent is refused) and must not hold up a delete or attract a placement.
+SELECT th.host_id FROM template_hosts th JOIN hosts h ON h.id = th.host_id
+WHERE th.template_id = @template_id AND h.deleted_at IS NULL ORDER BY th.host_id;
 
 -- name: ClearTemplateHosts :exec
 DELETE FROM template_hosts WHERE template_id = @template_id;

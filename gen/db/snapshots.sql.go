@@ -224,9 +224,12 @@ func (q *Queries) ResolveTemplate(ctx context.Context, arg ResolveTemplateParams
 }
 
 const snapshotHosts = `-- name: SnapshotHosts :many
-SELECT host_id FROM template_hosts WHERE template_id = $1 ORDER BY host_id
+SELECT th.host_id FROM template_hosts th JOIN hosts h ON h.id = th.host_id
+WHERE th.template_id = $1 AND h.deleted_at IS NULL ORDER BY th.host_id
 `
 
+// The live hosts holding a template's files: a deleted host's are out of reach (its
+// agent is refused) and must not hold up a delete or attract a placement.
 func (q *Queries) SnapshotHosts(ctx context.Context, templateID pgtype.UUID) ([]pgtype.UUID, error) {
 	rows, err := q.db.Query(ctx, snapshotHosts, templateID)
 	if err != nil {

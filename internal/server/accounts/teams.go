@@ -311,6 +311,6 @@ func (s *Service) SetTeamBYOC(ctx context.Context, p *core.Principal, teamID str
 		} else if err != nil {
 			return fmt.Errorf("set byoc of team %s: %w", teamID, err)
 		}
-		return core.Audit(ctx, q, p, "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
+		return core.Audit(ctx, q, actingIn(p, teamID), "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
 	})
 }

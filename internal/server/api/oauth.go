@@ -53,7 +53,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, s.oauth.ClearCookie(name))
 	w.Header().Set("Cache-Control", "no-store")
 	var cookie string
-	if c, err := r.Cookie(oauth.CookieName); err == nil {
+	if c, err := r.Cookie(s.oauth.CookieName()); err == nil {
 		cookie = c.Value
 	}
 	q := r.URL.Query()

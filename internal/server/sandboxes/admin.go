@@ -246,10 +246,15 @@ func (s *Service) DeleteAdminTemplate(ctx context.Context, p *core.Principal, na
 			hosts[i] = core.UUIDString(h)
 		}
 		var team any // JSON null: the platform's
+		actor := p
 		if teamID != "" {
+			// A team's snapshot: the entry is in that team's log, so its owners see it.
 			team = teamID
+			a := *p
+			a.TeamID = teamID
+			actor = &a
 		}
-		return core.Audit(ctx, q, p, "template.delete", "template", name, map[string]any{
+		return core.Audit(ctx, q, actor, "template.delete", "template", name, map[string]any{
 			"team_id": team, "kind": cur.Kind, "hosts": hosts, "live_sandboxes": live,
 		})
 	})

@@ -29,8 +29,14 @@ import (
 const (
 	// StateTTL is how long a sign-in may take, from start to callback.
 	StateTTL = 10 * time.Minute
-	// CookieName is the state cookie's name.
+	// CookieName is the state cookie's name on a plain-HTTP public URL.
 	CookieName = "wrenn_oauth_state"
+	// SecureCookieName is its name on an https one. The __Host- prefix makes browsers
+	// accept the cookie only from this exact host, over https, with Path=/ and no
+	// Domain: a page served from a sandbox's subdomain cannot plant its own signed
+	// state for the control plane's host (cookie tossing, which would sign the victim
+	// into the attacker's account), as it could with a cookie of the parent domain.
+	SecureCookieName = "__Host-wrenn_oauth_state"
 	// RoutePrefix is where the sign-in routes live: a provider's state cookie is sent
 	// to RoutePrefix+name (its start and callback) and nowhere else.
 	RoutePrefix = "/v1/auth/oauth/"
@@ -216,10 +222,24 @@ func (f *Flow) Begin(p Provider, next string) (string, *http.Cookie, error) {
 // ClearCookie is the Set-Cookie that removes provider's state cookie.
 func (f *Flow) ClearCookie(provider string) *http.Cookie { return f.cookie(provider, "", -1) }
 
+// CookieName is the state cookie's name on this server (see SecureCookieName).
+func (f *Flow) CookieName() string {
+	if f.secure {
+		return SecureCookieName
+	}
+	return CookieName
+}
+
 func (f *Flow) cookie(provider, value string, maxAge int) *http.Cookie {
 	// Lax, not Strict: the callback is a top-level navigation from the provider's
-	// site, which Strict would send without the cookie.
-	return &http.Cookie{Name: CookieName, Value: value, Path: RoutePrefix + provider, MaxAge: maxAge,
+	// site, which Strict would send without the cookie. Over https the __Host- form
+	// must have Path=/; the state names its provider, which Verify checks, so the
+	// narrower path of the plain-HTTP form is only tidiness.
+	path := RoutePrefix + provider
+	if f.secure {
+		path = "/"
+	}
+	return &http.Cookie{Name: f.CookieName(), Value: value, Path: path, MaxAge: maxAge,
 		HttpOnly: true, Secure: f.secure, SameSite: http.SameSiteLaxMode}
 }
 

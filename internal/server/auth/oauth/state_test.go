@@ -129,8 +129,9 @@ func TestFlow(t *testing.T) {
 	if u.Query().Get("redirect_uri") != "https://wrenn.example/v1/auth/oauth/github/callback" || nonce == "" {
 		t.Errorf("auth URL %s", authURL)
 	}
-	if cookie.Name != CookieName || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteLaxMode ||
-		cookie.Path != "/v1/auth/oauth/github" || cookie.MaxAge != 600 || strings.Contains(cookie.Value, nonce+".") {
+	// https: the __Host- form, which a sandbox's subdomain cannot set for this host.
+	if cookie.Name != SecureCookieName || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteLaxMode ||
+		cookie.Path != "/" || cookie.Domain != "" || cookie.MaxAge != 600 || strings.Contains(cookie.Value, nonce+".") {
 		t.Errorf("state cookie %+v", cookie)
 	}
 	if _, _, err := f.Begin(gh, "//evil.example"); !errors.Is(err, ErrNext) {
@@ -168,7 +169,7 @@ func TestFlow(t *testing.T) {
 	if _, err := f.Verify(ctx, "github", cookie.Value, nonce); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("expired state: %v", err)
 	}
-	if c := f.ClearCookie("github"); c.MaxAge >= 0 || c.Path != "/v1/auth/oauth/github" || c.Value != "" {
+	if c := f.ClearCookie("github"); c.MaxAge >= 0 || c.Path != "/" || c.Name != SecureCookieName || c.Value != "" {
 		t.Errorf("clear cookie %+v", c)
 	}
 }
