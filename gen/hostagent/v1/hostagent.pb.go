@@ -92,6 +92,62 @@ func (SandboxState) EnumDescriptor() ([]byte, []int) {
 	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{0}
 }
 
+// MetricTier is one of a sandbox's metric rings: how far apart its points are.
+type MetricTier int32
+
+const (
+	MetricTier_METRIC_TIER_UNSPECIFIED MetricTier = 0
+	// Every sample: 500 ms apart, the last 10 minutes.
+	MetricTier_METRIC_TIER_FINE MetricTier = 1
+	// 30 s apart (averages of the samples, with their maxima), the last 2 hours.
+	MetricTier_METRIC_TIER_MEDIUM MetricTier = 2
+	// 5 min apart, the last 24 hours.
+	MetricTier_METRIC_TIER_COARSE MetricTier = 3
+)
+
+// Enum value maps for MetricTier.
+var (
+	MetricTier_name = map[int32]string{
+		0: "METRIC_TIER_UNSPECIFIED",
+		1: "METRIC_TIER_FINE",
+		2: "METRIC_TIER_MEDIUM",
+		3: "METRIC_TIER_COARSE",
+	}
+	MetricTier_value = map[string]int32{
+		"METRIC_TIER_UNSPECIFIED": 0,
+		"METRIC_TIER_FINE":        1,
+		"METRIC_TIER_MEDIUM":      2,
+		"METRIC_TIER_COARSE":      3,
+	}
+)
+
+func (x MetricTier) Enum() *MetricTier {
+	p := new(MetricTier)
+	*p = x
+	return p
+}
+
+func (x MetricTier) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MetricTier) Descriptor() protoreflect.EnumDescriptor {
+	return file_hostagent_v1_hostagent_proto_enumTypes[1].Descriptor()
+}
+
+func (MetricTier) Type() protoreflect.EnumType {
+	return &file_hostagent_v1_hostagent_proto_enumTypes[1]
+}
+
+func (x MetricTier) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MetricTier.Descriptor instead.
+func (MetricTier) EnumDescriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{1}
+}
+
 type Sandbox struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2461,6 +2517,412 @@ func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
 	return nil
 }
 
+// MetricPoint is one point of a sandbox's metrics: a sample, or the average (and
+// maximum) of the samples of its interval in a coarser tier.
+type MetricPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The start of the point's interval (the sample's time in the fine tier).
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// CPU time of the VM's process over the interval, as a percentage of its vCPUs
+	// (0-100: 100 is every vCPU busy).
+	CpuPct    float64 `protobuf:"fixed64,2,opt,name=cpu_pct,json=cpuPct,proto3" json:"cpu_pct,omitempty"`
+	CpuPctMax float64 `protobuf:"fixed64,3,opt,name=cpu_pct_max,json=cpuPctMax,proto3" json:"cpu_pct_max,omitempty"`
+	// Resident memory of the VM's process (VmRSS), bytes.
+	MemBytes    int64 `protobuf:"varint,4,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
+	MemBytesMax int64 `protobuf:"varint,5,opt,name=mem_bytes_max,json=memBytesMax,proto3" json:"mem_bytes_max,omitempty"`
+	// Bytes the sandbox's own copy-on-write disk allocates on the host (blocks shared
+	// with its template are not counted).
+	DiskBytes int64 `protobuf:"varint,6,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// The guest's own view (envd's /metrics); has_guest is false when envd did not
+	// answer in time for this point.
+	HasGuest       bool    `protobuf:"varint,7,opt,name=has_guest,json=hasGuest,proto3" json:"has_guest,omitempty"`
+	GuestCpuPct    float64 `protobuf:"fixed64,8,opt,name=guest_cpu_pct,json=guestCpuPct,proto3" json:"guest_cpu_pct,omitempty"`
+	GuestCpuCount  int32   `protobuf:"varint,9,opt,name=guest_cpu_count,json=guestCpuCount,proto3" json:"guest_cpu_count,omitempty"`
+	GuestMemUsed   int64   `protobuf:"varint,10,opt,name=guest_mem_used,json=guestMemUsed,proto3" json:"guest_mem_used,omitempty"`
+	GuestMemTotal  int64   `protobuf:"varint,11,opt,name=guest_mem_total,json=guestMemTotal,proto3" json:"guest_mem_total,omitempty"`
+	GuestMemCache  int64   `protobuf:"varint,12,opt,name=guest_mem_cache,json=guestMemCache,proto3" json:"guest_mem_cache,omitempty"`
+	GuestDiskUsed  int64   `protobuf:"varint,13,opt,name=guest_disk_used,json=guestDiskUsed,proto3" json:"guest_disk_used,omitempty"`
+	GuestDiskTotal int64   `protobuf:"varint,14,opt,name=guest_disk_total,json=guestDiskTotal,proto3" json:"guest_disk_total,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MetricPoint) Reset() {
+	*x = MetricPoint{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricPoint) ProtoMessage() {}
+
+func (x *MetricPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricPoint.ProtoReflect.Descriptor instead.
+func (*MetricPoint) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MetricPoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *MetricPoint) GetCpuPct() float64 {
+	if x != nil {
+		return x.CpuPct
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetCpuPctMax() float64 {
+	if x != nil {
+		return x.CpuPctMax
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetMemBytes() int64 {
+	if x != nil {
+		return x.MemBytes
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetMemBytesMax() int64 {
+	if x != nil {
+		return x.MemBytesMax
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetDiskBytes() int64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetHasGuest() bool {
+	if x != nil {
+		return x.HasGuest
+	}
+	return false
+}
+
+func (x *MetricPoint) GetGuestCpuPct() float64 {
+	if x != nil {
+		return x.GuestCpuPct
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestCpuCount() int32 {
+	if x != nil {
+		return x.GuestCpuCount
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestMemUsed() int64 {
+	if x != nil {
+		return x.GuestMemUsed
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestMemTotal() int64 {
+	if x != nil {
+		return x.GuestMemTotal
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestMemCache() int64 {
+	if x != nil {
+		return x.GuestMemCache
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestDiskUsed() int64 {
+	if x != nil {
+		return x.GuestDiskUsed
+	}
+	return 0
+}
+
+func (x *MetricPoint) GetGuestDiskTotal() int64 {
+	if x != nil {
+		return x.GuestDiskTotal
+	}
+	return 0
+}
+
+type MetricSeries struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tier  MetricTier             `protobuf:"varint,1,opt,name=tier,proto3,enum=hostagent.v1.MetricTier" json:"tier,omitempty"`
+	// How far apart the points are, in milliseconds.
+	StepMs int32 `protobuf:"varint,2,opt,name=step_ms,json=stepMs,proto3" json:"step_ms,omitempty"`
+	// Oldest first.
+	Points        []*MetricPoint `protobuf:"bytes,3,rep,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricSeries) Reset() {
+	*x = MetricSeries{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricSeries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricSeries) ProtoMessage() {}
+
+func (x *MetricSeries) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricSeries.ProtoReflect.Descriptor instead.
+func (*MetricSeries) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MetricSeries) GetTier() MetricTier {
+	if x != nil {
+		return x.Tier
+	}
+	return MetricTier_METRIC_TIER_UNSPECIFIED
+}
+
+func (x *MetricSeries) GetStepMs() int32 {
+	if x != nil {
+		return x.StepMs
+	}
+	return 0
+}
+
+func (x *MetricSeries) GetPoints() []*MetricPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+type GetSandboxMetricsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	// How far back, in seconds (1 to 86400).
+	RangeSec      int32 `protobuf:"varint,2,opt,name=range_sec,json=rangeSec,proto3" json:"range_sec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSandboxMetricsRequest) Reset() {
+	*x = GetSandboxMetricsRequest{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSandboxMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSandboxMetricsRequest) ProtoMessage() {}
+
+func (x *GetSandboxMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSandboxMetricsRequest.ProtoReflect.Descriptor instead.
+func (*GetSandboxMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetSandboxMetricsRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *GetSandboxMetricsRequest) GetRangeSec() int32 {
+	if x != nil {
+		return x.RangeSec
+	}
+	return 0
+}
+
+type GetSandboxMetricsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Series        *MetricSeries          `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSandboxMetricsResponse) Reset() {
+	*x = GetSandboxMetricsResponse{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSandboxMetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSandboxMetricsResponse) ProtoMessage() {}
+
+func (x *GetSandboxMetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSandboxMetricsResponse.ProtoReflect.Descriptor instead.
+func (*GetSandboxMetricsResponse) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetSandboxMetricsResponse) GetSeries() *MetricSeries {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+type FlushSandboxMetricsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushSandboxMetricsRequest) Reset() {
+	*x = FlushSandboxMetricsRequest{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushSandboxMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushSandboxMetricsRequest) ProtoMessage() {}
+
+func (x *FlushSandboxMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushSandboxMetricsRequest.ProtoReflect.Descriptor instead.
+func (*FlushSandboxMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FlushSandboxMetricsRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+type FlushSandboxMetricsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every tier that has points, finest first.
+	Series        []*MetricSeries `protobuf:"bytes,1,rep,name=series,proto3" json:"series,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushSandboxMetricsResponse) Reset() {
+	*x = FlushSandboxMetricsResponse{}
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushSandboxMetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushSandboxMetricsResponse) ProtoMessage() {}
+
+func (x *FlushSandboxMetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hostagent_v1_hostagent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushSandboxMetricsResponse.ProtoReflect.Descriptor instead.
+func (*FlushSandboxMetricsResponse) Descriptor() ([]byte, []int) {
+	return file_hostagent_v1_hostagent_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *FlushSandboxMetricsResponse) GetSeries() []*MetricSeries {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
 var File_hostagent_v1_hostagent_proto protoreflect.FileDescriptor
 
 const file_hostagent_v1_hostagent_proto_rawDesc = "" +
@@ -2653,7 +3115,39 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x16DeleteSnapshotResponse\"\x16\n" +
 	"\x14ListSnapshotsRequest\"Q\n" +
 	"\x15ListSnapshotsResponse\x128\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x1a.hostagent.v1.SnapshotInfoR\tsnapshots*\x85\x02\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1a.hostagent.v1.SnapshotInfoR\tsnapshots\"\x87\x04\n" +
+	"\vMetricPoint\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
+	"\acpu_pct\x18\x02 \x01(\x01R\x06cpuPct\x12\x1e\n" +
+	"\vcpu_pct_max\x18\x03 \x01(\x01R\tcpuPctMax\x12\x1b\n" +
+	"\tmem_bytes\x18\x04 \x01(\x03R\bmemBytes\x12\"\n" +
+	"\rmem_bytes_max\x18\x05 \x01(\x03R\vmemBytesMax\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x06 \x01(\x03R\tdiskBytes\x12\x1b\n" +
+	"\thas_guest\x18\a \x01(\bR\bhasGuest\x12\"\n" +
+	"\rguest_cpu_pct\x18\b \x01(\x01R\vguestCpuPct\x12&\n" +
+	"\x0fguest_cpu_count\x18\t \x01(\x05R\rguestCpuCount\x12$\n" +
+	"\x0eguest_mem_used\x18\n" +
+	" \x01(\x03R\fguestMemUsed\x12&\n" +
+	"\x0fguest_mem_total\x18\v \x01(\x03R\rguestMemTotal\x12&\n" +
+	"\x0fguest_mem_cache\x18\f \x01(\x03R\rguestMemCache\x12&\n" +
+	"\x0fguest_disk_used\x18\r \x01(\x03R\rguestDiskUsed\x12(\n" +
+	"\x10guest_disk_total\x18\x0e \x01(\x03R\x0eguestDiskTotal\"\x88\x01\n" +
+	"\fMetricSeries\x12,\n" +
+	"\x04tier\x18\x01 \x01(\x0e2\x18.hostagent.v1.MetricTierR\x04tier\x12\x17\n" +
+	"\astep_ms\x18\x02 \x01(\x05R\x06stepMs\x121\n" +
+	"\x06points\x18\x03 \x03(\v2\x19.hostagent.v1.MetricPointR\x06points\"V\n" +
+	"\x18GetSandboxMetricsRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1b\n" +
+	"\trange_sec\x18\x02 \x01(\x05R\brangeSec\"O\n" +
+	"\x19GetSandboxMetricsResponse\x122\n" +
+	"\x06series\x18\x01 \x01(\v2\x1a.hostagent.v1.MetricSeriesR\x06series\";\n" +
+	"\x1aFlushSandboxMetricsRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\"Q\n" +
+	"\x1bFlushSandboxMetricsResponse\x122\n" +
+	"\x06series\x18\x01 \x03(\v2\x1a.hostagent.v1.MetricSeriesR\x06series*\x85\x02\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SANDBOX_STATE_STARTING\x10\x01\x12\x19\n" +
@@ -2663,7 +3157,13 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x16SANDBOX_STATE_RESUMING\x10\x05\x12\x1a\n" +
 	"\x16SANDBOX_STATE_STOPPING\x10\x06\x12\x19\n" +
 	"\x15SANDBOX_STATE_STOPPED\x10\a\x12\x17\n" +
-	"\x13SANDBOX_STATE_ERROR\x10\b2\xf1\v\n" +
+	"\x13SANDBOX_STATE_ERROR\x10\b*o\n" +
+	"\n" +
+	"MetricTier\x12\x1b\n" +
+	"\x17METRIC_TIER_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10METRIC_TIER_FINE\x10\x01\x12\x16\n" +
+	"\x12METRIC_TIER_MEDIUM\x10\x02\x12\x16\n" +
+	"\x12METRIC_TIER_COARSE\x10\x032\xc3\r\n" +
 	"\x10HostAgentService\x12X\n" +
 	"\rCreateSandbox\x12\".hostagent.v1.CreateSandboxRequest\x1a#.hostagent.v1.CreateSandboxResponse\x12[\n" +
 	"\x0eDestroySandbox\x12#.hostagent.v1.DestroySandboxRequest\x1a$.hostagent.v1.DestroySandboxResponse\x12O\n" +
@@ -2685,7 +3185,9 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\rResumeSandbox\x12\".hostagent.v1.ResumeSandboxRequest\x1a#.hostagent.v1.ResumeSandboxResponse\x12[\n" +
 	"\x0eCreateSnapshot\x12#.hostagent.v1.CreateSnapshotRequest\x1a$.hostagent.v1.CreateSnapshotResponse\x12[\n" +
 	"\x0eDeleteSnapshot\x12#.hostagent.v1.DeleteSnapshotRequest\x1a$.hostagent.v1.DeleteSnapshotResponse\x12X\n" +
-	"\rListSnapshots\x12\".hostagent.v1.ListSnapshotsRequest\x1a#.hostagent.v1.ListSnapshotsResponseB7Z5github.com/wrennhq/wrenn/gen/hostagent/v1;hostagentv1b\x06proto3"
+	"\rListSnapshots\x12\".hostagent.v1.ListSnapshotsRequest\x1a#.hostagent.v1.ListSnapshotsResponse\x12d\n" +
+	"\x11GetSandboxMetrics\x12&.hostagent.v1.GetSandboxMetricsRequest\x1a'.hostagent.v1.GetSandboxMetricsResponse\x12j\n" +
+	"\x13FlushSandboxMetrics\x12(.hostagent.v1.FlushSandboxMetricsRequest\x1a).hostagent.v1.FlushSandboxMetricsResponseB7Z5github.com/wrennhq/wrenn/gen/hostagent/v1;hostagentv1b\x06proto3"
 
 var (
 	file_hostagent_v1_hostagent_proto_rawDescOnce sync.Once
@@ -2699,114 +3201,130 @@ func file_hostagent_v1_hostagent_proto_rawDescGZIP() []byte {
 	return file_hostagent_v1_hostagent_proto_rawDescData
 }
 
-var file_hostagent_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hostagent_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_hostagent_v1_hostagent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_hostagent_v1_hostagent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_hostagent_v1_hostagent_proto_goTypes = []any{
-	(SandboxState)(0),              // 0: hostagent.v1.SandboxState
-	(*Sandbox)(nil),                // 1: hostagent.v1.Sandbox
-	(*CreateSandboxRequest)(nil),   // 2: hostagent.v1.CreateSandboxRequest
-	(*CreateSandboxResponse)(nil),  // 3: hostagent.v1.CreateSandboxResponse
-	(*CreateTimings)(nil),          // 4: hostagent.v1.CreateTimings
-	(*DestroySandboxRequest)(nil),  // 5: hostagent.v1.DestroySandboxRequest
-	(*DestroySandboxResponse)(nil), // 6: hostagent.v1.DestroySandboxResponse
-	(*GetSandboxRequest)(nil),      // 7: hostagent.v1.GetSandboxRequest
-	(*GetSandboxResponse)(nil),     // 8: hostagent.v1.GetSandboxResponse
-	(*ListSandboxesRequest)(nil),   // 9: hostagent.v1.ListSandboxesRequest
-	(*ListSandboxesResponse)(nil),  // 10: hostagent.v1.ListSandboxesResponse
-	(*ExecRequest)(nil),            // 11: hostagent.v1.ExecRequest
-	(*PtySize)(nil),                // 12: hostagent.v1.PtySize
-	(*ExecResponse)(nil),           // 13: hostagent.v1.ExecResponse
-	(*ExecStreamResponse)(nil),     // 14: hostagent.v1.ExecStreamResponse
-	(*ExecExit)(nil),               // 15: hostagent.v1.ExecExit
-	(*WriteFileRequest)(nil),       // 16: hostagent.v1.WriteFileRequest
-	(*WriteFileResponse)(nil),      // 17: hostagent.v1.WriteFileResponse
-	(*WriteFileStreamRequest)(nil), // 18: hostagent.v1.WriteFileStreamRequest
-	(*ReadFileRequest)(nil),        // 19: hostagent.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),       // 20: hostagent.v1.ReadFileResponse
-	(*ReadFileStreamResponse)(nil), // 21: hostagent.v1.ReadFileStreamResponse
-	(*PingRequest)(nil),            // 22: hostagent.v1.PingRequest
-	(*PingResponse)(nil),           // 23: hostagent.v1.PingResponse
-	(*ExecInputRequest)(nil),       // 24: hostagent.v1.ExecInputRequest
-	(*ExecInputResponse)(nil),      // 25: hostagent.v1.ExecInputResponse
-	(*ExecResizeRequest)(nil),      // 26: hostagent.v1.ExecResizeRequest
-	(*ExecResizeResponse)(nil),     // 27: hostagent.v1.ExecResizeResponse
-	(*PauseSandboxRequest)(nil),    // 28: hostagent.v1.PauseSandboxRequest
-	(*PauseSandboxResponse)(nil),   // 29: hostagent.v1.PauseSandboxResponse
-	(*ResumeSandboxRequest)(nil),   // 30: hostagent.v1.ResumeSandboxRequest
-	(*ResumeSandboxResponse)(nil),  // 31: hostagent.v1.ResumeSandboxResponse
-	(*SnapshotInfo)(nil),           // 32: hostagent.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),  // 33: hostagent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil), // 34: hostagent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),  // 35: hostagent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil), // 36: hostagent.v1.DeleteSnapshotResponse
-	(*ListSnapshotsRequest)(nil),   // 37: hostagent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),  // 38: hostagent.v1.ListSnapshotsResponse
-	nil,                            // 39: hostagent.v1.CreateSandboxRequest.EnvVarsEntry
-	nil,                            // 40: hostagent.v1.CreateSandboxRequest.MetadataEntry
-	nil,                            // 41: hostagent.v1.ExecRequest.EnvVarsEntry
-	(*timestamppb.Timestamp)(nil),  // 42: google.protobuf.Timestamp
+	(SandboxState)(0),                   // 0: hostagent.v1.SandboxState
+	(MetricTier)(0),                     // 1: hostagent.v1.MetricTier
+	(*Sandbox)(nil),                     // 2: hostagent.v1.Sandbox
+	(*CreateSandboxRequest)(nil),        // 3: hostagent.v1.CreateSandboxRequest
+	(*CreateSandboxResponse)(nil),       // 4: hostagent.v1.CreateSandboxResponse
+	(*CreateTimings)(nil),               // 5: hostagent.v1.CreateTimings
+	(*DestroySandboxRequest)(nil),       // 6: hostagent.v1.DestroySandboxRequest
+	(*DestroySandboxResponse)(nil),      // 7: hostagent.v1.DestroySandboxResponse
+	(*GetSandboxRequest)(nil),           // 8: hostagent.v1.GetSandboxRequest
+	(*GetSandboxResponse)(nil),          // 9: hostagent.v1.GetSandboxResponse
+	(*ListSandboxesRequest)(nil),        // 10: hostagent.v1.ListSandboxesRequest
+	(*ListSandboxesResponse)(nil),       // 11: hostagent.v1.ListSandboxesResponse
+	(*ExecRequest)(nil),                 // 12: hostagent.v1.ExecRequest
+	(*PtySize)(nil),                     // 13: hostagent.v1.PtySize
+	(*ExecResponse)(nil),                // 14: hostagent.v1.ExecResponse
+	(*ExecStreamResponse)(nil),          // 15: hostagent.v1.ExecStreamResponse
+	(*ExecExit)(nil),                    // 16: hostagent.v1.ExecExit
+	(*WriteFileRequest)(nil),            // 17: hostagent.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),           // 18: hostagent.v1.WriteFileResponse
+	(*WriteFileStreamRequest)(nil),      // 19: hostagent.v1.WriteFileStreamRequest
+	(*ReadFileRequest)(nil),             // 20: hostagent.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),            // 21: hostagent.v1.ReadFileResponse
+	(*ReadFileStreamResponse)(nil),      // 22: hostagent.v1.ReadFileStreamResponse
+	(*PingRequest)(nil),                 // 23: hostagent.v1.PingRequest
+	(*PingResponse)(nil),                // 24: hostagent.v1.PingResponse
+	(*ExecInputRequest)(nil),            // 25: hostagent.v1.ExecInputRequest
+	(*ExecInputResponse)(nil),           // 26: hostagent.v1.ExecInputResponse
+	(*ExecResizeRequest)(nil),           // 27: hostagent.v1.ExecResizeRequest
+	(*ExecResizeResponse)(nil),          // 28: hostagent.v1.ExecResizeResponse
+	(*PauseSandboxRequest)(nil),         // 29: hostagent.v1.PauseSandboxRequest
+	(*PauseSandboxResponse)(nil),        // 30: hostagent.v1.PauseSandboxResponse
+	(*ResumeSandboxRequest)(nil),        // 31: hostagent.v1.ResumeSandboxRequest
+	(*ResumeSandboxResponse)(nil),       // 32: hostagent.v1.ResumeSandboxResponse
+	(*SnapshotInfo)(nil),                // 33: hostagent.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),       // 34: hostagent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),      // 35: hostagent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),       // 36: hostagent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),      // 37: hostagent.v1.DeleteSnapshotResponse
+	(*ListSnapshotsRequest)(nil),        // 38: hostagent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),       // 39: hostagent.v1.ListSnapshotsResponse
+	(*MetricPoint)(nil),                 // 40: hostagent.v1.MetricPoint
+	(*MetricSeries)(nil),                // 41: hostagent.v1.MetricSeries
+	(*GetSandboxMetricsRequest)(nil),    // 42: hostagent.v1.GetSandboxMetricsRequest
+	(*GetSandboxMetricsResponse)(nil),   // 43: hostagent.v1.GetSandboxMetricsResponse
+	(*FlushSandboxMetricsRequest)(nil),  // 44: hostagent.v1.FlushSandboxMetricsRequest
+	(*FlushSandboxMetricsResponse)(nil), // 45: hostagent.v1.FlushSandboxMetricsResponse
+	nil,                                 // 46: hostagent.v1.CreateSandboxRequest.EnvVarsEntry
+	nil,                                 // 47: hostagent.v1.CreateSandboxRequest.MetadataEntry
+	nil,                                 // 48: hostagent.v1.ExecRequest.EnvVarsEntry
+	(*timestamppb.Timestamp)(nil),       // 49: google.protobuf.Timestamp
 }
 var file_hostagent_v1_hostagent_proto_depIdxs = []int32{
 	0,  // 0: hostagent.v1.Sandbox.state:type_name -> hostagent.v1.SandboxState
-	42, // 1: hostagent.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	42, // 2: hostagent.v1.Sandbox.last_active_at:type_name -> google.protobuf.Timestamp
-	39, // 3: hostagent.v1.CreateSandboxRequest.env_vars:type_name -> hostagent.v1.CreateSandboxRequest.EnvVarsEntry
-	40, // 4: hostagent.v1.CreateSandboxRequest.metadata:type_name -> hostagent.v1.CreateSandboxRequest.MetadataEntry
-	1,  // 5: hostagent.v1.CreateSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
-	4,  // 6: hostagent.v1.CreateSandboxResponse.timings:type_name -> hostagent.v1.CreateTimings
-	1,  // 7: hostagent.v1.GetSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
-	1,  // 8: hostagent.v1.ListSandboxesResponse.sandboxes:type_name -> hostagent.v1.Sandbox
-	41, // 9: hostagent.v1.ExecRequest.env_vars:type_name -> hostagent.v1.ExecRequest.EnvVarsEntry
-	12, // 10: hostagent.v1.ExecRequest.pty:type_name -> hostagent.v1.PtySize
-	15, // 11: hostagent.v1.ExecStreamResponse.exit:type_name -> hostagent.v1.ExecExit
-	16, // 12: hostagent.v1.WriteFileStreamRequest.header:type_name -> hostagent.v1.WriteFileRequest
-	12, // 13: hostagent.v1.ExecResizeRequest.size:type_name -> hostagent.v1.PtySize
-	1,  // 14: hostagent.v1.PauseSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
-	1,  // 15: hostagent.v1.ResumeSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
-	42, // 16: hostagent.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
-	32, // 17: hostagent.v1.CreateSnapshotResponse.snapshot:type_name -> hostagent.v1.SnapshotInfo
-	32, // 18: hostagent.v1.ListSnapshotsResponse.snapshots:type_name -> hostagent.v1.SnapshotInfo
-	2,  // 19: hostagent.v1.HostAgentService.CreateSandbox:input_type -> hostagent.v1.CreateSandboxRequest
-	5,  // 20: hostagent.v1.HostAgentService.DestroySandbox:input_type -> hostagent.v1.DestroySandboxRequest
-	7,  // 21: hostagent.v1.HostAgentService.GetSandbox:input_type -> hostagent.v1.GetSandboxRequest
-	9,  // 22: hostagent.v1.HostAgentService.ListSandboxes:input_type -> hostagent.v1.ListSandboxesRequest
-	11, // 23: hostagent.v1.HostAgentService.Exec:input_type -> hostagent.v1.ExecRequest
-	11, // 24: hostagent.v1.HostAgentService.ExecStream:input_type -> hostagent.v1.ExecRequest
-	16, // 25: hostagent.v1.HostAgentService.WriteFile:input_type -> hostagent.v1.WriteFileRequest
-	19, // 26: hostagent.v1.HostAgentService.ReadFile:input_type -> hostagent.v1.ReadFileRequest
-	18, // 27: hostagent.v1.HostAgentService.WriteFileStream:input_type -> hostagent.v1.WriteFileStreamRequest
-	19, // 28: hostagent.v1.HostAgentService.ReadFileStream:input_type -> hostagent.v1.ReadFileRequest
-	22, // 29: hostagent.v1.HostAgentService.Ping:input_type -> hostagent.v1.PingRequest
-	24, // 30: hostagent.v1.HostAgentService.ExecInput:input_type -> hostagent.v1.ExecInputRequest
-	26, // 31: hostagent.v1.HostAgentService.ExecResize:input_type -> hostagent.v1.ExecResizeRequest
-	28, // 32: hostagent.v1.HostAgentService.PauseSandbox:input_type -> hostagent.v1.PauseSandboxRequest
-	30, // 33: hostagent.v1.HostAgentService.ResumeSandbox:input_type -> hostagent.v1.ResumeSandboxRequest
-	33, // 34: hostagent.v1.HostAgentService.CreateSnapshot:input_type -> hostagent.v1.CreateSnapshotRequest
-	35, // 35: hostagent.v1.HostAgentService.DeleteSnapshot:input_type -> hostagent.v1.DeleteSnapshotRequest
-	37, // 36: hostagent.v1.HostAgentService.ListSnapshots:input_type -> hostagent.v1.ListSnapshotsRequest
-	3,  // 37: hostagent.v1.HostAgentService.CreateSandbox:output_type -> hostagent.v1.CreateSandboxResponse
-	6,  // 38: hostagent.v1.HostAgentService.DestroySandbox:output_type -> hostagent.v1.DestroySandboxResponse
-	8,  // 39: hostagent.v1.HostAgentService.GetSandbox:output_type -> hostagent.v1.GetSandboxResponse
-	10, // 40: hostagent.v1.HostAgentService.ListSandboxes:output_type -> hostagent.v1.ListSandboxesResponse
-	13, // 41: hostagent.v1.HostAgentService.Exec:output_type -> hostagent.v1.ExecResponse
-	14, // 42: hostagent.v1.HostAgentService.ExecStream:output_type -> hostagent.v1.ExecStreamResponse
-	17, // 43: hostagent.v1.HostAgentService.WriteFile:output_type -> hostagent.v1.WriteFileResponse
-	20, // 44: hostagent.v1.HostAgentService.ReadFile:output_type -> hostagent.v1.ReadFileResponse
-	17, // 45: hostagent.v1.HostAgentService.WriteFileStream:output_type -> hostagent.v1.WriteFileResponse
-	21, // 46: hostagent.v1.HostAgentService.ReadFileStream:output_type -> hostagent.v1.ReadFileStreamResponse
-	23, // 47: hostagent.v1.HostAgentService.Ping:output_type -> hostagent.v1.PingResponse
-	25, // 48: hostagent.v1.HostAgentService.ExecInput:output_type -> hostagent.v1.ExecInputResponse
-	27, // 49: hostagent.v1.HostAgentService.ExecResize:output_type -> hostagent.v1.ExecResizeResponse
-	29, // 50: hostagent.v1.HostAgentService.PauseSandbox:output_type -> hostagent.v1.PauseSandboxResponse
-	31, // 51: hostagent.v1.HostAgentService.ResumeSandbox:output_type -> hostagent.v1.ResumeSandboxResponse
-	34, // 52: hostagent.v1.HostAgentService.CreateSnapshot:output_type -> hostagent.v1.CreateSnapshotResponse
-	36, // 53: hostagent.v1.HostAgentService.DeleteSnapshot:output_type -> hostagent.v1.DeleteSnapshotResponse
-	38, // 54: hostagent.v1.HostAgentService.ListSnapshots:output_type -> hostagent.v1.ListSnapshotsResponse
-	37, // [37:55] is the sub-list for method output_type
-	19, // [19:37] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	49, // 1: hostagent.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	49, // 2: hostagent.v1.Sandbox.last_active_at:type_name -> google.protobuf.Timestamp
+	46, // 3: hostagent.v1.CreateSandboxRequest.env_vars:type_name -> hostagent.v1.CreateSandboxRequest.EnvVarsEntry
+	47, // 4: hostagent.v1.CreateSandboxRequest.metadata:type_name -> hostagent.v1.CreateSandboxRequest.MetadataEntry
+	2,  // 5: hostagent.v1.CreateSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
+	5,  // 6: hostagent.v1.CreateSandboxResponse.timings:type_name -> hostagent.v1.CreateTimings
+	2,  // 7: hostagent.v1.GetSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
+	2,  // 8: hostagent.v1.ListSandboxesResponse.sandboxes:type_name -> hostagent.v1.Sandbox
+	48, // 9: hostagent.v1.ExecRequest.env_vars:type_name -> hostagent.v1.ExecRequest.EnvVarsEntry
+	13, // 10: hostagent.v1.ExecRequest.pty:type_name -> hostagent.v1.PtySize
+	16, // 11: hostagent.v1.ExecStreamResponse.exit:type_name -> hostagent.v1.ExecExit
+	17, // 12: hostagent.v1.WriteFileStreamRequest.header:type_name -> hostagent.v1.WriteFileRequest
+	13, // 13: hostagent.v1.ExecResizeRequest.size:type_name -> hostagent.v1.PtySize
+	2,  // 14: hostagent.v1.PauseSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
+	2,  // 15: hostagent.v1.ResumeSandboxResponse.sandbox:type_name -> hostagent.v1.Sandbox
+	49, // 16: hostagent.v1.SnapshotInfo.created_at:type_name -> google.protobuf.Timestamp
+	33, // 17: hostagent.v1.CreateSnapshotResponse.snapshot:type_name -> hostagent.v1.SnapshotInfo
+	33, // 18: hostagent.v1.ListSnapshotsResponse.snapshots:type_name -> hostagent.v1.SnapshotInfo
+	49, // 19: hostagent.v1.MetricPoint.time:type_name -> google.protobuf.Timestamp
+	1,  // 20: hostagent.v1.MetricSeries.tier:type_name -> hostagent.v1.MetricTier
+	40, // 21: hostagent.v1.MetricSeries.points:type_name -> hostagent.v1.MetricPoint
+	41, // 22: hostagent.v1.GetSandboxMetricsResponse.series:type_name -> hostagent.v1.MetricSeries
+	41, // 23: hostagent.v1.FlushSandboxMetricsResponse.series:type_name -> hostagent.v1.MetricSeries
+	3,  // 24: hostagent.v1.HostAgentService.CreateSandbox:input_type -> hostagent.v1.CreateSandboxRequest
+	6,  // 25: hostagent.v1.HostAgentService.DestroySandbox:input_type -> hostagent.v1.DestroySandboxRequest
+	8,  // 26: hostagent.v1.HostAgentService.GetSandbox:input_type -> hostagent.v1.GetSandboxRequest
+	10, // 27: hostagent.v1.HostAgentService.ListSandboxes:input_type -> hostagent.v1.ListSandboxesRequest
+	12, // 28: hostagent.v1.HostAgentService.Exec:input_type -> hostagent.v1.ExecRequest
+	12, // 29: hostagent.v1.HostAgentService.ExecStream:input_type -> hostagent.v1.ExecRequest
+	17, // 30: hostagent.v1.HostAgentService.WriteFile:input_type -> hostagent.v1.WriteFileRequest
+	20, // 31: hostagent.v1.HostAgentService.ReadFile:input_type -> hostagent.v1.ReadFileRequest
+	19, // 32: hostagent.v1.HostAgentService.WriteFileStream:input_type -> hostagent.v1.WriteFileStreamRequest
+	20, // 33: hostagent.v1.HostAgentService.ReadFileStream:input_type -> hostagent.v1.ReadFileRequest
+	23, // 34: hostagent.v1.HostAgentService.Ping:input_type -> hostagent.v1.PingRequest
+	25, // 35: hostagent.v1.HostAgentService.ExecInput:input_type -> hostagent.v1.ExecInputRequest
+	27, // 36: hostagent.v1.HostAgentService.ExecResize:input_type -> hostagent.v1.ExecResizeRequest
+	29, // 37: hostagent.v1.HostAgentService.PauseSandbox:input_type -> hostagent.v1.PauseSandboxRequest
+	31, // 38: hostagent.v1.HostAgentService.ResumeSandbox:input_type -> hostagent.v1.ResumeSandboxRequest
+	34, // 39: hostagent.v1.HostAgentService.CreateSnapshot:input_type -> hostagent.v1.CreateSnapshotRequest
+	36, // 40: hostagent.v1.HostAgentService.DeleteSnapshot:input_type -> hostagent.v1.DeleteSnapshotRequest
+	38, // 41: hostagent.v1.HostAgentService.ListSnapshots:input_type -> hostagent.v1.ListSnapshotsRequest
+	42, // 42: hostagent.v1.HostAgentService.GetSandboxMetrics:input_type -> hostagent.v1.GetSandboxMetricsRequest
+	44, // 43: hostagent.v1.HostAgentService.FlushSandboxMetrics:input_type -> hostagent.v1.FlushSandboxMetricsRequest
+	4,  // 44: hostagent.v1.HostAgentService.CreateSandbox:output_type -> hostagent.v1.CreateSandboxResponse
+	7,  // 45: hostagent.v1.HostAgentService.DestroySandbox:output_type -> hostagent.v1.DestroySandboxResponse
+	9,  // 46: hostagent.v1.HostAgentService.GetSandbox:output_type -> hostagent.v1.GetSandboxResponse
+	11, // 47: hostagent.v1.HostAgentService.ListSandboxes:output_type -> hostagent.v1.ListSandboxesResponse
+	14, // 48: hostagent.v1.HostAgentService.Exec:output_type -> hostagent.v1.ExecResponse
+	15, // 49: hostagent.v1.HostAgentService.ExecStream:output_type -> hostagent.v1.ExecStreamResponse
+	18, // 50: hostagent.v1.HostAgentService.WriteFile:output_type -> hostagent.v1.WriteFileResponse
+	21, // 51: hostagent.v1.HostAgentService.ReadFile:output_type -> hostagent.v1.ReadFileResponse
+	18, // 52: hostagent.v1.HostAgentService.WriteFileStream:output_type -> hostagent.v1.WriteFileResponse
+	22, // 53: hostagent.v1.HostAgentService.ReadFileStream:output_type -> hostagent.v1.ReadFileStreamResponse
+	24, // 54: hostagent.v1.HostAgentService.Ping:output_type -> hostagent.v1.PingResponse
+	26, // 55: hostagent.v1.HostAgentService.ExecInput:output_type -> hostagent.v1.ExecInputResponse
+	28, // 56: hostagent.v1.HostAgentService.ExecResize:output_type -> hostagent.v1.ExecResizeResponse
+	30, // 57: hostagent.v1.HostAgentService.PauseSandbox:output_type -> hostagent.v1.PauseSandboxResponse
+	32, // 58: hostagent.v1.HostAgentService.ResumeSandbox:output_type -> hostagent.v1.ResumeSandboxResponse
+	35, // 59: hostagent.v1.HostAgentService.CreateSnapshot:output_type -> hostagent.v1.CreateSnapshotResponse
+	37, // 60: hostagent.v1.HostAgentService.DeleteSnapshot:output_type -> hostagent.v1.DeleteSnapshotResponse
+	39, // 61: hostagent.v1.HostAgentService.ListSnapshots:output_type -> hostagent.v1.ListSnapshotsResponse
+	43, // 62: hostagent.v1.HostAgentService.GetSandboxMetrics:output_type -> hostagent.v1.GetSandboxMetricsResponse
+	45, // 63: hostagent.v1.HostAgentService.FlushSandboxMetrics:output_type -> hostagent.v1.FlushSandboxMetricsResponse
+	44, // [44:64] is the sub-list for method output_type
+	24, // [24:44] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_hostagent_v1_hostagent_proto_init() }
@@ -2830,8 +3348,8 @@ func file_hostagent_v1_hostagent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hostagent_v1_hostagent_proto_rawDesc), len(file_hostagent_v1_hostagent_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   41,
+			NumEnums:      2,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -88,6 +88,12 @@ const (
 	// HostAgentServiceListSnapshotsProcedure is the fully-qualified name of the HostAgentService's
 	// ListSnapshots RPC.
 	HostAgentServiceListSnapshotsProcedure = "/hostagent.v1.HostAgentService/ListSnapshots"
+	// HostAgentServiceGetSandboxMetricsProcedure is the fully-qualified name of the HostAgentService's
+	// GetSandboxMetrics RPC.
+	HostAgentServiceGetSandboxMetricsProcedure = "/hostagent.v1.HostAgentService/GetSandboxMetrics"
+	// HostAgentServiceFlushSandboxMetricsProcedure is the fully-qualified name of the
+	// HostAgentService's FlushSandboxMetrics RPC.
+	HostAgentServiceFlushSandboxMetricsProcedure = "/hostagent.v1.HostAgentService/FlushSandboxMetrics"
 )
 
 // HostAgentServiceClient is a client for the hostagent.v1.HostAgentService service.
@@ -134,6 +140,14 @@ type HostAgentServiceClient interface {
 	// (they have their own copies). not_found when there is no such snapshot.
 	DeleteSnapshot(context.Context, *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error)
 	ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error)
+	// GetSandboxMetrics returns a sandbox's sampled metrics over the last range_sec
+	// seconds, from the finest tier that covers the range. not_found for a sandbox the
+	// agent does not have; a paused one answers what was sampled before its pause.
+	GetSandboxMetrics(context.Context, *connect.Request[v1.GetSandboxMetricsRequest]) (*connect.Response[v1.GetSandboxMetricsResponse], error)
+	// FlushSandboxMetrics returns every tier of a sandbox's metrics, for the control
+	// plane to keep in its database before a pause or destroy ends the live series.
+	// not_found for a sandbox the agent does not have.
+	FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error)
 }
 
 // NewHostAgentServiceClient constructs a client for the hostagent.v1.HostAgentService service. By
@@ -255,29 +269,43 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("ListSnapshots")),
 			connect.WithClientOptions(opts...),
 		),
+		getSandboxMetrics: connect.NewClient[v1.GetSandboxMetricsRequest, v1.GetSandboxMetricsResponse](
+			httpClient,
+			baseURL+HostAgentServiceGetSandboxMetricsProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("GetSandboxMetrics")),
+			connect.WithClientOptions(opts...),
+		),
+		flushSandboxMetrics: connect.NewClient[v1.FlushSandboxMetricsRequest, v1.FlushSandboxMetricsResponse](
+			httpClient,
+			baseURL+HostAgentServiceFlushSandboxMetricsProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("FlushSandboxMetrics")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // hostAgentServiceClient implements HostAgentServiceClient.
 type hostAgentServiceClient struct {
-	createSandbox   *connect.Client[v1.CreateSandboxRequest, v1.CreateSandboxResponse]
-	destroySandbox  *connect.Client[v1.DestroySandboxRequest, v1.DestroySandboxResponse]
-	getSandbox      *connect.Client[v1.GetSandboxRequest, v1.GetSandboxResponse]
-	listSandboxes   *connect.Client[v1.ListSandboxesRequest, v1.ListSandboxesResponse]
-	exec            *connect.Client[v1.ExecRequest, v1.ExecResponse]
-	execStream      *connect.Client[v1.ExecRequest, v1.ExecStreamResponse]
-	writeFile       *connect.Client[v1.WriteFileRequest, v1.WriteFileResponse]
-	readFile        *connect.Client[v1.ReadFileRequest, v1.ReadFileResponse]
-	writeFileStream *connect.Client[v1.WriteFileStreamRequest, v1.WriteFileResponse]
-	readFileStream  *connect.Client[v1.ReadFileRequest, v1.ReadFileStreamResponse]
-	ping            *connect.Client[v1.PingRequest, v1.PingResponse]
-	execInput       *connect.Client[v1.ExecInputRequest, v1.ExecInputResponse]
-	execResize      *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
-	pauseSandbox    *connect.Client[v1.PauseSandboxRequest, v1.PauseSandboxResponse]
-	resumeSandbox   *connect.Client[v1.ResumeSandboxRequest, v1.ResumeSandboxResponse]
-	createSnapshot  *connect.Client[v1.CreateSnapshotRequest, v1.CreateSnapshotResponse]
-	deleteSnapshot  *connect.Client[v1.DeleteSnapshotRequest, v1.DeleteSnapshotResponse]
-	listSnapshots   *connect.Client[v1.ListSnapshotsRequest, v1.ListSnapshotsResponse]
+	createSandbox       *connect.Client[v1.CreateSandboxRequest, v1.CreateSandboxResponse]
+	destroySandbox      *connect.Client[v1.DestroySandboxRequest, v1.DestroySandboxResponse]
+	getSandbox          *connect.Client[v1.GetSandboxRequest, v1.GetSandboxResponse]
+	listSandboxes       *connect.Client[v1.ListSandboxesRequest, v1.ListSandboxesResponse]
+	exec                *connect.Client[v1.ExecRequest, v1.ExecResponse]
+	execStream          *connect.Client[v1.ExecRequest, v1.ExecStreamResponse]
+	writeFile           *connect.Client[v1.WriteFileRequest, v1.WriteFileResponse]
+	readFile            *connect.Client[v1.ReadFileRequest, v1.ReadFileResponse]
+	writeFileStream     *connect.Client[v1.WriteFileStreamRequest, v1.WriteFileResponse]
+	readFileStream      *connect.Client[v1.ReadFileRequest, v1.ReadFileStreamResponse]
+	ping                *connect.Client[v1.PingRequest, v1.PingResponse]
+	execInput           *connect.Client[v1.ExecInputRequest, v1.ExecInputResponse]
+	execResize          *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
+	pauseSandbox        *connect.Client[v1.PauseSandboxRequest, v1.PauseSandboxResponse]
+	resumeSandbox       *connect.Client[v1.ResumeSandboxRequest, v1.ResumeSandboxResponse]
+	createSnapshot      *connect.Client[v1.CreateSnapshotRequest, v1.CreateSnapshotResponse]
+	deleteSnapshot      *connect.Client[v1.DeleteSnapshotRequest, v1.DeleteSnapshotResponse]
+	listSnapshots       *connect.Client[v1.ListSnapshotsRequest, v1.ListSnapshotsResponse]
+	getSandboxMetrics   *connect.Client[v1.GetSandboxMetricsRequest, v1.GetSandboxMetricsResponse]
+	flushSandboxMetrics *connect.Client[v1.FlushSandboxMetricsRequest, v1.FlushSandboxMetricsResponse]
 }
 
 // CreateSandbox calls hostagent.v1.HostAgentService.CreateSandbox.
@@ -370,6 +398,16 @@ func (c *hostAgentServiceClient) ListSnapshots(ctx context.Context, req *connect
 	return c.listSnapshots.CallUnary(ctx, req)
 }
 
+// GetSandboxMetrics calls hostagent.v1.HostAgentService.GetSandboxMetrics.
+func (c *hostAgentServiceClient) GetSandboxMetrics(ctx context.Context, req *connect.Request[v1.GetSandboxMetricsRequest]) (*connect.Response[v1.GetSandboxMetricsResponse], error) {
+	return c.getSandboxMetrics.CallUnary(ctx, req)
+}
+
+// FlushSandboxMetrics calls hostagent.v1.HostAgentService.FlushSandboxMetrics.
+func (c *hostAgentServiceClient) FlushSandboxMetrics(ctx context.Context, req *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error) {
+	return c.flushSandboxMetrics.CallUnary(ctx, req)
+}
+
 // HostAgentServiceHandler is an implementation of the hostagent.v1.HostAgentService service.
 type HostAgentServiceHandler interface {
 	// CreateSandbox boots a sandbox and returns once envd inside it is initialised.
@@ -414,6 +452,14 @@ type HostAgentServiceHandler interface {
 	// (they have their own copies). not_found when there is no such snapshot.
 	DeleteSnapshot(context.Context, *connect.Request[v1.DeleteSnapshotRequest]) (*connect.Response[v1.DeleteSnapshotResponse], error)
 	ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error)
+	// GetSandboxMetrics returns a sandbox's sampled metrics over the last range_sec
+	// seconds, from the finest tier that covers the range. not_found for a sandbox the
+	// agent does not have; a paused one answers what was sampled before its pause.
+	GetSandboxMetrics(context.Context, *connect.Request[v1.GetSandboxMetricsRequest]) (*connect.Response[v1.GetSandboxMetricsResponse], error)
+	// FlushSandboxMetrics returns every tier of a sandbox's metrics, for the control
+	// plane to keep in its database before a pause or destroy ends the live series.
+	// not_found for a sandbox the agent does not have.
+	FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error)
 }
 
 // NewHostAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -531,6 +577,18 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("ListSnapshots")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServiceGetSandboxMetricsHandler := connect.NewUnaryHandler(
+		HostAgentServiceGetSandboxMetricsProcedure,
+		svc.GetSandboxMetrics,
+		connect.WithSchema(hostAgentServiceMethods.ByName("GetSandboxMetrics")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceFlushSandboxMetricsHandler := connect.NewUnaryHandler(
+		HostAgentServiceFlushSandboxMetricsProcedure,
+		svc.FlushSandboxMetrics,
+		connect.WithSchema(hostAgentServiceMethods.ByName("FlushSandboxMetrics")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/hostagent.v1.HostAgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HostAgentServiceCreateSandboxProcedure:
@@ -569,6 +627,10 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServiceDeleteSnapshotHandler.ServeHTTP(w, r)
 		case HostAgentServiceListSnapshotsProcedure:
 			hostAgentServiceListSnapshotsHandler.ServeHTTP(w, r)
+		case HostAgentServiceGetSandboxMetricsProcedure:
+			hostAgentServiceGetSandboxMetricsHandler.ServeHTTP(w, r)
+		case HostAgentServiceFlushSandboxMetricsProcedure:
+			hostAgentServiceFlushSandboxMetricsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -648,4 +710,12 @@ func (UnimplementedHostAgentServiceHandler) DeleteSnapshot(context.Context, *con
 
 func (UnimplementedHostAgentServiceHandler) ListSnapshots(context.Context, *connect.Request[v1.ListSnapshotsRequest]) (*connect.Response[v1.ListSnapshotsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ListSnapshots is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) GetSandboxMetrics(context.Context, *connect.Request[v1.GetSandboxMetricsRequest]) (*connect.Response[v1.GetSandboxMetricsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.GetSandboxMetrics is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.FlushSandboxMetrics is not implemented"))
 }
