@@ -86,6 +86,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
 	go svc.Sandboxes.RunExpiry(ctx, sandboxes.ExpiryInterval)
+	go svc.Sandboxes.RunStats(ctx, 10*time.Second)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -100,6 +100,25 @@ type Sandbox struct {
 	OnTimeout           string
 }
 
+type SandboxMetricPoint struct {
+	SandboxID      string
+	Tier           int16
+	Ts             time.Time
+	CpuPct         float32
+	CpuPctMax      float32
+	MemBytes       int64
+	MemBytesMax    int64
+	DiskBytes      int64
+	HasGuest       bool
+	GuestCpuPct    float32
+	GuestCpuCount  int32
+	GuestMemUsed   int64
+	GuestMemTotal  int64
+	GuestMemCache  int64
+	GuestDiskUsed  int64
+	GuestDiskTotal int64
+}
+
 type Team struct {
 	ID             pgtype.UUID
 	Name           string
@@ -123,6 +142,16 @@ type TeamAPIKey struct {
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+}
+
+type TeamStatsSnapshot struct {
+	TeamID    pgtype.UUID
+	Ts        time.Time
+	Running   int32
+	Paused    int32
+	Vcpus     int32
+	MemoryMB  int32
+	IntervalS float32
 }
 
 type Template struct {

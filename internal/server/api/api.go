@@ -110,6 +110,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			r.Post("/sandboxes/{id}/ping", s.ping)
 			r.Post("/sandboxes/{id}/pause", s.pauseSandbox)
 			r.Post("/sandboxes/{id}/resume", s.resumeSandbox)
+			s.metricRoutes(r)
 			s.snapshotRoutes(r)
 			for _, f := range s.fileRoutes() {
 				r.Method(f.method, f.pattern, f.handler)

@@ -73,11 +73,11 @@ func Mount(r chi.Router, cfg Config) {
 		r.Post("/sandboxes/{id}/resume", h.resume)
 		r.Post("/sandboxes/{id}/connect", h.connect)
 		r.Post("/v2/sandboxes/{id}/connect", h.connect)
+		r.Get("/sandboxes/{id}/metrics", h.metrics)
 		// E2B routes Wrenn does not serve (yet) answer so, in E2B's shape, rather than
 		// with a 404 the SDKs would read as "no such sandbox".
 		for _, u := range []struct{ method, path, what string }{
-			{"GET", "/sandboxes/{id}/metrics", "sandbox metrics"},
-			{"GET", "/sandboxes/metrics", "sandbox metrics"},
+			{"GET", "/sandboxes/metrics", "metrics of several sandboxes at once (ask each: GET /sandboxes/{id}/metrics)"},
 			{"GET", "/sandboxes/{id}/logs", "sandbox logs"},
 			{"GET", "/v2/sandboxes/{id}/logs", "sandbox logs"},
 			{"POST", "/sandboxes/{id}/fork", "forking a sandbox"},

@@ -275,10 +275,21 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	// E2B routes Wrenn does not serve say so (501), not "no such sandbox" (404).
-	for _, r := range [][2]string{{"GET", "/sandboxes/" + id + "/metrics"}, {"POST", "/sandboxes/" + id + "/fork"}, {"GET", "/snapshots"}} {
+	for _, r := range [][2]string{{"GET", "/sandboxes/metrics?sandbox_ids=" + id}, {"POST", "/sandboxes/" + id + "/fork"}, {"GET", "/snapshots"}} {
 		status, _, v := c.do(r[0], r[1], "")
 		if msg, _ := obj(t, v)["message"].(string); status != 501 || !strings.Contains(msg, "not supported by Wrenn") {
 			t.Errorf("%s %s: %d %q, want 501", r[0], r[1], status, msg)
+		}
+	}
+	// Metrics: a list (E2B's SandboxMetric[]), and bad times are 400.
+	if status, _, v := c.do("GET", "/sandboxes/"+id+"/metrics", ""); status != 200 {
+		t.Errorf("metrics: %d %v", status, v)
+	} else if _, ok := v.([]any); !ok {
+		t.Errorf("metrics: %v, want a list", v)
+	}
+	for _, q := range []string{"?start=yesterday", "?end=-5", "?start=2000000000&end=1000000000"} {
+		if status, _, _ := c.do("GET", "/sandboxes/"+id+"/metrics"+q, ""); status != 400 {
+			t.Errorf("metrics%s: %d, want 400", q, status)
 		}
 	}
 	// The legacy {id}-{clientID} form is the sandbox.

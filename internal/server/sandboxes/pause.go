@@ -47,6 +47,8 @@ func (s *Service) pause(ctx context.Context, p *core.Principal, id string, why m
 	if err != nil {
 		return nil, err
 	}
+	// Its charts until now, kept before the pause (the host's series stops there).
+	s.flushMetrics(ctx, id, agent)
 	resp, err := agent.PauseSandbox(ctx, connect.NewRequest(&pb.PauseSandboxRequest{SandboxId: id}))
 	if err != nil {
 		now := s.settle(ctx, row, agent, lifecycle.Running)

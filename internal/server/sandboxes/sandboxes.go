@@ -306,6 +306,9 @@ func (s *Service) destroy(ctx context.Context, p *core.Principal, id string, why
 	// A sandbox whose host is unreachable (missing) or gone is recorded stopped at
 	// once; the host monitor stops it if its host comes back still running it.
 	if agent, err := s.agentOf(ctx, row); err == nil {
+		if stateOf(row) != lifecycle.Missing {
+			s.flushMetrics(ctx, id, agent) // its charts, kept before its host forgets them
+		}
 		_, err = agent.DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
 		switch code := connect.CodeOf(err); {
 		case err == nil, code == connect.CodeNotFound:
@@ -335,6 +338,7 @@ func (s *Service) destroy(ctx context.Context, p *core.Principal, id string, why
 // unreachable host still runs when it is back.
 func (s *Service) StopOnHost(ctx context.Context, sb db.Sandbox, why string, reachable bool) {
 	if agent, err := s.agentOf(ctx, sb); err == nil && reachable {
+		s.flushMetrics(ctx, sb.ID, agent)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if _, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: sb.ID})); err != nil {
 			s.log.Warn("destroy sandbox on its host", "sandbox", sb.ID, "why", why, "err", err)
