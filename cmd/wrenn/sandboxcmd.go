@@ -26,6 +26,7 @@ var sandboxCommands = commandGroup{name: "sandbox", subs: []subcommand{
 	{"pause", "ID", "freeze a running sandbox into a snapshot on its host: its files and processes stay, its CPU and memory are freed"},
 	{"resume", "ID [--timeout D]", "restore a paused sandbox; --timeout replaces its idle timeout"},
 	{"rm", "ID", "destroy a sandbox (in any state, paused ones too)"},
+	{"metrics", "[--range R] ID", "a sandbox's CPU, memory and disk over the last R (5m, 10m, 1h, 2h, 6h, 12h, 24h; default 10m)"},
 }, notes: func(shown []subcommand) string {
 	notes := ""
 	for _, c := range shown {
@@ -73,6 +74,7 @@ func sandboxCmd(ctx context.Context, args []string) error {
 	tty := fs.Bool("t", false, "exec: run in a terminal (with -i: an interactive shell)")
 	maxOutput := fs.Int64("max-output", 0, "exec: bytes of stdout and of stderr to keep (0 = the server's 1 MiB, at most 16 MiB; -i streams all)")
 	all := fs.Bool("all", false, "ls: include stopped and failed sandboxes")
+	rng := fs.String("range", "10m", "metrics: how far back (5m, 10m, 1h, 2h, 6h, 12h, 24h)")
 	switch sub {
 	case "exec", "cp":
 		// Everything after exec's ID is the command's, flags included; cp's paths may
@@ -139,6 +141,12 @@ func sandboxCmd(ctx context.Context, args []string) error {
 			return err
 		}
 		return show(sb)
+	case "metrics":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		return sandboxMetrics(ctx, c, id, *rng, *asJSON)
 	case "rm", "ping":
 		id, err := needID()
 		if err != nil {

@@ -278,3 +278,32 @@ func isStatus(err error, status int) bool {
 	var e *client.Error
 	return errors.As(err, &e) && e.Status == status
 }
+
+// Metrics, stats and usage through the SDK against a real control plane.
+func TestMetricsAgainstServer(t *testing.T) {
+	ctx := context.Background()
+	srv := servertest.New(t)
+	team := srv.NewTeam(t, "sdk-metrics@example.com")
+	sb, err := team.Client.CreateSandbox(ctx, client.CreateSandboxRequest{VCPUs: 2, MemoryMB: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := team.Client.SandboxMetrics(ctx, sb.ID, "5m")
+	if err != nil || m.SandboxID != sb.ID || m.Range != "5m" {
+		t.Fatalf("metrics: %+v %v", m, err)
+	}
+	if _, err := team.Client.SandboxMetrics(ctx, sb.ID, "7d"); !isStatus(err, 400) {
+		t.Errorf("range 7d: %v", err)
+	}
+	if err := srv.Service.Sandboxes.StatsRound(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := team.Client.TeamStats(ctx, "5m")
+	if err != nil || st.Now.Running != 1 || st.Now.VCPUs != 2 || st.Peak.MemoryMB != 256 || len(st.Points) != 1 {
+		t.Errorf("stats: %+v %v", st, err)
+	}
+	days, err := team.Client.Usage(ctx, time.Now(), time.Now())
+	if err != nil || len(days) != 1 || days[0].VCPUSeconds != 20 || days[0].GiBSeconds != 2.5 {
+		t.Errorf("usage: %+v %v", days, err)
+	}
+}
