@@ -22,6 +22,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/netslot"
+	"github.com/wrennhq/wrenn/internal/promx"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/version"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -40,6 +41,15 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	log.Info("vmm driver", "name", driver.Name())
+	access, metricsLn, err := openMetrics(metricsSetting{listen: cfg.MetricsListen, token: cfg.MetricsToken,
+		tokenFile: cfg.MetricsTokenFile, tokenFileVar: "WRENN_AGENT_METRICS_TOKEN_FILE"})
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close() // until it serves; closing it again then is harmless
+	}
+	logMetrics(log, access)
 	// One agent per WRENN_DIR: a second would adopt, and fight over, the first's sandboxes.
 	unlock, err := lockDir(cfg.Dir)
 	if err != nil {
@@ -67,9 +77,19 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if cfg.AllowInternetDefault {
 		ready, readyInternet = 1, cfg.SlotPool
 	}
+	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart}
+	// Metrics are collected only when something may read them.
+	reg := promx.NewRegistry()
+	var metrics *promx.Agent
+	if access.Enabled() {
+		if metrics, err = promx.NewAgent(reg); err != nil {
+			return err
+		}
+		mcfg.Ops = metrics
+	}
 	m, pool, err := newManager(cfg.EgressAllow, cfg.EgressDeny, netslot.PoolOptions{
 		Size: ready, InternetSize: readyInternet, FirstIndex: cfg.FirstSlot, LastIndex: cfg.LastSlot,
-	}, agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart})
+	}, mcfg)
 	if err != nil {
 		return err
 	}
@@ -79,6 +99,13 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			log.Warn("close slot pool", "err", err)
 		}
 	}()
+	if metrics != nil {
+		// The per-sandbox metrics sampler's cost (AgentSources.Sampler) joins here once
+		// the sampler exists.
+		if err := metrics.Watch(promx.AgentSources{Sandboxes: m, Slots: pool}); err != nil {
+			return err
+		}
+	}
 	rep, err := m.Recover(ctx)
 	if err != nil {
 		return err
@@ -94,7 +121,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	// create boots cold: from the first sandbox on, creates restore.
 	m.Prewarm(agent.DefaultTemplate)
 
-	srv := httplimit.Agent.Server(agentHandler(m, id.allowed, log, httplimit.Agent.StreamIdle))
+	srv := httplimit.Agent.Server(access.Wrap(reg, log, agentHandler(m, id.allowed, log, httplimit.Agent.StreamIdle)))
 	if id.tls != nil {
 		// A registered agent serves TLS with the certificate the control plane pinned.
 		srv.TLSConfig = id.tls
@@ -110,6 +137,9 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			return hostproto.HeartbeatRequest{Version: version.Version, Capacity: hostCapacity(cfg.CPUOvercommit), Sandboxes: len(m.List())}
 		}
 		go id.heartbeat.Run(ctx)
+	}
+	if metricsLn != nil {
+		serveMetrics(ctx, log, access, reg, metricsLn)
 	}
 	// Sandboxes keep running across an agent restart; only the API goes away.
 	return serve(ctx, log.With("dir", cfg.Dir), "agent", srv, ln, 5*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/internal/config"
 	"github.com/wrennhq/wrenn/internal/httplimit"
+	"github.com/wrennhq/wrenn/internal/promx"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
 	"github.com/wrennhq/wrenn/internal/server/auth"
@@ -47,6 +48,15 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	access, metricsLn, err := openMetrics(metricsSetting{listen: cfg.MetricsListen, token: cfg.MetricsToken,
+		tokenFile: cfg.MetricsTokenFile, tokenFileVar: "WRENN_METRICS_TOKEN_FILE"})
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close() // until it serves; closing it again then is harmless
+	}
+	logMetrics(log, access)
 	sched, err := scheduler.New(cfg.Scheduler)
 	if err != nil {
 		return fmt.Errorf("WRENN_SCHEDULER: %w", err)
@@ -77,7 +87,15 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := newServices(st, tokens, sealer, hostclient.NewPool(hosts.Lookup(st, sealer)), sched, cfg, log)
+	// Metrics are collected only when something may read them.
+	reg := promx.NewRegistry()
+	var metrics *promx.ControlPlane
+	if access.Enabled() {
+		if metrics, err = promx.NewControlPlane(reg, st.Q); err != nil {
+			return err
+		}
+	}
+	svc, err := newServices(st, tokens, sealer, hostclient.NewPool(hosts.Lookup(st, sealer)), sched, metrics, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -99,8 +117,16 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	px := proxy.New(svc.Sandboxes, cfg.Domain, log)
 	px.SetConnLimit(cfg.ProxyConnLimit)
 	px.SetStreamIdle(lim.StreamIdle)
+	if metrics != nil {
+		px.SetObserver(metrics)
+		svc.Requests = metrics
+	}
 	svc.TrustedProxies, svc.Domain = cfg.TrustedProxies, cfg.Domain
-	srv := lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
+	// Sandbox traffic first: /metrics on a sandbox's host is the sandbox's own.
+	srv := lim.Server(px.Wrap(access.Wrap(reg, log, api.New(svc, lim.StreamIdle, log))))
+	if metricsLn != nil {
+		serveMetrics(ctx, log, access, reg, metricsLn)
+	}
 	if certs != nil {
 		srv.TLSConfig = certs.Config()
 		ln = tls.NewListener(ln, srv.TLSConfig)
@@ -134,16 +160,21 @@ func loadTLS(cfg config.Server, log *slog.Logger) (*tlsfiles.Pair, error) {
 // newServices wires the control plane's services to each other: accounts resolves the
 // API keys the sandboxes' port proxy accepts, hosts stops a deleted host's sandboxes
 // through sandboxes, and both reach agents through the same connection pool.
-func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, cfg config.Server, log *slog.Logger) (api.Services, error) {
+// metrics, when not nil, observes the placements.
+func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agents *hostclient.Pool, sched scheduler.Scheduler, metrics *promx.ControlPlane, cfg config.Server, log *slog.Logger) (api.Services, error) {
 	quota := core.Quota{Sandboxes: cfg.QuotaSandboxes, VCPUs: cfg.QuotaVCPUs, MemoryMB: cfg.QuotaMemoryMB, APIKeys: cfg.QuotaAPIKeys}
 	acc, err := accounts.New(accounts.Config{Store: st, Tokens: tokens, Quota: quota, Log: log, SignupClosed: cfg.Signup == "closed"})
 	if err != nil {
 		return api.Services{}, err
 	}
-	sbx, err := sandboxes.New(sandboxes.Config{
+	sbxCfg := sandboxes.Config{
 		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Quota: quota, Log: log,
 		EnvdTokenKey: auth.DeriveKey([]byte(cfg.JWTSecret), "wrenn sandbox tokens v1"),
-	})
+	}
+	if metrics != nil { // a nil *ControlPlane in the interface would not be nil
+		sbxCfg.Placements = metrics
+	}
+	sbx, err := sandboxes.New(sbxCfg)
 	if err != nil {
 		return api.Services{}, err
 	}

@@ -26,6 +26,7 @@ type Timings struct {
 // Create boots a sandbox and returns once envd is initialised with the sandbox's token
 // and identity. On failure nothing of it remains.
 func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string, tm Timings, err error) {
+	begin := time.Now()
 	var snap *SnapshotInfo
 	if spec.Snapshot != "" {
 		if snap, err = m.snapshotSpec(&spec); err != nil {
@@ -74,6 +75,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		return nil, "", tm, err
 	}
 	defer sb.op.Unlock()
+	// From here on it is a create that ran, whatever its end (refusals above are not).
+	defer func() { m.observeOp(OpCreate, begin, err) }()
 	var undo rollback
 	undo.add(undoReserve)
 	defer func() {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -74,6 +75,31 @@ type Config struct {
 	// WarmStart restores creates from a warm snapshot of their template (warm.go),
 	// built in the background after the first cold boot of each shape.
 	WarmStart bool
+	// Ops learns how long each create, pause and resume took (metrics); nil: none.
+	Ops OpObserver
+}
+
+// OpObserver learns of every create, pause and resume once it ends, failed or not
+// (promx.Agent turns them into Prometheus histograms). Only operations that began
+// their transition count: a request refused up front (unknown sandbox, wrong state,
+// bad spec) is not one. It is called on the operation's goroutine, so it must be cheap
+// and safe for concurrent use.
+type OpObserver interface {
+	ObserveOp(op string, took time.Duration, err error)
+}
+
+// Operations an OpObserver learns of.
+const (
+	OpCreate = "create"
+	OpPause  = "pause"
+	OpResume = "resume"
+)
+
+// observeOp reports an operation that began at start and ended with err.
+func (m *Manager) observeOp(op string, start time.Time, err error) {
+	if m.cfg.Ops != nil {
+		m.cfg.Ops.ObserveOp(op, time.Since(start), err)
+	}
 }
 
 // Manager owns the sandboxes of this host.
@@ -179,6 +205,22 @@ func (m *Manager) List() []*Info {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out
+}
+
+// CountByState is how many sandboxes are in each state (metrics); like List, it
+// never waits for a transition.
+func (m *Manager) CountByState() map[lifecycle.State]int {
+	m.mu.RLock()
+	boxes := make([]*sandbox, 0, len(m.boxes))
+	for _, sb := range m.boxes {
+		boxes = append(boxes, sb)
+	}
+	m.mu.RUnlock()
+	n := map[lifecycle.State]int{}
+	for _, sb := range boxes {
+		n[sb.state()]++
+	}
+	return n
 }
 
 // VMPID returns the process id of a sandbox's VMM (diagnostics and tests).

@@ -62,6 +62,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (*Info, PauseStats, erro
 		return nil, PauseStats{}, err
 	}
 	written, err := m.pause(ctx, sb, snapshotter)
+	m.observeOp(OpPause, start, err)
 	if err != nil {
 		return nil, PauseStats{}, fmt.Errorf("pause %s: %w", id, err)
 	}
@@ -196,7 +197,9 @@ func (m *Manager) Resume(ctx context.Context, id string, timeoutSec int) (*Info,
 	if timeoutSec < 0 || timeoutSec > maxTimeoutSec {
 		return nil, "", 0, invalid("timeout_sec %d out of range 0..%d", timeoutSec, maxTimeoutSec)
 	}
-	if err := m.resume(ctx, sb, restorer, timeoutSec); err != nil {
+	err = m.resume(ctx, sb, restorer, timeoutSec)
+	m.observeOp(OpResume, start, err)
+	if err != nil {
 		return nil, "", 0, fmt.Errorf("resume %s: %w", id, err)
 	}
 	took := time.Since(start)

@@ -29,7 +29,10 @@ type Agent struct {
 	// EgressDeny closes more (and wins over EgressAllow). netslot.Config checks both.
 	EgressAllow, EgressDeny []netip.Prefix
 	ReapInterval            time.Duration
-	Log                     Log
+	// Metrics (Prometheus), as the server's: a listener of their own, or /metrics on
+	// Listen to a bearer token (or a file holding it); off when neither is set.
+	MetricsListen, MetricsToken, MetricsTokenFile string
+	Log                                           Log
 }
 
 // VMMs are the values of WRENN_VMM / --vmm.
@@ -71,6 +74,12 @@ func (c *Agent) table() table {
 		{Flag: "warm-start", Env: "WRENN_AGENT_WARM_START", Default: "true", Value: Bool(&c.WarmStart),
 			Usage: "create sandboxes by restoring a memory snapshot of their template (booted once per template and shape, in the background after the first create) instead of booting each"},
 		egressAllowSetting(&c.EgressAllow), egressDenySetting(&c.EgressDeny),
+		{Flag: "metrics-listen", Env: "WRENN_AGENT_METRICS_LISTEN", Value: Addr(&c.MetricsListen),
+			Usage: "address of a listener of its own serving Prometheus metrics at /metrics (plain HTTP; bind it to loopback or a private network); empty: none"},
+		{Env: "WRENN_AGENT_METRICS_TOKEN", Secret: true, Value: String(&c.MetricsToken, MinMetricsToken),
+			Usage: "bearer token a scrape of /metrics must send, at least 16 characters: /metrics then also answers on the agent's listener (TLS once registered); empty, and no WRENN_AGENT_METRICS_LISTEN: no metrics"},
+		{Flag: "metrics-token-file", Env: "WRENN_AGENT_METRICS_TOKEN_FILE", Value: String(&c.MetricsTokenFile, 0),
+			Usage: "file holding the metrics bearer token, read at start (instead of WRENN_AGENT_METRICS_TOKEN)"},
 		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),
 			Usage: "how often idle sandboxes are looked for"},
 	}, logSettings(&c.Log)...)}
@@ -97,7 +106,7 @@ func (c Agent) Validate() error {
 	if c.LastSlot != 0 && c.LastSlot < c.FirstSlot {
 		return fmt.Errorf("--last-slot/WRENN_AGENT_LAST_SLOT (%d) is below --first-slot/WRENN_AGENT_FIRST_SLOT (%d)", c.LastSlot, c.FirstSlot)
 	}
-	return nil
+	return checkMetrics(metricsVars{"--metrics-listen/WRENN_AGENT_METRICS_LISTEN", "WRENN_AGENT_METRICS_TOKEN", "--metrics-token-file/WRENN_AGENT_METRICS_TOKEN_FILE"}, c.Listen, c.MetricsListen, c.MetricsToken, c.MetricsTokenFile)
 }
 
 // LogValue is every setting by its name, secrets redacted.

@@ -166,6 +166,13 @@ func TestErrors(t *testing.T) {
 		{"github secret only", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_GITHUB_CLIENT_SECRET is set but WRENN_GITHUB_CLIENT_ID is not"},
 		{"github two secrets", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s", "WRENN_GITHUB_CLIENT_SECRET_FILE", "/etc/wrenn/gh"))), "both set"},
 		{"github without public url", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID"},
+		{"metrics listen", load(LoadServer(nil, serverEnv("WRENN_METRICS_LISTEN", "9464"))), `WRENN_METRICS_LISTEN="9464": want host:port`},
+		{"metrics listen is the api's", load(LoadServer([]string{"--listen", "127.0.0.1:8080"}, serverEnv("WRENN_METRICS_LISTEN", "127.0.0.1:8080"))), "WRENN_METRICS_LISTEN (127.0.0.1:8080) is the address the API listens on"},
+		{"metrics token short", load(LoadServer(nil, serverEnv("WRENN_METRICS_TOKEN", "short"))), "WRENN_METRICS_TOKEN: want at least 16 characters"},
+		{"metrics two tokens", load(LoadServer(nil, serverEnv("WRENN_METRICS_TOKEN", "0123456789abcdef", "WRENN_METRICS_TOKEN_FILE", "/etc/wrenn/metrics-token"))), "WRENN_METRICS_TOKEN and WRENN_METRICS_TOKEN_FILE are both set"},
+		{"agent metrics listen", load(LoadAgent([]string{"--metrics-listen", "x"}, env())), `--metrics-listen="x": want host:port`},
+		{"agent metrics listen is the api's", load(LoadAgent([]string{"--metrics-listen", ":50051"}, env())), "--metrics-listen/WRENN_AGENT_METRICS_LISTEN (:50051) is the address the API listens on"},
+		{"agent metrics two tokens", load(LoadAgent([]string{"--metrics-token-file", "/x"}, env("WRENN_AGENT_METRICS_TOKEN", "0123456789abcdef"))), "WRENN_AGENT_METRICS_TOKEN and --metrics-token-file/WRENN_AGENT_METRICS_TOKEN_FILE are both set"},
 		{"vmm", load(LoadAgent([]string{"--vmm", "kvm"}, env())), `--vmm="kvm": want one of auto, qemu, firecracker`},
 		{"vmm env", load(LoadAgent(nil, env("WRENN_VMM", "xen"))), `WRENN_VMM="xen": want one of auto, qemu, firecracker`},
 		{"reap", load(LoadAgent([]string{"--reap-interval", "0s"}, env())), `--reap-interval="0s": want a duration of at least 1ms`},
@@ -285,12 +292,12 @@ func TestValidate(t *testing.T) {
 }
 
 func TestRedaction(t *testing.T) {
-	secrets := []string{"pgpass-0000", "redispass-0000", "jwt-0123456789abcdef0123456789abcdef", "wrh_hosttoken", "agent-secret-0123456789", "key-wrn_apikey", "pw-correct-horse", "kvpass"}
-	s, err := LoadServer(nil, serverEnv())
+	secrets := []string{"metrics-token-0000", "agent-metrics-token-0000", "pgpass-0000", "redispass-0000", "jwt-0123456789abcdef0123456789abcdef", "wrh_hosttoken", "agent-secret-0123456789", "key-wrn_apikey", "pw-correct-horse", "kvpass"}
+	s, err := LoadServer(nil, serverEnv("WRENN_METRICS_TOKEN", "metrics-token-0000"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := LoadAgent([]string{"--token", "wrh_hosttoken"}, env("WRENN_AGENT_SECRET", "agent-secret-0123456789"))
+	a, err := LoadAgent([]string{"--token", "wrh_hosttoken"}, env("WRENN_AGENT_SECRET", "agent-secret-0123456789", "WRENN_AGENT_METRICS_TOKEN", "agent-metrics-token-0000"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,16 @@ type Server struct {
 	// GitHub sign-in is on when the OAuth app's id and secret (or a file holding the
 	// secret, read at start) are set.
 	GitHubClientID, GitHubClientSecret, GitHubClientSecretFile string
-	Log                                                        Log
+	// Metrics (Prometheus) are off unless MetricsListen names a listener of their own
+	// or a MetricsToken (or a file holding it, read at start) opens /metrics on Listen
+	// to that bearer token; with both, the own listener asks for the token too.
+	MetricsListen, MetricsToken, MetricsTokenFile string
+	Log                                           Log
 }
+
+// MinMetricsToken is the shortest metrics bearer token, set or read from a file: one
+// an attacker could guess would publish the deployment's shape and traffic.
+const MinMetricsToken = 16
 
 // The largest quota limits (core.MaxQuota*; a test keeps them equal).
 const (
@@ -93,6 +101,12 @@ func (c *Server) table() table {
 			Usage: "the GitHub OAuth app's client secret"},
 		{Env: "WRENN_GITHUB_CLIENT_SECRET_FILE", Value: String(&c.GitHubClientSecretFile, 0),
 			Usage: "file holding the GitHub OAuth app's client secret, read at start (instead of WRENN_GITHUB_CLIENT_SECRET)"},
+		{Env: "WRENN_METRICS_LISTEN", Value: Addr(&c.MetricsListen),
+			Usage: "address of a listener of its own serving Prometheus metrics at /metrics (plain HTTP; bind it to loopback or a private network, e.g. 127.0.0.1:9464); empty: none"},
+		{Env: "WRENN_METRICS_TOKEN", Secret: true, Value: String(&c.MetricsToken, MinMetricsToken),
+			Usage: "bearer token a scrape of /metrics must send (Authorization: Bearer …), at least 16 characters: /metrics then also answers on WRENN_LISTEN; empty, and no WRENN_METRICS_LISTEN: no metrics, /metrics is an unknown route"},
+		{Env: "WRENN_METRICS_TOKEN_FILE", Value: String(&c.MetricsTokenFile, 0),
+			Usage: "file holding the metrics bearer token, read at start (instead of WRENN_METRICS_TOKEN)"},
 		{Env: "WRENN_TRUSTED_PROXIES", Value: Prefixes(&c.TrustedProxies),
 			Usage: "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client the login and sign-up limits count by, e.g. 127.0.0.1 behind deploy/Caddyfile; empty: the TCP peer is the client"},
 		{Env: "WRENN_QUOTA_SANDBOXES", Default: "20", Value: Int(&c.QuotaSandboxes, 0, MaxQuotaSandboxes),
@@ -132,6 +146,9 @@ func (c Server) Validate() error {
 	if err := c.checkGitHub(); err != nil {
 		return err
 	}
+	if err := checkMetrics(metricsVars{"WRENN_METRICS_LISTEN", "WRENN_METRICS_TOKEN", "WRENN_METRICS_TOKEN_FILE"}, c.Listen, c.MetricsListen, c.MetricsToken, c.MetricsTokenFile); err != nil {
+		return err
+	}
 	if c.HostStaleAfter <= c.HostHeartbeatInterval {
 		return fmt.Errorf("WRENN_HOST_STALE_AFTER (%v) must be longer than WRENN_HOST_HEARTBEAT_INTERVAL (%v), or every host turns unreachable between heartbeats",
 			c.HostStaleAfter, c.HostHeartbeatInterval)
@@ -153,6 +170,21 @@ func (c Server) checkGitHub() error {
 		return errors.New("WRENN_GITHUB_CLIENT_ID is set but WRENN_GITHUB_CLIENT_SECRET (or WRENN_GITHUB_CLIENT_SECRET_FILE) is not: GitHub sign-in needs both")
 	case c.GitHubClientID != "" && c.PublicURL == "":
 		return errors.New("WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID: GitHub sends browsers back to WRENN_PUBLIC_URL/v1/auth/oauth/github/callback")
+	}
+	return nil
+}
+
+// metricsVars are the names of a program's metrics settings, for checkMetrics's errors.
+type metricsVars struct{ listen, token, tokenFile string }
+
+// checkMetrics: one source of the token, and a metrics listener apart from the
+// program's own (the same address would fail to bind at start, after slower work).
+func checkMetrics(v metricsVars, listen, metricsListen, token, tokenFile string) error {
+	if token != "" && tokenFile != "" {
+		return fmt.Errorf("%s and %s are both set: set one", v.token, v.tokenFile)
+	}
+	if metricsListen != "" && metricsListen == listen {
+		return fmt.Errorf("%s (%s) is the address the API listens on: metrics need a listener of their own, or leave it empty and set %s", v.listen, metricsListen, v.token)
 	}
 	return nil
 }

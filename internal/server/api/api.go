@@ -47,6 +47,8 @@ type Services struct {
 	TrustedProxies []netip.Prefix
 	// Domain is WRENN_DOMAIN: E2B's answers name it as the sandboxes' domain.
 	Domain string
+	// Requests learns of every request answered (metrics); nil: nothing does.
+	Requests RequestObserver
 }
 
 // Server holds the handlers' dependencies.
@@ -70,6 +72,9 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 	}
 	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, oauth: svc.OAuth, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle}
 	r := chi.NewRouter()
+	if svc.Requests != nil {
+		r.Use(observe(svc.Requests))
+	}
 	r.Use(s.limitBodies())
 	r.Get("/healthz", s.healthz)
 	docs := apidocs.Handler()

@@ -53,6 +53,7 @@ type Proxy struct {
 	log     *slog.Logger
 	limit   int
 	idle    time.Duration // httplimit.Streamed's, for proxied bodies and answers
+	obs     Observer      // nil: none
 
 	mu    sync.Mutex
 	conns map[string]int // open proxied requests by sandbox
@@ -72,6 +73,9 @@ func (p *Proxy) SetStreamIdle(d time.Duration) { p.idle = d }
 // SetConnLimit changes the per-sandbox limit of concurrent proxied requests; call it
 // before serving.
 func (p *Proxy) SetConnLimit(n int) { p.limit = n }
+
+// SetObserver has o told of the traffic proxied (metrics); call it before serving.
+func (p *Proxy) SetObserver(o Observer) { p.obs = o }
 
 // acquire counts a proxied request of a sandbox, or refuses it over the limit.
 func (p *Proxy) acquire(id string) (release func(), ok bool) {
@@ -189,6 +193,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 		return
 	}
 	defer release()
+	if p.obs != nil {
+		w = p.observe(w, r)
+		defer p.obs.ProxyConnEnded()
+	}
 	base, err := url.Parse(ep.BaseURL)
 	if err != nil {
 		p.log.Error("proxy: host endpoint", "sandbox", id, "err", err)

@@ -43,6 +43,51 @@ const maxPlaceAttempts = 5
 // or received them (templates.kind; see snapshots.go).
 const templateKindSnapshot = "snapshot"
 
+// PlacementObserver learns the outcome of each placement decision (promx.ControlPlane
+// counts them for Prometheus). It is called on the creating request's goroutine, so it
+// must be cheap and safe for concurrent use.
+type PlacementObserver interface {
+	ObservePlacement(outcome string)
+}
+
+// Placement outcomes: a create whose quota allows it makes one pick, or more when it
+// loses a race (each lost one is PlacementLostRace), and ends with the outcome of its
+// last; a create its quota refuses makes none.
+const (
+	PlacementPlaced     = "placed"         // reserved on the picked host
+	PlacementNoCapacity = "no_capacity"    // no host could take it (scheduler.ErrNoHost)
+	PlacementLostRace   = "lost_race"      // the picked host was filled meanwhile
+	PlacementQuota      = "quota_exceeded" // the team's quota refused it
+	PlacementError      = "error"          // PostgreSQL or the host's agent failed
+)
+
+// PlacementOutcomes lists every outcome, for metrics that start each at zero.
+func PlacementOutcomes() []string {
+	return []string{PlacementPlaced, PlacementNoCapacity, PlacementLostRace, PlacementQuota, PlacementError}
+}
+
+// placementOutcome is how a placement that ended with err is counted.
+func placementOutcome(err error) string {
+	switch {
+	case err == nil:
+		return PlacementPlaced
+	case errors.Is(err, core.ErrQuota), errors.Is(err, core.ErrForbidden):
+		return PlacementQuota
+	case errors.Is(err, scheduler.ErrNoHost):
+		return PlacementNoCapacity
+	case errors.Is(err, errHostTaken):
+		return PlacementLostRace
+	}
+	return PlacementError
+}
+
+// observePlacement reports one decision, when something listens.
+func (s *Service) observePlacement(err error) {
+	if s.placements != nil {
+		s.placements.ObservePlacement(placementOutcome(err))
+	}
+}
+
 // errHostTaken: the picked host could no longer take the sandbox when it was locked.
 var errHostTaken = errors.New("the picked host was filled or changed by a concurrent create")
 
@@ -51,23 +96,28 @@ var errHostTaken = errors.New("the picked host was filled or changed by a concur
 // returns the row and the host's agent.
 func (s *Service) place(ctx context.Context, p *core.Principal, spec SandboxSpec, params db.CreateSandboxParams) (db.Sandbox, hostagentv1connect.HostAgentServiceClient, error) {
 	if err := s.precheckQuota(ctx, params.TeamID, spec); err != nil {
+		s.observePlacement(err)
 		return db.Sandbox{}, nil, err
 	}
 	req := s.placementRequest(p, spec)
 	for attempt := 1; ; attempt++ {
 		hosts, err := s.candidates(ctx)
 		if err != nil {
+			s.observePlacement(err)
 			return db.Sandbox{}, nil, err
 		}
 		h, err := s.sched.Pick(req, hosts)
 		if err != nil {
+			s.observePlacement(err)
 			return db.Sandbox{}, nil, fmt.Errorf("%w: %v", core.ErrUnavailable, err)
 		}
 		agent, err := s.agents.Agent(ctx, h.ID)
 		if err != nil {
+			s.observePlacement(err)
 			return db.Sandbox{}, nil, fmt.Errorf("reach host %s: %w", h.ID, err)
 		}
 		row, err := s.reserve(ctx, p, spec, req, h, params)
+		s.observePlacement(err)
 		switch {
 		case err == nil:
 			return row, agent, nil

@@ -51,6 +51,7 @@ type Service struct {
 	now           func() time.Time
 	lists         listCache
 	envdTokenKey  []byte
+	placements    PlacementObserver // nil: none
 }
 
 // Config is what the sandboxes service runs on.
@@ -68,7 +69,9 @@ type Config struct {
 	// EnvdAccessToken). Every control plane of an install must have the same key (the
 	// server derives it from WRENN_JWT_SECRET); nil: a random one, for tests.
 	EnvdTokenKey []byte
-	Log          *slog.Logger
+	// Placements learns the outcome of every placement decision (metrics); nil: none.
+	Placements PlacementObserver
+	Log        *slog.Logger
 }
 
 // New returns the sandboxes service.
@@ -89,7 +92,8 @@ func New(cfg Config) (*Service, error) {
 		}
 	}
 	return &Service{st: cfg.Store, q: cfg.Store.Q, agents: cfg.Agents, keys: cfg.APIKeys, sched: cfg.Scheduler,
-		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now, envdTokenKey: cfg.EnvdTokenKey}, nil
+		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now, envdTokenKey: cfg.EnvdTokenKey,
+		placements: cfg.Placements}, nil
 }
 
 func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {

@@ -19,12 +19,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/wrennhq/wrenn/gen/db"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/agent/agenttest"
 	"github.com/wrennhq/wrenn/internal/httplimit"
 	"github.com/wrennhq/wrenn/internal/pgtest"
+	"github.com/wrennhq/wrenn/internal/promx"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/api"
@@ -55,6 +57,10 @@ type Env struct {
 	Agent   *agenttest.Agent // the first host's agent (a platform host)
 	HostID  string
 	Tokens  *auth.Tokens
+	// Metrics is the control plane's registry: NewWithMetrics's collects into it and
+	// serves it at /metrics as `wrenn server` does; New's holds only the Go and
+	// process collectors.
+	Metrics *prometheus.Registry
 	hosts   *agentHosts
 }
 
@@ -83,11 +89,20 @@ func NewWithOAuth(t testing.TB, o OAuth) *Env {
 	return start(t, options{lim: httplimit.ControlPlane, oauth: &o})
 }
 
+// NewWithMetrics is New with Prometheus metrics served as access says
+// (WRENN_METRICS_TOKEN of `wrenn server`: /metrics on the API's listener to a bearer
+// token); a listener of their own (access.Listen) is the caller's to serve.
+func NewWithMetrics(t testing.TB, access promx.Access) *Env {
+	t.Helper()
+	return start(t, options{lim: httplimit.ControlPlane, metrics: &access})
+}
+
 // options are what the New functions vary.
 type options struct {
-	lim   httplimit.Limits
-	quota core.Quota
-	oauth *OAuth
+	lim     httplimit.Limits
+	quota   core.Quota
+	oauth   *OAuth
+	metrics *promx.Access
 }
 
 // NewWithLimits is New with other limits (short ones, for tests of them): the
@@ -127,10 +142,24 @@ func start(t testing.TB, o options) *Env {
 	var h2 http.Protocols
 	h2.SetUnencryptedHTTP2(true)
 	hosts := &agentHosts{byID: map[string]agentHost{}, http1: &http.Transport{}, h2c: &http.Transport{Protocols: &h2}}
-	svc := newServices(t, pool, rdb, tokens, sealer, hosts, o, log)
+	// Wired as `wrenn server` wires it, metrics on only when asked for.
+	reg := promx.NewRegistry()
+	var access promx.Access
+	var metrics *promx.ControlPlane
+	if o.metrics != nil {
+		access = *o.metrics
+		if metrics, err = promx.NewControlPlane(reg, db.New(pool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := newServices(t, pool, rdb, tokens, sealer, hosts, metrics, o, log)
 	lim := o.lim
 	px := proxy.New(svc.Sandboxes, Domain, log)
 	px.SetStreamIdle(lim.StreamIdle)
+	if metrics != nil {
+		px.SetObserver(metrics)
+		svc.Requests = metrics
+	}
 	srv := httptest.NewUnstartedServer(nil)
 	if o.oauth != nil {
 		// The listener exists before the server starts: its address is the public URL.
@@ -140,7 +169,7 @@ func start(t testing.TB, o options) *Env {
 			t.Fatal(err)
 		}
 	}
-	srv.Config = lim.Server(px.Wrap(api.New(svc, lim.StreamIdle, log)))
+	srv.Config = lim.Server(px.Wrap(access.Wrap(reg, log, api.New(svc, lim.StreamIdle, log))))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// Sandboxes end on time, as under `wrenn server`.
@@ -151,13 +180,14 @@ func start(t testing.TB, o options) *Env {
 		svc.Sandboxes.RunExpiry(expiryCtx, 50*time.Millisecond)
 	}()
 	t.Cleanup(func() { stopExpiry(); <-expiryDone })
-	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, hosts: hosts}
+	env := &Env{URL: srv.URL, Service: svc, Proxy: px, DB: pool, Redis: rdb, Tokens: tokens, Metrics: reg, hosts: hosts}
 	env.HostID, env.Agent = env.AddHost(t, "")
 	return env
 }
 
-// newServices wires the services as `wrenn server` does, with the test's agents.
-func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, o options, log *slog.Logger) api.Services {
+// newServices wires the services as `wrenn server` does, with the test's agents;
+// metrics, when not nil, observes the placements.
+func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *auth.Tokens, sealer *auth.Sealer, agents *agentHosts, metrics *promx.ControlPlane, o options, log *slog.Logger) api.Services {
 	t.Helper()
 	st, err := core.NewStore(pool, rdb)
 	if err != nil {
@@ -168,7 +198,11 @@ func newServices(t testing.TB, pool *pgxpool.Pool, rdb *redis.Client, tokens *au
 	if err != nil {
 		t.Fatal(err)
 	}
-	sbx, err := sandboxes.New(sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Quota: quota, Log: log})
+	cfg := sandboxes.Config{Store: st, Agents: agents, APIKeys: acc, Quota: quota, Log: log}
+	if metrics != nil {
+		cfg.Placements = metrics
+	}
+	sbx, err := sandboxes.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
