@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/agent/sampling"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/seal"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -74,6 +75,9 @@ type Config struct {
 	// WarmStart restores creates from a warm snapshot of their template (warm.go),
 	// built in the background after the first cold boot of each shape.
 	WarmStart bool
+	// Sampling tunes the metrics sampler (metrics.go); zero values take its defaults
+	// (every 500 ms, the fine tier's step). Its clock and log default to Now and Log.
+	Sampling sampling.Config
 }
 
 // Manager owns the sandboxes of this host.
@@ -100,9 +104,13 @@ type Manager struct {
 	bg       sync.WaitGroup
 	warming  map[string]bool
 	closed   bool
+
+	// sampler measures the running sandboxes into their metrics, as background work.
+	sampler *sampling.Sampler
 }
 
-// New creates a manager. Call Recover before serving, then Close on shutdown.
+// New creates a manager and starts its metrics sampler. Call Recover before serving,
+// then Close on shutdown.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Driver == nil || cfg.Slots == nil || cfg.Disks == nil {
 		return nil, errors.New("agent: Dir, Driver, Slots and Disks are required")
@@ -125,8 +133,10 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
-		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}, nil
+	m := &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
+		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}
+	m.startSampler()
+	return m, nil
 }
 
 // lookup returns a sandbox by id.
