@@ -97,9 +97,8 @@ func TestCPUOfABusyLoopAndASleeper(t *testing.T) {
 
 func TestResidentMemoryIsVmRSS(t *testing.T) {
 	var r procReader
-	self := os.Getpid()
-	vmRSS := func() int64 {
-		b, err := os.ReadFile("/proc/self/status")
+	vmRSS := func(pid int) int64 {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,29 +114,42 @@ func TestResidentMemoryIsVmRSS(t *testing.T) {
 		t.Fatal("no VmRSS")
 		return 0
 	}
-	before, err := r.residentBytes(self)
+	self := os.Getpid()
+	rss, err := r.residentBytes(self)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := vmRSS(); abs(before-want) > 4<<20 {
-		t.Errorf("resident %d bytes, VmRSS %d", before, want)
+	if want := vmRSS(self); abs(rss-want) > 4<<20 {
+		t.Errorf("resident %d bytes, VmRSS %d", rss, want)
 	}
-	// 200 MiB allocated and touched shows.
-	buf := make([]byte, 200<<20)
-	for i := 0; i < len(buf); i += 4096 {
-		buf[i] = 1
-	}
-	after, err := r.residentBytes(self)
+	// A process holding 200 MiB: dd reads 200 MiB of zeros into its buffer (touching
+	// every page), then blocks writing them to a pipe nobody reads.
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grew := after - before; grew < 195<<20 || grew > 260<<20 {
-		t.Errorf("resident memory grew by %d MiB after touching 200 MiB", grew>>20)
+	defer pr.Close()
+	cmd := exec.Command("dd", "if=/dev/zero", "bs=200M", "count=1")
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if want := vmRSS(); abs(after-want) > 4<<20 {
-		t.Errorf("resident %d bytes, VmRSS %d", after, want)
+	pw.Close()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	rss = 0
+	for rss < 200<<20 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if rss, err = r.residentBytes(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
 	}
-	buf[0] = 2 // keep it alive to here
+	if rss < 200<<20 || rss > 210<<20 {
+		t.Errorf("a process holding 200 MiB is resident for %d MiB", rss>>20)
+	}
+	if want := vmRSS(cmd.Process.Pid); rss != want {
+		t.Errorf("resident %d bytes, VmRSS %d", rss, want)
+	}
 }
 
 func abs(n int64) int64 {
