@@ -353,8 +353,8 @@ func TestSamplerRecordsDiskAndGuest(t *testing.T) {
 	}()
 	runFor(s, 1550*time.Millisecond)
 	g, sl := good.Range(time.Minute).Points, slow.Range(time.Minute).Points
-	if len(g) < 12 || len(sl) < 12 {
-		t.Fatalf("points: %d and %d after 15 ticks", len(g), len(sl))
+	if len(g) < 10 || len(sl) < 10 {
+		t.Fatalf("points: %d and %d after about 15 ticks", len(g), len(sl))
 	}
 	if p := g[0]; p.DiskBytes != 4<<20 {
 		t.Errorf("first disk count %d, want 4 MiB", p.DiskBytes)
@@ -362,8 +362,9 @@ func TestSamplerRecordsDiskAndGuest(t *testing.T) {
 	if p := g[len(g)-1]; p.DiskBytes != 8<<20 {
 		t.Errorf("last disk count %d, want 8 MiB", p.DiskBytes)
 	}
-	// The guest answered from the first request on: every point has its view.
-	for i, p := range g {
+	// The guest answers every request at once: every point after the first (whose
+	// request may still be on its way) has its view.
+	for i, p := range g[1:] {
 		want := metrics.Guest{CPUPct: 12.5, CPUCount: 2, MemUsed: 300 << 20, MemTotal: 1 << 30, MemCache: 50 << 20, DiskUsed: 1 << 30, DiskTotal: 4 << 30}
 		if !p.HasGuest || p.Guest != want {
 			t.Errorf("point %d: guest %v %+v", i, p.HasGuest, p.Guest)
@@ -379,11 +380,11 @@ func TestSamplerRecordsDiskAndGuest(t *testing.T) {
 		t.Errorf("%d requests in flight at once to one guest", stuck.maxInFlight.Load())
 	}
 	st := s.Stats()
-	if st.GuestFailures < 5 || st.GuestRequests < st.GuestFailures+12 {
+	if st.GuestFailures < 4 || st.GuestRequests != st.GuestFailures+uint64(guest.calls.Load()) {
 		t.Errorf("stats: %+v", st)
 	}
-	if n := guest.calls.Load(); n < 14 {
-		t.Errorf("the answering guest was asked %d times in 15 ticks, want every tick", n)
+	if n := guest.calls.Load(); uint64(n)+2 < st.Ticks {
+		t.Errorf("the answering guest was asked %d times in %d ticks, want (about) every tick", n, st.Ticks)
 	}
 }
 
@@ -393,7 +394,9 @@ func TestSamplerGapsAndNewProcesses(t *testing.T) {
 	var mu sync.Mutex
 	var listed []Target
 	set := func(ts ...Target) { mu.Lock(); listed = ts; mu.Unlock() }
-	s := New(Config{Interval: 50 * time.Millisecond, Log: quiet()}, func() []Target {
+	// Ticks are driven by hand; the interval only sets how long a gap starts over
+	// (4 of them), long enough here that a slow machine's sleeps never count as one.
+	s := New(Config{Interval: time.Second, Log: quiet()}, func() []Target {
 		mu.Lock()
 		defer mu.Unlock()
 		return listed
