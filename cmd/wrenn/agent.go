@@ -100,9 +100,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}()
 	if metrics != nil {
-		// The per-sandbox metrics sampler's cost (AgentSources.Sampler) joins here once
-		// the sampler exists.
-		if err := metrics.Watch(promx.AgentSources{Sandboxes: m, Slots: pool}); err != nil {
+		if err := metrics.Watch(promx.AgentSources{Sandboxes: m, Slots: pool, Sampler: m}); err != nil {
 			return err
 		}
 	}

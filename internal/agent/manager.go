@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/agent/sampling"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
 	"github.com/wrennhq/wrenn/internal/seal"
@@ -77,6 +78,9 @@ type Config struct {
 	WarmStart bool
 	// Ops learns how long each create, pause and resume took (metrics); nil: none.
 	Ops OpObserver
+	// Sampling tunes the metrics sampler (metrics.go); zero values take its defaults
+	// (every 500 ms, the fine tier's step). Its clock and log default to Now and Log.
+	Sampling sampling.Config
 }
 
 // OpObserver learns of every create, pause and resume once it ends, failed or not
@@ -126,9 +130,13 @@ type Manager struct {
 	bg       sync.WaitGroup
 	warming  map[string]bool
 	closed   bool
+
+	// sampler measures the running sandboxes into their metrics, as background work.
+	sampler *sampling.Sampler
 }
 
-// New creates a manager. Call Recover before serving, then Close on shutdown.
+// New creates a manager and starts its metrics sampler. Call Recover before serving,
+// then Close on shutdown.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Driver == nil || cfg.Slots == nil || cfg.Disks == nil {
 		return nil, errors.New("agent: Dir, Driver, Slots and Disks are required")
@@ -151,8 +159,10 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
-		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}, nil
+	m := &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
+		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}
+	m.startSampler()
+	return m, nil
 }
 
 // lookup returns a sandbox by id.

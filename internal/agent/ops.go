@@ -240,8 +240,9 @@ func (m *Manager) reapIdle(ctx context.Context) {
 	}
 }
 
-// Close stops the reaper and background work (a warm snapshot build in progress is
-// abandoned and cleaned). Sandboxes keep running: a restarted agent re-adopts them.
+// Close stops the reaper and background work (the metrics sampler; a warm snapshot
+// build in progress is abandoned and cleaned). Sandboxes keep running: a restarted
+// agent re-adopts them.
 func (m *Manager) Close() {
 	if m.stopReaper != nil {
 		m.stopReaper()

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/agent/sampling"
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/netslot"
@@ -43,6 +44,10 @@ type sandbox struct {
 	// conns ends the connections proxied to the guest when the VM stops, dies or
 	// pauses; a resumed VM gets a new one.
 	conns *connGate
+
+	// series is the sandbox's sampled metrics (metrics.go), made at its first sample
+	// and kept across pauses; nil until then.
+	series *sampling.Series
 }
 
 // connGate is a channel closed once, when connections proxied to a guest must end.

@@ -12,23 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wrennhq/wrenn/internal/envd/envdapi"
 	"github.com/wrennhq/wrenn/internal/envd/httpx"
 	"golang.org/x/sys/unix"
 )
-
-// guestMetrics is the body of GET /metrics (§5.4).
-type guestMetrics struct {
-	Timestamp   int64   `json:"ts"`
-	CPUCount    int     `json:"cpu_count"`
-	CPUUsedPct  float64 `json:"cpu_used_pct"`
-	MemTotal    uint64  `json:"mem_total"`
-	MemUsed     uint64  `json:"mem_used"`
-	MemCache    uint64  `json:"mem_cache"`
-	MemTotalMiB uint64  `json:"mem_total_mib"`
-	MemUsedMiB  uint64  `json:"mem_used_mib"`
-	DiskUsed    uint64  `json:"disk_used"`
-	DiskTotal   uint64  `json:"disk_total"`
-}
 
 // metricsHandler reports CPU use since the previous call (or over a short sample on the
 // first one), like a `top` refresh.
@@ -40,7 +27,7 @@ type metricsHandler struct {
 func newMetricsHandler() *metricsHandler { return &metricsHandler{} }
 
 func (m *metricsHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	out := guestMetrics{Timestamp: time.Now().Unix(), CPUCount: runtime.NumCPU()}
+	out := envdapi.Metrics{Timestamp: time.Now().Unix(), CPUCount: runtime.NumCPU()}
 	out.CPUUsedPct = m.cpuPercent()
 	if mem, err := readMeminfo(); err == nil {
 		out.MemTotal = mem["MemTotal"]

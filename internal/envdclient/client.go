@@ -115,6 +115,36 @@ func (c *Client) Init(ctx context.Context, body envdapi.InitRequest) error {
 	return nil
 }
 
+// Metrics asks envd for the guest's own view of its CPU, memory and disk (GET
+// /metrics, which needs the access token). Bound it with ctx: a guest too busy to
+// answer at once is better skipped than waited for.
+func (c *Client) Metrics(ctx context.Context) (*envdapi.Metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok := c.currentToken(); tok != "" {
+		req.Header.Set("X-Access-Token", tok)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("envd metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("envd metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("envd metrics: status %d: %s", resp.StatusCode, bytes.TrimSpace(body[:min(len(body), 512)]))
+	}
+	var m envdapi.Metrics
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("envd metrics: %w", err)
+	}
+	return &m, nil
+}
+
 // Result is how a command ended.
 type Result struct {
 	PID      uint32

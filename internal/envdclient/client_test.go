@@ -49,4 +49,13 @@ func TestInitAndExecAgainstRealEnvd(t *testing.T) {
 	if _, err := c.Exec(ctx, "true", nil, nil, nil); err != nil {
 		t.Errorf("exec after rotation: %v", err)
 	}
+
+	// /metrics answers with the token only.
+	m, err := c.Metrics(ctx)
+	if err != nil || m.CPUCount < 1 || m.MemTotal == 0 || m.MemUsed == 0 || m.DiskTotal == 0 || m.CPUUsedPct < 0 || m.CPUUsedPct > 100 {
+		t.Errorf("metrics: %+v %v", m, err)
+	}
+	if _, err := stranger.Metrics(ctx); err == nil || !strings.Contains(err.Error(), "status 401") {
+		t.Errorf("metrics without the token: %v", err)
+	}
 }

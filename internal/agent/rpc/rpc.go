@@ -22,6 +22,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/envdclient"
 	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/metrics"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -51,6 +52,8 @@ type Sandboxes interface {
 	Resize(ctx context.Context, id string, pid uint32, size envdclient.PTYSize) error
 	WriteFile(ctx context.Context, id, path, user string, r io.Reader) error
 	ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error)
+	Metrics(id string, d time.Duration) (metrics.Series, error)
+	FlushMetrics(id string) ([]metrics.Series, error)
 }
 
 var _ Sandboxes = (*agent.Manager)(nil)

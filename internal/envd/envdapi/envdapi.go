@@ -23,6 +23,24 @@ type InitRequest struct {
 	RandomSeed []byte `json:"randomSeed,omitempty"`
 }
 
+// Metrics is the body of GET /metrics: the guest's own view of its CPU, memory and
+// root filesystem. The host agent samples it alongside what it sees of the VM from
+// outside.
+type Metrics struct {
+	Timestamp int64 `json:"ts"` // Unix seconds
+	CPUCount  int   `json:"cpu_count"`
+	// CPUUsedPct is the guest's CPU use since the previous request (over a short
+	// sample on the first), over all its CPUs, with 2 decimals.
+	CPUUsedPct  float64 `json:"cpu_used_pct"`
+	MemTotal    uint64  `json:"mem_total"`
+	MemUsed     uint64  `json:"mem_used"`
+	MemCache    uint64  `json:"mem_cache"`
+	MemTotalMiB uint64  `json:"mem_total_mib"` // deprecated, kept for E2B's clients
+	MemUsedMiB  uint64  `json:"mem_used_mib"`  // deprecated, kept for E2B's clients
+	DiskUsed    uint64  `json:"disk_used"`     // of /: total − available
+	DiskTotal   uint64  `json:"disk_total"`
+}
+
 // Port is where envd listens inside every guest.
 const Port = 49983
 

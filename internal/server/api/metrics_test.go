@@ -102,3 +102,51 @@ func TestSandboxMetricsAccess(t *testing.T) {
 		}
 	}
 }
+
+// A sandbox's metrics are live from its host while it runs, and kept in the database
+// at its pause and its destroy: after the destroy they still answer, from what was
+// kept (live false), with the points the host had.
+func TestSandboxMetricsKeptAtPauseAndDestroy(t *testing.T) {
+	env := servertest.New(t)
+	ann, id := newUserSandbox(t, env)
+	points := func() (int, bool) {
+		t.Helper()
+		status, m := ann.do("GET", "/v1/sandboxes/"+id+"/metrics?range=5m", "")
+		if status != 200 {
+			t.Fatalf("metrics: %d %v", status, m)
+		}
+		return len(m["points"].([]any)), m["live"].(bool)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := points(); n < 3; n, _ = points() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the host sampled %d points in 10 s", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n, live := points(); !live || n < 3 {
+		t.Fatalf("running: %d points, live %t", n, live)
+	}
+	if status, body := ann.do("POST", "/v1/sandboxes/"+id+"/pause", ""); status != 200 {
+		t.Fatalf("pause: %d %v", status, body)
+	}
+	var kept int
+	if err := env.DB.QueryRow(context.Background(), `SELECT count(*) FROM sandbox_metric_points WHERE sandbox_id = $1 AND tier = 1`, id).Scan(&kept); err != nil || kept < 3 {
+		t.Errorf("fine points kept at the pause: %d (%v)", kept, err)
+	}
+	if status, body := ann.do("POST", "/v1/sandboxes/"+id+"/resume", ""); status != 200 {
+		t.Fatalf("resume: %d %v", status, body)
+	}
+	time.Sleep(time.Second)
+	if status, _ := ann.do("DELETE", "/v1/sandboxes/"+id, ""); status != 204 {
+		t.Fatal("destroy")
+	}
+	n, live := points()
+	if live || n < kept {
+		t.Errorf("after the destroy: %d points, live %t; want at least the %d kept at the pause, not live", n, live, kept)
+	}
+	var coarse int
+	if err := env.DB.QueryRow(context.Background(), `SELECT count(*) FROM sandbox_metric_points WHERE sandbox_id = $1 AND tier = 3`, id).Scan(&coarse); err != nil || coarse == 0 {
+		t.Errorf("every tier is kept: %d coarse points (%v)", coarse, err)
+	}
+}
