@@ -39,8 +39,8 @@ test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the ba
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \
 	  grep -v '^=== \(RUN\|PAUSE\|CONT\)'; exit $${PIPESTATUS[0]}
 
-up: ## Set up and run Wrenn on this machine (root): deps, build, template, databases, agent, server
-	bash scripts/up.sh
+up: ## Set up and run Wrenn on this machine (root): deps, build, template, databases, agent, server; Ctrl-C stops it
+	@python3 scripts/foreground.py bash scripts/up.sh
 
 image: build ## Build the base template into WRENN_DIR (default /var/lib/wrenn)
 	$(BIN)/wrenn image build --envd $(BIN)/envd

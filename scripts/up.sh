@@ -39,20 +39,32 @@ set -a
 set +a
 
 pids=()
+URL= KEY=
 cleanup() {
+	# What keeps running after Wrenn stops, said before it stops (the API is still up).
+	if [ -n "$KEY" ]; then
+		left=$(curl -s -H "X-API-Key: $KEY" "$URL/v1/sandboxes" 2>/dev/null |
+			python3 -c "import json,sys; print('\n'.join('  %s  %s' % (s['id'], s['status']) for s in json.load(sys.stdin).get('sandboxes', [])))" 2>/dev/null || true)
+		[ -n "$left" ] && printf '\nsandboxes of the make up key still there (they keep running; the next make up re-adopts them):\n%s\n' "$left"
+	fi
 	step "stopping (sandboxes keep running; the next make up re-adopts them)"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	DATA_DIR=$WRENN_DIR/services bash scripts/services.sh stop >/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C (or a TERM) is how `make up` is meant to end: a clean stop, status 0. The
+# Makefile runs this script through scripts/foreground.py, so the Ctrl-C reaches
+# only this script's process group, not make (which would print an error line).
+trap 'exit 0' INT TERM
 
 step "control plane on :$PORT"
 # Sandbox ports at {port}-{id}.localhost:$PORT (curl and browsers resolve *.localhost
 # to this machine); set WRENN_DOMAIN to a real wildcard domain behind TLS (deploy/Caddyfile).
+# setsid: a Ctrl-C reaches this script only, so that cleanup can still ask the server
+# what is left before stopping it.
 WRENN_DOMAIN=${WRENN_DOMAIN:-localhost} WRENN_JWT_SECRET=$(secret jwt-secret) \
-	bin/wrenn server --listen ":$PORT" >>"$STATE/server.log" 2>&1 &
+	setsid bin/wrenn server --listen ":$PORT" >>"$STATE/server.log" 2>&1 &
 pids+=($!)
 URL=http://127.0.0.1:$PORT
 # Up when it can reach PostgreSQL and Redis.
@@ -88,8 +100,15 @@ if [ -z "$host_id" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authoriz
 	agent_args+=(--server "$URL" --token "$(echo "$reg" | json "['registration_token']")")
 	host_id=$(echo "$reg" | json "['id']")
 fi
-bin/wrenn agent "${agent_args[@]}" >>"$STATE/agent.log" 2>&1 &
+setsid bin/wrenn agent "${agent_args[@]}" >>"$STATE/agent.log" 2>&1 &
 pids+=($!)
+# Its port first: the host may still read online from a run that just ended (its
+# record goes stale only after 90 s), before this agent listens.
+host=${AGENT_ADDR%:*} port=${AGENT_ADDR##*:}
+for _ in $(seq 1 300); do
+	(exec 3<>"/dev/tcp/${host:-127.0.0.1}/$port") 2>/dev/null && break
+	sleep 0.1
+done
 for _ in $(seq 1 300); do
 	status=$(api -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id" | json "['status']" 2>/dev/null || true)
 	[ "$status" = online ] && break
