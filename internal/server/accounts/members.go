@@ -222,7 +222,7 @@ func (s *Service) changeMember(ctx context.Context, p *core.Principal, teamID st
 			}
 			meta["role"] = cur.Role
 		}
-		if err := core.Audit(ctx, q, actingIn(p, teamID), "member."+string(op), "user", userID, meta); err != nil {
+		if err := core.Audit(ctx, q, p.In(teamID), "member."+string(op), "user", userID, meta); err != nil {
 			return err
 		}
 		if op == opRemove || op == opLeave {

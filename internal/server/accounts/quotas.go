@@ -126,7 +126,7 @@ func (s *Service) SetTeamQuota(ctx context.Context, p *core.Principal, teamID st
 			return err
 		}
 		o := out.Overrides
-		return core.Audit(ctx, q, actingIn(p, teamID), "team.quota", "team", teamID, map[string]any{
+		return core.Audit(ctx, q, p.In(teamID), "team.quota", "team", teamID, map[string]any{
 			"sandboxes": o.Sandboxes, "vcpus": o.VCPUs, "memory_mb": o.MemoryMB, "api_keys": o.APIKeys,
 		})
 	})

@@ -112,14 +112,6 @@ func userUUID(p *core.Principal) (pgtype.UUID, error) {
 	return core.ParseUUID(p.UserID)
 }
 
-// actingIn is the principal acting on team teamID (for its audit entries: they
-// belong to that team, whichever team the caller's token is for).
-func actingIn(p *core.Principal, teamID string) *core.Principal {
-	a := *p
-	a.TeamID = teamID
-	return &a
-}
-
 // ListTeams returns the caller's teams, the default first.
 func (s *Service) ListTeams(ctx context.Context, p *core.Principal) ([]*Team, error) {
 	uid, err := userUUID(p)
@@ -194,7 +186,7 @@ func (s *Service) CreateTeam(ctx context.Context, p *core.Principal, name string
 			return err
 		}
 		teamID := core.UUIDString(t.ID)
-		if err := core.Audit(ctx, q, actingIn(p, teamID), "team.create", "team", teamID, map[string]any{"name": name, "slug": t.Slug}); err != nil {
+		if err := core.Audit(ctx, q, p.In(teamID), "team.create", "team", teamID, map[string]any{"name": name, "slug": t.Slug}); err != nil {
 			return err
 		}
 		team, err = s.userTeam(ctx, q, p, teamID)
@@ -224,7 +216,7 @@ func (s *Service) RenameTeam(ctx context.Context, p *core.Principal, teamID, nam
 		if _, err := q.RenameTeam(ctx, db.RenameTeamParams{ID: tid, Name: name}); err != nil {
 			return err
 		}
-		if err := core.Audit(ctx, q, actingIn(p, teamID), "team.rename", "team", teamID, map[string]any{"name": name}); err != nil {
+		if err := core.Audit(ctx, q, p.In(teamID), "team.rename", "team", teamID, map[string]any{"name": name}); err != nil {
 			return err
 		}
 		team, err = s.userTeam(ctx, q, p, teamID)
@@ -260,7 +252,7 @@ func (s *Service) DeleteTeam(ctx context.Context, p *core.Principal, teamID stri
 		if err != nil {
 			return err
 		}
-		return core.Audit(ctx, q, actingIn(p, teamID), "team.delete", "team", teamID, map[string]any{"api_keys_revoked": keys})
+		return core.Audit(ctx, q, p.In(teamID), "team.delete", "team", teamID, map[string]any{"api_keys_revoked": keys})
 	})
 	if err != nil {
 		return fmt.Errorf("delete team %s: %w", teamID, err)
@@ -311,6 +303,6 @@ func (s *Service) SetTeamBYOC(ctx context.Context, p *core.Principal, teamID str
 		} else if err != nil {
 			return fmt.Errorf("set byoc of team %s: %w", teamID, err)
 		}
-		return core.Audit(ctx, q, actingIn(p, teamID), "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
+		return core.Audit(ctx, q, p.In(teamID), "team.byoc", "team", teamID, map[string]any{"byoc": byoc})
 	})
 }

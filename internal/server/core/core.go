@@ -88,6 +88,14 @@ type Principal struct {
 	Admin bool
 }
 
+// In is the principal acting on team teamID, whichever team its credential is for:
+// the audit entries of a change to that team belong in that team's log.
+func (p *Principal) In(teamID string) *Principal {
+	a := *p
+	a.TeamID = teamID
+	return &a
+}
+
 // CanManage reports whether the principal may manage the team (keys, members, hosts).
 func (p *Principal) CanManage() bool { return p.Role == Owner || p.Role == Admin }
 

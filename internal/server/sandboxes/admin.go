@@ -249,10 +249,7 @@ func (s *Service) DeleteAdminTemplate(ctx context.Context, p *core.Principal, na
 		actor := p
 		if teamID != "" {
 			// A team's snapshot: the entry is in that team's log, so its owners see it.
-			team = teamID
-			a := *p
-			a.TeamID = teamID
-			actor = &a
+			team, actor = teamID, p.In(teamID)
 		}
 		return core.Audit(ctx, q, actor, "template.delete", "template", name, map[string]any{
 			"team_id": team, "kind": cur.Kind, "hosts": hosts, "live_sandboxes": live,
