@@ -24,7 +24,8 @@ DELETE FROM sandbox_metric_points WHERE ts < @before;
 
 -- name: TeamHoldings :many
 -- Every team's sandboxes now, as the stats count them: running and starting ones
--- (with what they reserve) and paused ones. Teams holding none are left out.
+-- (with what they reserve) and paused ones; only team_id's when given. Teams holding
+-- none are left out.
 SELECT team_id,
     count(*) FILTER (WHERE status IN ('running', 'starting'))::int AS running,
     count(*) FILTER (WHERE status IN ('paused', 'pausing', 'resuming'))::int AS paused,
@@ -32,6 +33,7 @@ SELECT team_id,
     coalesce(sum(memory_mb) FILTER (WHERE status IN ('running', 'starting')), 0)::int AS memory_mb
 FROM sandboxes
 WHERE status IN ('running', 'starting', 'paused', 'pausing', 'resuming')
+  AND (sqlc.narg(team_id)::uuid IS NULL OR team_id = sqlc.narg(team_id)::uuid)
 GROUP BY team_id;
 
 -- name: InsertTeamStats :exec

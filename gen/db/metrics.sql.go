@@ -198,6 +198,7 @@ SELECT team_id,
     coalesce(sum(memory_mb) FILTER (WHERE status IN ('running', 'starting')), 0)::int AS memory_mb
 FROM sandboxes
 WHERE status IN ('running', 'starting', 'paused', 'pausing', 'resuming')
+  AND ($1::uuid IS NULL OR team_id = $1::uuid)
 GROUP BY team_id
 `
 
@@ -210,9 +211,10 @@ type TeamHoldingsRow struct {
 }
 
 // Every team's sandboxes now, as the stats count them: running and starting ones
-// (with what they reserve) and paused ones. Teams holding none are left out.
-func (q *Queries) TeamHoldings(ctx context.Context) ([]TeamHoldingsRow, error) {
-	rows, err := q.db.Query(ctx, teamHoldings)
+// (with what they reserve) and paused ones; only team_id's when given. Teams holding
+// none are left out.
+func (q *Queries) TeamHoldings(ctx context.Context, teamID pgtype.UUID) ([]TeamHoldingsRow, error) {
+	rows, err := q.db.Query(ctx, teamHoldings, teamID)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
+	"github.com/wrennhq/wrenn/internal/metrics"
 	"github.com/wrennhq/wrenn/internal/server/core"
 )
 
@@ -19,18 +20,6 @@ import (
 var MetricRanges = map[string]time.Duration{
 	"5m": 5 * time.Minute, "10m": 10 * time.Minute, "1h": time.Hour, "2h": 2 * time.Hour,
 	"6h": 6 * time.Hour, "12h": 12 * time.Hour, "24h": 24 * time.Hour,
-}
-
-// metricTiers are the agents' tiers (hostagent.v1.MetricTier): how far apart their
-// points are and how far back they reach. A range is answered from the finest tier
-// that covers it.
-var metricTiers = []struct {
-	tier       pb.MetricTier
-	step, span time.Duration
-}{
-	{pb.MetricTier_METRIC_TIER_FINE, 500 * time.Millisecond, 10 * time.Minute},
-	{pb.MetricTier_METRIC_TIER_MEDIUM, 30 * time.Second, 2 * time.Hour},
-	{pb.MetricTier_METRIC_TIER_COARSE, 5 * time.Minute, 24 * time.Hour},
 }
 
 // flushTimeout bounds a flush of a sandbox's metrics before its pause or destroy: the
@@ -99,14 +88,9 @@ func (s *Service) SandboxMetrics(ctx context.Context, p *core.Principal, id, ran
 // keptMetrics answers from the points kept in the database: the range ends where the
 // kept series ends.
 func (s *Service) keptMetrics(ctx context.Context, id string, d time.Duration, out *Metrics) (*Metrics, error) {
-	tier := metricTiers[len(metricTiers)-1]
-	for _, t := range metricTiers {
-		if d <= t.span {
-			tier = t
-			break
-		}
-	}
-	out.Step = tier.step
+	// The tier the agent would answer from (metrics.For), as kept.
+	tier := metrics.For(d)
+	out.Step = tier.Step()
 	last, err := s.q.LastMetricPointTime(ctx, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return out, nil
@@ -114,7 +98,7 @@ func (s *Service) keptMetrics(ctx context.Context, id string, d time.Duration, o
 	if err != nil {
 		return nil, fmt.Errorf("metrics of sandbox %s: %w", id, err)
 	}
-	rows, err := s.q.ListMetricPoints(ctx, db.ListMetricPointsParams{SandboxID: id, Tier: int16(tier.tier), FromTs: last.Add(-d), ToTs: last})
+	rows, err := s.q.ListMetricPoints(ctx, db.ListMetricPointsParams{SandboxID: id, Tier: int16(tier), FromTs: last.Add(-d), ToTs: last})
 	if err != nil {
 		return nil, fmt.Errorf("metrics of sandbox %s: %w", id, err)
 	}

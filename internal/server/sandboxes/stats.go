@@ -76,7 +76,7 @@ func (s *Service) RunStats(ctx context.Context, interval time.Duration) {
 // StatsRound records every team's holdings now; interval is how long this round
 // stands for in usage sums.
 func (s *Service) StatsRound(ctx context.Context, interval time.Duration) error {
-	rows, err := s.q.TeamHoldings(ctx)
+	rows, err := s.q.TeamHoldings(ctx, pgtype.UUID{})
 	if err != nil {
 		return fmt.Errorf("team holdings: %w", err)
 	}
@@ -139,15 +139,13 @@ func (s *Service) TeamStats(ctx context.Context, p *core.Principal, rangeName st
 
 // holdingNow is the team's holding read live (not from the last snapshot).
 func (s *Service) holdingNow(ctx context.Context, teamID pgtype.UUID, now time.Time) (TeamHolding, error) {
-	rows, err := s.q.TeamHoldings(ctx)
+	rows, err := s.q.TeamHoldings(ctx, teamID)
 	if err != nil {
 		return TeamHolding{}, fmt.Errorf("team holdings: %w", err)
 	}
 	h := TeamHolding{Time: now}
-	for _, r := range rows {
-		if r.TeamID == teamID {
-			h.Running, h.Paused, h.VCPUs, h.MemoryMB = int(r.Running), int(r.Paused), int(r.Vcpus), int(r.MemoryMB)
-		}
+	for _, r := range rows { // none, or the team's
+		h.Running, h.Paused, h.VCPUs, h.MemoryMB = int(r.Running), int(r.Paused), int(r.Vcpus), int(r.MemoryMB)
 	}
 	return h, nil
 }
