@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/wrennhq/wrenn/pkg/client"
@@ -67,12 +65,3 @@ func printMetrics(w io.Writer, m *client.SandboxMetrics) {
 
 // mib1 is a byte count in MiB with one decimal (a chart's values move by less than a MiB).
 func mib1(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-// sandboxMetrics is `wrenn sandbox metrics [--range R] ID`.
-func sandboxMetrics(ctx context.Context, c *client.Client, id, rng string, asJSON bool) error {
-	m, err := c.SandboxMetrics(ctx, id, rng)
-	if err != nil {
-		return fmt.Errorf("metrics of sandbox %s: %w", id, err)
-	}
-	return output(asJSON, m, func(tw *tabwriter.Writer) { printMetrics(tw, m) })
-}

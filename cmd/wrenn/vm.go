@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"log/slog"
+	"github.com/spf13/cobra"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,27 +16,47 @@ import (
 	"github.com/wrennhq/wrenn/internal/vmm/drivers"
 )
 
-func imageBuild(ctx context.Context, _ *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("wrenn image build", flag.ContinueOnError)
-	name := fs.String("name", "base", "template name")
-	envd := fs.String("envd", "", "static envd binary to inject (default: envd next to this binary)")
-	fromTar := fs.String("from-tar", "", "build the root filesystem from a `docker export` tar instead of debootstrap")
-	mirror := fs.String("mirror", "", "Debian mirror (default http://deb.debian.org/debian)")
-	force := fs.Bool("force", false, "rebuild even when nothing changed")
-	if err := fs.Parse(args); err != nil {
-		return err
+// imageOptions are `wrenn image build`'s flags.
+type imageOptions struct {
+	name, envd, fromTar, mirror string
+	force                       bool
+}
+
+func newImageCmd(a *app) *cobra.Command {
+	var o imageOptions
+	build := &cobra.Command{
+		Use:   "build [flags]",
+		Short: "Build (or refresh) a guest template",
+		Long: `Build a guest template into WRENN_DIR/images/NAME: a Debian root filesystem with
+envd, a kernel and an initramfs. Each step is cached; a rebuild with nothing changed
+takes about a second. The first build runs debootstrap (about 1-2 minutes).`,
+		Example: "  wrenn image build\n  wrenn image build --name py --from-tar rootfs.tar",
+		Args:    argsRange(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return imageBuild(cmd.Context(), a, o)
+		},
 	}
-	if *envd == "" {
+	f := build.Flags()
+	f.StringVar(&o.name, "name", "base", "template name")
+	f.StringVar(&o.envd, "envd", "", "static envd binary to inject (default: envd next to this binary)")
+	f.StringVar(&o.fromTar, "from-tar", "", "build the root filesystem from a `docker export` tar instead of debootstrap")
+	f.StringVar(&o.mirror, "mirror", "", "Debian mirror (default http://deb.debian.org/debian)")
+	f.BoolVar(&o.force, "force", false, "rebuild even when nothing changed")
+	return group("image", "Build guest templates (root)", "", build)
+}
+
+func imageBuild(ctx context.Context, a *app, o imageOptions) error {
+	if o.envd == "" {
 		self, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find envd: %w", err)
 		}
-		*envd = filepath.Join(filepath.Dir(self), "envd")
+		o.envd = filepath.Join(filepath.Dir(self), "envd")
 	}
 	start := time.Now()
 	t, err := image.Build(ctx, image.Options{
-		Dir: wrennDir(), Name: *name, EnvdPath: *envd, FromTar: *fromTar, Mirror: *mirror,
-		Force: *force, Progress: os.Stderr,
+		Dir: a.settings.Dir, Name: o.name, EnvdPath: o.envd, FromTar: o.fromTar, Mirror: o.mirror,
+		Force: o.force, Progress: a.errOut,
 	})
 	if err != nil {
 		return err
@@ -46,28 +65,48 @@ func imageBuild(ctx context.Context, _ *slog.Logger, args []string) error {
 	if t.UpToDate {
 		state = "up to date"
 	}
-	fmt.Printf("template %s %s in %s: kernel %s, rootfs %s\n", t.Name, state, time.Since(start).Round(time.Millisecond), t.KernelVersion, t.RootFS)
+	fmt.Fprintf(a.out, "template %s %s in %s: kernel %s, rootfs %s\n", t.Name, state, time.Since(start).Round(time.Millisecond), t.KernelVersion, t.RootFS)
 	return nil
 }
 
-// vmRun boots one throwaway sandbox through the agent's own manager (no agent process
-// needed), runs a command in it and destroys it, also on failure or Ctrl-C.
-func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
-	fs := flag.NewFlagSet("wrenn vm run", flag.ContinueOnError)
-	tmpl := fs.String("template", "base", "template to boot")
-	vcpus := fs.Int("vcpus", 1, "virtual CPUs")
-	mem := fs.Int("memory", 512, "memory in MiB")
-	internet := fs.Bool("internet", false, "allow the sandbox to reach the internet")
-	timeout := fs.Duration("timeout", 10*time.Minute, "kill the command after this long")
-	timing := fs.Bool("timings", false, "print how long each step of the create took")
-	if err := fs.Parse(args); err != nil {
-		return err
+// vmOptions are `wrenn vm run`'s flags.
+type vmOptions struct {
+	template      string
+	vcpus, memory int
+	internet      bool
+	timeout       time.Duration
+	timings       bool
+}
+
+func newVMCmd(a *app) *cobra.Command {
+	var o vmOptions
+	runCmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Boot a throwaway sandbox, run CMD in it, tear it down (root; no server needed)",
+		Long: `Boot one sandbox through the agent's own code on this machine (no server or agent
+process needed), run CMD in it, and destroy it, also on failure or Ctrl-C. It exits
+with CMD's status.`,
+		Example: "  wrenn vm run -- uname -a\n  wrenn vm run --timings --memory 1024 -- python3 -c 'print(1)'",
+		Args:    argsRange(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return vmRun(cmd.Context(), a, o, args)
+		},
 	}
-	cmd := fs.Args()
-	if len(cmd) == 0 {
-		return fmt.Errorf("usage: wrenn vm run [flags] -- CMD [ARGS…]")
-	}
-	driver, err := drivers.Open(cliSettings().VMM, vmm.Options{Logger: log})
+	f := runCmd.Flags()
+	f.StringVar(&o.template, "template", "base", "template to boot")
+	f.IntVar(&o.vcpus, "vcpus", 1, "virtual CPUs")
+	f.IntVar(&o.memory, "memory", 512, "memory in MiB")
+	f.BoolVar(&o.internet, "internet", false, "allow the sandbox to reach the internet")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "kill the command after this long")
+	f.BoolVar(&o.timings, "timings", false, "print how long each step of the create took")
+	f.SetInterspersed(false) // what follows CMD is CMD's
+	return group("vm", "Throwaway VMs on this machine, without a server (root)", "", runCmd)
+}
+
+func vmRun(ctx context.Context, a *app, o vmOptions, cmd []string) error {
+	settings := a.settings
+	log := settings.Log.New(a.errOut)
+	driver, err := drivers.Open(settings.VMM, vmm.Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -78,14 +117,13 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	// Slots of their own, away from an agent's (which start at 1).
-	settings := cliSettings()
 	m, pool, err := newManager(settings.EgressAllow, settings.EgressDeny, netslot.PoolOptions{FirstIndex: 50000, LastIndex: 59999},
-		agent.Config{Dir: wrennDir(), Driver: driver, RecordKey: key, Log: log})
+		agent.Config{Dir: settings.Dir, Driver: driver, RecordKey: key, Log: log})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	info, _, tm, err := m.Create(ctx, agent.Spec{Template: *tmpl, VCPUs: *vcpus, MemoryMiB: *mem, AllowInternet: *internet})
+	info, _, tm, err := m.Create(ctx, agent.Spec{Template: o.template, VCPUs: o.vcpus, MemoryMiB: o.memory, AllowInternet: o.internet})
 	if err != nil {
 		return err
 	}
@@ -95,19 +133,19 @@ func vmRun(ctx context.Context, log *slog.Logger, args []string) error {
 			log.Error("destroy sandbox", "sandbox", id, "err", err)
 		}
 	}()
-	if *timing {
-		fmt.Fprintf(os.Stderr, "sandbox %s: slot %v, disk %v, vm start %v, boot %v, init %v, total %v\n",
+	if o.timings {
+		fmt.Fprintf(a.errOut, "sandbox %s: slot %v, disk %v, vm start %v, boot %v, init %v, total %v\n",
 			id, tm.Slot, tm.Disk, tm.VMStart, tm.Boot, tm.Init, tm.Total)
 	}
-	res, err := m.Exec(ctx, id, envdclient.Command{Cmd: cmd[0], Args: cmd[1:]}, *timeout, nil, os.Stdout, os.Stderr)
+	res, err := m.Exec(ctx, id, envdclient.Command{Cmd: cmd[0], Args: cmd[1:]}, o.timeout, nil, a.out, a.errOut)
 	if err != nil {
 		return err
 	}
 	if res.TimedOut {
-		return fmt.Errorf("command timed out after %v", *timeout)
+		return fmt.Errorf("command timed out after %v", o.timeout)
 	}
 	if res.ExitCode != 0 {
-		return exitError{res.ExitCode}
+		return exitStatus{res.ExitCode}
 	}
 	return nil
 }

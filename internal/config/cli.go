@@ -9,7 +9,8 @@ import (
 // per command): the API to talk to and how, the database for `wrenn admin`, and
 // WRENN_DIR for `wrenn image build` and `wrenn vm run`.
 type CLI struct {
-	URL         string // "" = the saved login's, else http://127.0.0.1:8080
+	URL         string // "" = the profile's, else http://127.0.0.1:8080
+	Profile     string // "" = the config file's current profile
 	APIKey      string // secret
 	Password    string // secret
 	DatabaseURL string // secret: password
@@ -30,11 +31,13 @@ func (c *CLI) table() table {
 		s.Flag = ""
 		s.Usage = "`wrenn vm run`: as for the agent (keep them equal on one host)"
 	}
-	return table{program: "wrenn", summary: "the `wrenn` CLI (`signup`, `login`, `keys`, `sandbox`, `host`, `admin`, `image build`, `vm run`; their flags are per command, `-h`)", settings: append(append([]*Setting{
-		{Env: "WRENN_URL", DefaultDoc: "the saved login's, else http://127.0.0.1:8080", Value: URL(&c.URL, "http", "https"),
-			Usage: "the control plane's URL (signup and login save theirs in $XDG_CONFIG_HOME/wrenn/config.json)"},
+	return table{program: "wrenn", summary: "the `wrenn` CLI (`login`, `sandbox`, `snapshot`, `team`, `host`, `admin`, `image build`, `vm run`…; their flags are per command, `wrenn help`)", settings: append(append([]*Setting{
+		{Env: "WRENN_PROFILE", DefaultDoc: "the config file's current profile, else default", Value: String(&c.Profile, 0),
+			Usage: "the saved login to use ('wrenn login --profile P' saves one in $XDG_CONFIG_HOME/wrenn/config); --profile overrides it"},
+		{Env: "WRENN_URL", DefaultDoc: "the profile's, else http://127.0.0.1:8080", Value: URL(&c.URL, "http", "https"),
+			Usage: "the control plane's URL, over the profile's; --url overrides it"},
 		{Env: "WRENN_API_KEY", Secret: true, Value: String(&c.APIKey, 0),
-			Usage: "team API key to use instead of the saved login"},
+			Usage: "team API key to use instead of the profile's login; --api-key overrides it"},
 		{Env: "WRENN_PASSWORD", Secret: true, Value: String(&c.Password, 0),
 			Usage: "signup, login and `wrenn admin create-user`: the password (else the first line of stdin)"},
 		{Env: "WRENN_DATABASE_URL", Redact: RedactURL, Value: String(&c.DatabaseURL, 0),
