@@ -46,6 +46,7 @@ PREREQS=(
 	"test cmd  npm                npm                the SDK conformance test (npm ci)"
 	"test file /var/lib/apt/lists/*_Packages* - apt's package lists, for the kernel and busybox the image builder downloads with apt (run apt-get update; the lists may be compressed)"
 	"test file /dev/net/tun       -                  TAP devices for microVMs (the kernel's tun module: modprobe tun)"
+	"test file /usr/share/bash-completion/bash_completion bash-completion 'wrenn completion bash' (cobra's script needs its helpers; the completion test loads it)"
 	"run  cmd  curl               curl               make up's API calls"
 	"run  file /usr/lib/python3*/json/__init__.py python3 make up reads JSON with python3 (python3-minimal has no json module)"
 	"run  cmd  column             bsdextrautils      make help"

@@ -14,28 +14,36 @@ import (
 // A bad setting stops the server and the agent before they touch anything (the agent
 // would otherwise lock WRENN_DIR, the server dial its database).
 func TestBadSettingsFail(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("WRENN_DIR", dir)
-	t.Setenv("WRENN_DATABASE_URL", "postgres://wrenn:pw@127.0.0.1:1/wrenn")
-	t.Setenv("WRENN_REDIS_URL", "redis://127.0.0.1:1/0")
-	t.Setenv("WRENN_JWT_SECRET", "0123456789abcdef0123456789abcdef")
-	t.Setenv("WRENN_HOST_STALE_AFTER", "abc")
+	env := map[string]string{
+		"WRENN_DIR":              t.TempDir(),
+		"WRENN_DATABASE_URL":     "postgres://wrenn:pw@127.0.0.1:1/wrenn",
+		"WRENN_REDIS_URL":        "redis://127.0.0.1:1/0",
+		"WRENN_JWT_SECRET":       "0123456789abcdef0123456789abcdef",
+		"WRENN_HOST_STALE_AFTER": "abc",
+	}
+	// The server and the agent read the process environment.
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	ctx := context.Background()
-	if code := run(ctx, []string{"server"}); code != 1 {
-		t.Errorf("server with WRENN_HOST_STALE_AFTER=abc: exit %d", code)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"server"}, 1},
+		{[]string{"agent", "--vmm", "kvm"}, 1},
+		{[]string{"agent", "-h"}, 0},
+		{[]string{"nonsense"}, 2},
+	} {
+		a, _, _ := newTestApp(t, env, "")
+		if code := run(ctx, a, c.args); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
+		}
 	}
-	if code := run(ctx, []string{"agent", "--vmm", "kvm"}); code != 1 {
-		t.Errorf("agent --vmm kvm: exit %d", code)
-	}
-	if code := run(ctx, []string{"agent", "-h"}); code != 0 {
-		t.Errorf("agent -h: exit %d", code)
-	}
-	if code := run(ctx, []string{"nonsense"}); code != 2 {
-		t.Errorf("unknown command: exit %d", code)
-	}
-	t.Setenv("WRENN_LOG_LEVEL", "loud")
-	if code := run(ctx, []string{"sandbox", "ls"}); code != 1 {
-		t.Errorf("sandbox ls with WRENN_LOG_LEVEL=loud: exit %d", code)
+	env["WRENN_LOG_LEVEL"] = "loud"
+	a, _, stderr := newTestApp(t, env, "")
+	if code := run(ctx, a, []string{"sandbox", "ls"}); code != 1 || !strings.Contains(stderr.String(), "WRENN_LOG_LEVEL") {
+		t.Errorf("sandbox ls with WRENN_LOG_LEVEL=loud: exit %d, stderr %q", code, stderr)
 	}
 }
 

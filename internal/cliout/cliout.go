@@ -62,7 +62,8 @@ func List[T any](p Printer, items []T, id func(T) string, cols []Column[T]) erro
 	return table(p, items, cols)
 }
 
-// One prints a single item as List prints a list of one (a table of one row).
+// One prints a single item as List prints a list of one, but a table of it has every
+// column, wide ones too: one row has the room, and a get is asked for the detail.
 func One[T any](p Printer, item T, id func(T) string, cols []Column[T]) error {
 	if p.Quiet {
 		_, err := fmt.Fprintln(p.Out, id(item))
@@ -72,6 +73,7 @@ func One[T any](p Printer, item T, id func(T) string, cols []Column[T]) error {
 	case "json", "yaml":
 		return p.Value(item)
 	}
+	p.Format = "wide"
 	return table(p, []T{item}, cols)
 }
 

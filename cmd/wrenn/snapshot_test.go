@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // with one snapshot, "my-snap" (3 MiB and a bit): creating "taken" without overwrite
 // is a 409, any other name but "my-snap" is a 404 to get or delete. It records the
 // calls.
-func fakeSnapshotAPI(t *testing.T) (*[]apiCall, *sync.Mutex) {
+func fakeSnapshotAPI(t *testing.T) (*[]apiCall, *sync.Mutex, map[string]string) {
 	t.Helper()
 	var mu sync.Mutex
 	var calls []apiCall
@@ -52,36 +51,13 @@ func fakeSnapshotAPI(t *testing.T) (*[]apiCall, *sync.Mutex) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv("WRENN_URL", srv.URL)
-	t.Setenv("WRENN_API_KEY", "wrn_0123456789abcdef0123456789abcdef")
-	return &calls, &mu
-}
-
-// captureStdout runs f with os.Stdout going to a pipe and returns what it wrote.
-func captureStdout(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdout
-	os.Stdout = w
-	defer func() { os.Stdout = old }()
-	done := make(chan string)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- string(b)
-	}()
-	f()
-	w.Close()
-	return <-done
+	return &calls, &mu, map[string]string{"WRENN_URL": srv.URL, "WRENN_API_KEY": "wrn_0123456789abcdef0123456789abcdef"}
 }
 
 // `wrenn snapshot create|ls|get|rm` send the routes' requests (flags before or after
 // the arguments) and print what the API answers; API errors exit 1.
 func TestSnapshotCommands(t *testing.T) {
-	calls, mu := fakeSnapshotAPI(t)
+	calls, mu, env := fakeSnapshotAPI(t)
 	ctx := context.Background()
 	for _, c := range []struct {
 		args []string
@@ -107,8 +83,9 @@ func TestSnapshotCommands(t *testing.T) {
 		mu.Lock()
 		*calls = nil
 		mu.Unlock()
-		var code int
-		out := captureStdout(t, func() { code = run(ctx, c.args) })
+		a, stdout, _ := newTestApp(t, env, "")
+		code := run(ctx, a, c.args)
+		out := stdout.String()
 		if code != c.code {
 			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
 		}
@@ -124,12 +101,11 @@ func TestSnapshotCommands(t *testing.T) {
 	}
 }
 
-// Wrong arguments exit 1 with the subcommand's usage, before any request.
+// Wrong arguments exit 2 with where to read the usage, before any request.
 func TestSnapshotUsageErrors(t *testing.T) {
-	calls, mu := fakeSnapshotAPI(t)
+	calls, mu, env := fakeSnapshotAPI(t)
 	ctx := context.Background()
 	for _, args := range [][]string{
-		{"snapshot"},
 		{"snapshot", "create"},
 		{"snapshot", "create", "sb0123456789abcdefgh"},
 		{"snapshot", "create", "sb0123456789abcdefgh", "a", "b"},
@@ -140,21 +116,20 @@ func TestSnapshotUsageErrors(t *testing.T) {
 		{"snapshot", "rm", "--force", "my-snap"},
 		{"snapshot", "bogus"},
 	} {
-		if code := run(ctx, args); code != 1 {
-			t.Errorf("%v: exit %d, want 1", args, code)
+		a, _, stderr := newTestApp(t, env, "")
+		if code := run(ctx, a, args); code != 2 || !strings.Contains(stderr.String(), "--help' for usage") {
+			t.Errorf("%v: exit %d, want 2; stderr %q", args, code, stderr)
 		}
 	}
-	for _, args := range [][]string{{"snapshot", "-h"}, {"snapshot", "create", "-h"}} {
-		if code := run(ctx, args); code != 0 {
-			t.Errorf("%v: exit %d, want 0", args, code)
+	for _, args := range [][]string{{"snapshot"}, {"snapshot", "-h"}, {"snapshot", "create", "-h"}} {
+		a, stdout, _ := newTestApp(t, env, "")
+		if code := run(ctx, a, args); code != 0 || !strings.Contains(stdout.String(), "Usage:") {
+			t.Errorf("%v: exit %d, want 0 and the usage on stdout", args, code)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(*calls) != 0 {
 		t.Errorf("usage errors sent %+v", *calls)
-	}
-	if u := snapshotCommands.usage("create"); !strings.Contains(u, "wrenn snapshot create [--overwrite] ID NAME") || strings.Contains(u, "snapshot rm") {
-		t.Errorf("create's usage: %q", u)
 	}
 }
