@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,10 +14,16 @@ import (
 // teamAPI is a fake control plane for the team and member routes. Ann (u1) is in
 // two teams: t1, her default, which she owns and cannot leave, and t2 (3 members:
 // Ann an admin, Bob an admin, Cy a member). A token "tok" acts for t1, "tok-ID" for
-// team ID. It records the calls as method, request URI, body.
+// team ID. It records the calls as method, request URI, body. Its CLI has no
+// terminal (rm must not ask) unless a test sets a.inTTY.
 type teamAPI struct {
 	mu    sync.Mutex
 	calls []string
+
+	// The CLI, logged in as Ann with "tok"; env is its environment.
+	a           *app
+	out, errOut *bytes.Buffer
+	env         map[string]string
 }
 
 func (a *teamAPI) take() []string {
@@ -129,47 +133,36 @@ func newTeamAPI(t *testing.T) *teamAPI {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	t.Setenv("XDG_CONFIG_HOME", dir)
-	t.Setenv("WRENN_URL", "")
-	t.Setenv("WRENN_API_KEY", "")
-	if err := (cliConfig{URL: srv.URL, Token: "tok"}).save(); err != nil {
-		t.Fatal(err)
-	}
-	// No terminal on stdin, whatever runs the tests: rm must not ask.
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdin
-	os.Stdin = null
-	t.Cleanup(func() { os.Stdin = old; null.Close() })
+	a.env = map[string]string{}
+	a.a, a.out, a.errOut = newTestApp(t, a.env, "")
+	saveLogin(t, a.a, srv.URL, "tok")
 	return a
 }
 
-// savedToken is the token of the saved login.
-func savedToken(t *testing.T) string {
+// savedToken is the token of the saved login; the profile stays the current one,
+// with its server.
+func (a *teamAPI) savedToken(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "wrenn", "config.json"))
-	if err != nil {
-		t.Fatal(err)
+	p, current := savedProfile(t, a.a, "default")
+	if current != "default" || !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
+		t.Errorf("the saved login moved: current %q, URL %q", current, p.URL)
 	}
-	var c cliConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c.Token
+	return p.Token
 }
 
-// runCase runs the CLI with args and checks its exit code, the calls it made and
-// what it printed.
-func runCase(t *testing.T, a *teamAPI, args []string, code int, calls []string, out ...string) {
+// run runs the CLI with args and returns its exit status, stdout and stderr.
+func (a *teamAPI) run(args ...string) (int, string, string) {
+	return runApp(a.a, a.out, a.errOut, args...)
+}
+
+// runTeamCase runs the CLI with args and checks its exit code, the calls it made and
+// what it printed on stdout.
+func runTeamCase(t *testing.T, a *teamAPI, args []string, code int, calls []string, out ...string) {
 	t.Helper()
 	a.take()
-	var got int
-	printed := captureStdout(t, func() { got = run(context.Background(), args) })
+	got, printed, errOut := a.run(args...)
 	if got != code {
-		t.Errorf("%q: exit %d, want %d", args, got, code)
+		t.Errorf("%q: exit %d, want %d (stderr %q)", args, got, code, errOut)
 	}
 	if sent := a.take(); strings.Join(sent, "\n") != strings.Join(calls, "\n") {
 		t.Errorf("%q sent\n  %s\nwant\n  %s", args, strings.Join(sent, "\n  "), strings.Join(calls, "\n  "))
@@ -182,7 +175,7 @@ func runCase(t *testing.T, a *teamAPI, args []string, code int, calls []string, 
 }
 
 // `wrenn team …` sends the routes' requests, with names as one argument however
-// they are spelt, and prints tables or, with --json, the API's answers.
+// they are spelt, and prints tables or, with --json or -o, the API's answers.
 func TestTeamCommands(t *testing.T) {
 	a := newTeamAPI(t)
 	for _, c := range []struct {
@@ -193,7 +186,11 @@ func TestTeamCommands(t *testing.T) {
 	}{
 		{[]string{"team", "ls"}, 0, []string{"GET /v1/teams", "GET /v1/me"},
 			[]string{"ID  NAME", "t1  Ann's team", "anns-team  owner  1        current,default\n", "data-team  admin  3        \n"}},
+		{[]string{"team", "ls", "-o", "wide"}, 0, []string{"GET /v1/teams", "GET /v1/me"},
+			[]string{"BYOC   CREATED", "anns-team  owner  1        false  2025-01-02T03:04:05Z  current,default\n"}},
 		{[]string{"team", "ls", "--json"}, 0, []string{"GET /v1/teams"}, []string{`"is_default": true`, `"name": "Data Ünïcode team"`}},
+		{[]string{"team", "ls", "-o", "yaml"}, 0, []string{"GET /v1/teams"}, []string{"is_default: true", "name: Data Ünïcode team"}},
+		{[]string{"team", "ls", "-q"}, 0, []string{"GET /v1/teams"}, []string{"t1\nt2\n"}},
 		{[]string{"team", "create", "Équipe de données"}, 0, []string{`POST /v1/teams {"name":"Équipe de données"}`}, []string{"t3", "Équipe de données", "owner"}},
 		{[]string{"team", "show"}, 0, []string{"GET /v1/me", "GET /v1/teams/t1"}, []string{"anns-team", "2025-01-02T03:04:05Z"}},
 		{[]string{"team", "show", "--json", "t2"}, 0, []string{"GET /v1/teams/t2"}, []string{`"is_byoc": true`, `"members": 3`}},
@@ -203,9 +200,12 @@ func TestTeamCommands(t *testing.T) {
 		{[]string{"team", "rm", "--yes", "t2"}, 0, []string{"GET /v1/me", "DELETE /v1/teams/t2"}, nil},
 		{[]string{"team", "leave", "t2"}, 0, []string{"GET /v1/me", "POST /v1/teams/t2/leave"}, nil},
 	} {
-		runCase(t, a, c.args, c.code, c.calls, c.out...)
+		runTeamCase(t, a, c.args, c.code, c.calls, c.out...)
 	}
-	if tok := savedToken(t); tok != "tok" {
+	if _, out, _ := a.run("team", "create", "-q", "x"); out != "t3\n" {
+		t.Errorf("team create -q printed %q, want the id alone", out)
+	}
+	if tok := a.savedToken(t); tok != "tok" {
 		t.Errorf("the login changed to %q", tok)
 	}
 }
@@ -214,70 +214,75 @@ func TestTeamCommands(t *testing.T) {
 // a terminal it needs --yes, and sends nothing.
 func TestTeamRemoveConfirms(t *testing.T) {
 	a := newTeamAPI(t)
-	runCase(t, a, []string{"team", "rm", "t2"}, 1, nil)
-	err := runTeamCmd(context.Background(), []string{"rm", "t2"}, console{})
-	if err == nil || !strings.Contains(err.Error(), "--yes") || !strings.Contains(err.Error(), "sandboxes and snapshots") {
-		t.Errorf("without a terminal: %v", err)
+	runTeamCase(t, a, []string{"team", "rm", "t2"}, 1, nil)
+	if _, _, errOut := a.run("team", "rm", "t2"); !strings.Contains(errOut, "--yes") || !strings.Contains(errOut, "sandboxes and snapshots") {
+		t.Errorf("without a terminal: %q", errOut)
 	}
+	a.take()
 
+	a.a.inTTY = true
 	for _, typed := range []string{"Ann's team\n", "data ünïcode team\n", ""} {
-		var prompt strings.Builder
-		err := runTeamCmd(context.Background(), []string{"rm", "t2"}, console{in: strings.NewReader(typed), out: &prompt})
-		if err == nil || !strings.Contains(err.Error(), "not deleting team t2") {
-			t.Errorf("typed %q: %v", typed, err)
+		a.a.in = strings.NewReader(typed)
+		code, _, errOut := a.run("team", "rm", "t2")
+		if code != 1 || !strings.Contains(errOut, "not deleting team t2") {
+			t.Errorf("typed %q: exit %d, %q", typed, code, errOut)
 		}
-		if p := prompt.String(); !strings.Contains(p, `"Data Ünïcode team" (t2)`) || !strings.Contains(p, "destroys its sandboxes and snapshots and revokes its API keys") {
-			t.Errorf("prompt: %q", p)
+		if !strings.Contains(errOut, `"Data Ünïcode team" (t2)`) || !strings.Contains(errOut, "destroys its sandboxes and snapshots and revokes its API keys") {
+			t.Errorf("prompt: %q", errOut)
 		}
 		if calls := a.take(); strings.Join(calls, ",") != "GET /v1/me,GET /v1/teams/t2" {
 			t.Errorf("typed %q: sent %q", typed, calls)
 		}
 	}
-	var prompt strings.Builder
-	if err := runTeamCmd(context.Background(), []string{"rm", "t2"}, console{in: strings.NewReader("  Data Ünïcode team\r\n"), out: &prompt}); err != nil {
-		t.Fatal(err)
+	a.a.in = strings.NewReader("  Data Ünïcode team\r\n")
+	if code, _, errOut := a.run("team", "rm", "t2"); code != 0 {
+		t.Fatalf("confirmed: exit %d: %s", code, errOut)
 	}
 	if calls := a.take(); strings.Join(calls, ",") != "GET /v1/me,GET /v1/teams/t2,DELETE /v1/teams/t2" {
 		t.Errorf("confirmed: sent %q", calls)
 	}
 	// --yes asks nothing, terminal or not.
-	if err := runTeamCmd(context.Background(), []string{"rm", "t2", "--yes"}, console{in: strings.NewReader(""), out: io.Discard}); err != nil {
-		t.Fatal(err)
+	a.a.in = strings.NewReader("")
+	if code, _, errOut := a.run("team", "rm", "t2", "--yes"); code != 0 || errOut != "" {
+		t.Fatalf("--yes on a terminal: exit %d, stderr %q", code, errOut)
 	}
 	if calls := a.take(); strings.Join(calls, ",") != "GET /v1/me,DELETE /v1/teams/t2" {
 		t.Errorf("--yes on a terminal: sent %q", calls)
 	}
 }
 
-// `wrenn team switch` saves the new team's token; leaving, deleting or being
-// removed from the team the login acts for first moves the login to another team
-// (the server refuses a token whose team the user is no longer in), and keeps it
-// where it was when the server refuses.
+// `wrenn team switch` saves the new team's token in the profile; leaving, deleting or
+// being removed from the team the login acts for first moves the login to another
+// team (the server refuses a token whose team the user is no longer in), and keeps
+// it where it was when the server refuses.
 func TestTeamSwitchKeepsLogin(t *testing.T) {
 	a := newTeamAPI(t)
-	runCase(t, a, []string{"team", "switch", "t2"}, 0, []string{`POST /v1/auth/switch-team {"team_id":"t2"}`}, "team t2 (admin)")
-	if tok := savedToken(t); tok != "tok-t2" {
+	runTeamCase(t, a, []string{"team", "switch", "t2"}, 0, []string{`POST /v1/auth/switch-team {"team_id":"t2"}`}, "team t2 (admin)", `profile "default"`)
+	if tok := a.savedToken(t); tok != "tok-t2" {
 		t.Fatalf("after switch: token %q", tok)
 	}
-	runCase(t, a, []string{"team", "ls"}, 0, []string{"GET /v1/teams", "GET /v1/me"}, "owner  1        default\n", "admin  3        current\n")
-	runCase(t, a, []string{"team", "switch", "t9"}, 1, []string{`POST /v1/auth/switch-team {"team_id":"t9"}`})
+	runTeamCase(t, a, []string{"team", "ls"}, 0, []string{"GET /v1/teams", "GET /v1/me"}, "owner  1        default\n", "admin  3        current\n")
+	runTeamCase(t, a, []string{"team", "switch", "t9"}, 1, []string{`POST /v1/auth/switch-team {"team_id":"t9"}`})
 
-	runCase(t, a, []string{"team", "leave", "t2"}, 0, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t1"}`, "POST /v1/teams/t2/leave"})
-	if tok := savedToken(t); tok != "tok-t1" {
+	runTeamCase(t, a, []string{"team", "leave", "t2"}, 0, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t1"}`, "POST /v1/teams/t2/leave"})
+	if tok := a.savedToken(t); tok != "tok-t1" {
 		t.Errorf("after leaving the current team: token %q", tok)
 	}
+	if errOut := a.errOut.String(); !strings.Contains(errOut, "your login acted for team t2; it now acts for team t1 (owner)") {
+		t.Errorf("after leaving the current team, stderr: %q", errOut)
+	}
 	// t1 cannot be left: the login stays with it.
-	runCase(t, a, []string{"team", "leave", "t1"}, 1, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t2"}`, "POST /v1/teams/t1/leave"})
-	if tok := savedToken(t); tok != "tok-t1" {
+	runTeamCase(t, a, []string{"team", "leave", "t1"}, 1, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t2"}`, "POST /v1/teams/t1/leave"})
+	if tok := a.savedToken(t); tok != "tok-t1" {
 		t.Errorf("after a refused leave: token %q", tok)
 	}
-	runCase(t, a, []string{"team", "rm", "--yes", "t1"}, 0, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t2"}`, "DELETE /v1/teams/t1"})
-	if tok := savedToken(t); tok != "tok-t2" {
+	runTeamCase(t, a, []string{"team", "rm", "--yes", "t1"}, 0, []string{"GET /v1/me", `POST /v1/auth/switch-team {"team_id":"t2"}`, "DELETE /v1/teams/t1"})
+	if tok := a.savedToken(t); tok != "tok-t2" {
 		t.Errorf("after deleting the current team: token %q", tok)
 	}
-	runCase(t, a, []string{"member", "rm", "ann@example.com"}, 0, []string{"GET /v1/me", "GET /v1/teams/t2/members",
+	runTeamCase(t, a, []string{"member", "rm", "ann@example.com"}, 0, []string{"GET /v1/me", "GET /v1/teams/t2/members",
 		`POST /v1/auth/switch-team {"team_id":"t1"}`, "DELETE /v1/teams/t2/members/u1"})
-	if tok := savedToken(t); tok != "tok-t1" {
+	if tok := a.savedToken(t); tok != "tok-t1" {
 		t.Errorf("after removing oneself from the current team: token %q", tok)
 	}
 }
@@ -295,6 +300,7 @@ func TestMemberCommands(t *testing.T) {
 		{[]string{"member", "ls"}, 0, []string{"GET /v1/me", "GET /v1/teams/t1/members"},
 			[]string{"USER ID  EMAIL", "u2       bob@example.com  Bob   admin   2025-01-04T03:04:05Z"}},
 		{[]string{"member", "ls", "--team", "t2", "--json"}, 0, []string{"GET /v1/teams/t2/members"}, []string{`"user_id": "u3"`, `"email": "cy@example.com"`}},
+		{[]string{"member", "ls", "--team", "t2", "-q"}, 0, []string{"GET /v1/teams/t2/members"}, []string{"u1\nu2\nu3\n"}},
 		{[]string{"member", "add", "dee@example.com"}, 0, []string{"GET /v1/me", `POST /v1/teams/t1/members {"email":"dee@example.com","role":"member"}`},
 			[]string{"u4", "dee@example.com", "member"}},
 		{[]string{"member", "add", "dee@example.com", "--role", "admin", "--team", "t2"}, 0,
@@ -305,48 +311,51 @@ func TestMemberCommands(t *testing.T) {
 		{[]string{"member", "role", "nobody@example.com", "admin", "--team", "t2"}, 1, []string{"GET /v1/teams/t2/members"}, nil},
 		{[]string{"member", "rm", "cy@example.com", "--team", "t2"}, 0, []string{"GET /v1/me", "GET /v1/teams/t2/members", "DELETE /v1/teams/t2/members/u3"}, nil},
 		{[]string{"member", "rm", "u9", "--team", "t2"}, 1, []string{"GET /v1/me", "DELETE /v1/teams/t2/members/u9"}, nil},
-		{[]string{"member", "role", "u2", "boss"}, 1, nil, nil},
-		{[]string{"member", "add", "--role", "Admin", "dee@example.com"}, 1, nil, nil},
+		{[]string{"member", "role", "u2", "boss"}, exitUsage, nil, nil},
+		{[]string{"member", "add", "--role", "Admin", "dee@example.com"}, exitUsage, nil, nil},
 	} {
-		runCase(t, a, c.args, c.code, c.calls, c.out...)
+		runTeamCase(t, a, c.args, c.code, c.calls, c.out...)
 	}
-	for _, args := range [][]string{{"role", "u2", "superuser"}, {"add", "--role", "root", "dee@example.com"}} {
-		err := memberCmd(context.Background(), args)
-		if err == nil || !strings.Contains(err.Error(), "unknown role") || !strings.Contains(err.Error(), "member, admin or owner") {
-			t.Errorf("%q: %v", args, err)
+	for _, args := range [][]string{{"member", "role", "u2", "superuser"}, {"member", "add", "--role", "root", "dee@example.com"}} {
+		_, _, errOut := a.run(args...)
+		if !strings.Contains(errOut, "unknown role") || !strings.Contains(errOut, "member, admin or owner") {
+			t.Errorf("%q: %q", args, errOut)
 		}
 	}
-	err := memberCmd(context.Background(), []string{"rm", "nobody@example.com", "--team", "t2"})
-	if err == nil || !strings.Contains(err.Error(), "nobody@example.com is not a member of team t2") {
-		t.Errorf("an unknown email: %v", err)
+	if _, _, errOut := a.run("member", "rm", "nobody@example.com", "--team", "t2"); !strings.Contains(errOut, "nobody@example.com is not a member of team t2") {
+		t.Errorf("an unknown email: %q", errOut)
 	}
 }
 
-// Wrong arguments exit 1 with the usage and -h exits 0, both before any request; an
-// API key is refused here, not by the server.
+// Wrong arguments exit 2 with the usage line and -h exits 0, both before any
+// request; a bare group prints its help; an API key is refused here, not by the
+// server.
 func TestTeamUsageErrors(t *testing.T) {
 	a := newTeamAPI(t)
 	for _, args := range [][]string{
-		{"team"}, {"team", "bogus"}, {"team", "ls", "x"}, {"team", "create"}, {"team", "create", "Data", "team"},
+		{"team", "bogus"}, {"team", "ls", "x"}, {"team", "create"}, {"team", "create", "Data", "team"},
 		{"team", "show", "t1", "t2"}, {"team", "rename", "t2"}, {"team", "rm"}, {"team", "switch"}, {"team", "leave"},
-		{"member"}, {"member", "bogus"}, {"member", "ls", "x"}, {"member", "add"}, {"member", "role", "u2"}, {"member", "rm"},
-		{"member", "rm", "u2", "u3"},
+		{"member", "bogus"}, {"member", "ls", "x"}, {"member", "add"}, {"member", "role", "u2"}, {"member", "rm"},
+		{"member", "rm", "u2", "u3"}, {"team", "ls", "-o", "xml"}, {"member", "ls", "--role", "admin"},
 	} {
-		runCase(t, a, args, 1, nil)
+		runTeamCase(t, a, args, exitUsage, nil)
 	}
-	for _, args := range [][]string{{"team", "-h"}, {"team", "rm", "-h"}, {"member", "--help"}, {"member", "role", "-h"}} {
-		runCase(t, a, args, 0, nil)
+	if _, _, errOut := a.run("team", "rename", "t2"); !strings.Contains(errOut, "usage: wrenn team rename ID NAME") {
+		t.Errorf("rename's usage error: %q", errOut)
 	}
-	if u := teamCommands.usage("rm"); !strings.Contains(u, "wrenn team rm [--yes] ID") || !strings.Contains(u, "--yes is needed") || strings.Contains(u, "NAME with spaces") {
-		t.Errorf("rm's usage: %q", u)
+	for _, args := range [][]string{{"team"}, {"member"}, {"team", "-h"}, {"team", "rm", "-h"}, {"member", "--help"}, {"member", "role", "-h"}} {
+		runTeamCase(t, a, args, 0, nil)
 	}
-	if u := memberCommands.usage("role"); !strings.Contains(u, "ROLE is member, admin or owner") {
-		t.Errorf("role's usage: %q", u)
+	if _, out, _ := a.run("team", "rm", "--help"); !strings.Contains(out, "wrenn team rm [--yes] ID") || !strings.Contains(out, "--yes is needed") {
+		t.Errorf("rm's help: %q", out)
+	}
+	if _, out, _ := a.run("member", "role", "--help"); !strings.Contains(out, "ROLE is member, admin or owner") {
+		t.Errorf("role's help: %q", out)
 	}
 
-	t.Setenv("WRENN_API_KEY", "wrn_0123456789abcdef0123456789abcdef")
-	runCase(t, a, []string{"team", "ls"}, 1, nil)
-	if err := memberCmd(context.Background(), []string{"ls"}); err == nil || !strings.Contains(err.Error(), "not an API key") {
-		t.Errorf("with an API key: %v", err)
+	a.env["WRENN_API_KEY"] = "wrn_0123456789abcdef0123456789abcdef"
+	runTeamCase(t, a, []string{"team", "ls"}, 1, nil)
+	if _, _, errOut := a.run("member", "ls"); !strings.Contains(errOut, "not an API key") {
+		t.Errorf("with an API key: %q", errOut)
 	}
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +14,9 @@ import (
 // fakeAdminAPI answers the platform administrators' routes as the control plane does
 // for an administrator's token ("Bearer tok"): a page of one team, user and sandbox
 // with more after it, the platform's templates, 204 to changes; anything else is a
-// 403. It records each request as "METHOD URI BODY".
-func fakeAdminAPI(t *testing.T) (*[]string, *sync.Mutex) {
+// 403. It records each request as "METHOD URI BODY". It returns the CLI, logged in
+// with "tok", and its environment.
+func fakeAdminAPI(t *testing.T) (*[]string, *sync.Mutex, *app, *bytes.Buffer, *bytes.Buffer, map[string]string) {
 	t.Helper()
 	var mu sync.Mutex
 	var reqs []string
@@ -56,45 +55,17 @@ func fakeAdminAPI(t *testing.T) (*[]string, *sync.Mutex) {
 		json.NewEncoder(w).Encode(answers[r.URL.Path])
 	}))
 	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	t.Setenv("XDG_CONFIG_HOME", dir)
-	t.Setenv("WRENN_DATABASE_URL", "")
-	if err := os.MkdirAll(filepath.Join(dir, "wrenn"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := json.Marshal(cliConfig{URL: srv.URL, Token: "tok"})
-	if err := os.WriteFile(filepath.Join(dir, "wrenn", "config.json"), cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &reqs, &mu
-}
-
-// captureStderr runs f with os.Stderr going to a pipe and returns what it wrote.
-func captureStderr(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stderr
-	os.Stderr = w
-	defer func() { os.Stderr = old }()
-	done := make(chan string)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- string(b)
-	}()
-	f()
-	w.Close()
-	return <-done
+	env := map[string]string{"WRENN_DATABASE_URL": ""}
+	a, out, errOut := newTestApp(t, env, "")
+	saveLogin(t, a, srv.URL, "tok")
+	return &reqs, &mu, a, out, errOut, env
 }
 
 // `wrenn admin`'s API commands send their flags as the routes' queries and bodies,
 // print tables (or the API's JSON) and the --cursor of the next page; wrong
 // arguments reach no server.
 func TestAdminCommand(t *testing.T) {
-	reqs, mu := fakeAdminAPI(t)
-	ctx := context.Background()
+	reqs, mu, a, stdout, stderr, env := fakeAdminAPI(t)
 	for _, c := range []struct {
 		args    []string
 		code    int
@@ -105,32 +76,37 @@ func TestAdminCommand(t *testing.T) {
 		{[]string{"admin", "teams"}, 0, "GET /v1/admin/teams", []string{"ann's team", "0123456789ab", "yes", "MEMBERS"}, true},
 		{[]string{"admin", "teams", "--deleted", "--limit", "5", "--cursor", "abc"}, 0, "GET /v1/admin/teams?cursor=abc&include_deleted=true&limit=5", nil, true},
 		{[]string{"admin", "teams", "--json"}, 0, "GET /v1/admin/teams", []string{`"next_cursor": "bmV4dA"`, `"members": 3`}, false},
+		{[]string{"admin", "teams", "-q"}, 0, "GET /v1/admin/teams", []string{"t1\n"}, true},
+		{[]string{"admin", "teams", "-o", "yaml"}, 0, "GET /v1/admin/teams", []string{"next_cursor: bmV4dA", "members: 3"}, false},
 		{[]string{"admin", "users", "--email", "a_b"}, 0, "GET /v1/admin/users?email=a_b", []string{"a_b@example.com", "Ann"}, false},
 		{[]string{"admin", "users", "--json"}, 0, "GET /v1/admin/users", []string{`"next_cursor": null`, `"is_admin": true`}, false},
 		{[]string{"admin", "byoc", "t1", "on"}, 0, `PUT /v1/admin/teams/t1/byoc {"byoc":true}`, []string{"its own hosts only"}, false},
 		{[]string{"admin", "byoc", "t1", "off"}, 0, `PUT /v1/admin/teams/t1/byoc {"byoc":false}`, []string{"the platform's hosts"}, false},
 		{[]string{"admin", "templates"}, 0, "GET /v1/admin/templates", []string{"platform", "golden", "3 MiB", "h1", "256 MiB"}, false},
 		{[]string{"admin", "templates", "--team", "t1"}, 0, "GET /v1/admin/templates?team_id=t1", nil, false},
+		{[]string{"admin", "template", "get", "golden"}, 0, "GET /v1/admin/templates/golden", []string{"NAME    TEAM  KIND", "golden  t1    snapshot  base"}, false},
 		{[]string{"admin", "template", "get", "golden", "--json"}, 0, "GET /v1/admin/templates/golden", []string{`"team_id": "t1"`}, false},
 		{[]string{"admin", "template", "rm", "golden", "--team", "t1"}, 0, "DELETE /v1/admin/templates/golden?team_id=t1", nil, false},
 		{[]string{"admin", "template", "rm", "base"}, 0, "DELETE /v1/admin/templates/base", nil, false},
 		{[]string{"admin", "sandboxes", "--state", "running,paused", "--team", "t1", "--host", "h1", "--limit", "2"}, 0,
 			"GET /v1/admin/sandboxes?host_id=h1&limit=2&state=running%2Cpaused&team_id=t1", []string{"sb0123456789abcdefgh", "t1", "running"}, true},
-		{[]string{"admin", "byoc", "t1", "maybe"}, 1, "", nil, false},
-		{[]string{"admin", "byoc", "t1"}, 1, "", nil, false},
-		{[]string{"admin", "template", "golden"}, 1, "", nil, false},
-		{[]string{"admin", "template", "mv", "a", "b"}, 1, "", nil, false},
-		{[]string{"admin", "teams", "extra"}, 1, "", nil, false},
-		{[]string{"admin", "nonsense"}, 1, "", nil, false},
+		{[]string{"admin", "byoc", "t1", "maybe"}, exitUsage, "", nil, false},
+		{[]string{"admin", "byoc", "t1"}, exitUsage, "", nil, false},
+		{[]string{"admin", "template", "golden"}, exitUsage, "", nil, false},
+		{[]string{"admin", "template", "mv", "a", "b"}, exitUsage, "", nil, false},
+		{[]string{"admin", "teams", "extra"}, exitUsage, "", nil, false},
+		{[]string{"admin", "nonsense"}, exitUsage, "", nil, false},
 		{[]string{"admin", "grant", "ann@example.com"}, 1, "", nil, false}, // no WRENN_DATABASE_URL
-		{[]string{"admin"}, 1, "", nil, false},
+		{[]string{"admin", "grant"}, exitUsage, "", nil, false},
+		{[]string{"admin", "create-user", "--name", "Ann"}, exitUsage, "", nil, false},
+		{[]string{"admin", "teams", "--email", "x"}, exitUsage, "", nil, false}, // users' flag, not teams'
+		{[]string{"admin", "teams", "-o", "csv"}, exitUsage, "", nil, false},
+		{[]string{"admin"}, 0, "", []string{"grant, revoke and create-user go straight", "create-user"}, false}, // its help
 	} {
 		mu.Lock()
 		*reqs = nil
 		mu.Unlock()
-		var code int
-		var out string
-		errOut := captureStderr(t, func() { out = captureStdout(t, func() { code = run(ctx, c.args) }) })
+		code, out, errOut := runApp(a, stdout, stderr, c.args...)
 		if code != c.code {
 			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.code, errOut)
 		}
@@ -151,8 +127,8 @@ func TestAdminCommand(t *testing.T) {
 	}
 	// A non-administrator (here an API key, which WRENN_API_KEY makes the CLI send) is
 	// refused by the server: exit 1.
-	t.Setenv("WRENN_API_KEY", "wrn_0123456789abcdef0123456789abcdef")
-	if code := run(ctx, []string{"admin", "teams"}); code != 1 {
+	env["WRENN_API_KEY"] = "wrn_0123456789abcdef0123456789abcdef"
+	if code, _, _ := runApp(a, stdout, stderr, "admin", "teams"); code != 1 {
 		t.Errorf("refused by the server: exit %d, want 1", code)
 	}
 }
