@@ -40,7 +40,7 @@ func newRootCmd(a *app) *cobra.Command {
 		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Args:          cobra.ArbitraryArgs,
 		// The CLI's settings are read, and a bad one refused, before any command that
 		// uses them runs; the server and the agent read their own.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,7 +54,7 @@ func newRootCmd(a *app) *cobra.Command {
 			a.settings = s
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		RunE:          helpOrUnknown,
 	}
 	root.SetIn(a.in)
 	root.SetOut(a.out)
@@ -98,19 +98,26 @@ func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
 	c := &cobra.Command{
 		Use: use, Short: short, Long: long,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return cmd.Help()
-			}
-			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				msg += "; did you mean " + strings.Join(s, " or ") + "?"
-			}
-			return usageError{errors.New(msg)}
-		},
+		RunE: helpOrUnknown,
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// helpOrUnknown is the RunE of a command with subcommands: its help when bare, else
+// an unknown command, with the likely ones.
+func helpOrUnknown(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default, set only on its path
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
 }
 
 // usageError is a wrong command line (exit 2); run adds where to read the usage.
@@ -137,7 +144,11 @@ func argsRange(min, max int) cobra.PositionalArgs {
 		case max != min:
 			want = fmt.Sprintf("%d to %d", min, max)
 		}
-		return usageErrorf("%s takes %s argument(s), got %d; usage: %s", cmd.CommandPath(), want, len(args), cmd.UseLine())
+		noun := "arguments"
+		if want == "1" || want == "at least 1" {
+			noun = "argument"
+		}
+		return usageErrorf("takes %s %s, got %d; usage: %s", want, noun, len(args), strings.TrimSuffix(cmd.UseLine(), " [flags]"))
 	}
 }
 
@@ -162,17 +173,13 @@ func run(ctx context.Context, a *app, args []string) int {
 	if errors.Is(err, flag.ErrHelp) { // the server's or the agent's -h
 		return exitOK
 	}
-	// cobra's own complaints (unknown command or flag on the root) are usage errors too.
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") || strings.HasPrefix(err.Error(), "unknown flag") {
+	if errors.As(err, &ue) {
 		if cmd == nil {
 			cmd = root
 		}
-		msg := err.Error()
-		if !strings.Contains(msg, cmd.CommandPath()) {
-			msg = cmd.CommandPath() + ": " + msg // which command the flag was not one of
-		}
-		fmt.Fprintf(a.errOut, "%s\nRun '%s --help' for usage.\n", msg, cmd.CommandPath())
+		// Which command the flag or argument was wrong for.
+		fmt.Fprintf(a.errOut, "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
 		return exitUsage
 	}
 	fmt.Fprintln(a.errOut, "wrenn:", err)
