@@ -43,8 +43,11 @@ func TestCLI(t *testing.T) {
 	}
 
 	mustRun("signup", "--email", "cli@example.com")
-	if info, err := os.Stat(filepath.Join(cfgDir, "wrenn", "config.json")); err != nil || info.Mode().Perm() != 0o600 {
+	if info, err := os.Stat(filepath.Join(cfgDir, "wrenn", "config")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("config file: %v %v", info, err)
+	}
+	if out := mustRun("whoami"); !strings.Contains(out, "user:     cli@example.com") || !strings.Contains(out, "server:   "+base) {
+		t.Errorf("whoami: %q", out)
 	}
 	var key struct{ Key string }
 	if err := json.Unmarshal([]byte(mustRun("keys", "create", "--json", "cli")), &key); err != nil || !strings.HasPrefix(key.Key, "wrn_") {
@@ -89,11 +92,38 @@ func TestCLI(t *testing.T) {
 	if out := mustRun("sandbox", "ls"); !strings.Contains(out, sb.ID) || !strings.Contains(out, "running") {
 		t.Errorf("ls: %q", out)
 	}
-	mustRun("sandbox", "rm", sb.ID)
+	// On a terminal: states in colour, unless NO_COLOR; a shell that answers and
+	// passes its exit status on.
+	ptyEnv := []string{"XDG_CONFIG_HOME=" + cfgDir, "WRENN_URL=" + base}
+	if out, code := runInPTY(t, nil, wrennBinary(t), ptyEnv, "sandbox", "ls"); code != 0 || !strings.Contains(out, "\x1b[32mrunning\x1b[0m") {
+		t.Errorf("ls on a terminal: exit %d, %q", code, out)
+	}
+	if out, code := runInPTY(t, nil, wrennBinary(t), append(ptyEnv, "NO_COLOR=1"), "sandbox", "ls"); code != 0 || strings.Contains(out, "\x1b[") || !strings.Contains(out, "running") {
+		t.Errorf("ls on a terminal with NO_COLOR: exit %d, %q", code, out)
+	}
+	if out, code := runInPTY(t, []string{"echo in-$((6*7)) $(tty); exit 5\r"}, wrennBinary(t), ptyEnv, "sandbox", "shell", sb.ID); code != 5 ||
+		!strings.Contains(out, "in-42 /dev/pts/") {
+		t.Errorf("sandbox shell: exit %d, %q", code, out)
+	}
+	if _, errOut, code := wrenn("", "sandbox", "shell", sb.ID); code != 1 || !strings.Contains(errOut, "needs a terminal") {
+		t.Errorf("sandbox shell without a terminal: exit %d, %q", code, errOut)
+	}
+	// -q: the id alone, for scripts; a second sandbox, then rm of several at once.
+	id2 := strings.TrimSpace(mustRun("sandbox", "create", "-q"))
+	if !strings.HasPrefix(id2, "sb") || strings.ContainsAny(id2, " \n") {
+		t.Fatalf("create -q printed %q", id2)
+	}
+	if _, errOut, code := wrenn("", "sandbox", "rm", sb.ID, id2); code != 1 || !strings.Contains(errOut, "--yes") {
+		t.Errorf("rm of two without a terminal or --yes: exit %d, %q", code, errOut)
+	}
+	mustRun("sandbox", "rm", "--yes", sb.ID, id2)
+	if out := mustRun("sandbox", "ls", "-q"); out != "" {
+		t.Errorf("ls -q after rm of both: %q", out)
+	}
 	if _, errOut, code := wrenn("", "sandbox", "exec", sb.ID, "true"); code == 0 || !strings.Contains(errOut, "404") {
 		t.Errorf("exec after rm: exit %d, %q", code, errOut)
 	}
-	if _, errOut, code := wrenn("", "sandbox", "frobnicate"); code == 0 || !strings.Contains(errOut, "unknown sandbox command") {
+	if _, errOut, code := wrenn("", "sandbox", "frobnicate"); code != 2 || !strings.Contains(errOut, `wrenn sandbox: unknown command "frobnicate"`) {
 		t.Errorf("bad subcommand: exit %d %q", code, errOut)
 	}
 }
