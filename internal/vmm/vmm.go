@@ -71,9 +71,15 @@ type Machine interface {
 	// first. It waits for the process to be gone and removes the VM's sockets and
 	// pidfile (the console log stays). Stopping an exited VM only cleans up.
 	Stop(ctx context.Context) error
-	// ConsoleLog is the path of the guest's serial console output.
+	// ConsoleLog is the path of the guest's serial console output: Dir/ConsoleLogName.
 	ConsoleLog() string
 }
+
+// ConsoleLogName is the file in a VM's Dir that every driver writes the guest's serial
+// console to; a restore from a snapshot appends to it. It stays after Stop, so the
+// host agent reads it by this name when no Machine is at hand (a paused sandbox, or
+// one whose VM has not started yet).
+const ConsoleLogName = "console.log"
 
 // Driver starts VMs of one VMM kind. Drivers are made by a Registry from their name;
 // the agent records that name with every sandbox so that it adopts and restores the

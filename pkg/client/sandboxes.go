@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,19 +15,23 @@ import (
 
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
-	ID                  string            `json:"id"`
-	Template            string            `json:"template"`
-	Status              string            `json:"status"`
-	VCPUs               int               `json:"vcpus"`
-	MemoryMB            int               `json:"memory_mb"`
-	TimeoutSec          int               `json:"timeout_sec"`
-	AllowInternetAccess bool              `json:"allow_internet_access"`
-	Metadata            map[string]string `json:"metadata"`
-	Error               string            `json:"error"`
-	CreatedAt           time.Time         `json:"created_at"`
-	StartedAt           *time.Time        `json:"started_at"`
-	StoppedAt           *time.Time        `json:"stopped_at"`
-	PausedAt            *time.Time        `json:"paused_at"` // while paused
+	ID                  string `json:"id"`
+	Template            string `json:"template"`
+	Status              string `json:"status"`
+	VCPUs               int    `json:"vcpus"`
+	MemoryMB            int    `json:"memory_mb"`
+	TimeoutSec          int    `json:"timeout_sec"`
+	AllowInternetAccess bool   `json:"allow_internet_access"`
+	AllowPublicTraffic  bool   `json:"allow_public_traffic"`
+	// TrafficAccessToken opens a private sandbox's ports (AllowPublicTraffic false)
+	// through the port proxy; only the create answer has it.
+	TrafficAccessToken string            `json:"traffic_access_token"`
+	Metadata           map[string]string `json:"metadata"`
+	Error              string            `json:"error"`
+	CreatedAt          time.Time         `json:"created_at"`
+	StartedAt          *time.Time        `json:"started_at"`
+	StoppedAt          *time.Time        `json:"stopped_at"`
+	PausedAt           *time.Time        `json:"paused_at"` // while paused
 	// EndAt is when the sandbox ends whatever it does (sandboxes made through E2B's
 	// API), stopped or, when OnTimeout is "pause", paused; nil: only the idle timeout.
 	EndAt     *time.Time `json:"end_at"`
@@ -35,18 +40,40 @@ type Sandbox struct {
 }
 
 // CreateSandboxRequest is what a new sandbox should be; zero values take the server's
-// defaults (template base, 1 vCPU, 512 MiB, no idle timeout).
+// defaults (template base, 1 vCPU, 512 MiB, no idle timeout, public ports).
 type CreateSandboxRequest struct {
-	Template            string            `json:"template,omitempty"`
-	VCPUs               int               `json:"vcpus,omitempty"`
-	MemoryMB            int               `json:"memory_mb,omitempty"`
-	TimeoutSec          int               `json:"timeout_sec,omitempty"`
-	AllowInternetAccess *bool             `json:"allow_internet_access,omitempty"`
-	EnvVars             map[string]string `json:"env_vars,omitempty"`
-	Metadata            map[string]string `json:"metadata,omitempty"`
+	Template            string `json:"template,omitempty"`
+	VCPUs               int    `json:"vcpus,omitempty"`
+	MemoryMB            int    `json:"memory_mb,omitempty"`
+	TimeoutSec          int    `json:"timeout_sec,omitempty"`
+	AllowInternetAccess *bool  `json:"allow_internet_access,omitempty"`
+	// AllowPublicTraffic false makes the sandbox's ports need its traffic token
+	// (Sandbox.TrafficAccessToken, in the create answer only) or a team API key.
+	AllowPublicTraffic *bool             `json:"allow_public_traffic,omitempty"`
+	EnvVars            map[string]string `json:"env_vars,omitempty"`
+	Metadata           map[string]string `json:"metadata,omitempty"`
+	// NoWait returns the sandbox as soon as it is placed on a host, status
+	// "starting", while the host boots it ("wait": false); WaitSandbox waits for the
+	// boot, FollowLogs shows it.
+	NoWait bool `json:"-"`
 }
 
-// CreateSandbox boots a sandbox and returns it running.
+// MarshalJSON sends NoWait as "wait": false, and no "wait" otherwise (the server's
+// default is to wait).
+func (r CreateSandboxRequest) MarshalJSON() ([]byte, error) {
+	type fields CreateSandboxRequest // without this method
+	out := struct {
+		fields
+		Wait *bool `json:"wait,omitempty"`
+	}{fields: fields(r)}
+	if r.NoWait {
+		out.Wait = new(bool)
+	}
+	return json.Marshal(out)
+}
+
+// CreateSandbox boots a sandbox and returns it running; with req.NoWait, it returns
+// it starting as soon as it is placed.
 func (c *Client) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (*Sandbox, error) {
 	var sb Sandbox
 	err := c.do(ctx, http.MethodPost, "/v1/sandboxes", req, &sb)

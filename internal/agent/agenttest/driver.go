@@ -86,7 +86,7 @@ func (d *Driver) launch(cfg vmm.Config) (*machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &machine{d: d, e: e, console: filepath.Join(cfg.Dir, "console.log"), cfg: cfg, guestDir: filepath.Join(cfg.Dir, "guest")}
+	m := &machine{d: d, e: e, console: filepath.Join(cfg.Dir, vmm.ConsoleLogName), cfg: cfg, guestDir: filepath.Join(cfg.Dir, "guest")}
 	d.mu.Lock()
 	if d.started == nil {
 		d.started = map[string]*machine{}

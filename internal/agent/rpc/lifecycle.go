@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
@@ -54,6 +55,17 @@ func (s *Server) ListSnapshots(ctx context.Context, _ *connect.Request[pb.ListSn
 		out.Snapshots = append(out.Snapshots, snapshotProto(i))
 	}
 	return connect.NewResponse(out), nil
+}
+
+func (s *Server) GetConsoleLog(_ context.Context, req *connect.Request[pb.GetConsoleLogRequest]) (*connect.Response[pb.GetConsoleLogResponse], error) {
+	if req.Msg.GetLimit() < 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("limit %d: want 0 (the most) up to %d", req.Msg.GetLimit(), agent.MaxConsoleRead))
+	}
+	c, err := s.m.ConsoleLog(req.Msg.GetSandboxId(), req.Msg.GetOffset(), req.Msg.GetLimit())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&pb.GetConsoleLogResponse{Data: c.Data, Offset: c.Offset, NextOffset: c.Next, Size: c.Size}), nil
 }
 
 func snapshotProto(i *agent.SnapshotInfo) *pb.SnapshotInfo {

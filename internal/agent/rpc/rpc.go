@@ -54,6 +54,7 @@ type Sandboxes interface {
 	ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error)
 	Metrics(id string, d time.Duration) (metrics.Series, error)
 	FlushMetrics(id string) ([]metrics.Series, error)
+	ConsoleLog(id string, offset, limit int64) (*agent.ConsoleChunk, error)
 }
 
 var _ Sandboxes = (*agent.Manager)(nil)

@@ -109,6 +109,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			r.Post("/sandboxes", s.createSandbox)
 			r.Get("/sandboxes", s.listSandboxes)
 			r.Get("/sandboxes/{id}", s.getSandbox)
+			r.Get("/sandboxes/{id}/logs", s.sandboxLogs)
 			r.Delete("/sandboxes/{id}", s.destroySandbox)
 			r.Post("/sandboxes/{id}/exec", s.exec)
 			r.Get("/sandboxes/{id}/exec/stream", s.execStream)

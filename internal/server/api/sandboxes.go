@@ -13,6 +13,8 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
 
+// createSandbox answers 201 with the sandbox running, or with "wait": false 202 with
+// it starting as soon as it is placed, its host booting it in the background.
 func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Template            string            `json:"template"`
@@ -23,19 +25,55 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) {
 		AllowPublicTraffic  *bool             `json:"allow_public_traffic"`
 		EnvVars             map[string]string `json:"env_vars"`
 		Metadata            map[string]string `json:"metadata"`
+		Wait                *bool             `json:"wait"`
 	}
 	if !decode(w, r, &req) {
 		return
 	}
-	sb, err := s.sandboxes.CreateSandbox(r.Context(), principal(r), sandboxes.SandboxSpec{
+	spec := sandboxes.SandboxSpec{
 		Template: req.Template, VCPUs: req.VCPUs, MemoryMB: req.MemoryMB, TimeoutSec: req.TimeoutSec,
 		AllowInternetAccess: req.AllowInternetAccess, AllowPublicTraffic: req.AllowPublicTraffic, EnvVars: req.EnvVars, Metadata: req.Metadata,
-	})
+	}
+	create, status := s.sandboxes.CreateSandbox, http.StatusCreated
+	if req.Wait != nil && !*req.Wait {
+		create, status = s.sandboxes.StartSandbox, http.StatusAccepted
+	}
+	sb, err := create(r.Context(), principal(r), spec)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, sb)
+	writeJSON(w, status, sb)
+}
+
+// sandboxLogs reads the sandbox's console log: ?offset= (bytes; negative: from the
+// end) and ?limit= (bytes, 1..1 MiB; default the most).
+func (s *Server) sandboxLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var offset, limit int64
+	for _, p := range []struct {
+		name string
+		v    *int64
+	}{{"offset", &offset}, {"limit", &limit}} {
+		if v := q.Get(p.name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", p.name+" must be a whole number of bytes")
+				return
+			}
+			*p.v = n
+		}
+	}
+	if q.Has("limit") && limit == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit must be 1..%d", sandboxes.MaxConsoleRead))
+		return
+	}
+	log, err := s.sandboxes.SandboxConsoleLog(r.Context(), principal(r), chi.URLParam(r, "id"), offset, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, log)
 }
 
 func (s *Server) listSandboxes(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,7 @@ import (
 func sandboxRoutes(id string) []struct{ method, path, body string } {
 	return []struct{ method, path, body string }{
 		{"GET", "/v1/sandboxes/" + id, ""},
+		{"GET", "/v1/sandboxes/" + id + "/logs", ""},
 		{"POST", "/v1/sandboxes/" + id + "/exec", `{"cmd":"echo","args":["secret"]}`},
 		{"POST", "/v1/sandboxes/" + id + "/ping", ""},
 		{"GET", "/v1/sandboxes/" + id + "/files/read?path=/home/user/data", ""},

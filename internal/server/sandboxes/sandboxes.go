@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/ident"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/auth"
@@ -99,6 +100,61 @@ func toSandbox(r db.Sandbox) *Sandbox {
 // returns it running. If the agent fails, the sandbox is recorded as failed (status
 // error, which holds no capacity) — never left starting — and the error is returned.
 func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
+	pl, err := s.placeSandbox(ctx, p, spec)
+	if err != nil {
+		return nil, err
+	}
+	return s.boot(ctx, pl)
+}
+
+// backgroundBootTimeout bounds a create that StartSandbox left booting: longer than
+// any boot the agent allows (its boot timeout, 2 min by default, plus disk and slot),
+// so it only ends a create whose agent stopped answering. The sandbox is then
+// recorded failed, as when the agent fails it.
+const backgroundBootTimeout = 10 * time.Minute
+
+// StartSandbox is CreateSandbox without the wait: it places the sandbox (its row
+// recorded, its capacity reserved, the same refusals) and returns it starting while
+// its host boots it in the background, on a context detached from the caller's. The
+// boot then records the sandbox running, or error with the agent's message, exactly
+// as CreateSandbox does; GetSandbox shows which. A private sandbox's traffic token is
+// in this answer, the only one that shows it.
+func (s *Service) StartSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*Sandbox, error) {
+	pl, err := s.placeSandbox(ctx, p, spec)
+	if err != nil {
+		return nil, err
+	}
+	out := toSandbox(pl.row)
+	out.TrafficAccessToken = pl.trafficToken
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backgroundBootTimeout)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer cancel()
+		if _, err := s.boot(bctx, pl); err != nil {
+			s.log.Warn("background create failed", "sandbox", pl.row.ID, "err", err)
+		}
+	}()
+	return out, nil
+}
+
+// Wait waits for the creates StartSandbox left booting (tests; a server that ends
+// without waiting cuts their agent calls, the agents roll them back and the host
+// monitor records them lost after its grace period).
+func (s *Service) Wait() { s.bg.Wait() }
+
+// placed is a sandbox recorded on its host with its capacity reserved, not booted.
+type placed struct {
+	row          db.Sandbox
+	agent        hostagentv1connect.HostAgentServiceClient
+	req          *pb.CreateSandboxRequest
+	endInSec     *int32
+	trafficToken string
+}
+
+// placeSandbox checks a create and places it (see place): the first half of a
+// create, after which the sandbox is starting.
+func (s *Service) placeSandbox(ctx context.Context, p *core.Principal, spec SandboxSpec) (*placed, error) {
 	if err := s.resolveSnapshot(ctx, p, &spec); err != nil {
 		return nil, err
 	}
@@ -124,21 +180,32 @@ func (s *Service) CreateSandbox(ctx context.Context, p *core.Principal, spec San
 		// The agent knows the snapshot by its name there; template and shape are its.
 		req.Template, req.Snapshot = "", spec.snapshot.hostName
 	}
-	resp, err := agent.CreateSandbox(ctx, connect.NewRequest(req))
+	return &placed{row: row, agent: agent, req: req, endInSec: params.EndInSec, trafficToken: trafficToken}, nil
+}
+
+// boot has the placed sandbox's agent create it and records the end: running, or
+// error with the agent's message (release), so it is never left starting.
+func (s *Service) boot(ctx context.Context, pl *placed) (*Sandbox, error) {
+	row := pl.row
+	resp, err := pl.agent.CreateSandbox(ctx, connect.NewRequest(pl.req))
 	if err != nil {
-		s.release(ctx, row, agentMessage(err))
+		msg := agentMessage(err)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			msg = "the create did not finish in time: " + msg
+		}
+		s.release(ctx, row, msg)
 		return nil, fmt.Errorf("create sandbox %s: %w", row.ID, agentError(err))
 	}
 	hostIP := resp.Msg.GetSandbox().GetHostIp()
 	// The sandbox runs whether or not the caller is still there: record it regardless.
-	running := db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP, EndInSec: params.EndInSec}
+	running := db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP, EndInSec: pl.endInSec}
 	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), running)
-	s.sandboxesChanged(ctx, row.TeamID)
+	s.sandboxesChanged(ctx, pl.row.TeamID)
 	if err != nil {
-		return nil, fmt.Errorf("record running sandbox %s: %w", req.SandboxId, err)
+		return nil, fmt.Errorf("record running sandbox %s: %w", pl.row.ID, err)
 	}
 	out := toSandbox(row)
-	out.TrafficAccessToken = trafficToken
+	out.TrafficAccessToken = pl.trafficToken
 	return out, nil
 }
 

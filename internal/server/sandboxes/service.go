@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -52,6 +53,8 @@ type Service struct {
 	lists         listCache
 	envdTokenKey  []byte
 	placements    PlacementObserver // nil: none
+	// bg counts the creates StartSandbox left booting (Wait).
+	bg sync.WaitGroup
 }
 
 // Config is what the sandboxes service runs on.

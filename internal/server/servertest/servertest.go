@@ -153,6 +153,9 @@ func start(t testing.TB, o options) *Env {
 		}
 	}
 	svc := newServices(t, pool, rdb, tokens, sealer, hosts, metrics, o, log)
+	// Creates left booting in the background (wait false) end before the database:
+	// cleanups run last first, so this runs after the agents and the server stopped.
+	t.Cleanup(svc.Sandboxes.Wait)
 	lim := o.lim
 	px := proxy.New(svc.Sandboxes, Domain, log)
 	px.SetStreamIdle(lim.StreamIdle)

@@ -19,7 +19,7 @@ const (
 	qmpSocketName = "qmp.sock"
 	pidFileName   = "qemu.pid"
 	stateFileName = "qemu-state.json"
-	consoleName   = "console.log"
+	consoleName   = vmm.ConsoleLogName
 	stderrName    = "qemu.stderr"
 	// memoryName is the guest RAM file (see the package doc). It outlives Stop when
 	// a pause snapshot shares it.

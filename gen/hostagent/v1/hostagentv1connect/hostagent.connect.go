@@ -94,6 +94,9 @@ const (
 	// HostAgentServiceFlushSandboxMetricsProcedure is the fully-qualified name of the
 	// HostAgentService's FlushSandboxMetrics RPC.
 	HostAgentServiceFlushSandboxMetricsProcedure = "/hostagent.v1.HostAgentService/FlushSandboxMetrics"
+	// HostAgentServiceGetConsoleLogProcedure is the fully-qualified name of the HostAgentService's
+	// GetConsoleLog RPC.
+	HostAgentServiceGetConsoleLogProcedure = "/hostagent.v1.HostAgentService/GetConsoleLog"
 )
 
 // HostAgentServiceClient is a client for the hostagent.v1.HostAgentService service.
@@ -148,6 +151,12 @@ type HostAgentServiceClient interface {
 	// plane to keep in its database before a pause or destroy ends the live series.
 	// not_found for a sandbox the agent does not have.
 	FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error)
+	// GetConsoleLog reads a sandbox's serial console log (the kernel's and the init's
+	// output, what explains a failed boot) from a byte offset. It answers in every
+	// state the agent has the sandbox in: starting (while it boots; empty until its VM
+	// has started), running, paused, error. not_found for a sandbox the agent does not
+	// have (destroyed, or its create failed and was rolled back).
+	GetConsoleLog(context.Context, *connect.Request[v1.GetConsoleLogRequest]) (*connect.Response[v1.GetConsoleLogResponse], error)
 }
 
 // NewHostAgentServiceClient constructs a client for the hostagent.v1.HostAgentService service. By
@@ -281,6 +290,12 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("FlushSandboxMetrics")),
 			connect.WithClientOptions(opts...),
 		),
+		getConsoleLog: connect.NewClient[v1.GetConsoleLogRequest, v1.GetConsoleLogResponse](
+			httpClient,
+			baseURL+HostAgentServiceGetConsoleLogProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("GetConsoleLog")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -306,6 +321,7 @@ type hostAgentServiceClient struct {
 	listSnapshots       *connect.Client[v1.ListSnapshotsRequest, v1.ListSnapshotsResponse]
 	getSandboxMetrics   *connect.Client[v1.GetSandboxMetricsRequest, v1.GetSandboxMetricsResponse]
 	flushSandboxMetrics *connect.Client[v1.FlushSandboxMetricsRequest, v1.FlushSandboxMetricsResponse]
+	getConsoleLog       *connect.Client[v1.GetConsoleLogRequest, v1.GetConsoleLogResponse]
 }
 
 // CreateSandbox calls hostagent.v1.HostAgentService.CreateSandbox.
@@ -408,6 +424,11 @@ func (c *hostAgentServiceClient) FlushSandboxMetrics(ctx context.Context, req *c
 	return c.flushSandboxMetrics.CallUnary(ctx, req)
 }
 
+// GetConsoleLog calls hostagent.v1.HostAgentService.GetConsoleLog.
+func (c *hostAgentServiceClient) GetConsoleLog(ctx context.Context, req *connect.Request[v1.GetConsoleLogRequest]) (*connect.Response[v1.GetConsoleLogResponse], error) {
+	return c.getConsoleLog.CallUnary(ctx, req)
+}
+
 // HostAgentServiceHandler is an implementation of the hostagent.v1.HostAgentService service.
 type HostAgentServiceHandler interface {
 	// CreateSandbox boots a sandbox and returns once envd inside it is initialised.
@@ -460,6 +481,12 @@ type HostAgentServiceHandler interface {
 	// plane to keep in its database before a pause or destroy ends the live series.
 	// not_found for a sandbox the agent does not have.
 	FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error)
+	// GetConsoleLog reads a sandbox's serial console log (the kernel's and the init's
+	// output, what explains a failed boot) from a byte offset. It answers in every
+	// state the agent has the sandbox in: starting (while it boots; empty until its VM
+	// has started), running, paused, error. not_found for a sandbox the agent does not
+	// have (destroyed, or its create failed and was rolled back).
+	GetConsoleLog(context.Context, *connect.Request[v1.GetConsoleLogRequest]) (*connect.Response[v1.GetConsoleLogResponse], error)
 }
 
 // NewHostAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -589,6 +616,12 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("FlushSandboxMetrics")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServiceGetConsoleLogHandler := connect.NewUnaryHandler(
+		HostAgentServiceGetConsoleLogProcedure,
+		svc.GetConsoleLog,
+		connect.WithSchema(hostAgentServiceMethods.ByName("GetConsoleLog")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/hostagent.v1.HostAgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HostAgentServiceCreateSandboxProcedure:
@@ -631,6 +664,8 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServiceGetSandboxMetricsHandler.ServeHTTP(w, r)
 		case HostAgentServiceFlushSandboxMetricsProcedure:
 			hostAgentServiceFlushSandboxMetricsHandler.ServeHTTP(w, r)
+		case HostAgentServiceGetConsoleLogProcedure:
+			hostAgentServiceGetConsoleLogHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -718,4 +753,8 @@ func (UnimplementedHostAgentServiceHandler) GetSandboxMetrics(context.Context, *
 
 func (UnimplementedHostAgentServiceHandler) FlushSandboxMetrics(context.Context, *connect.Request[v1.FlushSandboxMetricsRequest]) (*connect.Response[v1.FlushSandboxMetricsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.FlushSandboxMetrics is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) GetConsoleLog(context.Context, *connect.Request[v1.GetConsoleLogRequest]) (*connect.Response[v1.GetConsoleLogResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.GetConsoleLog is not implemented"))
 }
