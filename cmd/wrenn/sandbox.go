@@ -153,7 +153,7 @@ ID' follows its boot). --timeout is its idle timeout, after which it is paused.`
 				req.AllowInternetAccess = &internet
 			}
 			req.TimeoutSec = timeout.wholeSeconds()
-			_ = wait // TODO(wt-logs): req.NoWait = !wait
+			req.NoWait = !wait
 			c, _, err := a.client()
 			if err != nil {
 				return err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -23,8 +25,27 @@ it until the sandbox stops (or Ctrl-C), also while it is still starting.`,
 			if err != nil {
 				return err
 			}
-			_ = c // TODO(wt-logs)
-			return nil
+			if follow {
+				err := c.FollowLogs(cmd.Context(), args[0], 0, a.out)
+				if errors.Is(err, context.Canceled) {
+					return nil // Ctrl-C is how a follow ends
+				}
+				return err
+			}
+			// A read answers at most 1 MiB: read on to the end as it was when asked.
+			for offset := int64(0); ; {
+				l, err := c.SandboxLogs(cmd.Context(), args[0], offset)
+				if err != nil {
+					return fmt.Errorf("console log of %s: %w", args[0], err)
+				}
+				if _, err := fmt.Fprint(a.out, l.Log); err != nil {
+					return err
+				}
+				if l.NextOffset >= l.Size || l.NextOffset <= offset {
+					return nil
+				}
+				offset = l.NextOffset
+			}
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the console prints until the sandbox stops")

@@ -131,7 +131,22 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		srv.TLSConfig = certs.Config()
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	return serve(ctx, log, "control plane", srv, ln, 10*time.Second)
+	err = serve(ctx, log, "control plane", srv, ln, 10*time.Second)
+	waitBoots(svc.Sandboxes, 30*time.Second, log)
+	return err
+}
+
+// waitBoots gives creates that answered before their boot ended (wait: false) up to
+// grace to record how their boot went; one still booting after that is rolled back by
+// its agent when the call is cut, and recorded lost by the next server's host monitor.
+func waitBoots(s *sandboxes.Service, grace time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() { s.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		log.Warn("stopping with sandbox boots still running; their hosts roll them back", "waited", grace)
+	}
 }
 
 // loadTLS reads WRENN_TLS_CERT and WRENN_TLS_KEY, and warns when the certificate

@@ -8,8 +8,28 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
+
+// lockedBuffer is a buffer a process writes while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // The wrenn CLI against a real control plane, agent and VM.
 func TestCLI(t *testing.T) {
@@ -116,7 +136,35 @@ func TestCLI(t *testing.T) {
 	if _, errOut, code := wrenn("", "sandbox", "rm", sb.ID, id2); code != 1 || !strings.Contains(errOut, "--yes") {
 		t.Errorf("rm of two without a terminal or --yes: exit %d, %q", code, errOut)
 	}
-	mustRun("sandbox", "rm", "--yes", sb.ID, id2)
+	// logs -f of a sandbox created without waiting: the boot shows while it starts,
+	// and the follow ends by itself when the sandbox is destroyed.
+	id3 := strings.TrimSpace(mustRun("sandbox", "create", "-q", "--wait=false"))
+	follow := exec.Command(wrennBinary(t), "sandbox", "logs", "-f", id3)
+	follow.Env = append(os.Environ(), ptyEnv...)
+	var followed lockedBuffer
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	followDone := make(chan error, 1)
+	go func() { followDone <- follow.Wait() }()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(followed.String(), bootLine) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(followed.String(), bootLine) {
+		t.Errorf("logs -f of a booting sandbox never showed %q: %q", bootLine, followed.String())
+	}
+	mustRun("sandbox", "rm", "--yes", sb.ID, id2, id3)
+	select {
+	case err := <-followDone:
+		if err != nil {
+			t.Errorf("logs -f after the sandbox was destroyed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		follow.Process.Kill()
+		t.Errorf("logs -f did not end when its sandbox was destroyed")
+	}
 	if out := mustRun("sandbox", "ls", "-q"); out != "" {
 		t.Errorf("ls -q after rm of both: %q", out)
 	}
