@@ -54,7 +54,7 @@ func newRootCmd(a *app) *cobra.Command {
 			a.settings = s
 			return nil
 		},
-		RunE:          helpOrUnknown,
+		RunE: helpOrUnknown,
 	}
 	root.SetIn(a.in)
 	root.SetOut(a.out)
