@@ -122,11 +122,7 @@ func newAdminTeamsCmd(a *app) *cobra.Command {
 		Example: "  wrenn admin teams\n  wrenn admin teams --deleted --limit 200 -o json",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -167,11 +163,7 @@ func newAdminUsersCmd(a *app) *cobra.Command {
 		Example: "  wrenn admin users\n  wrenn admin users --email ann@",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -211,11 +203,7 @@ states, or all), of one team (--team) or on one host (--host).`,
 		Example: "  wrenn admin sandboxes\n  wrenn admin sandboxes --state running,paused --host 6f1c2d3e-… -q",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -324,11 +312,7 @@ func newAdminTemplatesCmd(a *app) *cobra.Command {
 		Example: "  wrenn admin templates\n  wrenn admin templates --team 6f1c2d3e-…",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -356,11 +340,7 @@ func newAdminTemplateCmd(a *app) *cobra.Command {
 		Example: "  wrenn admin template get base\n  wrenn admin template get py-ready --team 6f1c2d3e-… -o json",
 		Args:    argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}

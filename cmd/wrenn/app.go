@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -172,4 +174,47 @@ func (a *app) printer(o *outputFlags) (cliout.Printer, error) {
 		return cliout.Printer{}, usageErrorf("%v", err)
 	}
 	return cliout.Printer{Out: a.out, Format: o.format, Quiet: o.quiet, Color: a.color()}, nil
+}
+
+// printerAndClient is what a command that asks the server and prints the answer
+// needs first.
+func (a *app) printerAndClient(o *outputFlags) (cliout.Printer, *client.Client, error) {
+	p, err := a.printer(o)
+	if err != nil {
+		return p, nil, err
+	}
+	c, _, err := a.client()
+	return p, c, err
+}
+
+// printerAndUserClient is printerAndClient for the commands that need a user's login.
+func (a *app) printerAndUserClient(o *outputFlags) (cliout.Printer, *client.Client, error) {
+	p, err := a.printer(o)
+	if err != nil {
+		return p, nil, err
+	}
+	c, _, err := a.userClient()
+	return p, c, err
+}
+
+// completion is a completion function offering what list returns for the first
+// argument (every one with every), asked of the server with a short deadline so a
+// slow one does not hang the shell; with an error, nothing.
+func (a *app) completion(every bool, list func(ctx context.Context, c *client.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 && !every {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, _, err := a.client()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+		defer cancel()
+		out, err := list(ctx, c)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -96,11 +96,7 @@ func newHostListCmd(a *app) *cobra.Command {
 		Example: "  wrenn host ls\n  wrenn host ls -o wide",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -122,13 +118,9 @@ func newHostGetCmd(a *app) *cobra.Command {
 		Short:             "Show a host",
 		Example:           "  wrenn host get 6f1c2d3e-… -o yaml",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeHosts,
+		ValidArgsFunction: a.completion(false, hostChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -152,7 +144,7 @@ func newHostRemoveCmd(a *app) *cobra.Command {
 refused (the answer lists them); --force destroys them too.`,
 		Example:           "  wrenn host rm 6f1c2d3e-…\n  wrenn host rm --force 6f1c2d3e-…",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeHosts,
+		ValidArgsFunction: a.completion(false, hostChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -172,7 +164,7 @@ func newHostTagCmd(a *app, name, short string) *cobra.Command {
 		Short:             short,
 		Example:           "  wrenn host " + name + " 6f1c2d3e-… gpu",
 		Args:              argsRange(2, 2),
-		ValidArgsFunction: a.completeHosts,
+		ValidArgsFunction: a.completion(false, hostChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -186,21 +178,12 @@ func newHostTagCmd(a *app, name, short string) *cobra.Command {
 	}
 }
 
-// completeHosts offers the hosts' ids (the first argument only), with name and status.
-func (a *app) completeHosts(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, _, err := a.client()
-	if err != nil || len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-	defer cancel()
+// hostChoices are the hosts' ids, each with its name and status.
+func hostChoices(ctx context.Context, c *client.Client) ([]string, error) {
 	list, err := c.ListHosts(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 	var out []string
 	for _, h := range list {
 		out = append(out, h.ID+"\t"+h.Name+" "+h.Status)
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out, err
 }

@@ -25,11 +25,7 @@ script can keep it.`,
   export WRENN_API_KEY=$(wrenn keys create -q "laptop of Ann")`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&co)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&co)
 			if err != nil {
 				return err
 			}
@@ -51,11 +47,7 @@ script can keep it.`,
 		Example: "  wrenn keys ls\n  wrenn keys ls -o wide\n  wrenn keys ls -q",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&lo)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&lo)
 			if err != nil {
 				return err
 			}
@@ -73,7 +65,7 @@ script can keep it.`,
 		Short:             "Revoke an API key: it stops working at once",
 		Example:           "  wrenn keys rm 6f1c2d3e-…",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeKeys,
+		ValidArgsFunction: a.completion(false, keyChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -111,21 +103,12 @@ var keyColumns = []cliout.Column[client.APIKey]{
 	{Header: "CREATED BY", Wide: true, Value: func(k client.APIKey) string { return k.CreatedBy }},
 }
 
-// completeKeys offers the team's API key ids, with their names.
-func (a *app) completeKeys(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, _, err := a.client()
-	if err != nil || len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-	defer cancel()
+// keyChoices are the team's API key ids, each with its name and prefix.
+func keyChoices(ctx context.Context, c *client.Client) ([]string, error) {
 	keys, err := c.ListAPIKeys(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 	var out []string
 	for _, k := range keys {
 		out = append(out, fmt.Sprintf("%s\t%s (%s…)", k.ID, k.Name, k.Prefix))
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out, err
 }

@@ -49,9 +49,7 @@ func checkRole(role string) error {
 // addTeamFlag adds --team, completed with the user's teams.
 func addTeamFlag(a *app, cmd *cobra.Command, team *string) {
 	cmd.Flags().StringVar(team, "team", "", "the team's id (default: the one your login acts for)")
-	_ = cmd.RegisterFlagCompletionFunc("team", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-		return a.teamCompletions(cmd)
-	})
+	_ = cmd.RegisterFlagCompletionFunc("team", a.completion(true, teamChoices))
 }
 
 // memberTeam is --team, else the team the login acts for (read with Me, which is
@@ -81,11 +79,7 @@ func newMemberListCmd(a *app) *cobra.Command {
 		Example: "  wrenn member ls\n  wrenn member ls --team 6f1c2d3e-… -o json",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.userClient()
+			p, c, err := a.printerAndUserClient(&o)
 			if err != nil {
 				return err
 			}

@@ -196,11 +196,7 @@ func newSandboxListCmd(a *app) *cobra.Command {
 		Example: "  wrenn sandbox ls\n  wrenn sandbox ls --all -o wide\n  wrenn sandbox ls -q | xargs -n1 wrenn sandbox pause",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -228,13 +224,9 @@ func sandboxAction(a *app, use, short, long, example, verb string, setup func(*c
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Example: example,
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -295,7 +287,7 @@ func newSandboxPingCmd(a *app) *cobra.Command {
 		Use: "ping ID", Short: "Postpone a sandbox's idle timeout",
 		Example:           "  wrenn sandbox ping sb-1a2b3c4d",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -316,7 +308,7 @@ func newSandboxRemoveCmd(a *app) *cobra.Command {
 ones. More than one is confirmed on the terminal first; --yes skips that (and is
 needed without a terminal).`,
 		Example:           "  wrenn sandbox rm sb-1a2b3c4d\n  wrenn sandbox rm --all --yes",
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(true, sandboxChoices),
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			switch {
 			case all && len(ids) > 0:
@@ -369,22 +361,12 @@ needed without a terminal).`,
 	return cmd
 }
 
-// completeSandboxes offers the team's sandbox ids (with their status), asked of the
-// server with a short deadline so a slow one does not hang the shell.
-func (a *app) completeSandboxes(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, _, err := a.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-	defer cancel()
+// sandboxChoices are the team's sandbox ids, each with its status and template.
+func sandboxChoices(ctx context.Context, c *client.Client) ([]string, error) {
 	list, err := c.ListSandboxes(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 	var out []string
 	for _, s := range list {
 		out = append(out, s.ID+"\t"+s.Status+" "+s.Template)
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out, err
 }

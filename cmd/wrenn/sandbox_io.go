@@ -38,7 +38,7 @@ its flags included.`,
   echo 'print(6*7)' | wrenn sandbox exec -i sb-1a2b3c4d python3
   wrenn sandbox exec -it sb-1a2b3c4d -- top`,
 		Args:              argsRange(2, -1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, command := args[0], args[1:]
 			if command[0] == "--" { // `exec ID -- CMD`, after flags ended before ID
@@ -97,7 +97,7 @@ terminal; window resizes follow. Exit the shell to come back; wrenn exits with t
 shell's status. The same as 'wrenn sandbox exec -it ID -- bash -l'.`,
 		Example:           "  wrenn sandbox shell sb-1a2b3c4d",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !a.inTTY {
 				return errors.New("a shell needs a terminal on stdin; to pipe commands use 'wrenn sandbox exec -i ID -- sh'")

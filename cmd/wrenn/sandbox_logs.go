@@ -19,7 +19,7 @@ guest's init printed — where to look first when a sandbox fails to boot. -f fo
 it until the sandbox stops (or Ctrl-C), also while it is still starting.`,
 		Example:           "  wrenn sandbox logs sb-1a2b3c4d\n  id=$(wrenn sandbox create -q --wait=false) && wrenn sandbox logs -f $id",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -65,13 +65,9 @@ func newSandboxMetricsCmd(a *app) *cobra.Command {
 otherwise.`,
 		Example:           "  wrenn sandbox metrics sb-1a2b3c4d\n  wrenn sandbox metrics --range 1h -o json sb-1a2b3c4d",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}

@@ -25,13 +25,9 @@ NAME; a running one runs on. New sandboxes start from it with 'wrenn sandbox cre
 --template NAME' (with its vCPUs and memory). --overwrite replaces a snapshot of that name.`,
 		Example:           "  wrenn snapshot create sb-1a2b3c4d py-ready\n  wrenn sandbox create --template py-ready",
 		Args:              argsRange(2, 2),
-		ValidArgsFunction: a.completeSandboxes,
+		ValidArgsFunction: a.completion(false, sandboxChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&o)
 			if err != nil {
 				return err
 			}
@@ -55,11 +51,7 @@ NAME; a running one runs on. New sandboxes start from it with 'wrenn sandbox cre
 		Example: "  wrenn snapshot ls\n  wrenn snapshot ls -o wide",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&lo)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&lo)
 			if err != nil {
 				return err
 			}
@@ -77,13 +69,9 @@ NAME; a running one runs on. New sandboxes start from it with 'wrenn sandbox cre
 		Use: "get NAME", Short: "Show a snapshot",
 		Example:           "  wrenn snapshot get py-ready -o yaml",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSnapshots,
+		ValidArgsFunction: a.completion(false, snapshotChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&gotO)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.client()
+			p, c, err := a.printerAndClient(&gotO)
 			if err != nil {
 				return err
 			}
@@ -100,7 +88,7 @@ NAME; a running one runs on. New sandboxes start from it with 'wrenn sandbox cre
 		Use: "rm NAME", Short: "Delete a snapshot (sandboxes created from it run on)",
 		Example:           "  wrenn snapshot rm py-ready",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeSnapshots,
+		ValidArgsFunction: a.completion(false, snapshotChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := a.client()
 			if err != nil {
@@ -131,21 +119,12 @@ var snapshotColumns = []cliout.Column[client.Snapshot]{
 // never reads as 0 MiB; the table's other sizes (memory, disk) are MiB too.
 func mib(n int64) string { return fmt.Sprintf("%d MiB", (n+1<<20-1)>>20) }
 
-// completeSnapshots offers the team's snapshot names.
-func (a *app) completeSnapshots(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, _, err := a.client()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-	defer cancel()
+// snapshotChoices are the team's snapshot names, each with its template.
+func snapshotChoices(ctx context.Context, c *client.Client) ([]string, error) {
 	list, err := c.ListSnapshots(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 	var out []string
 	for _, s := range list {
 		out = append(out, s.Name+"\t"+s.Template)
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out, err
 }

@@ -75,11 +75,7 @@ func newTeamListCmd(a *app) *cobra.Command {
 		Example: "  wrenn team ls\n  wrenn team ls -o json",
 		Args:    argsRange(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.userClient()
+			p, c, err := a.printerAndUserClient(&o)
 			if err != nil {
 				return err
 			}
@@ -111,11 +107,7 @@ func newTeamCreateCmd(a *app) *cobra.Command {
 		Example: "  wrenn team create \"Data team\"\n  wrenn team switch $(wrenn team create -q \"Data team\")",
 		Args:    argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.userClient()
+			p, c, err := a.printerAndUserClient(&o)
 			if err != nil {
 				return err
 			}
@@ -137,13 +129,9 @@ func newTeamShowCmd(a *app) *cobra.Command {
 		Short:             "Show a team (default: the one your login acts for)",
 		Example:           "  wrenn team show\n  wrenn team show 6f1c2d3e-… -o yaml",
 		Args:              argsRange(0, 1),
-		ValidArgsFunction: a.completeTeams,
+		ValidArgsFunction: a.completion(false, teamChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.userClient()
+			p, c, err := a.printerAndUserClient(&o)
 			if err != nil {
 				return err
 			}
@@ -176,13 +164,9 @@ func newTeamRenameCmd(a *app) *cobra.Command {
 		Short:             "Rename a team (owners and admins); its id and slug stay",
 		Example:           "  wrenn team rename 6f1c2d3e-… \"Data science\"",
 		Args:              argsRange(2, 2),
-		ValidArgsFunction: a.completeTeams,
+		ValidArgsFunction: a.completion(false, teamChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := a.printer(&o)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.userClient()
+			p, c, err := a.printerAndUserClient(&o)
 			if err != nil {
 				return err
 			}
@@ -208,7 +192,7 @@ without one to ask on, --yes is needed. When your login acts for that team it is
 to another of your teams (your default one if it can) first.`,
 		Example:           "  wrenn team rm 6f1c2d3e-…\n  wrenn team rm --yes 6f1c2d3e-…",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeTeams,
+		ValidArgsFunction: a.completion(false, teamChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.removeTeam(cmd.Context(), args[0], yes)
 		},
@@ -265,7 +249,7 @@ func newTeamSwitchCmd(a *app) *cobra.Command {
 commands create and list that team's sandboxes, snapshots and keys.`,
 		Example:           "  wrenn team switch 6f1c2d3e-…",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeTeams,
+		ValidArgsFunction: a.completion(false, teamChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, r, err := a.userClient()
 			if err != nil {
@@ -292,7 +276,7 @@ func newTeamLeaveCmd(a *app) *cobra.Command {
 login acts for that team it is moved to another of your teams first.`,
 		Example:           "  wrenn team leave 6f1c2d3e-…",
 		Args:              argsRange(1, 1),
-		ValidArgsFunction: a.completeTeams,
+		ValidArgsFunction: a.completion(false, teamChoices),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, id := cmd.Context(), args[0]
 			c, r, err := a.userClient()
@@ -350,29 +334,15 @@ func (a *app) keepLogin(ctx context.Context, r cliconfig.Resolved, c *client.Cli
 	return nil
 }
 
-// completeTeams offers the user's teams (the first argument only).
-func (a *app) completeTeams(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	if len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	return a.teamCompletions(cmd)
-}
-
-// teamCompletions are the user's team ids, each with its name and the user's role.
-func (a *app) teamCompletions(cmd *cobra.Command) ([]string, cobra.ShellCompDirective) {
-	c, _, err := a.userClient()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-	defer cancel()
+// teamChoices are the user's team ids, each with its name and the user's role.
+func teamChoices(ctx context.Context, c *client.Client) ([]string, error) {
 	me, err := c.Me(ctx)
 	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
+		return nil, err
 	}
 	var out []string
 	for _, t := range me.Teams {
 		out = append(out, t.ID+"\t"+t.Name+" ("+t.Role+")")
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out, nil
 }
