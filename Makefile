@@ -15,7 +15,10 @@ SQLC_VERSION := v1.31.1
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-build: envd wrenn ## Build every binary into ./bin
+# One go build for both: the package graph is loaded and checked once (make up runs this
+# on every start, where nothing changed is the common case).
+build: ## Build every binary into ./bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/envd ./cmd/wrenn
 
 wrenn: ## Build ./bin/wrenn (server, agent, CLI; static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wrenn ./cmd/wrenn
