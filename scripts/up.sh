@@ -193,24 +193,37 @@ server=$!
 echo "$server" >"$STATE/server.pid"
 echo "$URL" >"$STATE/url"
 # Up when it can reach PostgreSQL and Redis.
-for _ in $(seq 1 150); do
+for _ in $(seq 1 600); do
 	[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/healthz" || true)" = 200 ] && break
-	sleep 0.2
+	sleep 0.05
 done
 
 api() { curl -sS -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# field NAME: a string field of the server's JSON on stdin (ids, tokens, statuses: no
+# escapes in them), without starting python for it; fails when it is not there.
+field() {
+	local in
+	IFS= read -rd '' in || true
+	[[ $in =~ \"$1\"[[:space:]]*:[[:space:]]*\"([^\"\\]*)\" ]] || return 1
+	echo "${BASH_REMATCH[1]}"
+}
 
 step key "admin user and API key"
 ADMIN_EMAIL=${WRENN_ADMIN_EMAIL:-admin@wrenn.local}
 ADMIN_PASSWORD=$(secret admin-password)
 creds="\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\""
-api -X POST "$URL/v1/auth/signup" -d "{$creds,\"name\":\"admin\"}" -o /dev/null
+# Log in first: the admin exists after the first run, and a sign-up that finds the email
+# taken still costs a password hash and a sign-up of the address's hourly allowance.
+if ! token=$(api -X POST "$URL/v1/auth/login" -d "{$creds}" 2>/dev/null | field token); then
+	api -X POST "$URL/v1/auth/signup" -d "{$creds,\"name\":\"admin\"}" -o /dev/null
+	token=$(api -X POST "$URL/v1/auth/login" -d "{$creds}" | field token) ||
+		{ echo "up: cannot log in as $ADMIN_EMAIL (password in $STATE/admin-password)" >&2; exit 1; }
+fi
 bin/wrenn admin grant "$ADMIN_EMAIL" >/dev/null # platform administrator: may add platform hosts
-token=$(api -X POST "$URL/v1/auth/login" -d "{$creds}" | json "['token']")
 if [ ! -s "$STATE/api-key" ]; then
 	(umask 077 && api -X POST "$URL/v1/api-keys" -H "Authorization: Bearer $token" -d '{"name":"make up"}' |
-		json "['key']" >"$STATE/api-key")
+		field key >"$STATE/api-key")
 fi
 KEY=$(cat "$STATE/api-key")
 E2B_KEY=e2b_${KEY#wrn_} # the same key, in the form the e2b SDKs accept
@@ -239,13 +252,13 @@ fi
 # then its own TLS identity and credentials under $WRENN_DIR/agent.
 step agent "host agent on $AGENT_ADDR"
 agent_args=(--listen "$AGENT_ADDR")
-host_id=$(python3 -c "import json; print(json.load(open('$WRENN_DIR/agent/host.json'))['host_id'])" 2>/dev/null || true)
+host_id=$(field host_id 2>/dev/null <"$WRENN_DIR/agent/host.json" || true)
 if [ -z "$host_id" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id")" != 200 ]; then
 	# Never registered, or registered with a control plane whose database is gone.
 	rm -f "$WRENN_DIR/agent/host.json"
 	reg=$(api -X POST "$URL/v1/hosts" -H "Authorization: Bearer $token" -d "{\"name\":\"$(hostname)\",\"platform\":true}")
-	agent_args+=(--server "$URL" --token "$(echo "$reg" | json "['registration_token']")")
-	host_id=$(echo "$reg" | json "['id']")
+	agent_args+=(--server "$URL" --token "$(field registration_token <<<"$reg")")
+	host_id=$(field id <<<"$reg")
 fi
 setsid bin/wrenn agent "${agent_args[@]}" >>"$STATE/agent.log" 2>&1 &
 agent=$!
@@ -253,14 +266,14 @@ echo "$agent" >"$STATE/agent.pid"
 # Its port first: the host may still read online from a run that just ended (its
 # record goes stale only after 90 s), before this agent listens.
 host=${AGENT_ADDR%:*} port=${AGENT_ADDR##*:}
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do
 	(exec 3<>"/dev/tcp/${host:-127.0.0.1}/$port") 2>/dev/null && break
-	sleep 0.1
+	sleep 0.05
 done
-for _ in $(seq 1 300); do
-	status=$(api -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id" | json "['status']" 2>/dev/null || true)
+for _ in $(seq 1 600); do
+	status=$(api -H "Authorization: Bearer $token" "$URL/v1/hosts/$host_id" | field status 2>/dev/null || true)
 	[ "$status" = online ] && break
-	sleep 0.2
+	sleep 0.1
 done
 [ "$status" = online ] || { echo "up: the agent did not come online; see $STATE/agent.log" >&2; exit 1; }
 
@@ -277,7 +290,7 @@ compgen -G "$WRENN_DIR/images/base/warm/*-1c-512m/snapshot/snapshot.json" >/dev/
 step sandbox "proving it works: a command in a fresh sandbox"
 start=$(date +%s%N)
 sb=$(api -X POST "$URL/v1/sandboxes" -H "X-API-Key: $KEY" -d '{"template":"base"}')
-id=$(echo "$sb" | json "['id']") || { echo "up: create failed: $sb" >&2; exit 1; }
+id=$(field id <<<"$sb") || { echo "up: create failed: $sb" >&2; exit 1; }
 took=$(( ($(date +%s%N) - start) / 1000000 ))
 if grep -q "msg=\"sandbox created\" sandbox=$id .*restored=true" "$STATE/agent.log"; then
 	echo "created $id in ${took} ms, restored from the warm snapshot"
