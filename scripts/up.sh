@@ -107,7 +107,7 @@ if [[ ${1:-} == down ]]; then
 	# A make up in the foreground (or still starting) stops itself, as on Ctrl-C; the
 	# sandboxes that keep running are said here too, not only on its terminal.
 	if up=$(pid_of up up.sh); then
-		echo "up: stopping the make up running in the foreground (pid $up; it says so on its terminal too)"
+		echo "up: stopping the make up that runs in a terminal's foreground or is still starting (pid $up; it says so on its terminal too)"
 		say_left
 		kill -TERM "$up"
 		for ((i = 0; i < 900; i++)); do
@@ -144,7 +144,35 @@ if [[ -n $server$agent ]]; then
 	stop_wrenn
 fi
 echo $$ >"$STATE/up.pid"
-trap 'rm -f "$STATE/up.pid"' EXIT
+# Whatever ends this run before it is up (a failure, Ctrl-C, make down) leaves nothing
+# running, and fails. Once up, Ctrl-C (or make down's TERM) is how it is meant to end: a
+# clean stop, status 0. The Makefile runs this script through scripts/foreground.py, so
+# the Ctrl-C reaches only this script's process group, not make (which would print an
+# error line).
+cleanup() {
+	stop_wrenn services || true
+	rm -f "$STATE/up.pid"
+}
+trap cleanup EXIT
+on_signal=130
+trap 'exit $on_signal' INT TERM
+
+# detach LOG CMD…: starts CMD in a session of its own, its output appended to LOG, with
+# none of this script's other open files: a lock its caller holds (flock … make up) or
+# make's jobserver pipe would otherwise stay open as long as the server and agent run,
+# and the agent's VMs after them. The session: a Ctrl-C reaches this script only, so
+# that cleanup can still ask the server what is left; and it outlives a detached make up.
+detach() {
+	local log=$1 fd
+	shift
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			((fd <= 2)) || exec {fd}>&-
+		done
+		exec setsid "$@"
+	) </dev/null >>"$log" 2>&1 &
+}
 
 secret() { # a value generated once and kept, 0600
 	local f=$STATE/$1
@@ -165,15 +193,6 @@ set -a
 . "$SERVICES/env"
 set +a
 
-cleanup() {
-	stop_wrenn services || true
-	rm -f "$STATE/up.pid"
-}
-trap cleanup EXIT
-# Ctrl-C (or a TERM, as make down sends) is how `make up` is meant to end: a clean stop,
-# status 0. The Makefile runs this script through scripts/foreground.py, so the Ctrl-C
-# reaches only this script's process group, not make (which would print an error line).
-trap 'exit 0' INT TERM
 
 step server "control plane on :$PORT"
 # Something else on the port (a make up of an older checkout, without pid files) would
@@ -185,10 +204,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 fi
 # Sandbox ports at {port}-{id}.localhost:$PORT (curl and browsers resolve *.localhost
 # to this machine); set WRENN_DOMAIN to a real wildcard domain behind TLS (deploy/Caddyfile).
-# setsid: a Ctrl-C reaches this script only, so that cleanup can still ask the server
-# what is left before stopping it; and it keeps running after a detached make up.
 WRENN_DOMAIN=${WRENN_DOMAIN:-localhost} WRENN_JWT_SECRET=$(secret jwt-secret) \
-	setsid bin/wrenn server --listen ":$PORT" >>"$STATE/server.log" 2>&1 &
+	detach "$STATE/server.log" bin/wrenn server --listen ":$PORT"
 server=$!
 echo "$server" >"$STATE/server.pid"
 echo "$URL" >"$STATE/url"
@@ -260,7 +277,7 @@ if [ -z "$host_id" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authoriz
 	agent_args+=(--server "$URL" --token "$(field registration_token <<<"$reg")")
 	host_id=$(field id <<<"$reg")
 fi
-setsid bin/wrenn agent "${agent_args[@]}" >>"$STATE/agent.log" 2>&1 &
+detach "$STATE/agent.log" bin/wrenn agent "${agent_args[@]}"
 agent=$!
 echo "$agent" >"$STATE/agent.pid"
 # Its port first: the host may still read online from a run that just ended (its
@@ -301,6 +318,7 @@ api -X POST "$URL/v1/sandboxes/$id/exec" -H "X-API-Key: $KEY" \
 	-d '{"cmd":"/bin/bash","args":["-c","echo Hello from $(hostname), kernel $(uname -r)"]}' | json "['stdout']"
 api -X DELETE "$URL/v1/sandboxes/$id" -H "X-API-Key: $KEY" -o /dev/null
 echo "sandbox answered"
+on_signal=0 # up: from here on Ctrl-C is the way to stop it (already while the summary prints)
 step done "Wrenn is up"
 since "$T0" total
 echo "timing (s): ${timing[*]} total $total"
