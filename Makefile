@@ -10,12 +10,15 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 SQLC_VERSION := v1.31.1
 
-.PHONY: help build envd wrenn image up test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui
+.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-build: envd wrenn ## Build every binary into ./bin
+# One go build for both: the package graph is loaded and checked once (make up runs this
+# on every start, where nothing changed is the common case).
+build: ## Build every binary into ./bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/envd ./cmd/wrenn
 
 wrenn: ## Build ./bin/wrenn (server, agent, CLI; static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wrenn ./cmd/wrenn
@@ -39,8 +42,13 @@ test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the ba
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \
 	  grep -v '^=== \(RUN\|PAUSE\|CONT\)'; exit $${PIPESTATUS[0]}
 
-up: ## Set up and run Wrenn on this machine (root): deps, build, template, databases, agent, server; Ctrl-C stops it
-	@python3 scripts/foreground.py bash scripts/up.sh
+# DETACH=1: return once a sandbox answered, leaving Wrenn running (make down stops it).
+DETACH ?=
+up: ## Set up and run Wrenn on this machine (root): deps, build, template, databases, agent, server; Ctrl-C stops it (DETACH=1: leave it running)
+	@DETACH=$(DETACH) python3 scripts/foreground.py bash scripts/up.sh
+
+down: ## Stop what make up started (foreground or DETACH=1): server, agent, databases; sandboxes keep running
+	@bash scripts/up.sh down
 
 image: build ## Build the base template into WRENN_DIR (default /var/lib/wrenn)
 	$(BIN)/wrenn image build --envd $(BIN)/envd

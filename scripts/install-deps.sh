@@ -66,7 +66,8 @@ if ((${#need[@]})); then
 fi
 # A package installed but its file still missing (e.g. a protoc of its own elsewhere on
 # PATH, which looks for the well-known types next to itself): say so now, not mid-build.
-for entry in "${PREREQS[@]}"; do
+# Only after installing: otherwise the loop above just found every one present.
+((${#need[@]} == 0)) || for entry in "${PREREQS[@]}"; do
 	read -r _ kind target pkg what <<<"$entry"
 	[[ $pkg == - ]] && continue
 	prereq_present "$kind" "$target" ||

@@ -52,29 +52,33 @@ PREREQS=(
 	"run  cmd  column             bsdextrautils      make help"
 )
 
-# prereq_target TARGET: the path or glob TARGET stands for.
+# prereq_resolve TARGET: sets PREREQ_TARGET to the path or glob TARGET stands for,
+# without a subshell: make up runs these checks on every start.
+prereq_resolve() {
+	local protoc=/usr/bin/protoc # Debian's; before it is installed, that is where it goes
+	PREREQ_TARGET=$1
+	[[ $1 == @protoc/* ]] || return 0
+	hash protoc 2>/dev/null && protoc=${BASH_CMDS[protoc]}
+	[[ ! -L $protoc ]] || protoc=$(readlink -f "$protoc")
+	protoc=${protoc%/*}
+	PREREQ_TARGET=${protoc%/*}/${1#@protoc/}
+}
+
+# prereq_target TARGET: prints the path or glob TARGET stands for.
 prereq_target() {
-	local t=$1 protoc dir
-	if [[ $t == @protoc/* ]]; then
-		# Debian's protoc is /usr/bin/protoc; before it is installed, that is where it goes.
-		protoc=$(command -v protoc || echo /usr/bin/protoc)
-		protoc=$(readlink -f "$protoc" 2>/dev/null || echo "$protoc")
-		dir=$(dirname "$(dirname "$protoc")")
-		t=$dir/${t#@protoc/}
-	fi
-	echo "$t"
+	prereq_resolve "$1"
+	echo "$PREREQ_TARGET"
 }
 
 # prereq_present KIND TARGET: true if the prerequisite is there.
 prereq_present() {
-	local kind=$1 target
-	target=$(prereq_target "$2")
-	case $kind in
-	cmd) command -v "$target" >/dev/null ;;
-	file) compgen -G "$target" >/dev/null ;;
-	pkg) [[ $(dpkg-query -W -f='${db:Status-Status}' "$target" 2>/dev/null) == installed ]] ;;
+	prereq_resolve "$2"
+	case $1 in
+	cmd) command -v "$PREREQ_TARGET" >/dev/null ;;
+	file) compgen -G "$PREREQ_TARGET" >/dev/null ;;
+	pkg) [[ $(dpkg-query -W -f='${db:Status-Status}' "$PREREQ_TARGET" 2>/dev/null) == installed ]] ;;
 	*)
-		echo "prereqs: unknown kind $kind" >&2
+		echo "prereqs: unknown kind $1" >&2
 		return 2
 		;;
 	esac
@@ -83,13 +87,24 @@ prereq_present() {
 # node_too_old: prints "have want" and succeeds when node is older than the SDK test's
 # engines.node minimum (Debian 12's nodejs is 18; the e2b SDK needs 20).
 node_too_old() {
-	local pkg want have
-	pkg=$(dirname "${BASH_SOURCE[0]}")/../test/sdk/package.json
+	local dir=. pkg line want= have w h i
+	[[ ${BASH_SOURCE[0]} != */* ]] || dir=${BASH_SOURCE[0]%/*}
+	pkg=$dir/../test/sdk/package.json
 	command -v node >/dev/null || return 1
-	want=$(sed -n 's/.*"node": *">=\([0-9.]*\)".*/\1/p' "$pkg" 2>/dev/null)
+	# Read with builtins, like the checks above; node itself is the one process.
+	while IFS= read -r line; do
+		[[ $line =~ \"node\":\ *\"\>=([0-9.]+)\" ]] && want=${BASH_REMATCH[1]} && break
+	done 2>/dev/null <"$pkg" || true
 	[[ -n $want ]] || return 1
-	have=$(node --version 2>/dev/null)
+	have=$(node --version 2>/dev/null) || return 1
 	have=${have#v}
-	[[ $(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1) == "$want" ]] && return 1
+	IFS=. read -ra w <<<"$want"
+	IFS=. read -ra h <<<"$have"
+	for ((i = 0; i < ${#w[@]}; i++)); do
+		[[ ${h[i]:-0} =~ ^[0-9]+$ ]] || return 1
+		((10#${h[i]:-0} > 10#${w[i]})) && return 1
+		((10#${h[i]:-0} < 10#${w[i]})) && break
+	done
+	((i < ${#w[@]})) || return 1 # equal
 	echo "$have $want"
 }

@@ -134,13 +134,10 @@ pg_start() {
 	local bin pw
 	bin=$(pg_bin)
 	pw=$(secret "$DATA_DIR/pg-password")
-	if pg_running; then
+	if ((PG_WAS_RUNNING)); then
 		say "PostgreSQL already running (port $(pg_port_running), data $PGDATA)"
 		PG_PORT=$(pg_port_running)
 	else
-		port_busy "$PG_PORT" &&
-			die "port $PG_PORT (WRENN_PG_PORT) is taken by something else; pick another:
-$(who_listens "$PG_PORT")"
 		pg_init "$bin"
 		say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
 		as_pg "$bin/pg_ctl" start -D "$PGDATA" -w -t "$TIMEOUT" -l "$PG_DIR/log" \
@@ -148,12 +145,12 @@ $(who_listens "$PG_PORT")"
 			die "PostgreSQL did not start; last log lines:
 $(tail -20 "$PG_DIR/log" 2>/dev/null)"
 	fi
-	local i
+	local i ready=
 	for ((i = 0; i < TIMEOUT * 5; i++)); do
-		"$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+		"$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && ready=1 && break
 		sleep 0.2
 	done
-	"$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT after ${TIMEOUT}s"
+	[[ -n $ready ]] || die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT after ${TIMEOUT}s"
 	# Role and database, once; the role's password follows pg-password.
 	as_pg "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_RUN" -p "$PG_PORT" -U postgres -d postgres -v pw="$pw" >/dev/null <<-'EOF' ||
 		SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wrenn') AS need_role \gset
@@ -182,17 +179,14 @@ pg_stop() {
 # --- Redis -----------------------------------------------------------------------------
 
 redis_start() {
-	local pw user i
+	local pw user
 	command -v redis-server >/dev/null || die "redis-server not found (scripts/install-deps.sh)"
 	pw=$(secret "$DATA_DIR/redis-password")
 	user=$(redis_user)
-	if redis_running; then
+	if ((REDIS_WAS_RUNNING)); then
 		say "Redis already running (port $(redis_port_running), pid $(redis_pid))"
 		REDIS_PORT=$(redis_port_running)
 	else
-		port_busy "$REDIS_PORT" &&
-			die "port $REDIS_PORT (WRENN_REDIS_PORT) is taken by something else; pick another:
-$(who_listens "$REDIS_PORT")"
 		install -d -m 700 -o "$user" -g "$user" "$REDIS_DIR"
 		runuser -u "$user" -- test -w "$REDIS_DIR" ||
 			die "the $user user cannot reach $REDIS_DIR: a parent of DATA_DIR is closed to it"
@@ -220,9 +214,15 @@ $(who_listens "$REDIS_PORT")"
 		runuser -u "$user" -- redis-server "$REDIS_DIR/redis.conf" ||
 			die "redis-server did not start; see $REDIS_DIR/log"
 	fi
-	for ((i = 0; i < TIMEOUT * 5; i++)); do
+}
+
+# redis_wait: until Redis answers. Apart from redis_start, so that Redis gets ready
+# while PostgreSQL starts.
+redis_wait() {
+	local i
+	for ((i = 0; i < TIMEOUT * 20; i++)); do
 		[[ $(redis_ping "$REDIS_PORT") == PONG ]] && return
-		sleep 0.2
+		sleep 0.05
 	done
 	die "Redis does not answer on 127.0.0.1:$REDIS_PORT after ${TIMEOUT}s; last log lines:
 $(tail -20 "$REDIS_DIR/log" 2>/dev/null)"
@@ -262,18 +262,23 @@ write_env() {
 }
 
 cmd_start() {
-	# Both ports checked before either server starts, so a refusal leaves nothing behind.
-	if ! pg_running && port_busy "$PG_PORT"; then
+	# Both ports checked before either server starts, so a refusal leaves nothing behind
+	# (pg_start and redis_start rely on it, and on these answers: each check is a process).
+	PG_WAS_RUNNING=0 REDIS_WAS_RUNNING=0
+	pg_running && PG_WAS_RUNNING=1
+	redis_running && REDIS_WAS_RUNNING=1
+	if ((!PG_WAS_RUNNING)) && port_busy "$PG_PORT"; then
 		die "port $PG_PORT (WRENN_PG_PORT) is taken by something else; pick another:
 $(who_listens "$PG_PORT")"
 	fi
-	if ! redis_running && port_busy "$REDIS_PORT"; then
+	if ((!REDIS_WAS_RUNNING)) && port_busy "$REDIS_PORT"; then
 		die "port $REDIS_PORT (WRENN_REDIS_PORT) is taken by something else; pick another:
 $(who_listens "$REDIS_PORT")"
 	fi
 	install -d -m 711 "$DATA_DIR"
-	pg_start
 	redis_start
+	pg_start
+	redis_wait
 	write_env
 	say "ready; the URLs to use (also in $DATA_DIR/env):"
 	cat "$DATA_DIR/env"

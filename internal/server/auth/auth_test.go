@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestPasswords(t *testing.T) {
@@ -25,6 +26,18 @@ func TestPasswords(t *testing.T) {
 	}
 	if h2, _ := HashPassword("correct horse battery"); h2 == h {
 		t.Error("hashes are not salted")
+	}
+}
+
+// TestDummyHashCost: the unknown-email check costs what a real one does only while the
+// constant hash's cost is the one passwords are hashed at.
+func TestDummyHashCost(t *testing.T) {
+	cost, err := bcrypt.Cost([]byte(dummyHash))
+	if err != nil || cost != bcryptCost {
+		t.Fatalf("dummyHash has cost %d (%v), passwords %d: regenerate it at bcryptCost", cost, err, bcryptCost)
+	}
+	if !CheckPassword(dummyHash, "wrenn-timing-equaliser") {
+		t.Error("dummyHash is not a bcrypt hash of its documented password")
 	}
 }
 
