@@ -5,6 +5,7 @@
 package cliconfig
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -110,12 +111,14 @@ func (f *File) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	b, err := yaml.Marshal(f)
-	if err != nil {
+	var b bytes.Buffer
+	b.WriteString("# wrenn CLI logins ('wrenn login', 'wrenn logout'); credentials: keep this file private.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	header := []byte("# wrenn CLI logins ('wrenn login', 'wrenn logout'); credentials: keep this file private.\n")
-	return atomicfile.Write(path, append(header, b...), 0o600)
+	return atomicfile.Write(path, b.Bytes(), 0o600)
 }
 
 // Names lists the profiles, sorted.
