@@ -121,7 +121,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		px.SetObserver(metrics)
 		svc.Requests = metrics
 	}
-	svc.TrustedProxies, svc.Domain = cfg.TrustedProxies, cfg.Domain
+	svc.TrustedProxies, svc.Domain, svc.PublicURL = cfg.TrustedProxies, cfg.Domain, cfg.PublicURL
 	// Sandbox traffic first: /metrics on a sandbox's host is the sandbox's own.
 	srv := lim.Server(px.Wrap(access.Wrap(reg, log, api.New(svc, lim.StreamIdle, log))))
 	if metricsLn != nil {

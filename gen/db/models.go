@@ -119,6 +119,19 @@ type SandboxMetricPoint struct {
 	GuestDiskTotal int64
 }
 
+type Session struct {
+	ID         pgtype.UUID
+	UserID     pgtype.UUID
+	TeamID     pgtype.UUID
+	TokenHash  []byte
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	LastSeenAt time.Time
+	RevokedAt  *time.Time
+	UserAgent  string
+	IP         string
+}
+
 type Team struct {
 	ID             pgtype.UUID
 	Name           string

@@ -94,7 +94,7 @@ func (c *Server) table() table {
 		{Env: "WRENN_SIGNUP", Default: "open", Value: OneOf(&c.Signup, signupModes...),
 			Usage: "who may create accounts: open (anyone, POST /v1/auth/signup) or closed (sign-up answers 403; an operator runs `wrenn admin create-user`)"},
 		{Env: "WRENN_PUBLIC_URL", Value: BaseURL(&c.PublicURL),
-			Usage: "the URL users reach the control plane at, like https://wrenn.example.com (http or https, no path): sign-in providers send browsers back to it, and the sign-in cookie is Secure when it is https; required with WRENN_GITHUB_CLIENT_ID"},
+			Usage: "the URL users reach the control plane at, like https://wrenn.example.com (http or https, no path): sign-in providers send browsers back to it, the dashboard's requests must come from its origin (or the host they are sent to), and when it is https the sign-in and session cookies are Secure (the session cookie then named __Host-wrenn_session), as they are when WRENN_LISTEN serves TLS itself; required with WRENN_GITHUB_CLIENT_ID"},
 		{Env: "WRENN_GITHUB_CLIENT_ID", Value: String(&c.GitHubClientID, 0),
 			Usage: "client ID of a GitHub OAuth app: with its secret, users sign in with GitHub (GET /v1/auth/oauth/github); register WRENN_PUBLIC_URL/v1/auth/oauth/github/callback as the app's callback URL; empty: no GitHub sign-in"},
 		{Env: "WRENN_GITHUB_CLIENT_SECRET", Secret: true, Value: String(&c.GitHubClientSecret, 0),

@@ -105,43 +105,52 @@ func normaliseEmail(email string) (string, error) {
 // that 409; the password is hashed before the email is looked at, whatever the email,
 // so both answers take as long; and the 409 says no more than that.
 func (s *Service) Signup(ctx context.Context, email, name, password, client string) (*Session, error) {
-	if s.signupClosed {
-		// Before anything is looked up or counted: the answer is the same for everyone.
-		return nil, fmt.Errorf("%w: sign-up is closed on this server; ask its operator for an account", core.ErrForbidden)
-	}
-	email, name, err := checkNewUser(email, name)
+	userID, teamID, err := s.signup(ctx, email, name, password, client)
 	if err != nil {
 		return nil, err
+	}
+	return s.session(userID, teamID, core.Owner)
+}
+
+// signup is Signup up to the new account, which the caller signs in (a JWT or a
+// browser session).
+func (s *Service) signup(ctx context.Context, email, name, password, client string) (userID, teamID string, err error) {
+	if s.signupClosed {
+		// Before anything is looked up or counted: the answer is the same for everyone.
+		return "", "", fmt.Errorf("%w: sign-up is closed on this server; ask its operator for an account", core.ErrForbidden)
+	}
+	email, name, err = checkNewUser(email, name)
+	if err != nil {
+		return "", "", err
 	}
 	perAddress, probes := signupPerAddress.of(client), loginPerAddress.of(client)
 	if err := s.take(ctx, perAddress, probes); err != nil {
 		s.giveBack(ctx, probes) // a refused sign-up learnt nothing
-		return nil, err
+		return "", "", err
 	}
 	var hash string
 	var hashErr error
 	if err := s.hashing(ctx, func() { hash, hashErr = auth.HashPassword(password) }); err != nil {
 		s.giveBack(ctx, perAddress, probes)
-		return nil, err
+		return "", "", err
 	}
 	if hashErr != nil {
 		s.giveBack(ctx, probes)
-		return nil, fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
+		return "", "", fmt.Errorf("%w: %v", core.ErrInvalid, hashErr)
 	}
-	var userID, teamID string
 	err = s.st.Tx(ctx, func(q *db.Queries) (err error) {
 		userID, teamID, err = createAccount(ctx, q, newAccount{email: email, name: name, hash: &hash})
 		return err
 	})
 	if errors.Is(err, errEmailTaken) {
 		// The one answer that tells something; its count stays.
-		return nil, fmt.Errorf("%w: cannot sign up with this email", core.ErrConflict)
+		return "", "", fmt.Errorf("%w: cannot sign up with this email", core.ErrConflict)
 	}
 	s.giveBack(ctx, probes)
 	if err != nil {
-		return nil, fmt.Errorf("signup: %w", err)
+		return "", "", fmt.Errorf("signup: %w", err)
 	}
-	return s.session(userID, teamID, core.Owner)
+	return userID, teamID, nil
 }
 
 // CreateUser makes an account as an operator does (`wrenn admin create-user`), with
@@ -250,6 +259,19 @@ func createPersonalTeam(ctx context.Context, q *db.Queries, user db.User) (db.Te
 // address: attempts are counted per address and per email and address, before the
 // password is hashed (see throttle.go).
 func (s *Service) Login(ctx context.Context, email, password, client string) (*Session, error) {
+	p, err := s.login(ctx, email, password, client)
+	if err != nil {
+		return nil, err
+	}
+	if err := core.Audit(ctx, s.q, p, "user.login", "user", p.UserID, nil); err != nil {
+		return nil, err
+	}
+	return s.session(p.UserID, p.TeamID, p.Role)
+}
+
+// login is Login up to who signs in, for their default team, not yet audited: the
+// caller signs them in (a JWT or a browser session) and audits it.
+func (s *Service) login(ctx context.Context, email, password, client string) (*core.Principal, error) {
 	email, emailErr := normaliseEmail(email)
 	pair := loginPerPair.of(client, email)
 	counters := []counter{loginPerAddress.of(client)}
@@ -276,11 +298,7 @@ func (s *Service) Login(ctx context.Context, email, password, client string) (*S
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	p := &core.Principal{UserID: core.UUIDString(user.ID), TeamID: core.UUIDString(team.ID), Role: core.Role(team.Role)}
-	if err := core.Audit(ctx, s.q, p, "user.login", "user", p.UserID, nil); err != nil {
-		return nil, err
-	}
-	return s.session(p.UserID, p.TeamID, p.Role)
+	return &core.Principal{UserID: core.UUIDString(user.ID), TeamID: core.UUIDString(team.ID), Role: core.Role(team.Role)}, nil
 }
 
 // loginTeam is the team a login's session is for (defaultTeam, in a transaction).
@@ -411,14 +429,21 @@ func (s *Service) FromToken(ctx context.Context, token string) (*core.Principal,
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", core.ErrUnauthorized, err)
 	}
-	m, err := s.membership(ctx, c.UserID, c.TeamID)
+	return s.member(ctx, c.UserID, c.TeamID, "token")
+}
+
+// member is the user acting for the team their credential (what: token, session)
+// names, with the role the database gives them there now: the one check of every
+// user's request, whatever the credential. Not (any more) a member: unauthorized.
+func (s *Service) member(ctx context.Context, userID, teamID, what string) (*core.Principal, error) {
+	m, err := s.membership(ctx, userID, teamID)
 	if errors.Is(err, core.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no longer a member of the token's team", core.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: no longer a member of the %s's team", core.ErrUnauthorized, what)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &core.Principal{UserID: c.UserID, TeamID: c.TeamID, Role: core.Role(m.Role), TeamBYOC: m.IsBYOC, Admin: m.IsAdmin}, nil
+	return &core.Principal{UserID: userID, TeamID: teamID, Role: core.Role(m.Role), TeamBYOC: m.IsBYOC, Admin: m.IsAdmin}, nil
 }
 
 // UserFromToken resolves a JWT to its user only, for switching teams: a user who left

@@ -30,6 +30,16 @@ import (
 // so concurrent first callbacks of one provider account decide one after another:
 // the first makes the user, the others find its identity and log in.
 func (s *Service) OAuthLogin(ctx context.Context, provider string, id oauth.Identity) (*Session, error) {
+	p, err := s.oauthLogin(ctx, provider, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.session(p.UserID, p.TeamID, p.Role)
+}
+
+// oauthLogin is OAuthLogin up to who signs in (audited), whom the caller signs in
+// with a JWT or a browser session.
+func (s *Service) oauthLogin(ctx context.Context, provider string, id oauth.Identity) (*core.Principal, error) {
 	if provider == "" || id.Subject == "" {
 		return nil, errors.New("oauth login: no provider or subject")
 	}
@@ -46,7 +56,7 @@ func (s *Service) OAuthLogin(ctx context.Context, provider string, id oauth.Iden
 	if err != nil {
 		return nil, err
 	}
-	return s.session(p.UserID, p.TeamID, p.Role)
+	return p, nil
 }
 
 // oauthAccount finds or makes the user of an identity (see OAuthLogin), audited,

@@ -65,6 +65,16 @@ func (s *Server) switchTeam(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if p := principal(r); p.SessionID != "" {
+		// A browser session moves itself: no token is handed to the page.
+		bs, err := s.accounts.SessionSwitchTeam(r.Context(), p, req.TeamID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, cookieSession(bs, s.sessionSecret(r)))
+		return
+	}
 	sess, err := s.accounts.SwitchTeam(r.Context(), principal(r), req.TeamID)
 	if err != nil {
 		s.fail(w, r, err)

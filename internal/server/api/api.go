@@ -1,7 +1,8 @@
 // Package api is the control plane's REST surface under /v1 (and, through package
 // e2b, E2B's routes beside it): chi routes, request
 // decoding with limits, errors as {"error":{"code","message"}}, and authentication of
-// every request (JWT or X-API-Key) into a principal resolved from the database.
+// every request (JWT, X-API-Key or the dashboard's session cookie, session.go) into a
+// principal resolved from the database.
 package api
 
 import (
@@ -47,6 +48,9 @@ type Services struct {
 	TrustedProxies []netip.Prefix
 	// Domain is WRENN_DOMAIN: E2B's answers name it as the sandboxes' domain.
 	Domain string
+	// PublicURL is WRENN_PUBLIC_URL ("": unset): the origin the dashboard's pages
+	// come from, and, when https, browser-session cookies are Secure and __Host-.
+	PublicURL string
 	// Requests learns of every request answered (metrics); nil: nothing does.
 	Requests RequestObserver
 }
@@ -59,7 +63,10 @@ type Server struct {
 	oauth     *oauth.Flow
 	ready     func(context.Context) error
 	trusted   []netip.Prefix
-	log       *slog.Logger
+	// publicOrigin is PublicURL without a trailing "/"; publicHTTPS: it is https.
+	publicOrigin string
+	publicHTTPS  bool
+	log          *slog.Logger
 	// streamIdle bounds a pause of a file transfer and an exec stream's silence.
 	streamIdle time.Duration
 }
@@ -70,7 +77,8 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, oauth: svc.OAuth, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle}
+	s := &Server{accounts: svc.Accounts, hosts: svc.Hosts, sandboxes: svc.Sandboxes, oauth: svc.OAuth, ready: svc.Ready, trusted: svc.TrustedProxies, log: log, streamIdle: streamIdle,
+		publicOrigin: strings.TrimSuffix(svc.PublicURL, "/"), publicHTTPS: strings.HasPrefix(strings.ToLower(svc.PublicURL), "https://")}
 	r := chi.NewRouter()
 	if svc.Requests != nil {
 		r.Use(observe(svc.Requests))
@@ -87,12 +95,15 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 		r.Post("/auth/login", s.login)
 		r.Get("/auth/oauth/{provider}", s.oauthStart)
 		r.Get("/auth/oauth/{provider}/callback", s.oauthCallback)
-		// A token for a team its user has left still moves them to another team.
-		r.With(s.authenticateWith(func(r *http.Request, token string) (*core.Principal, error) {
-			return s.accounts.UserFromToken(r.Context(), token)
-		}, false)).Post("/auth/switch-team", s.switchTeam)
+		r.Post("/auth/session", s.sessionSignIn)
+		r.Post("/auth/session/signup", s.sessionSignup)
+		// A token (or session) for a team its user has left still moves them to
+		// another team, and a session still signs out.
+		r.With(s.authenticateWith(true, false)).Post("/auth/switch-team", s.switchTeam)
+		r.With(s.authenticateWith(true, false)).Delete("/auth/session", s.signOut)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate(false))
+			r.Get("/auth/session", s.getSession)
 			r.Get("/me", s.me)
 			s.teamRoutes(r)
 			r.Post("/api-keys", s.createAPIKey)
@@ -155,31 +166,40 @@ func principal(r *http.Request) *core.Principal {
 	return p
 }
 
-// authenticate resolves `Authorization: Bearer <jwt>` or `X-API-Key` into a principal;
-// allowKeys false keeps account routes to users (JWT) only.
+// authenticate resolves `Authorization: Bearer <jwt>`, `X-API-Key` or the session
+// cookie into a principal; allowKeys false keeps account routes to users only.
 func (s *Server) authenticate(allowKeys bool) func(http.Handler) http.Handler {
-	return s.authenticateWith(func(r *http.Request, token string) (*core.Principal, error) {
-		return s.accounts.FromToken(r.Context(), token)
-	}, allowKeys)
+	return s.authenticateWith(false, allowKeys)
 }
 
-// authenticateWith is authenticate with fromToken resolving a bearer token.
-func (s *Server) authenticateWith(fromToken func(r *http.Request, token string) (*core.Principal, error), allowKeys bool) func(http.Handler) http.Handler {
+// authenticateWith is authenticate; with anyTeam a user's token or session is
+// resolved to the user alone, whether or not they are still in its team
+// (UserFromToken, FromSession), for the routes that move them out of it.
+// Credentials are taken in this order: a bearer token, an API key, the session
+// cookie (with its CSRF and Origin checks, session.go).
+func (s *Server) authenticateWith(anyTeam, allowKeys bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var p *core.Principal
 			var err error
 			switch bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); {
+			case hasBearer && anyTeam:
+				p, err = s.accounts.UserFromToken(r.Context(), strings.TrimSpace(bearer))
 			case hasBearer:
-				p, err = fromToken(r, strings.TrimSpace(bearer))
+				p, err = s.accounts.FromToken(r.Context(), strings.TrimSpace(bearer))
 			case r.Header.Get("X-API-Key") != "":
 				if !allowKeys {
 					writeError(w, http.StatusForbidden, "forbidden", "this route needs a user's token, not an API key")
 					return
 				}
 				p, err = s.accounts.FromAPIKey(r.Context(), r.Header.Get("X-API-Key"))
+			case s.sessionSecret(r) != "":
+				var ok bool
+				if p, ok = s.fromCookie(w, r, s.sessionSecret(r), anyTeam); !ok {
+					return
+				}
 			default:
-				err = fmt.Errorf("%w: send Authorization: Bearer <token> or X-API-Key", core.ErrUnauthorized)
+				err = fmt.Errorf("%w: send Authorization: Bearer <token> or X-API-Key, or sign in (POST /v1/auth/session)", core.ErrUnauthorized)
 			}
 			if err != nil {
 				s.fail(w, r, err)

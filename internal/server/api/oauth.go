@@ -16,7 +16,7 @@ import (
 // oauthCallback, which checks the state, asks the provider who signed in, and sends
 // the browser on to the page it started from with a session.
 
-// oauthStart is GET /v1/auth/oauth/{provider}?next=/path.
+// oauthStart is GET /v1/auth/oauth/{provider}?next=/path[&mode=cookie|token].
 func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "provider")
 	p, ok := s.oauth.Provider(name)
@@ -24,7 +24,12 @@ func (s *Server) oauthStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no sign-in provider "+name+" on this server")
 		return
 	}
-	to, cookie, err := s.oauth.Begin(p, r.URL.Query().Get("next"))
+	mode, err := oauth.ParseMode(r.URL.Query().Get("mode"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	to, cookie, err := s.oauth.Begin(p, r.URL.Query().Get("next"), mode)
 	if errors.Is(err, oauth.ErrNext) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -57,7 +62,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		cookie = c.Value
 	}
 	q := r.URL.Query()
-	next, err := s.oauth.Verify(r.Context(), name, cookie, q.Get("state"))
+	next, mode, err := s.oauth.Verify(r.Context(), name, cookie, q.Get("state"))
 	if errors.Is(err, oauth.ErrState) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -72,7 +77,11 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		if !providerError.MatchString(e) {
 			e = "provider_error"
 		}
-		redirect(w, s.oauth.Return(next, "error="+e))
+		if mode == oauth.ModeCookie {
+			seeOther(w, s.oauth.Return(next, "error="+e))
+		} else {
+			redirect(w, s.oauth.Return(next, "error="+e))
+		}
 		return
 	}
 	code := q.Get("code")
@@ -86,14 +95,26 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "bad_gateway", name+" did not confirm the sign-in (details in the server's log); start it again")
 		return
 	}
+	if mode == oauth.ModeCookie {
+		// The dashboard's sign-in: a browser session in its cookie, and on to next
+		// (a path on this server: CheckNext at the start and again in Verify), with
+		// no credential in the URL.
+		bs, err := s.accounts.OAuthSessionLogin(r.Context(), name, id, s.sessionClient(r))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.setSessionCookies(w, r, bs.Secret)
+		seeOther(w, s.oauth.Return(next, ""))
+		return
+	}
 	sess, err := s.accounts.OAuthLogin(r.Context(), name, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	// The session rides in the fragment, which browsers never send to a server (nor
-	// in a Referer), for the page's script to read. The dashboard will replace this
-	// with a cookie session.
+	// mode=token: the session rides in the fragment, which browsers never send to a
+	// server (nor in a Referer), for the page's script to read.
 	fragment := "token=" + url.QueryEscape(sess.Token) + "&expires_at=" + url.QueryEscape(sess.ExpiresAt.UTC().Format(time.RFC3339)) +
 		"&team_id=" + url.QueryEscape(sess.TeamID)
 	redirect(w, s.oauth.Return(next, fragment))
@@ -104,4 +125,12 @@ func redirect(w http.ResponseWriter, to string) {
 	w.Header().Set("Location", to)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusFound)
+}
+
+// seeOther answers 303 to a URL with no body: the end of a browser-session sign-in
+// (the browser GETs the page whatever the request was).
+func seeOther(w http.ResponseWriter, to string) {
+	w.Header().Set("Location", to)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusSeeOther)
 }

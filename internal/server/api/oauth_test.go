@@ -111,9 +111,11 @@ type flow struct {
 // which it does not call.
 func (s *githubStandIn) begin(u oauthtest.GitHubUser, next string) flow {
 	s.t.Helper()
-	path := "/v1/auth/oauth/github"
+	// The token mode: these tests read the session from the fragment (session_test.go
+	// covers the dashboard's cookie mode).
+	path := "/v1/auth/oauth/github?mode=token"
 	if next != "" {
-		path += "?next=" + url.QueryEscape(next)
+		path += "&next=" + url.QueryEscape(next)
 	}
 	a := s.get(s.api, s.env.URL+path, nil)
 	to := a.location(s.t)

@@ -82,6 +82,9 @@ type Principal struct {
 	TeamID   string
 	Role     Role
 	APIKeyID string // "" for a user token
+	// SessionID is the browser session (cookie) the request came with; "" for a
+	// token or an API key.
+	SessionID string
 	// TeamBYOC: the team's sandboxes run on its own hosts only.
 	TeamBYOC bool
 	// Admin: a platform administrator (manages platform hosts); never an API key.

@@ -220,6 +220,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 			// Wrenn's credentials never reach the sandbox: code in it may be untrusted.
 			pr.Out.Header.Del("X-API-Key")
 			pr.Out.Header.Del(sandboxes.TrafficTokenHeader)
+			dropControlPlaneCookies(pr.Out.Header)
 			pr.Out.Header.Set(hostproto.ProxyAuthHeader, ep.Secret)
 			pr.SetXForwarded()
 		},
@@ -235,6 +236,35 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, id string, port in
 		},
 	}
 	httplimit.Streamed(p.idle, rp).ServeHTTP(w, r)
+}
+
+// dropControlPlaneCookies removes the control plane's own cookies (the dashboard's
+// session and CSRF cookies, the sign-in state: every name wrenn_… or
+// __Host-wrenn_…) from a proxied request. A browser sends them only to the control
+// plane's own host, never to a sandbox's {port}-{id} host (they carry no Domain),
+// but header routing (E2b-Sandbox-Id) reaches sandboxes through the control plane's
+// host, and code in a sandbox must never see a session it could act with. The
+// proxy authenticates by API key or traffic token only, never by these cookies.
+func dropControlPlaneCookies(h http.Header) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		for _, c := range strings.Split(line, ";") {
+			c = strings.TrimSpace(c)
+			name, _, _ := strings.Cut(c, "=")
+			if c == "" || strings.HasPrefix(name, "wrenn_") || strings.HasPrefix(name, "__Host-wrenn_") {
+				continue
+			}
+			kept = append(kept, c)
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h.Set("Cookie", strings.Join(kept, "; "))
+	}
 }
 
 // reply answers in JSON, or in HTML when the request is a browser navigation.

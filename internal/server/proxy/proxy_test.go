@@ -84,12 +84,15 @@ func TestRoutingAndHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := f.guestService(t, sb.ID, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "host=%s path=%s query=%s apikey=%q agentauth=%q auth=%q", r.Host, r.URL.EscapedPath(), r.URL.RawQuery,
-			r.Header.Get("X-API-Key"), r.Header.Get("Wrenn-Agent-Auth"), r.Header.Get("Authorization"))
+		fmt.Fprintf(w, "host=%s path=%s query=%s apikey=%q agentauth=%q auth=%q cookie=%q", r.Host, r.URL.EscapedPath(), r.URL.RawQuery,
+			r.Header.Get("X-API-Key"), r.Header.Get("Wrenn-Agent-Auth"), r.Header.Get("Authorization"), r.Header.Get("Cookie"))
 	}))
 	host := fmt.Sprintf("%d-%s.%s", port, sb.ID, servertest.Domain)
-	resp, body := f.get(t, host, "/a%2Fb/c?x=1&y=2", map[string]string{"X-API-Key": f.key, "Authorization": "Bearer app-token", "Wrenn-Agent-Auth": "forged"})
-	want := fmt.Sprintf(`host=%s path=/a%%2Fb/c query=x=1&y=2 apikey="" agentauth="" auth="Bearer app-token"`, host)
+	// The control plane's cookies (the dashboard's session) never reach a sandbox;
+	// the app's own do.
+	resp, body := f.get(t, host, "/a%2Fb/c?x=1&y=2", map[string]string{"X-API-Key": f.key, "Authorization": "Bearer app-token", "Wrenn-Agent-Auth": "forged",
+		"Cookie": "app=1; wrenn_session=s; __Host-wrenn_session=s; wrenn_csrf=c; __Host-wrenn_oauth_state=x; other=2"})
+	want := fmt.Sprintf(`host=%s path=/a%%2Fb/c query=x=1&y=2 apikey="" agentauth="" auth="Bearer app-token" cookie="app=1; other=2"`, host)
 	if resp.StatusCode != 200 || body != want {
 		t.Errorf("by host: %d %q\nwant %q", resp.StatusCode, body, want)
 	}

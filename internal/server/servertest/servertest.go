@@ -97,12 +97,21 @@ func NewWithMetrics(t testing.TB, access promx.Access) *Env {
 	return start(t, options{lim: httplimit.ControlPlane, metrics: &access})
 }
 
+// NewWithPublicURL is New with WRENN_PUBLIC_URL set to publicURL (e.g. an https
+// one, under which browser-session cookies are Secure and __Host-), while the test
+// server itself serves plain HTTP, as behind a TLS-terminating proxy.
+func NewWithPublicURL(t testing.TB, publicURL string) *Env {
+	t.Helper()
+	return start(t, options{lim: httplimit.ControlPlane, publicURL: publicURL})
+}
+
 // options are what the New functions vary.
 type options struct {
-	lim     httplimit.Limits
-	quota   core.Quota
-	oauth   *OAuth
-	metrics *promx.Access
+	lim       httplimit.Limits
+	quota     core.Quota
+	oauth     *OAuth
+	metrics   *promx.Access
+	publicURL string
 }
 
 // NewWithLimits is New with other limits (short ones, for tests of them): the
@@ -164,9 +173,11 @@ func start(t testing.TB, o options) *Env {
 		svc.Requests = metrics
 	}
 	srv := httptest.NewUnstartedServer(nil)
+	svc.PublicURL = o.publicURL
 	if o.oauth != nil {
 		// The listener exists before the server starts: its address is the public URL.
-		svc.OAuth, err = oauth.New(oauth.Config{Providers: o.oauth.Providers, PublicURL: "http://" + srv.Listener.Addr().String(),
+		svc.PublicURL = "http://" + srv.Listener.Addr().String()
+		svc.OAuth, err = oauth.New(oauth.Config{Providers: o.oauth.Providers, PublicURL: svc.PublicURL,
 			ServerSecret: bytes.Repeat([]byte("k"), 32), Redis: rdb, Now: o.oauth.Now})
 		if err != nil {
 			t.Fatal(err)

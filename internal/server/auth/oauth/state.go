@@ -61,8 +61,36 @@ type state struct {
 	Nonce    string `json:"n"`
 	Provider string `json:"p"`
 	Next     string `json:"x"`
+	Mode     Mode   `json:"m,omitempty"`
 	Expires  int64  `json:"e"` // Unix seconds
 }
+
+// Mode is how a sign-in hands its session to the browser.
+type Mode string
+
+const (
+	// ModeCookie (the default, the dashboard's): a browser session in an HttpOnly
+	// cookie, and no credential in any URL.
+	ModeCookie Mode = ""
+	// ModeToken: a JWT in the fragment of the URL returned to, for a page's script
+	// (what every sign-in did before browser sessions).
+	ModeToken Mode = "token"
+)
+
+// ParseMode reads the mode parameter of a sign-in's start ("" or "cookie", or
+// "token"); anything else wraps ErrMode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "cookie":
+		return ModeCookie, nil
+	case string(ModeToken):
+		return ModeToken, nil
+	}
+	return "", fmt.Errorf("%w: mode must be cookie or token, not %q", ErrMode, s)
+}
+
+// ErrMode is wrapped when a sign-in's mode is neither cookie nor token.
+var ErrMode = errors.New("invalid sign-in mode")
 
 // codec signs states into cookie values and checks them: base64url(JSON) "."
 // base64url(HMAC-SHA256 of the first part).
@@ -200,9 +228,10 @@ func (f *Flow) RedirectURI(provider string) string {
 	return f.public + RoutePrefix + provider + "/callback"
 }
 
-// Begin starts a sign-in that returns to next (CheckNext): the provider's URL to
-// send the browser to, and the state cookie to set on the way.
-func (f *Flow) Begin(p Provider, next string) (string, *http.Cookie, error) {
+// Begin starts a sign-in that returns to next (CheckNext) with its session handed
+// over as mode says: the provider's URL to send the browser to, and the state
+// cookie to set on the way.
+func (f *Flow) Begin(p Provider, next string, mode Mode) (string, *http.Cookie, error) {
 	next, err := CheckNext(next)
 	if err != nil {
 		return "", nil, err
@@ -212,7 +241,7 @@ func (f *Flow) Begin(p Provider, next string) (string, *http.Cookie, error) {
 		return "", nil, fmt.Errorf("sign-in nonce: %w", err)
 	}
 	nonce := base64.RawURLEncoding.EncodeToString(b)
-	v, err := f.codec.seal(state{Nonce: nonce, Provider: p.Name(), Next: next, Expires: f.now().Add(StateTTL).Unix()})
+	v, err := f.codec.seal(state{Nonce: nonce, Provider: p.Name(), Next: next, Mode: mode, Expires: f.now().Add(StateTTL).Unix()})
 	if err != nil {
 		return "", nil, err
 	}
@@ -245,39 +274,42 @@ func (f *Flow) cookie(provider, value string, maxAge int) *http.Cookie {
 
 // Verify checks a callback of provider: cookie is the state cookie's value the
 // browser sent, param the state the provider passed back. It returns the path to
-// return to, having used the state up: any later callback with it is refused. Every
-// refusal wraps ErrState with what to do.
-func (f *Flow) Verify(ctx context.Context, provider, cookie, param string) (string, error) {
+// return to and the sign-in's mode, having used the state up: any later callback
+// with it is refused. Every refusal wraps ErrState with what to do.
+func (f *Flow) Verify(ctx context.Context, provider, cookie, param string) (string, Mode, error) {
 	if cookie == "" {
-		return "", fmt.Errorf("%w: this browser has no sign-in in progress (no state cookie: it expired, or the sign-in started elsewhere); start the sign-in again", ErrState)
+		return "", "", fmt.Errorf("%w: this browser has no sign-in in progress (no state cookie: it expired, or the sign-in started elsewhere); start the sign-in again", ErrState)
 	}
 	st, err := f.codec.open(cookie)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	left := time.Unix(st.Expires, 0).Sub(f.now())
 	switch {
 	case left <= 0:
-		return "", fmt.Errorf("%w: the sign-in took longer than %v; start it again", ErrState, StateTTL)
+		return "", "", fmt.Errorf("%w: the sign-in took longer than %v; start it again", ErrState, StateTTL)
 	case st.Provider != provider:
-		return "", fmt.Errorf("%w: the sign-in in progress is with %q, not %q; start it again", ErrState, st.Provider, provider)
+		return "", "", fmt.Errorf("%w: the sign-in in progress is with %q, not %q; start it again", ErrState, st.Provider, provider)
 	case subtle.ConstantTimeCompare([]byte(param), []byte(st.Nonce)) != 1:
-		return "", fmt.Errorf("%w: the state parameter does not match this browser's sign-in (a link made elsewhere?); start the sign-in again", ErrState)
+		return "", "", fmt.Errorf("%w: the state parameter does not match this browser's sign-in (a link made elsewhere?); start the sign-in again", ErrState)
 	}
 	next, err := CheckNext(st.Next)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrState, err) // only a bug could sign a bad one
+		return "", "", fmt.Errorf("%w: %v", ErrState, err) // only a bug could sign a bad one
 	}
 	// Kept as long as the state would be accepted, so a replay finds it; never less
 	// than Redis's smallest expiry.
 	first, err := f.redis.SetNX(ctx, usedPrefix+st.Nonce, 1, max(left, time.Second)).Result()
 	if err != nil {
-		return "", fmt.Errorf("record sign-in state as used: %w", err)
+		return "", "", fmt.Errorf("record sign-in state as used: %w", err)
 	}
 	if !first {
-		return "", fmt.Errorf("%w: this sign-in was already completed (a callback is good once); start it again", ErrState)
+		return "", "", fmt.Errorf("%w: this sign-in was already completed (a callback is good once); start it again", ErrState)
 	}
-	return next, nil
+	if _, err := ParseMode(string(st.Mode)); err != nil {
+		return "", "", fmt.Errorf("%w: %v", ErrState, err) // only a bug could sign a bad one
+	}
+	return next, st.Mode, nil
 }
 
 // Return is the URL on this server the browser goes to after the sign-in: next

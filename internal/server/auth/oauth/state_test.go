@@ -120,7 +120,7 @@ func TestFlow(t *testing.T) {
 		t.Error("a nil Flow has a provider")
 	}
 
-	authURL, cookie, err := f.Begin(gh, "/after")
+	authURL, cookie, err := f.Begin(gh, "/after", ModeToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,26 +134,26 @@ func TestFlow(t *testing.T) {
 		cookie.Path != "/" || cookie.Domain != "" || cookie.MaxAge != 600 || strings.Contains(cookie.Value, nonce+".") {
 		t.Errorf("state cookie %+v", cookie)
 	}
-	if _, _, err := f.Begin(gh, "//evil.example"); !errors.Is(err, ErrNext) {
+	if _, _, err := f.Begin(gh, "//evil.example", ModeCookie); !errors.Is(err, ErrNext) {
 		t.Errorf("Begin with //evil.example: %v", err)
 	}
 
 	// Every refusal leaves the state usable: only a good callback uses it up.
 	for name, try := range map[string]func() error{
-		"no cookie":      func() error { _, err := f.Verify(ctx, "github", "", nonce); return err },
-		"other nonce":    func() error { _, err := f.Verify(ctx, "github", cookie.Value, nonce+"x"); return err },
-		"no state":       func() error { _, err := f.Verify(ctx, "github", cookie.Value, ""); return err },
-		"other provider": func() error { _, err := f.Verify(ctx, "other", cookie.Value, nonce); return err },
+		"no cookie":      func() error { _, _, err := f.Verify(ctx, "github", "", nonce); return err },
+		"other nonce":    func() error { _, _, err := f.Verify(ctx, "github", cookie.Value, nonce+"x"); return err },
+		"no state":       func() error { _, _, err := f.Verify(ctx, "github", cookie.Value, ""); return err },
+		"other provider": func() error { _, _, err := f.Verify(ctx, "other", cookie.Value, nonce); return err },
 	} {
 		if err := try(); !errors.Is(err, ErrState) {
 			t.Errorf("%s: %v, want ErrState", name, err)
 		}
 	}
-	next, err := f.Verify(ctx, "github", cookie.Value, nonce)
-	if err != nil || next != "/after" {
-		t.Fatalf("Verify: %q, %v", next, err)
+	next, mode, err := f.Verify(ctx, "github", cookie.Value, nonce)
+	if err != nil || next != "/after" || mode != ModeToken {
+		t.Fatalf("Verify: %q, %q, %v", next, mode, err)
 	}
-	if _, err := f.Verify(ctx, "github", cookie.Value, nonce); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "already") {
+	if _, _, err := f.Verify(ctx, "github", cookie.Value, nonce); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "already") {
 		t.Errorf("replay: %v", err)
 	}
 	if ttl := f.redis.TTL(ctx, usedPrefix+nonce).Val(); ttl <= 9*time.Minute || ttl > StateTTL {
@@ -163,10 +163,10 @@ func TestFlow(t *testing.T) {
 		t.Errorf("Return: %s", got)
 	}
 
-	_, cookie, _ = f.Begin(gh, "")
+	_, cookie, _ = f.Begin(gh, "", ModeCookie)
 	nonce = mustOpen(t, f, cookie.Value).Nonce
 	clk.add(StateTTL + time.Second)
-	if _, err := f.Verify(ctx, "github", cookie.Value, nonce); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "longer than") {
+	if _, _, err := f.Verify(ctx, "github", cookie.Value, nonce); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("expired state: %v", err)
 	}
 	if c := f.ClearCookie("github"); c.MaxAge >= 0 || c.Path != "/" || c.Name != SecureCookieName || c.Value != "" {
@@ -186,7 +186,7 @@ func mustOpen(t *testing.T, f *Flow, v string) state {
 func TestPlainHTTPCookieIsNotSecure(t *testing.T) {
 	f := newFlow(t, "http://127.0.0.1:8080", nil)
 	gh, _ := f.Provider("github")
-	if _, c, err := f.Begin(gh, "/"); err != nil || c.Secure {
+	if _, c, err := f.Begin(gh, "/", ModeCookie); err != nil || c.Secure {
 		t.Errorf("cookie over http: %+v %v", c, err)
 	}
 }
