@@ -57,7 +57,7 @@ web-check: $(WEB_DEPS) ## Type-check the dashboard (svelte-check)
 # Persistent across runs on one machine, so only the first run pays for debootstrap.
 WRENN_TEST_DIR ?= /var/lib/wrenn-test
 
-test: prereqs lint check-generate build test-go test-vm test-sdk ## Run every test (CI runs this)
+test: prereqs lint check-generate build web-check test-go test-vm test-sdk ## Run every test (CI runs this)
 
 prereqs: ## Say which system prerequisite of `make test` is missing (scripts/install-deps.sh installs them)
 	@bash scripts/check-prereqs.sh
