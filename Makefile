@@ -40,7 +40,8 @@ envd: ## Build the static guest daemon ./bin/envd
 # committed; a binary built without it (no Node.js 20.19+) serves a "not built" page.
 $(WEB_DEPS): web/package-lock.json
 	@if ! $(WEB_NODE_OK) || ! command -v npm >/dev/null; then \
-	  echo "warning: Node.js 20.19+ and npm are needed to build the dashboard (found node $$(node --version 2>/dev/null || echo none)): building wrenn without it" >&2; \
+	  v=$$(node --version 2>/dev/null); \
+	  echo "warning: Node.js 20.19+ and npm are needed to build the dashboard (found node $${v:-none}): building wrenn without it" >&2; \
 	else cd web && npm ci --no-audit --no-fund --loglevel=error && touch $(CURDIR)/$@; fi
 
 $(WEB_INDEX): $(WEB_DEPS) $(WEB_SRC)
@@ -131,5 +132,5 @@ bench: envd ## Benchmarks (printed figures, ratios against baselines)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
 clean:
-	rm -rf $(BIN) web/node_modules web/.svelte-kit
+	rm -rf $(BIN) web/.svelte-kit
 	find web/build -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
