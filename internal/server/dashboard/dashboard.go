@@ -8,15 +8,18 @@ package dashboard
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,18 +50,79 @@ var reserved = []string{"/v1", "/healthz", "/health", "/openapi.yaml", "/docs", 
 
 type file struct {
 	body  []byte
+	gz    *gzipped // nil: not a kind worth compressing
 	etag  string
 	ctype string
 	cache string
 }
 
+// gzipped is a file's gzip form, made when first asked for (not at start: the server's
+// start would pay ~0.1 s for files a browser may never load) and kept: files never change.
+type gzipped struct {
+	once sync.Once
+	src  []byte
+	b    []byte // nil: compressing saved too little
+}
+
+func (g *gzipped) bytes() []byte {
+	g.once.Do(func() {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		_, _ = zw.Write(g.src)
+		_ = zw.Close()
+		if buf.Len() < len(g.src)*9/10 {
+			g.b = buf.Bytes()
+		}
+		g.src = nil
+	})
+	return g.b
+}
+
+// compressible returns the lazily gzipped form of text (scripts, styles, SVG, JSON,
+// HTML) worth compressing, nil for anything else.
+func compressible(ctype string, b []byte) *gzipped {
+	if len(b) < 512 || !(strings.HasPrefix(ctype, "text/") || strings.Contains(ctype, "json") || strings.Contains(ctype, "svg")) {
+		return nil
+	}
+	return &gzipped{src: b}
+}
+
+// serveFile answers with f, gzipped when the client takes gzip.
+func serveFile(w http.ResponseWriter, r *http.Request, f file) {
+	hd := w.Header()
+	hd.Set("Content-Type", f.ctype)
+	body, etag := f.body, f.etag
+	if f.gz != nil {
+		hd.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			if gz := f.gz.bytes(); gz != nil {
+				body, etag = gz, strings.TrimSuffix(f.etag, `"`)+`-gz"`
+				hd.Set("Content-Encoding", "gzip")
+			}
+		}
+	}
+	hd.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reports whether r's Accept-Encoding takes gzip (not refused with q=0).
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			q := strings.ReplaceAll(params, " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}
+
 // Handler serves the dashboard in front of api.
 type Handler struct {
-	api       http.Handler
-	files     map[string]file // by URL path
-	index     []byte          // nil: not built
-	indexETag string
-	csp       string
+	api   http.Handler
+	files map[string]file // by URL path
+	index *file           // nil: not built
+	csp   string
 }
 
 // New returns a handler serving the dashboard in files (package web's Build) and
@@ -71,9 +135,9 @@ func New(files fs.FS, api http.Handler) *Handler {
 		h.csp = cspFor(nil)
 		return h
 	}
-	h.index = index
 	sum := sha256.Sum256(index)
-	h.indexETag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	ct := "text/html; charset=utf-8"
+	h.index = &file{body: index, gz: compressible(ct, index), etag: `"` + hex.EncodeToString(sum[:16]) + `"`, ctype: ct, cache: "no-cache"}
 	h.csp = cspFor(index)
 	_ = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || p == "index.html" || p == ".gitkeep" {
@@ -89,6 +153,7 @@ func New(files fs.FS, api http.Handler) *Handler {
 			f.cache = immutableCache
 		}
 		f.ctype = contentType(p)
+		f.gz = compressible(f.ctype, b)
 		h.files["/"+p] = f
 		return nil
 	})
@@ -148,11 +213,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if f, ok := h.files[p]; ok {
 		hd := w.Header()
-		hd.Set("Content-Type", f.ctype)
 		hd.Set("Cache-Control", f.cache)
-		hd.Set("ETag", f.etag)
 		hd.Set("X-Content-Type-Options", "nosniff")
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+		serveFile(w, r, f)
 		return
 	}
 	if strings.HasPrefix(p, "/_app/") {
@@ -194,22 +257,19 @@ func isPage(r *http.Request) bool {
 
 func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
-	hd.Set("Content-Type", "text/html; charset=utf-8")
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("Content-Security-Policy", h.csp)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
-	body := h.index
-	if body == nil {
-		body = []byte(notBuilt)
-		// Not cached: the next binary may have it.
+	if h.index == nil {
+		// Not cached (no-cache above): the next binary may have it.
+		hd.Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		if r.Method == http.MethodGet {
-			_, _ = w.Write(body)
+			_, _ = io.WriteString(w, notBuilt)
 		}
 		return
 	}
-	hd.Set("ETag", h.indexETag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	serveFile(w, r, *h.index)
 }

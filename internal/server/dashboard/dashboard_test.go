@@ -1,6 +1,8 @@
 package dashboard_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
@@ -23,6 +25,7 @@ var built = fstest.MapFS{
 	"_app/version.json":                 {Data: []byte(`{"version":"1"}`)},
 	"_app/immutable/entry/start.abc.js": {Data: []byte("export {}")},
 	"_app/immutable/assets/0.abc.css":   {Data: []byte("body{}")},
+	"_app/immutable/chunks/big.abc.js":  {Data: []byte(strings.Repeat("export const x = 'some script text';\n", 200))},
 }
 
 // api stands for the control plane's router: it names itself in a header.
@@ -177,5 +180,40 @@ func TestEmbeddedBuild(t *testing.T) {
 	}
 	if strings.Contains(string(body), "http://") || strings.Contains(string(body), "https://") {
 		t.Errorf("index.html names another origin:\n%s", body)
+	}
+}
+
+// Text files are sent gzipped to clients that take it (Go's http.Client asks for it
+// itself; a browser always does), as they are otherwise.
+func TestGzip(t *testing.T) {
+	h := dashboard.New(built, api)
+	const p = "/_app/immutable/chunks/big.abc.js"
+	want := built["_app/immutable/chunks/big.abc.js"].Data
+	res := get(t, h, "GET", p, map[string]string{"Accept-Encoding": "gzip, deflate, br"})
+	zb, _ := io.ReadAll(res.Body)
+	if res.Header.Get("Content-Encoding") != "gzip" || res.Header.Get("Vary") != "Accept-Encoding" || len(zb) >= len(want)/2 {
+		t.Fatalf("GET %s taking gzip: Content-Encoding %q, Vary %q, %d bytes of %d", p,
+			res.Header.Get("Content-Encoding"), res.Header.Get("Vary"), len(zb), len(want))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(zb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(zr); !bytes.Equal(got, want) {
+		t.Error("the gzipped body is not the file")
+	}
+	if res.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+		t.Errorf("gzipped: Cache-Control %q", res.Header.Get("Cache-Control"))
+	}
+	for _, ae := range []string{"", "identity", "gzip;q=0"} {
+		res := get(t, h, "GET", p, map[string]string{"Accept-Encoding": ae})
+		b, _ := io.ReadAll(res.Body)
+		if res.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, want) {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, %d bytes; want the file as is", ae, res.Header.Get("Content-Encoding"), len(b))
+		}
+	}
+	// Small files are not worth it.
+	if res := get(t, h, "GET", "/favicon.svg", map[string]string{"Accept-Encoding": "gzip"}); res.Header.Get("Content-Encoding") != "" {
+		t.Error("a 6-byte file was gzipped")
 	}
 }
