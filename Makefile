@@ -10,14 +10,22 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 SQLC_VERSION := v1.31.1
 
-.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui
+# The web dashboard (web/; rules below build).
+WEB_SRC := $(shell find web/src web/static -type f 2>/dev/null) web/package.json web/svelte.config.js web/vite.config.ts web/tsconfig.json
+WEB_DEPS := web/node_modules/.ci-stamp
+WEB_INDEX := web/build/index.html
+# Node.js new enough for vite 7 (^20.19 || >=22.12), or a message saying what is missing.
+WEB_NODE_OK = node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a==22&&b>=12)||(a==20&&b>=19)?0:1)' 2>/dev/null
+
+.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # One go build for both: the package graph is loaded and checked once (make up runs this
-# on every start, where nothing changed is the common case).
-build: ## Build every binary into ./bin
+# on every start, where nothing changed is the common case). The dashboard is built first
+# (only when its sources changed): the wrenn binary embeds it (package web).
+build: $(WEB_INDEX) ## Build every binary into ./bin (and the web dashboard they embed)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/envd ./cmd/wrenn
 
 wrenn: ## Build ./bin/wrenn (server, agent, CLI; static)
@@ -26,10 +34,31 @@ wrenn: ## Build ./bin/wrenn (server, agent, CLI; static)
 envd: ## Build the static guest daemon ./bin/envd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/envd ./cmd/envd
 
+# The web dashboard (web/, SvelteKit): npm ci only when node_modules is older than the
+# lock file, the vite build only when a source changed (make's timestamps, so a warm
+# `make build` runs neither). Its output, web/build, is embedded by web/embed.go and never
+# committed; a binary built without it (no Node.js 20.19+) serves a "not built" page.
+$(WEB_DEPS): web/package-lock.json
+	@if ! $(WEB_NODE_OK) || ! command -v npm >/dev/null; then \
+	  v=$$(node --version 2>/dev/null); \
+	  echo "warning: Node.js 20.19+ and npm are needed to build the dashboard (found node $${v:-none}): building wrenn without it" >&2; \
+	else cd web && npm ci --no-audit --no-fund --loglevel=error && touch $(CURDIR)/$@; fi
+
+$(WEB_INDEX): $(WEB_DEPS) $(WEB_SRC)
+	@if [ -f $(WEB_DEPS) ]; then cd web && npm run -s build >/dev/null && echo "web: dashboard built (web/build)"; fi
+
+web: $(WEB_INDEX) ## Build the web dashboard into web/build (make build does, when it changed)
+
+web-types: $(WEB_DEPS) ## Regenerate the dashboard's API types (web/src/lib/api/schema.d.ts) from api/openapi.yaml
+	cd web && npm run -s types >/dev/null
+
+web-check: $(WEB_DEPS) ## Type-check the dashboard (svelte-check)
+	cd web && npm run -s check
+
 # Persistent across runs on one machine, so only the first run pays for debootstrap.
 WRENN_TEST_DIR ?= /var/lib/wrenn-test
 
-test: prereqs lint check-generate build test-go test-vm test-sdk ## Run every test (CI runs this)
+test: prereqs lint check-generate build web-check test-go test-vm test-sdk ## Run every test (CI runs this)
 
 prereqs: ## Say which system prerequisite of `make test` is missing (scripts/install-deps.sh installs them)
 	@bash scripts/check-prereqs.sh
@@ -73,7 +102,7 @@ $(BIN)/protoc-gen-connect-go:
 $(BIN)/sqlc:
 	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
 
-generate: tools check-protoc ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned Go plugins, sqlc) and README's settings
+generate: tools check-protoc web-types ## Regenerate gen/ from proto/ and db/ (protoc from apt + pinned Go plugins, sqlc), README's settings and the dashboard's API types
 	rm -rf gen/envd gen/hostagent && mkdir -p gen
 	cd proto && PATH=$(BIN):$$PATH protoc -I . \
 	  --go_out=../gen --go_opt=module=github.com/wrennhq/wrenn/gen \
@@ -90,9 +119,11 @@ check-protoc:
 	@wkt=$$(dirname "$$(dirname "$$(readlink -f "$$(command -v protoc)")")")/include/google/protobuf/timestamp.proto; \
 	  [ -f "$$wkt" ] || { echo "protobuf's well-known types missing: $$wkt not found (apt-get install libprotobuf-dev)"; exit 1; }
 
-check-generate: generate ## Fail when gen/ differs from what proto/ and db/ generate
-	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
-	  git status --short -- gen/; echo "gen/ is stale: run 'make generate' and commit"; exit 1; fi
+# The dashboard's types come from the openapi-typescript in web/node_modules (npm ci from
+# the lock file, the same install make build does next), so the check needs no other tool.
+check-generate: generate ## Fail when gen/ or the dashboard's API types differ from what proto/, db/ and api/openapi.yaml generate
+	@if [ -n "$$(git status --porcelain -- gen/ web/src/lib/api/schema.d.ts)" ]; then \
+	  git status --short -- gen/ web/src/lib/api/schema.d.ts; echo "generated code is stale: run 'make generate' and commit"; exit 1; fi
 
 swagger-ui: ## Re-vendor Swagger UI (pinned version + integrity in the script) for /docs
 	bash scripts/vendor-swagger-ui.sh
@@ -101,4 +132,5 @@ bench: envd ## Benchmarks (printed figures, ratios against baselines)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) web/.svelte-kit
+	find web/build -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true

@@ -19,6 +19,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
 	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/dashboard"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
@@ -27,6 +28,7 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/store"
 	"github.com/wrennhq/wrenn/internal/tlsfiles"
 	"github.com/wrennhq/wrenn/internal/version"
+	"github.com/wrennhq/wrenn/web"
 )
 
 func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
@@ -123,7 +125,7 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	svc.TrustedProxies, svc.Domain, svc.PublicURL = cfg.TrustedProxies, cfg.Domain, cfg.PublicURL
 	// Sandbox traffic first: /metrics on a sandbox's host is the sandbox's own.
-	srv := lim.Server(px.Wrap(access.Wrap(reg, log, api.New(svc, lim.StreamIdle, log))))
+	srv := lim.Server(px.Wrap(access.Wrap(reg, log, dashboard.New(web.Build(), api.New(svc, lim.StreamIdle, log)))))
 	if metricsLn != nil {
 		serveMetrics(ctx, log, access, reg, metricsLn)
 	}

@@ -33,12 +33,14 @@ import (
 	"github.com/wrennhq/wrenn/internal/server/auth"
 	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
 	"github.com/wrennhq/wrenn/internal/server/core"
+	"github.com/wrennhq/wrenn/internal/server/dashboard"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
 	"github.com/wrennhq/wrenn/internal/server/hosts"
 	"github.com/wrennhq/wrenn/internal/server/proxy"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 	"github.com/wrennhq/wrenn/internal/server/store"
 	"github.com/wrennhq/wrenn/pkg/client"
+	"github.com/wrennhq/wrenn/web"
 )
 
 // Domain is the test control plane's sandbox domain: {port}-{id}.wrenn.test.
@@ -183,7 +185,7 @@ func start(t testing.TB, o options) *Env {
 			t.Fatal(err)
 		}
 	}
-	srv.Config = lim.Server(px.Wrap(access.Wrap(reg, log, api.New(svc, lim.StreamIdle, log))))
+	srv.Config = lim.Server(px.Wrap(access.Wrap(reg, log, dashboard.New(web.Build(), api.New(svc, lim.StreamIdle, log)))))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// Sandboxes end on time, as under `wrenn server`.
