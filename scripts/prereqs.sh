@@ -44,6 +44,7 @@ PREREQS=(
 	"test cmd  redis-server       redis-server       control-plane tests (redistest) and make up (services.sh)"
 	"test cmd  node               nodejs             the SDK conformance test and the web dashboard's build (Node.js 20.19+)"
 	"test cmd  npm                npm                the SDK conformance test and the web dashboard (npm ci)"
+	"test file /usr/bin/chromium  chromium           the dashboard's browser test (test/web: Debian's Chromium, driven by playwright-core, which downloads none)"
 	"test file /var/lib/apt/lists/*_Packages* - apt's package lists, for the kernel and busybox the image builder downloads with apt (run apt-get update; the lists may be compressed)"
 	"test file /dev/net/tun       -                  TAP devices for microVMs (the kernel's tun module: modprobe tun)"
 	"test file /usr/share/bash-completion/bash_completion bash-completion 'wrenn completion bash' (cobra's script needs its helpers; the completion test loads it)"

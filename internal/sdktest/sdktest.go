@@ -34,7 +34,7 @@ type NS struct {
 // default route: it reaches 10.99.{i}.0/24 and nothing else, so nothing sent from it
 // can be forwarded off the machine. Leftovers of an interrupted run under the same
 // names are removed first; the test's cleanup deletes both. Callers keep their indexes
-// apart (test/e2e uses 1–4 and 200, the benchmarks 201 and up).
+// apart (test/e2e uses 1–5 and 200, the benchmarks 201 and up).
 func NewNS(t testing.TB, name, veth string, i int) *NS {
 	t.Helper()
 	if i < 1 || i > 250 {
@@ -81,11 +81,19 @@ func NewNS(t testing.TB, name, veth string, i int) *NS {
 // than fail check them first.
 var Tools = []string{"node", "npm", "nsenter", "ip"}
 
-// Modules returns the module's test/sdk directory with its node_modules installed:
-// `npm ci` (here, outside any namespace: the namespaces have no network, as in
-// test/sdk/run.sh) when they are missing or older than package-lock.json. The module
-// root is found from the working directory (a package's, under go test).
+// Modules returns the module's test/sdk directory with its node_modules installed
+// (ModulesIn).
 func Modules(t testing.TB) string {
+	t.Helper()
+	return ModulesIn(t, "test/sdk")
+}
+
+// ModulesIn returns the directory rel (slash-separated, from the module root) with its
+// node_modules installed: `npm ci` (here, outside any namespace: the namespaces have
+// no network, as in test/sdk/run.sh) when they are missing or older than
+// package-lock.json. The module root is found from the working directory (a
+// package's, under go test).
+func ModulesIn(t testing.TB, rel string) string {
 	t.Helper()
 	for _, tool := range Tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -96,7 +104,7 @@ func Modules(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(root, "test", "sdk")
+	dir := filepath.Join(root, filepath.FromSlash(rel))
 	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
 	if err != nil {
 		t.Fatal(err)

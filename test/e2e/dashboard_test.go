@@ -1,0 +1,56 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/sdktest"
+)
+
+// chromium is Debian's browser (scripts/prereqs.sh installs it); playwright-core
+// drives it, and downloads none of its own.
+const chromium = "/usr/bin/chromium"
+
+// The dashboard in a real browser against a real control plane, agent and VMs:
+// test/web/dashboard.test.mjs walks what a user does, in Chromium inside a network
+// namespace with no route out (it reaches the control plane on the namespace's
+// gateway and nothing else). Screenshots of each page, at desktop and phone width,
+// go to WRENN_TEST_ARTIFACTS (default test/web/artifacts, not committed).
+func TestDashboardInABrowser(t *testing.T) {
+	needVM(t)
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is missing (scripts/install-deps.sh installs it): %v", err)
+	}
+	dir := sdktest.ModulesIn(t, "test/web")
+	cp, port := startClusterServer(t)
+	admin := cp.admin(t)
+	cp.addAgent(t, admin, agentOpts{})
+	ns := sdktest.NewNS(t, "wrenn-e2e-web", "we2e-web", 5)
+	shots := os.Getenv("WRENN_TEST_ARTIFACTS")
+	if shots == "" {
+		shots = filepath.Join(dir, "artifacts")
+	}
+	shots = filepath.Join(shots, "dashboard")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := sdktest.RunNode(t, ns, dir, 8*time.Minute, []string{
+		"WRENN_WEB_URL=http://" + ns.GW + ":" + port,
+		"WRENN_WEB_CHROMIUM=" + chromium,
+		"WRENN_WEB_SHOTS=" + shots,
+		"WRENN_WEB_ADMIN_TOKEN=" + admin,
+	}, "--test", "--test-reporter=spec", "dashboard.test.mjs")
+	t.Logf("browser test output:\n%s", out)
+	if err != nil {
+		t.Fatalf("browser test: %v", err)
+	}
+	if !strings.Contains(out, "# fail 0") {
+		t.Errorf("browser test did not report 0 failures")
+	}
+	if entries, _ := os.ReadDir(shots); len(entries) == 0 {
+		t.Errorf("no screenshots in %s", shots)
+	}
+}

@@ -1,0 +1,169 @@
+// The dashboard as a user meets it, in Debian's Chromium driven by playwright-core.
+// test/e2e/dashboard_test.go runs this inside a network namespace with no route out,
+// against a real control plane, agent and VMs:
+//   WRENN_WEB_URL       the control plane (its gateway address in the namespace)
+//   WRENN_WEB_CHROMIUM  the browser binary
+//   WRENN_WEB_SHOTS     where screenshots of each page go (desktop and phone width)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.WRENN_WEB_URL;
+const shots = process.env.WRENN_WEB_SHOTS;
+const desktop = { width: 1280, height: 800 };
+const phone = { width: 390, height: 844 };
+const password = 'correct horse battery staple';
+const owner = `owner-${Date.now()}@web.test`;
+const colleague = `colleague-${Date.now()}@web.test`;
+
+let browser;
+before(async () => {
+  assert.ok(base && shots, 'WRENN_WEB_URL and WRENN_WEB_SHOTS are set by dashboard_test.go');
+  mkdirSync(shots, { recursive: true });
+  // As root in a test namespace: Chromium's own sandbox needs user namespaces it
+  // cannot have here; the namespace without a route is this test's fence.
+  browser = await chromium.launch({ executablePath: process.env.WRENN_WEB_CHROMIUM, args: ['--no-sandbox'] });
+});
+after(async () => { await browser?.close(); });
+
+// newPage opens a page in a fresh context (its own cookies) that records console
+// errors and failed requests, which every test asserts are none.
+async function newPage() {
+  const context = await browser.newContext({ viewport: desktop, baseURL: base });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => page.errors.push(`page error: ${e.message}`));
+  return page;
+}
+
+// shot saves the page at desktop and phone width.
+async function shot(page, name) {
+  await page.setViewportSize(desktop);
+  await page.screenshot({ path: join(shots, `${name}-desktop.png`), fullPage: true });
+  await page.setViewportSize(phone);
+  await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(desktop);
+}
+
+async function signUp(page, email) {
+  await page.goto('/signup');
+  await page.getByLabel(/email/i).fill(email);
+  await page.getByLabel(/^password/i).fill(password);
+  await page.getByRole('button', { name: /sign up|create account/i }).click();
+  await page.waitForURL(/\/sandboxes/);
+}
+
+test('the app loads under a strict CSP, and a signed-out visit goes to the login page', async () => {
+  const page = await newPage();
+  const res = await page.goto('/sandboxes');
+  const csp = res.headers()['content-security-policy'] ?? '';
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /script-src[^;]*'unsafe-(inline|eval)'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  await page.waitForURL(/\/login\?next=%2Fsandboxes/);
+  await shot(page, 'login');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('sign up, then a state change without the CSRF header is refused', async () => {
+  const page = await newPage();
+  await signUp(page, owner);
+  await shot(page, 'sandboxes-empty');
+  // The session cookie rides along, the CSRF header does not: refused.
+  const res = await page.request.post('/v1/sandboxes', { data: { template: 'base' } });
+  assert.equal(res.status(), 403);
+  assert.equal((await res.json()).error.code, 'csrf');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+// canvasDrawn tells whether a canvas has any pixel that is not transparent.
+async function canvasDrawn(page, locator) {
+  return locator.evaluate((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+    return false;
+  });
+}
+
+test('a sandbox from its creation to its terminal, charts, pause and resume', async () => {
+  const page = await newPage();
+  await page.goto('/login');
+  await page.getByLabel(/email/i).fill(owner);
+  await page.getByLabel(/^password/i).fill(password);
+  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.waitForURL(/\/sandboxes/);
+
+  await page.getByRole('button', { name: 'New sandbox' }).click();
+  await shot(page, 'sandboxes-create-dialog');
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  const row = page.getByRole('row').filter({ hasText: 'running' });
+  await row.first().waitFor({ timeout: 120_000 });
+  const id = (await row.first().getByRole('link').textContent()).trim();
+  assert.match(id, /^sb[0-9a-z]+$/);
+  await shot(page, 'sandboxes');
+
+  // Its page: the charts draw; the terminal runs what is typed in it.
+  await row.first().getByRole('link').click();
+  await page.waitForURL(new RegExp(`/sandboxes/${id}`));
+  const canvas = page.locator('canvas').first();
+  await canvas.waitFor();
+  await page.waitForFunction((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+    return false;
+  }, await canvas.elementHandle(), { timeout: 60_000 });
+  assert.ok(await canvasDrawn(page, canvas), 'the CPU chart is blank');
+  await shot(page, 'sandbox-metrics');
+
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  const screen = page.locator('.xterm-rows');
+  await screen.waitFor({ timeout: 60_000 });
+  await page.locator('.xterm').click();
+  await page.keyboard.type('echo hello-$((6*7))\n');
+  await page.waitForFunction(() => document.querySelector('.xterm-rows')?.textContent.includes('hello-42'), null, { timeout: 60_000 });
+  await shot(page, 'sandbox-terminal');
+
+  // Pause and resume from the list, each confirmed in a dialog.
+  await page.goto('/sandboxes');
+  const mine = page.getByRole('row').filter({ hasText: id });
+  await mine.getByRole('button', { name: 'Pause' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
+  await mine.filter({ hasText: 'paused' }).waitFor({ timeout: 120_000 });
+  await mine.getByRole('button', { name: 'Resume' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Resume' }).click();
+  await mine.filter({ hasText: 'running' }).waitFor({ timeout: 120_000 });
+  const api = await page.request.get(`/v1/sandboxes/${id}`);
+  assert.equal((await api.json()).status, 'running');
+
+  await mine.getByRole('button', { name: 'Destroy' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Destroy' }).click();
+  await mine.waitFor({ state: 'detached', timeout: 60_000 });
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('sign out ends the session: the old cookie is refused', async () => {
+  const page = await newPage();
+  await page.goto('/login');
+  await page.getByLabel(/email/i).fill(owner);
+  await page.getByLabel(/^password/i).fill(password);
+  await page.getByRole('button', { name: /sign in/i }).click();
+  await page.waitForURL(/\/sandboxes/);
+  const cookies = await page.context().cookies();
+  await page.getByRole('button', { name: /sign out/i }).click();
+  await page.waitForURL(/\/login/);
+  // The cookie from before sign-out, sent again, is refused: it was revoked.
+  const other = await browser.newContext({ baseURL: base });
+  await other.addCookies(cookies);
+  const res = await other.request.get('/v1/me');
+  assert.equal(res.status(), 401);
+  await other.close();
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
