@@ -121,8 +121,68 @@ export interface paths {
          *     caller is not a member of, and a malformed team id, answer 404. A token for a
          *     team its user has since left (or was removed from, or was deleted) is still
          *     accepted here, and only here, so that they can move to a team they are in.
+         *     With a browser session (cookie, and `X-CSRF-Token`) the session itself moves to
+         *     the team, and the answer is a `CookieSession` (no token).
          */
         post: operations["switchTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The browser's session
+         * @description Who the browser's session is signed in as, its team and role, and its CSRF
+         *     token (for a page loaded afresh). A browser session only: a token or key is
+         *     refused with 403. A dead session answers 401 and clears the cookies.
+         */
+        get: operations["getBrowserSession"];
+        put?: never;
+        /**
+         * Sign in a browser (the dashboard)
+         * @description Login for a browser: the same checks, limits (429) and audit entry
+         *     (`user.login`, with the session's id) as `POST /v1/auth/login`, but the answer
+         *     sets the session and CSRF cookies (see Browser sessions above) instead of
+         *     returning a token. The session acts for the user's default team. A request
+         *     with an `Origin` of another site is refused with 403 `csrf`.
+         */
+        post: operations["createBrowserSession"];
+        /**
+         * Sign a browser out
+         * @description Revokes the browser's session (audited `user.logout`) and clears both cookies:
+         *     the cookie stops working at once, wherever it is kept. Needs `X-CSRF-Token`.
+         *     Works whether or not the user is still in the session's team.
+         */
+        delete: operations["deleteBrowserSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/session/signup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create an account and sign its browser in
+         * @description `POST /v1/auth/signup` for a browser: the same rules, limits and audit entry,
+         *     answered with the session and CSRF cookies of a browser session for the new
+         *     team instead of a token. A foreign `Origin` is refused with 403 `csrf`.
+         */
+        post: operations["signupBrowserSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -168,16 +228,20 @@ export interface paths {
          * @description The URL to register with the provider (`WRENN_PUBLIC_URL/v1/auth/oauth/github/callback`
          *     for GitHub). It checks that `state` is the nonce of this browser's state cookie
          *     (signed, unexpired, for this provider, not used before: a callback is good once)
-         *     and clears the cookie, asks the provider who signed in, and answers 302 to
+         *     and clears the cookie, and asks the provider who signed in. A sign-in started
+         *     with `mode=cookie` (the default: the dashboard's) then sets a browser session's
+         *     cookies (see Browser sessions above) for the user's default team and answers
+         *     303 to `WRENN_PUBLIC_URL{next}`. One started with `mode=token` answers 302 to
          *     `WRENN_PUBLIC_URL{next}#token=<jwt>&expires_at=<RFC 3339>&team_id=<id>`: a
-         *     session for the user's default team, in the fragment, which the browser never
-         *     sends to a server. A provider account seen before signs in its user. A new one
+         *     token for the user's default team, in the fragment, which the browser never
+         *     sends to a server. `next` was checked to be a path on this server when the
+         *     sign-in started, so neither can lead elsewhere. A provider account seen before signs in its user. A new one
          *     whose email is an existing user's joins that user only when the provider has
          *     verified the email (409 otherwise: sign in with the password). A new one with a
          *     new email makes an account with a team of its own, without a password, when
          *     sign-up is open and the provider has verified the email (403 otherwise). When the
-         *     person declined at the provider, 302 to `WRENN_PUBLIC_URL{next}#error=access_denied`
-         *     (or the provider's other error code). Every sign-in is in the audit log
+         *     person declined at the provider, 302 (303 in cookie mode) to
+         *     `WRENN_PUBLIC_URL{next}#error=access_denied` (or the provider's other error code). Every sign-in is in the audit log
          *     (`user.login`, `user.oauth_link`, `user.signup`, with the provider).
          */
         get: operations["oauthCallback"];
@@ -1518,6 +1582,24 @@ export interface components {
             team_id: string;
             role: components["schemas"]["Role"];
         };
+        /** @description A browser session (its secret is only in the HttpOnly cookie). */
+        CookieSession: {
+            user: {
+                /** Format: uuid */
+                id: string;
+                email: string;
+                name: string;
+                is_admin: boolean;
+            };
+            /**
+             * Format: uuid
+             * @description The team the session acts for.
+             */
+            team_id: string;
+            role: components["schemas"]["Role"];
+            /** @description Send as `X-CSRF-Token` with every request that changes something (also the `wrenn_csrf` cookie). */
+            csrf_token: string;
+        };
         CreateAPIKeyRequest: {
             /**
              * @description A label, at most 100 bytes after trimming white space. Optional.
@@ -2428,6 +2510,40 @@ export interface components {
     };
     responses: {
         /**
+         * @description `csrf`: a request with the session cookie came without this session's
+         *     `X-CSRF-Token`, or from another origin (see Browser sessions).
+         */
+        CSRF: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `forbidden`: an API key was sent; this route needs a user's token or session. `csrf`: see Browser sessions. */
+        UserOnlyOrCSRF: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `forbidden`: a token or API key was sent; this route is a browser session's
+         *     (cookie). `csrf`: the cookie came without this session's `X-CSRF-Token`, or
+         *     from another origin.
+         */
+        SessionOnly: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
          * @description `invalid_json`: the body is not one JSON value of the documented shape (syntax,
          *     types, unknown fields, trailing data); `invalid_request`: a value is refused.
          */
@@ -2876,21 +2992,160 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A session for the team. */
+            /** @description A session for the team (a token's), or the moved browser session. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Session"];
+                    "application/json": components["schemas"]["Session"] | components["schemas"]["CookieSession"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["UserOnly"];
+            403: components["responses"]["UserOnlyOrCSRF"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
             500: components["responses"]["Internal"];
+        };
+    };
+    getBrowserSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CookieSession"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionOnly"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    createBrowserSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in; both cookies are set. */
+            200: {
+                headers: {
+                    /** @description `wrenn_session` (or `__Host-wrenn_session`) and `wrenn_csrf`. */
+                    "Set-Cookie": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CookieSession"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `unauthorized`: wrong email or password. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            403: components["responses"]["CSRF"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Busy"];
+        };
+    };
+    deleteBrowserSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's CSRF token (required with the cookie). */
+                "X-CSRF-Token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out; both cookies are cleared. */
+            204: {
+                headers: {
+                    /** @description Both cookies, expired. */
+                    "Set-Cookie": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionOnly"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    signupBrowserSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignupRequest"];
+            };
+        };
+        responses: {
+            /** @description The account exists and the browser is signed in to its team. */
+            201: {
+                headers: {
+                    /** @description `wrenn_session` (or `__Host-wrenn_session`) and `wrenn_csrf`. */
+                    "Set-Cookie": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CookieSession"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `forbidden`: sign-up is closed on this server; `csrf`: a foreign Origin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `conflict`: cannot sign up with this email. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Busy"];
         };
     };
     oauthStart: {
@@ -2903,6 +3158,13 @@ export interface operations {
                  * @example /dashboard
                  */
                 next?: string;
+                /**
+                 * @description How the sign-in hands over its session: `cookie` (the default, the
+                 *     dashboard's) ends with a browser session in cookies and 303 to `next`, no
+                 *     credential in any URL; `token` ends with 302 to `next` with a JWT in the
+                 *     fragment, for a page's script. Anything else is 400.
+                 */
+                mode?: "cookie" | "token";
             };
             header?: never;
             path: {
@@ -2927,7 +3189,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_request`: `next` is not a path on this server. */
+            /** @description `invalid_request`: `next` is not a path on this server, or `mode` is neither `cookie` nor `token`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2975,7 +3237,7 @@ export interface operations {
         requestBody?: never;
         responses: {
             /**
-             * @description To `WRENN_PUBLIC_URL{next}` with the session (`#token=…&expires_at=…&team_id=…`)
+             * @description `mode=token`: to `WRENN_PUBLIC_URL{next}` with the session (`#token=…&expires_at=…&team_id=…`)
              *     or the provider's error (`#error=…`) in the fragment; the state cookie is cleared.
              */
             302: {
@@ -2983,6 +3245,21 @@ export interface operations {
                     /** @description The page to go on to. */
                     Location: string;
                     /** @description Clears the state cookie. */
+                    "Set-Cookie": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `mode=cookie`: to `WRENN_PUBLIC_URL{next}`, signed in (the state cookie is
+             *     cleared, the session and CSRF cookies set), or with the provider's error
+             *     (`#error=…`) in the fragment.
+             */
+            303: {
+                headers: {
+                    /** @description The page to go on to. */
+                    Location: string;
+                    /** @description Clears the state cookie; sets the session's cookies. */
                     "Set-Cookie": string;
                     [name: string]: unknown;
                 };
@@ -3655,6 +3932,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             500: components["responses"]["Internal"];
@@ -3795,7 +4073,20 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["HandshakeRefused"];
+            /**
+             * @description `csrf` (JSON): opened with the session cookie from a page of another origin
+             *     (or with no Origin). Plain text: the WebSocket layer refused the handshake's
+             *     Origin.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                    "text/plain": string;
+                };
+            };
             404: components["responses"]["NotFound"];
             /** @description `conflict`: the sandbox is not running (a paused one: `sandbox sb… is paused; resume it first`). */
             409: {
@@ -3835,6 +4126,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             500: components["responses"]["Internal"];
@@ -3866,6 +4158,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             404: components["responses"]["NotFound"];
             /**
              * @description `conflict`: the sandbox is not running, e.g. `sandbox sb… is paused: cannot
@@ -3916,6 +4209,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             404: components["responses"]["NotFound"];
             /**
              * @description `conflict`: the sandbox is not paused, e.g. `sandbox sb… is running: cannot
@@ -4250,6 +4544,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             /** @description `not_found`: no such sandbox in the caller's team (another team's, or a malformed id). */
             404: {
                 headers: {
@@ -4331,6 +4626,7 @@ export interface operations {
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRF"];
             404: components["responses"]["NotFound"];
             500: components["responses"]["Internal"];
         };
