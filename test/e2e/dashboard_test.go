@@ -15,7 +15,7 @@ import (
 const chromium = "/usr/bin/chromium"
 
 // The dashboard in a real browser against a real control plane, agent and VMs:
-// test/web/dashboard.test.mjs walks what a user does, in Chromium inside a network
+// test/web/*.test.mjs walk what a user does, in Chromium inside a network
 // namespace with no route out (it reaches the control plane on the namespace's
 // gateway and nothing else). Screenshots of each page, at desktop and phone width,
 // go to WRENN_TEST_ARTIFACTS (default test/web/artifacts, not committed).
@@ -37,12 +37,20 @@ func TestDashboardInABrowser(t *testing.T) {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := sdktest.RunNode(t, ns, dir, 8*time.Minute, []string{
+	files, err := filepath.Glob(filepath.Join(dir, "*.test.mjs"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no browser tests in %s: %v", dir, err)
+	}
+	args := []string{"--test", "--test-reporter=spec", "--test-concurrency=1"}
+	for _, f := range files {
+		args = append(args, filepath.Base(f))
+	}
+	out, err := sdktest.RunNode(t, ns, dir, 10*time.Minute, []string{
 		"WRENN_WEB_URL=http://" + ns.GW + ":" + port,
 		"WRENN_WEB_CHROMIUM=" + chromium,
 		"WRENN_WEB_SHOTS=" + shots,
 		"WRENN_WEB_ADMIN_TOKEN=" + admin,
-	}, "--test", "--test-reporter=spec", "dashboard.test.mjs")
+	}, args...)
 	t.Logf("browser test output:\n%s", out)
 	if err != nil {
 		t.Fatalf("browser test: %v", err)
