@@ -333,8 +333,12 @@ if [[ -n $DETACH ]]; then
 else
 	stop_how="Ctrl-C stops Wrenn."
 fi
+# The dashboard is embedded when make build could build it (Node.js 20.19+).
+dashboard="$URL/  (sign in as the admin below)"
+[[ -s web/build/index.html ]] || dashboard="not built (make build needs Node.js 20.19+); the API works without it"
 cat <<EOF2
   URL:      $URL
+  dashboard: $dashboard
   API key:  $KEY          (X-API-Key header; kept in $STATE/api-key)
   admin:    $ADMIN_EMAIL / password in $STATE/admin-password
   logs:     $STATE/server.log, $STATE/agent.log
