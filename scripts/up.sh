@@ -337,11 +337,11 @@ fi
 dashboard="$URL/  (sign in as the admin below)"
 [[ -s web/build/index.html ]] || dashboard="not built (make build needs Node.js 20.19+); the API works without it"
 cat <<EOF2
-  URL:      $URL
+  URL:       $URL
   dashboard: $dashboard
-  API key:  $KEY          (X-API-Key header; kept in $STATE/api-key)
-  admin:    $ADMIN_EMAIL / password in $STATE/admin-password
-  logs:     $STATE/server.log, $STATE/agent.log
+  API key:   $KEY          (X-API-Key header; kept in $STATE/api-key)
+  admin:     $ADMIN_EMAIL / password in $STATE/admin-password
+  logs:      $STATE/server.log, $STATE/agent.log
 
 Try:  $try
 
