@@ -21,16 +21,25 @@ type sessionResponse struct {
 	Role      string    `json:"role"`
 }
 
+// signupRequest and loginRequest are the bodies of a sign-up and a sign-in, with a
+// token or with a browser session alike.
+type signupRequest struct {
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
 func session(s *accounts.Session) sessionResponse {
 	return sessionResponse{Token: s.Token, ExpiresAt: s.ExpiresAt, UserID: s.UserID, TeamID: s.TeamID, Role: string(s.Role)}
 }
 
 func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Email    string `json:"email"`
-		Name     string `json:"name"`
-		Password string `json:"password"`
-	}
+	var req signupRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -43,10 +52,7 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
+	var req loginRequest
 	if !decode(w, r, &req) {
 		return
 	}

@@ -183,10 +183,7 @@ func (s *Server) sessionSignIn(w http.ResponseWriter, r *http.Request) {
 	if s.refuseForeignSignIn(w, r) {
 		return
 	}
-	var req struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
+	var req loginRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -204,11 +201,7 @@ func (s *Server) sessionSignup(w http.ResponseWriter, r *http.Request) {
 	if s.refuseForeignSignIn(w, r) {
 		return
 	}
-	var req struct {
-		Email    string `json:"email"`
-		Name     string `json:"name"`
-		Password string `json:"password"`
-	}
+	var req signupRequest
 	if !decode(w, r, &req) {
 		return
 	}
