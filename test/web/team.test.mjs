@@ -2,7 +2,7 @@
 // Chromium driven by playwright-core (test/e2e/dashboard_test.go runs it; see
 // dashboard.test.mjs for the environment). User A makes a key, sees it once, uses it
 // and revokes it; A adds user B to A's team, B switches to it and leaves it; A's audit
-// log shows all of it and narrows by action from the URL.
+// log shows all of it and narrows by action from the URL. B deletes B's own team.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -154,6 +154,20 @@ test('A adds B to the team; B switches to it, sees it current, and leaves it', a
   assert.ok(!after.teams.some((x) => x.id === teamA.id), 'B is still in A\'s team');
   await pageB.goto('/api-keys');
   await pageB.getByRole('heading', { name: 'No API keys yet' }).waitFor();
+
+  // B deletes B's own team, its only one, confirmed by typing its name: with no team
+  // left the session ends and the browser is at the login page.
+  await pageB.goto('/team');
+  await pageB.getByRole('button', { name: 'Delete team' }).click();
+  const del = pageB.getByRole('dialog');
+  const go = del.getByRole('button', { name: 'Delete team' });
+  await del.getByLabel(/type the team's name/i).fill(teamB.name + 'x');
+  assert.ok(await go.isDisabled(), 'a wrong name deletes');
+  await del.getByLabel(/type the team's name/i).fill(teamB.name);
+  await shot(pageB, 'team-delete-dialog');
+  await go.click();
+  await pageB.waitForURL(/\/login/);
+  assert.equal((await pageB.request.get('/v1/me')).status(), 401);
 
   // A sees B gone.
   await page.reload();
