@@ -65,6 +65,14 @@ test('the app loads under a strict CSP, and a signed-out visit goes to the login
   assert.doesNotMatch(csp, /script-src[^;]*'unsafe-(inline|eval)'/);
   assert.match(csp, /frame-ancestors 'none'/);
   await page.waitForURL(/\/login\?next=%2Fsandboxes/);
+  // What a first visit costs: bytes over the wire (gzip) and time to the load event.
+  const cost = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const res = performance.getEntriesByType('resource');
+    return { loadMs: Math.round(nav.loadEventEnd), bytes: nav.transferSize + res.reduce((n, r) => n + r.transferSize, 0), files: res.length + 1 };
+  });
+  console.log(`first load: ${(cost.bytes / 1024).toFixed(1)} KiB in ${cost.files} responses, load event at ${cost.loadMs} ms`);
+  assert.ok(cost.bytes < 250 * 1024, `first load ${cost.bytes} bytes, over the 250 KiB budget`);
   await shot(page, 'login');
   assert.deepEqual(page.errors, []);
   await page.context().close();
