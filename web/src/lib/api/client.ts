@@ -28,7 +28,9 @@ export class ApiError extends Error {
 	constructor(
 		readonly status: number, // 0: the server was not reached
 		readonly code: string,
-		message: string
+		message: string,
+		/** The whole JSON answer, for routes that say more than the message (a 409's ids). */
+		readonly body?: Record<string, unknown>
 	) {
 		super(message);
 		this.name = 'ApiError';
@@ -117,8 +119,10 @@ export async function request<T = unknown>(
 async function readError(res: Response): Promise<ApiError> {
 	let code = 'http_' + res.status;
 	let message = '';
+	let body: Record<string, unknown> | undefined;
 	try {
 		const b = await res.json();
+		if (b && typeof b === 'object') body = b;
 		if (b && typeof b === 'object' && b.error) {
 			code = String(b.error.code ?? code);
 			message = String(b.error.message ?? '');
@@ -138,7 +142,7 @@ async function readError(res: Response): Promise<ApiError> {
 							? `The server failed (${res.status}). Try again in a moment.`
 							: `The request failed (${res.status}).`;
 	}
-	return new ApiError(res.status, code, message);
+	return new ApiError(res.status, code, message, body);
 }
 
 /** errorText is what to show people for any thrown value. */
@@ -151,6 +155,7 @@ export function errorText(e: unknown): string {
 export const api = {
 	get: <T>(path: string, opts?: RequestOptions) => request<T>('GET', path, undefined, opts),
 	post: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>('POST', path, body ?? {}, opts),
+	put: <T>(path: string, body?: unknown, opts?: RequestOptions) => request<T>('PUT', path, body ?? {}, opts),
 	del: <T>(path: string, opts?: RequestOptions) => request<T>('DELETE', path, undefined, opts)
 };
 
