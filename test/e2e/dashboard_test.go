@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +30,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	admin := cp.admin(t)
 	cp.addAgent(t, admin, agentOpts{})
 	ns := sdktest.NewNS(t, "wrenn-e2e-web", "we2e-web", 5)
+	// No IPv6 in the browser's namespace: its link-local address settling after the
+	// link came up reads to Chromium as a network change, which fails requests in
+	// flight (net::ERR_NETWORK_CHANGED). The namespace is reached over IPv4 only.
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sysctl", "-qw",
+		"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1").CombinedOutput(); err != nil {
+		t.Fatalf("disable IPv6 in %s: %v\n%s", ns.Name, err, out)
+	}
 	shots := os.Getenv("WRENN_TEST_ARTIFACTS")
 	if shots == "" {
 		shots = filepath.Join(dir, "artifacts")
