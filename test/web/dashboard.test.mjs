@@ -1,60 +1,12 @@
 // The dashboard as a user meets it, in Debian's Chromium driven by playwright-core.
 // test/e2e/dashboard_test.go runs this inside a network namespace with no route out,
-// against a real control plane, agent and VMs:
-//   WRENN_WEB_URL       the control plane (its gateway address in the namespace)
-//   WRENN_WEB_CHROMIUM  the browser binary
-//   WRENN_WEB_SHOTS     where screenshots of each page go (desktop and phone width)
-import { test, before, after } from 'node:test';
+// against a real control plane, agent and VMs
+// (the environment it sets: test/web/lib.mjs).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { canvasDrawn, createSandbox, newContext, newPage, shot, signIn, signUp, waitDrawn } from './lib.mjs';
 
-const base = process.env.WRENN_WEB_URL;
-const shots = process.env.WRENN_WEB_SHOTS;
-const desktop = { width: 1280, height: 800 };
-const phone = { width: 390, height: 844 };
-const password = 'correct horse battery staple';
 const owner = `owner-${Date.now()}@web.test`;
-const colleague = `colleague-${Date.now()}@web.test`;
-
-let browser;
-before(async () => {
-  assert.ok(base && shots, 'WRENN_WEB_URL and WRENN_WEB_SHOTS are set by dashboard_test.go');
-  mkdirSync(shots, { recursive: true });
-  // As root in a test namespace: Chromium's own sandbox needs user namespaces it
-  // cannot have here; the namespace without a route is this test's fence.
-  browser = await chromium.launch({ executablePath: process.env.WRENN_WEB_CHROMIUM, args: ['--no-sandbox'] });
-});
-after(async () => { await browser?.close(); });
-
-// newPage opens a page in a fresh context (its own cookies) that records console
-// errors and failed requests, which every test asserts are none.
-async function newPage() {
-  const context = await browser.newContext({ viewport: desktop, baseURL: base });
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => page.errors.push(`page error: ${e.message}`));
-  return page;
-}
-
-// shot saves the page at desktop and phone width.
-async function shot(page, name) {
-  await page.setViewportSize(desktop);
-  await page.screenshot({ path: join(shots, `${name}-desktop.png`), fullPage: true });
-  await page.setViewportSize(phone);
-  await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(desktop);
-}
-
-async function signUp(page, email) {
-  await page.goto('/signup');
-  await page.getByLabel(/email/i).fill(email);
-  await page.getByLabel(/^password/i).fill(password);
-  await page.getByRole('button', { name: /sign up|create account/i }).click();
-  await page.waitForURL(/\/sandboxes/);
-}
 
 test('the app loads under a strict CSP, and a signed-out visit goes to the login page', async () => {
   const page = await newPage();
@@ -90,30 +42,11 @@ test('sign up, then a state change without the CSRF header is refused', async ()
   await page.context().close();
 });
 
-// canvasDrawn tells whether a canvas has any pixel that is not transparent.
-async function canvasDrawn(page, locator) {
-  return locator.evaluate((c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-    return false;
-  });
-}
-
 test('a sandbox from its creation to its terminal, charts, pause and resume', async () => {
   const page = await newPage();
-  await page.goto('/login');
-  await page.getByLabel(/email/i).fill(owner);
-  await page.getByLabel(/^password/i).fill(password);
-  await page.getByRole('button', { name: /sign in/i }).click();
-  await page.waitForURL(/\/sandboxes/);
+  await signIn(page, owner);
 
-  await page.getByRole('button', { name: 'New sandbox' }).click();
-  await shot(page, 'sandboxes-create-dialog');
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
-  const row = page.getByRole('row').filter({ hasText: 'running' });
-  await row.first().waitFor({ timeout: 120_000 });
-  const id = (await row.first().getByRole('link').textContent()).trim();
-  assert.match(id, /^sb[0-9a-z]+$/);
+  const { row, id } = await createSandbox(page, () => shot(page, 'sandboxes-create-dialog'));
   await shot(page, 'sandboxes');
 
   // Its page: the charts draw; the terminal runs what is typed in it.
@@ -121,12 +54,8 @@ test('a sandbox from its creation to its terminal, charts, pause and resume', as
   await page.waitForURL(new RegExp(`/sandboxes/${id}`));
   const canvas = page.locator('canvas').first();
   await canvas.waitFor();
-  await page.waitForFunction((c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-    return false;
-  }, await canvas.elementHandle(), { timeout: 60_000 });
-  assert.ok(await canvasDrawn(page, canvas), 'the CPU chart is blank');
+  await waitDrawn(page, canvas, 60_000);
+  assert.ok(await canvasDrawn(canvas), 'the CPU chart is blank');
   await shot(page, 'sandbox-metrics');
 
   await page.getByRole('tab', { name: 'Terminal' }).click();
@@ -158,16 +87,12 @@ test('a sandbox from its creation to its terminal, charts, pause and resume', as
 
 test('sign out ends the session: the old cookie is refused', async () => {
   const page = await newPage();
-  await page.goto('/login');
-  await page.getByLabel(/email/i).fill(owner);
-  await page.getByLabel(/^password/i).fill(password);
-  await page.getByRole('button', { name: /sign in/i }).click();
-  await page.waitForURL(/\/sandboxes/);
+  await signIn(page, owner);
   const cookies = await page.context().cookies();
   await page.getByRole('button', { name: /sign out/i }).click();
   await page.waitForURL(/\/login/);
   // The cookie from before sign-out, sent again, is refused: it was revoked.
-  const other = await browser.newContext({ baseURL: base });
+  const other = await newContext();
   await other.addCookies(cookies);
   const res = await other.request.get('/v1/me');
   assert.equal(res.status(), 401);

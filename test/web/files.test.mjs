@@ -1,93 +1,23 @@
 // The sandbox Files tab, team Stats, Hosts and Admin pages, in Debian's Chromium driven
-// by playwright-core (run by test/e2e/dashboard_test.go, as dashboard.test.mjs):
-//   WRENN_WEB_URL          the control plane
-//   WRENN_WEB_CHROMIUM     the browser binary
-//   WRENN_WEB_SHOTS        where screenshots go
-//   WRENN_WEB_ADMIN_TOKEN  a platform administrator's bearer token (admin@e2e.test)
-// The small helpers are copied from dashboard.test.mjs on purpose: each file stands alone.
-import { test, before, after } from 'node:test';
+// by playwright-core (run by test/e2e/dashboard_test.go, as dashboard.test.mjs)
+// (the environment it sets: test/web/lib.mjs).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { adminToken, canvasDrawn, createSandbox, csrf, newPage, shot, shots, signIn, signUp, waitDrawn } from './lib.mjs';
 
-const base = process.env.WRENN_WEB_URL;
-const shots = process.env.WRENN_WEB_SHOTS;
-const adminToken = process.env.WRENN_WEB_ADMIN_TOKEN;
-const desktop = { width: 1280, height: 800 };
-const phone = { width: 390, height: 844 };
-const password = 'correct horse battery staple';
 const user = `files-${Date.now()}@web.test`;
 // test/e2e/cluster_test.go cp.admin: signed up with this password, then `wrenn admin grant`.
 const admin = { email: 'admin@e2e.test', password: 'correct horse battery' };
 
-let browser;
-before(async () => {
-  assert.ok(base && shots, 'WRENN_WEB_URL and WRENN_WEB_SHOTS are set by dashboard_test.go');
-  mkdirSync(shots, { recursive: true });
-  browser = await chromium.launch({ executablePath: process.env.WRENN_WEB_CHROMIUM, args: ['--no-sandbox'] });
-});
-after(async () => { await browser?.close(); });
-
-async function newPage() {
-  const context = await browser.newContext({ viewport: desktop, baseURL: base, acceptDownloads: true });
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => page.errors.push(`page error: ${e.message}`));
-  // Which request failed, for a console error that names only its status.
-  page.on('response', (r) => { if (r.status() >= 400) page.errors.push(`http ${r.status()} ${r.request().method()} ${r.url()}`); });
-  return page;
-}
-
-async function shot(page, name) {
-  await page.setViewportSize(desktop);
-  await page.screenshot({ path: join(shots, `${name}-desktop.png`), fullPage: true });
-  await page.setViewportSize(phone);
-  await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(desktop);
-}
-
-async function signUp(page, email) {
-  await page.goto('/signup');
-  await page.getByLabel(/email/i).fill(email);
-  await page.getByLabel(/^password/i).fill(password);
-  await page.getByRole('button', { name: /sign up|create account/i }).click();
-  await page.waitForURL(/\/sandboxes/);
-}
-
-async function signIn(page, email, pw = password) {
-  await page.goto('/login');
-  await page.getByLabel(/email/i).fill(email);
-  await page.getByLabel(/^password/i).fill(pw);
-  await page.getByRole('button', { name: /sign in/i }).click();
-  await page.waitForURL(/\/sandboxes/);
-}
-
-async function canvasDrawn(locator) {
-  return locator.evaluate((c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-    return false;
-  });
-}
-
-async function csrf(page) {
-  return (await page.context().cookies()).find((c) => c.name === 'wrenn_csrf')?.value ?? '';
-}
-
 test('a sandbox\'s files: upload (input and drop), list, read back, download, delete', async () => {
-  const page = await newPage();
+  const page = await newPage({ downloads: true, httpErrors: true });
   await signUp(page, user);
 
-  await page.getByRole('button', { name: 'New sandbox' }).click();
-  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
-  const row = page.getByRole('row').filter({ hasText: 'running' });
-  await row.first().waitFor({ timeout: 120_000 });
-  const id = (await row.first().getByRole('link').textContent()).trim();
-  assert.match(id, /^sb[0-9a-z]+$/);
+  const { row, id } = await createSandbox(page);
 
   try {
     await row.first().getByRole('link').click();
@@ -169,18 +99,14 @@ test('a sandbox\'s files: upload (input and drop), list, read back, download, de
 });
 
 test('team stats: now and peak, charts drawn, the range kept in the URL', async () => {
-  const page = await newPage();
+  const page = await newPage({ downloads: true, httpErrors: true });
   await signIn(page, user);
   await page.goto('/stats');
   await page.getByText('Running sandboxes', { exact: true }).first().waitFor();
   await page.getByRole('button', { name: '24h' }).click();
   await page.waitForURL(/\/stats\?range=24h/);
   const canvas = page.locator('canvas').first();
-  await page.waitForFunction((c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
-    return false;
-  }, await canvas.elementHandle(), { timeout: 30_000 });
+  await waitDrawn(page, canvas, 30_000);
   for (const c of await page.locator('canvas').all()) assert.ok(await canvasDrawn(c), 'a stats chart is blank');
   await page.reload();
   await page.getByRole('button', { name: '24h' }).and(page.locator('[aria-pressed="true"]')).waitFor();
@@ -191,7 +117,7 @@ test('team stats: now and peak, charts drawn, the range kept in the URL', async 
 });
 
 test('hosts: a regular team is told why it adds no hosts; admin is for administrators only', async () => {
-  const page = await newPage();
+  const page = await newPage({ downloads: true, httpErrors: true });
   await signIn(page, user);
   await page.goto('/hosts');
   await page.getByRole('heading', { name: 'Hosts' }).waitFor();
@@ -214,7 +140,7 @@ test('hosts: a regular team is told why it adds no hosts; admin is for administr
 
 test('a platform administrator sees the hosts, teams and users', async () => {
   assert.ok(adminToken, 'WRENN_WEB_ADMIN_TOKEN is set by dashboard_test.go');
-  const page = await newPage();
+  const page = await newPage({ downloads: true, httpErrors: true });
   await signIn(page, admin.email, admin.password);
 
   await page.goto('/hosts');

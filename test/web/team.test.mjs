@@ -3,59 +3,16 @@
 // dashboard.test.mjs for the environment). User A makes a key, sees it once, uses it
 // and revokes it; A adds user B to A's team, B switches to it and leaves it; A's audit
 // log shows all of it and narrows by action from the URL. B deletes B's own team.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { newPage, shot, signUp } from './lib.mjs';
 
-const base = process.env.WRENN_WEB_URL;
-const shots = process.env.WRENN_WEB_SHOTS;
-const desktop = { width: 1280, height: 800 };
-const phone = { width: 390, height: 844 };
-const password = 'correct horse battery staple';
 const userA = `keys-a-${Date.now()}@web.test`;
 const userB = `keys-b-${Date.now()}@web.test`;
 
-let browser;
 let pageA; // A's browser, kept across the tests (its session cookie)
 let pageB; // B's, another context
 let teamA; // A's team: { id, name }
-
-before(async () => {
-  assert.ok(base && shots, 'WRENN_WEB_URL and WRENN_WEB_SHOTS are set by dashboard_test.go');
-  mkdirSync(shots, { recursive: true });
-  browser = await chromium.launch({ executablePath: process.env.WRENN_WEB_CHROMIUM, args: ['--no-sandbox'] });
-});
-after(async () => { await browser?.close(); });
-
-// newPage opens a page in a fresh context (its own cookies) that records console
-// errors and page errors, which every test asserts are none.
-async function newPage() {
-  const context = await browser.newContext({ viewport: desktop, baseURL: base });
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => page.errors.push(`page error: ${e.message}`));
-  return page;
-}
-
-// shot saves the page at desktop and phone width.
-async function shot(page, name) {
-  await page.setViewportSize(desktop);
-  await page.screenshot({ path: join(shots, `${name}-desktop.png`), fullPage: true });
-  await page.setViewportSize(phone);
-  await page.screenshot({ path: join(shots, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(desktop);
-}
-
-async function signUp(page, email) {
-  await page.goto('/signup');
-  await page.getByLabel(/email/i).fill(email);
-  await page.getByLabel(/^password/i).fill(password);
-  await page.getByRole('button', { name: /sign up|create account/i }).click();
-  await page.waitForURL(/\/sandboxes/);
-}
 
 test('an API key is shown once, in both forms, works, and stops working when revoked', async () => {
   pageA = await newPage();
