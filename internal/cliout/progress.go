@@ -19,14 +19,6 @@ type Progress struct {
 	Color    bool
 	// Tick is how often a terminal line is redrawn; 0 is 100 ms.
 	Tick time.Duration
-	now  func() time.Time
-}
-
-func (p *Progress) clock() time.Time {
-	if p.now != nil {
-		return p.now()
-	}
-	return time.Now()
 }
 
 // Step shows msg while fn runs and says how it ended and how long it took.
@@ -40,7 +32,7 @@ func (p *Progress) Step(msg string, fn func() error) error {
 // Start begins a step that the caller ends with End; Update and Add change what it
 // shows meanwhile.
 func (p *Progress) Start(msg string) *Step {
-	s := &Step{p: p, msg: msg, start: p.clock(), done: make(chan struct{})}
+	s := &Step{p: p, msg: msg, start: time.Now(), done: make(chan struct{})}
 	if p.Quiet || !p.Terminal {
 		return s
 	}
@@ -73,12 +65,11 @@ type Step struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 
-	mu          sync.Mutex
-	msg         string
-	n, total    int64
-	ended       bool
-	frame       int
-	lastPrinted string
+	mu       sync.Mutex
+	msg      string
+	n, total int64
+	ended    bool
+	frame    int
 }
 
 // Update changes the step's message (e.g. "booting" after "placing").
@@ -108,7 +99,7 @@ func (s *Step) Write(b []byte) (int, error) {
 }
 
 func (s *Step) elapsed() string {
-	return fmtElapsed(s.p.clock().Sub(s.start))
+	return fmtElapsed(time.Since(s.start))
 }
 
 func fmtElapsed(d time.Duration) string {
