@@ -92,3 +92,19 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		}
 	}
 }
+
+// Ids are completed from the server the settings point at: a Tab runs no
+// PersistentPreRunE, yet WRENN_URL and WRENN_API_KEY count as for the command.
+func TestCompletionAsksTheConfiguredServer(t *testing.T) {
+	calls, mu, env := fakeAPI(t, "running")
+	a, stdout, stderr := newTestApp(t, env, "")
+	if code := run(context.Background(), a, []string{"__complete", "sandbox", "get", ""}); code != 0 {
+		t.Fatalf("__complete: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout.String(), "sb0123456789abcdefgh\trunning base") {
+		t.Errorf("completions: %q", stdout)
+	}
+	if got := take(calls, mu); len(got) != 1 || got[0].key != env["WRENN_API_KEY"] {
+		t.Errorf("asked %+v", got)
+	}
+}
