@@ -205,13 +205,6 @@ func (a *app) completion(every bool, list func(ctx context.Context, c *client.Cl
 		if len(args) > 0 && !every {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		// A shell's Tab runs no PersistentPreRunE: read the settings here, so that
-		// WRENN_URL, WRENN_API_KEY and WRENN_PROFILE count as they do for the command.
-		s, err := config.LoadCLI(a.getenv)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		a.settings = s
 		c, _, err := a.client()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
