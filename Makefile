@@ -17,7 +17,7 @@ WEB_INDEX := web/build/index.html
 # Node.js new enough for vite 7 (^20.19 || >=22.12), or a message saying what is missing.
 WEB_NODE_OK = node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a==22&&b>=12)||(a==20&&b>=19)?0:1)' 2>/dev/null
 
-.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
+.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-fuzz test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -58,7 +58,7 @@ web-check: $(WEB_DEPS) ## Type-check the dashboard (svelte-check)
 # Persistent across runs on one machine, so only the first run pays for debootstrap.
 WRENN_TEST_DIR ?= /var/lib/wrenn-test
 
-test: prereqs lint check-generate build web-check test-go test-vm test-sdk ## Run every test (CI runs this)
+test: prereqs lint check-generate build web-check test-go test-fuzz test-vm test-sdk ## Run every test (CI runs this)
 
 prereqs: ## Say which system prerequisite of `make test` is missing (scripts/install-deps.sh installs them)
 	@bash scripts/check-prereqs.sh
@@ -66,6 +66,11 @@ prereqs: ## Say which system prerequisite of `make test` is missing (scripts/ins
 test-go: envd ## Go unit and process tests (privileged ones need root)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_CACHE_DIR=$(WRENN_TEST_DIR)/cache \
 	  $(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/e2e)
+
+# FUZZTIME bounds each fuzz target's exploration (longer runs: make test-fuzz FUZZTIME=10m).
+FUZZTIME ?= 10s
+test-fuzz: envd ## Explore every Go fuzz target for FUZZTIME each (their corpus already runs in test-go)
+	WRENN_ENVD_BIN=$(BIN)/envd FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the base template once)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \

@@ -140,7 +140,13 @@ func (p *Proxy) match(r *http.Request) (route, bool) {
 	if !ok || rest != p.domain || !strings.Contains(label, "-") {
 		return route{}, false
 	}
+	// E2B's legacy SDKs name a sandbox "{id}-{clientID}"; as on the REST routes, that
+	// one suffix is dropped and anything more is refused, so no other name reaches
+	// the sandbox.
 	parts := strings.Split(label, "-")
+	if len(parts) > 3 {
+		return route{err: "Invalid sandbox ID"}, true
+	}
 	return parse(parts[0], parts[1]), true
 }
 
