@@ -7,16 +7,13 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 )
 
 // fsTimeout bounds one filesystem call into a guest: a listing, a mkdir, a remove. A
 // guest that does not answer in that time is wedged; the caller should hear so rather
 // than wait with it.
 const fsTimeout = 30 * time.Second
-
-// MaxListDepth is the deepest ListDir goes: a deeper walk of a big tree is a
-// response nobody reads, built in the guest's memory.
-const MaxListDepth = 10
 
 // checkFSPath refuses a path the guest cannot be asked about: empty, or with a NUL
 // byte (envd would reject it less clearly).
@@ -50,17 +47,22 @@ func fsCall[T any](ctx context.Context, m *Manager, id, op string, call func(ctx
 }
 
 // ListDir lists path in the sandbox to depth levels (0 = 1) as user ("" = the
-// sandbox's default user).
-func (m *Manager) ListDir(ctx context.Context, id, path string, depth uint32, user string) ([]envdclient.Entry, error) {
+// sandbox's default user). It keeps the first hostproto.MaxListEntries entries and
+// reports whether there were more.
+func (m *Manager) ListDir(ctx context.Context, id, path string, depth uint32, user string) ([]envdclient.Entry, bool, error) {
 	if err := checkFSPath(path); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if depth > MaxListDepth {
-		return nil, invalid("depth %d: at most %d", depth, MaxListDepth)
+	if depth > hostproto.MaxListDepth {
+		return nil, false, invalid("depth %d: at most %d", depth, hostproto.MaxListDepth)
 	}
-	return fsCall(ctx, m, id, "list files", func(ctx context.Context, c *envdclient.Client) ([]envdclient.Entry, error) {
+	entries, err := fsCall(ctx, m, id, "list files", func(ctx context.Context, c *envdclient.Client) ([]envdclient.Entry, error) {
 		return c.ListDir(ctx, path, depth, user)
 	})
+	if len(entries) > hostproto.MaxListEntries {
+		return entries[:hostproto.MaxListEntries:hostproto.MaxListEntries], true, nil
+	}
+	return entries, false, err
 }
 
 // MakeDir creates path and its missing parents in the sandbox, owned by user.

@@ -75,11 +75,12 @@ func TestFilesystemAgainstRealEnvd(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, c.err, c.want)
 		}
 	}
-	// The user header reaches envd: what it makes is that user's.
-	if d, err := c.MakeDir(ctx, "/tmp/rootdir", "root"); err != nil || d.Owner != "root" {
+	// The user header reaches envd: what it makes is that user's (in the throwaway
+	// home: envdtest's guest shares the host's /tmp).
+	if d, err := c.MakeDir(ctx, "/home/user/rootdir", "root"); err != nil || d.Owner != "root" {
 		t.Errorf("mkdir as root: %+v %v", d, err)
 	}
-	if _, err := c.ListDir(ctx, "/tmp", 1, "nobody-such"); err == nil {
+	if _, err := c.ListDir(ctx, "/home/user", 1, "nobody-such"); err == nil {
 		t.Errorf("list as an unknown user: no error")
 	}
 }

@@ -1887,8 +1887,10 @@ func (x *ListDirRequest) GetUser() string {
 }
 
 type ListDirResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The listing had more than the agent keeps (10,000 entries): entries is its start.
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1928,6 +1930,13 @@ func (x *ListDirResponse) GetEntries() []*Entry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *ListDirResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
 }
 
 type MakeDirRequest struct {
@@ -3696,9 +3705,10 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
 	"\x05depth\x18\x03 \x01(\rR\x05depth\x12\x12\n" +
-	"\x04user\x18\x04 \x01(\tR\x04user\"@\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"^\n" +
 	"\x0fListDirResponse\x12-\n" +
-	"\aentries\x18\x01 \x03(\v2\x13.hostagent.v1.EntryR\aentries\"W\n" +
+	"\aentries\x18\x01 \x03(\v2\x13.hostagent.v1.EntryR\aentries\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"W\n" +
 	"\x0eMakeDirRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +

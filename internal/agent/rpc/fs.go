@@ -53,11 +53,11 @@ func entryProto(e envdclient.Entry) *pb.Entry {
 
 func (s *Server) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRequest]) (*connect.Response[pb.ListDirResponse], error) {
 	r := req.Msg
-	entries, err := s.m.ListDir(ctx, r.GetSandboxId(), r.GetPath(), r.GetDepth(), r.GetUser())
+	entries, truncated, err := s.m.ListDir(ctx, r.GetSandboxId(), r.GetPath(), r.GetDepth(), r.GetUser())
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	out := &pb.ListDirResponse{Entries: make([]*pb.Entry, 0, len(entries))}
+	out := &pb.ListDirResponse{Entries: make([]*pb.Entry, 0, len(entries)), Truncated: truncated}
 	for _, e := range entries {
 		out.Entries = append(out.Entries, entryProto(e))
 	}

@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/internal/agent"
 	"github.com/wrennhq/wrenn/internal/agent/agenttest"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/ident"
 )
 
@@ -84,7 +86,7 @@ func TestDirectories(t *testing.T) {
 	wantCode(t, err, connect.CodeNotFound, "/home/user/nope")
 	_, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id, Path: "/home/user/proj/src/main.go"}))
 	wantCode(t, err, connect.CodeInvalidArgument, "not a directory")
-	_, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id, Path: "/home/user", Depth: agent.MaxListDepth + 1}))
+	_, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id, Path: "/home/user", Depth: hostproto.MaxListDepth + 1}))
 	wantCode(t, err, connect.CodeInvalidArgument, "depth")
 	_, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id}))
 	wantCode(t, err, connect.CodeInvalidArgument, "path is required")
@@ -92,6 +94,19 @@ func TestDirectories(t *testing.T) {
 	wantCode(t, err, connect.CodeInvalidArgument, "not a directory")
 	_, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: ident.NewSandboxID(), Path: "/home/user"}))
 	wantCode(t, err, connect.CodeNotFound, "sandbox not found")
+
+	// A listing longer than the agent keeps is cut, and says so.
+	if _, err := c.Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "sh", Args: []string{"-c", fmt.Sprintf("mkdir many && cd many && seq %d | xargs touch", hostproto.MaxListEntries+1)}})); err != nil {
+		t.Fatal(err)
+	}
+	ls, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id, Path: "/home/user/many"}))
+	if err != nil || len(ls.Msg.GetEntries()) != hostproto.MaxListEntries || !ls.Msg.GetTruncated() {
+		t.Errorf("long listing: %d entries, truncated %v, %v", len(ls.Msg.GetEntries()), ls.Msg.GetTruncated(), err)
+	}
+	ls, err = c.ListDir(ctx, connect.NewRequest(&pb.ListDirRequest{SandboxId: id, Path: "/home/user/proj"}))
+	if err != nil || ls.Msg.GetTruncated() {
+		t.Errorf("short listing says truncated: %v", err)
+	}
 
 	if _, err := c.RemovePath(ctx, connect.NewRequest(&pb.RemovePathRequest{SandboxId: id, Path: "/home/user/proj"})); err != nil {
 		t.Fatal(err)

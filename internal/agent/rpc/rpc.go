@@ -52,7 +52,7 @@ type Sandboxes interface {
 	Resize(ctx context.Context, id string, pid uint32, size envdclient.PTYSize) error
 	WriteFile(ctx context.Context, id, path, user string, r io.Reader) error
 	ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error)
-	ListDir(ctx context.Context, id, path string, depth uint32, user string) ([]envdclient.Entry, error)
+	ListDir(ctx context.Context, id, path string, depth uint32, user string) ([]envdclient.Entry, bool, error)
 	MakeDir(ctx context.Context, id, path, user string) (envdclient.Entry, error)
 	RemovePath(ctx context.Context, id, path, user string) error
 	Metrics(id string, d time.Duration) (metrics.Series, error)
