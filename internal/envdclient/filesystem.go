@@ -29,7 +29,7 @@ type Entry struct {
 	Path        string
 	Type        EntryType
 	Size        int64
-	Mode        uint32 // permission and type bits (os.FileMode's)
+	Mode        uint32 // permission bits (0o777); a symlink's are its target's
 	Permissions string // "-rw-r--r--"
 	Owner       string
 	Group       string

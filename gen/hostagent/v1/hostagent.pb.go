@@ -1703,7 +1703,7 @@ type Entry struct {
 	Path string    `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	Type EntryType `protobuf:"varint,3,opt,name=type,proto3,enum=hostagent.v1.EntryType" json:"type,omitempty"`
 	Size int64     `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
-	// Permission and type bits, as Go's os.FileMode.
+	// Permission bits (0o777; a symlink's are its target's, as envd reports them).
 	Mode uint32 `protobuf:"varint,5,opt,name=mode,proto3" json:"mode,omitempty"`
 	// As ls shows them: "drwxr-xr-x".
 	Permissions string                 `protobuf:"bytes,6,opt,name=permissions,proto3" json:"permissions,omitempty"`

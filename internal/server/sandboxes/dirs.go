@@ -20,7 +20,7 @@ type Entry struct {
 	// symlink, with its target in SymlinkTarget).
 	Type string `json:"type"`
 	Size int64  `json:"size"`
-	// Mode is the permission bits (0o777 and setuid, setgid, sticky as 0o7000).
+	// Mode is the permission bits, as chmod takes them (0o644).
 	Mode        uint32     `json:"mode"`
 	Permissions string     `json:"permissions"`
 	Owner       string     `json:"owner"`
@@ -43,23 +43,9 @@ var entryTypes = map[pb.EntryType]string{
 	pb.EntryType_ENTRY_TYPE_SYMLINK: "symlink",
 }
 
-// Go's os.FileMode keeps setuid, setgid and sticky in its own high bits; the API
-// shows them where chmod puts them.
-const (
-	goSetuid = 1 << 23
-	goSetgid = 1 << 22
-	goSticky = 1 << 20
-)
-
 func entryOf(e *pb.Entry) Entry {
-	mode := e.GetMode() & 0o777
-	for _, b := range []struct{ goBit, unixBit uint32 }{{goSetuid, 0o4000}, {goSetgid, 0o2000}, {goSticky, 0o1000}} {
-		if e.GetMode()&b.goBit != 0 {
-			mode |= b.unixBit
-		}
-	}
 	out := Entry{
-		Name: e.GetName(), Path: e.GetPath(), Type: entryTypes[e.GetType()], Size: e.GetSize(), Mode: mode,
+		Name: e.GetName(), Path: e.GetPath(), Type: entryTypes[e.GetType()], Size: e.GetSize(), Mode: e.GetMode() & 0o777,
 		Permissions: e.GetPermissions(), Owner: e.GetOwner(), Group: e.GetGroup(), SymlinkTarget: e.GetSymlinkTarget(),
 	}
 	if out.Type == "" {

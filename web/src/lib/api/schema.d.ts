@@ -2184,7 +2184,7 @@ export interface components {
             size: number;
             /**
              * Format: int32
-             * @description Permission bits as chmod takes them (420 = 0644), with setuid, setgid and sticky.
+             * @description Permission bits as chmod takes them (420 = 0644; a symlink's are its target's).
              */
             mode: number;
             /**
