@@ -21,7 +21,7 @@ func newSandboxCmd(a *app) *cobra.Command {
 user's login or a team API key. Durations (D) are seconds (300) or Go durations
 (5m, 1h30m).`,
 		newSandboxCreateCmd(a), newSandboxListCmd(a), newSandboxGetCmd(a), newSandboxExecCmd(a),
-		newSandboxShellCmd(a), newSandboxCopyCmd(a), newSandboxLogsCmd(a), newSandboxMetricsCmd(a),
+		newSandboxShellCmd(a), newSandboxCopyCmd(a), newSandboxFilesCmd(a), newSandboxLogsCmd(a), newSandboxMetricsCmd(a),
 		newSandboxPingCmd(a), newSandboxPauseCmd(a), newSandboxResumeCmd(a), newSandboxRemoveCmd(a))
 	cmd.Aliases = []string{"sandboxes", "sb"}
 	return cmd

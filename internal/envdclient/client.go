@@ -1,5 +1,6 @@
 // Package envdclient is the host side's client of envd, the daemon inside every guest:
-// wait for it to come up, initialise it, and run commands through its process service.
+// wait for it to come up, initialise it, run commands through its process service and
+// move files through /files and its filesystem service (filesystem.go).
 package envdclient
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/wrennhq/wrenn/gen/envd/filesystem/filesystemconnect"
 	pb "github.com/wrennhq/wrenn/gen/envd/process"
 	"github.com/wrennhq/wrenn/gen/envd/process/processconnect"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
@@ -28,6 +30,7 @@ type Client struct {
 	http  *http.Client
 	token atomic.Pointer[string]
 	procs processconnect.ProcessClient
+	fs    filesystemconnect.FilesystemClient
 }
 
 // New returns a client for envd at baseURL (http://host:49983). token is sent as
@@ -40,6 +43,7 @@ func New(baseURL, token string, hc *http.Client) *Client {
 	c.SetToken(token)
 	opts := append(jsoncodec.ClientOptions(), connect.WithInterceptors(tokenInterceptor{c}))
 	c.procs = processconnect.NewProcessClient(hc, baseURL, opts...)
+	c.fs = filesystemconnect.NewFilesystemClient(hc, baseURL, opts...)
 	return c
 }
 

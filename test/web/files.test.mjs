@@ -13,9 +13,14 @@ const user = `files-${Date.now()}@web.test`;
 // test/e2e/cluster_test.go cp.admin: signed up with this password, then `wrenn admin grant`.
 const admin = { email: 'admin@e2e.test', password: 'correct horse battery' };
 
-test('a sandbox\'s files: upload (input and drop), list, read back, download, delete', async () => {
+test('a sandbox\'s files: upload (input and drop), list, read back, download, new folder, delete', async () => {
   const page = await newPage({ downloads: true, httpErrors: true });
   await signUp(page, user);
+  // The tab lists, makes and deletes through the files routes, never a shell command.
+  const execs = [];
+  page.on('request', (r) => {
+    if (/\/v1\/sandboxes\/[^/]+\/exec/.test(new URL(r.url()).pathname)) execs.push(r.url());
+  });
 
   const { row, id } = await createSandbox(page);
 
@@ -69,6 +74,35 @@ test('a sandbox\'s files: upload (input and drop), list, read back, download, de
     await listed.waitFor({ state: 'detached', timeout: 60_000 });
     const gone = await page.request.get(`/v1/sandboxes/${id}/files/read?path=${encodeURIComponent('/home/user/' + name)}`);
     assert.equal(gone.status(), 404);
+
+    // A new folder: made, listed as a folder, entered (empty), deleted with its content.
+    await files.getByRole('button', { name: 'New folder' }).click();
+    await files.getByLabel(/New folder name/).fill('made here');
+    await files.getByRole('form', { name: 'New folder' }).getByRole('button', { name: 'Create' }).click();
+    const folder = files.getByRole('row').filter({ hasText: 'made here/' });
+    await folder.waitFor({ timeout: 30_000 });
+    assert.match(await folder.textContent(), /folder/);
+    const listing = await page.request.get(`/v1/sandboxes/${id}/files/list?path=/home/user`);
+    assert.equal(listing.status(), 200);
+    const made = (await listing.json()).entries.find((e) => e.name === 'made here');
+    assert.equal(made?.type, 'dir', 'the new folder is a directory in the sandbox');
+    await folder.getByRole('button', { name: 'made here/' }).click();
+    await files.locator('[aria-current="location"]', { hasText: 'made here' }).waitFor();
+    await files.getByText('This directory is empty').waitFor();
+    await files.getByRole('button', { name: '..' }).click();
+    await folder.waitFor();
+    await page.request.post(`/v1/sandboxes/${id}/files/write?path=${encodeURIComponent('/home/user/made here/inner.txt')}`, {
+      headers: { 'X-CSRF-Token': await csrf(page), 'Content-Type': 'application/octet-stream' },
+      data: Buffer.from('inside')
+    });
+    await folder.getByRole('button', { name: 'Delete made here' }).click();
+    const dialog = page.getByRole('dialog');
+    assert.match(await dialog.textContent(), /and everything in it/);
+    await dialog.getByRole('button', { name: 'Delete' }).click();
+    await folder.waitFor({ state: 'detached', timeout: 30_000 });
+    const folderGone = await page.request.get(`/v1/sandboxes/${id}/files/list?path=${encodeURIComponent('/home/user/made here')}`);
+    assert.equal(folderGone.status(), 404);
+    assert.deepEqual(execs, [], 'the Files tab ran commands');
 
     // Into a directory and back by the breadcrumb.
     await files.getByRole('button', { name: '..' }).click();

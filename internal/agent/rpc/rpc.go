@@ -52,6 +52,9 @@ type Sandboxes interface {
 	Resize(ctx context.Context, id string, pid uint32, size envdclient.PTYSize) error
 	WriteFile(ctx context.Context, id, path, user string, r io.Reader) error
 	ReadFile(ctx context.Context, id, path, user string) (io.ReadCloser, error)
+	ListDir(ctx context.Context, id, path string, depth uint32, user string) ([]envdclient.Entry, bool, error)
+	MakeDir(ctx context.Context, id, path, user string) (envdclient.Entry, error)
+	RemovePath(ctx context.Context, id, path, user string) error
 	Metrics(id string, d time.Duration) (metrics.Series, error)
 	FlushMetrics(id string) ([]metrics.Series, error)
 	ConsoleLog(id string, offset, limit int64) (*agent.ConsoleChunk, error)
@@ -120,6 +123,7 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 func toConnect(err error) error {
 	var stateErr *agent.ErrState
 	var fileErr *envdclient.FileError
+	var fsErr *envdclient.FSError
 	var guestErr *connect.Error
 	switch {
 	case err == nil:
@@ -148,6 +152,8 @@ func toConnect(err error) error {
 			return connect.NewError(connect.CodeResourceExhausted, err)
 		}
 		return connect.NewError(connect.CodeInternal, err)
+	case errors.As(err, &fsErr):
+		return fsConnect(err)
 	case errors.As(err, &guestErr):
 		return guestError(err, guestErr)
 	case errors.Is(err, context.DeadlineExceeded):

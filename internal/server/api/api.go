@@ -132,6 +132,7 @@ func New(svc Services, streamIdle time.Duration, log *slog.Logger) http.Handler 
 			for _, f := range s.fileRoutes() {
 				r.Method(f.method, f.pattern, f.handler)
 			}
+			s.dirRoutes(r)
 		})
 	})
 	// E2B's REST API, at E2B's paths (E2B_API_URL is this server).

@@ -125,7 +125,7 @@ func agentError(err error) error {
 		return fmt.Errorf("%w: %s", core.ErrInvalid, agentMessage(err))
 	case connect.CodeNotFound:
 		return fmt.Errorf("%w: %s", core.ErrNotFound, agentMessage(err))
-	case connect.CodeFailedPrecondition:
+	case connect.CodeFailedPrecondition, connect.CodeAlreadyExists:
 		return fmt.Errorf("%w: %s", core.ErrConflict, agentMessage(err))
 	case connect.CodePermissionDenied:
 		return fmt.Errorf("%w: %s", core.ErrForbidden, agentMessage(err))

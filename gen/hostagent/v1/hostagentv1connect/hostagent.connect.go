@@ -65,6 +65,15 @@ const (
 	// HostAgentServiceReadFileStreamProcedure is the fully-qualified name of the HostAgentService's
 	// ReadFileStream RPC.
 	HostAgentServiceReadFileStreamProcedure = "/hostagent.v1.HostAgentService/ReadFileStream"
+	// HostAgentServiceListDirProcedure is the fully-qualified name of the HostAgentService's ListDir
+	// RPC.
+	HostAgentServiceListDirProcedure = "/hostagent.v1.HostAgentService/ListDir"
+	// HostAgentServiceMakeDirProcedure is the fully-qualified name of the HostAgentService's MakeDir
+	// RPC.
+	HostAgentServiceMakeDirProcedure = "/hostagent.v1.HostAgentService/MakeDir"
+	// HostAgentServiceRemovePathProcedure is the fully-qualified name of the HostAgentService's
+	// RemovePath RPC.
+	HostAgentServiceRemovePathProcedure = "/hostagent.v1.HostAgentService/RemovePath"
 	// HostAgentServicePingProcedure is the fully-qualified name of the HostAgentService's Ping RPC.
 	HostAgentServicePingProcedure = "/hostagent.v1.HostAgentService/Ping"
 	// HostAgentServiceExecInputProcedure is the fully-qualified name of the HostAgentService's
@@ -117,6 +126,19 @@ type HostAgentServiceClient interface {
 	// WriteFileStream: the first message names the file, the following carry data.
 	WriteFileStream(context.Context) *connect.ClientStreamForClient[v1.WriteFileStreamRequest, v1.WriteFileResponse]
 	ReadFileStream(context.Context, *connect.Request[v1.ReadFileRequest]) (*connect.ServerStreamForClient[v1.ReadFileStreamResponse], error)
+	// ListDir lists a directory of a running sandbox to a depth (1 when 0): entries
+	// in lexical pre-order, symlinks not followed, the directory itself excluded.
+	// not_found when the path does not exist; invalid_argument when it is not a
+	// directory; failed_precondition when the sandbox is not running (or, from the
+	// guest, a symlink loop).
+	ListDir(context.Context, *connect.Request[v1.ListDirRequest]) (*connect.Response[v1.ListDirResponse], error)
+	// MakeDir creates a directory and its missing parents, owned by the user.
+	// already_exists when it exists; invalid_argument when a file is in the way.
+	MakeDir(context.Context, *connect.Request[v1.MakeDirRequest]) (*connect.Response[v1.MakeDirResponse], error)
+	// RemovePath removes a file, a symlink or a directory with everything in it.
+	// not_found when there is nothing at the path (the guest itself would call that
+	// success; callers are told, as a 404 helps them more than silence).
+	RemovePath(context.Context, *connect.Request[v1.RemovePathRequest]) (*connect.Response[v1.RemovePathResponse], error)
 	// Ping marks the sandbox active, postponing its idle timeout.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
 	// ExecInput and ExecResize drive a command started by ExecStream with stdin or a pty
@@ -230,6 +252,24 @@ func NewHostAgentServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(hostAgentServiceMethods.ByName("ReadFileStream")),
 			connect.WithClientOptions(opts...),
 		),
+		listDir: connect.NewClient[v1.ListDirRequest, v1.ListDirResponse](
+			httpClient,
+			baseURL+HostAgentServiceListDirProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("ListDir")),
+			connect.WithClientOptions(opts...),
+		),
+		makeDir: connect.NewClient[v1.MakeDirRequest, v1.MakeDirResponse](
+			httpClient,
+			baseURL+HostAgentServiceMakeDirProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("MakeDir")),
+			connect.WithClientOptions(opts...),
+		),
+		removePath: connect.NewClient[v1.RemovePathRequest, v1.RemovePathResponse](
+			httpClient,
+			baseURL+HostAgentServiceRemovePathProcedure,
+			connect.WithSchema(hostAgentServiceMethods.ByName("RemovePath")),
+			connect.WithClientOptions(opts...),
+		),
 		ping: connect.NewClient[v1.PingRequest, v1.PingResponse](
 			httpClient,
 			baseURL+HostAgentServicePingProcedure,
@@ -311,6 +351,9 @@ type hostAgentServiceClient struct {
 	readFile            *connect.Client[v1.ReadFileRequest, v1.ReadFileResponse]
 	writeFileStream     *connect.Client[v1.WriteFileStreamRequest, v1.WriteFileResponse]
 	readFileStream      *connect.Client[v1.ReadFileRequest, v1.ReadFileStreamResponse]
+	listDir             *connect.Client[v1.ListDirRequest, v1.ListDirResponse]
+	makeDir             *connect.Client[v1.MakeDirRequest, v1.MakeDirResponse]
+	removePath          *connect.Client[v1.RemovePathRequest, v1.RemovePathResponse]
 	ping                *connect.Client[v1.PingRequest, v1.PingResponse]
 	execInput           *connect.Client[v1.ExecInputRequest, v1.ExecInputResponse]
 	execResize          *connect.Client[v1.ExecResizeRequest, v1.ExecResizeResponse]
@@ -372,6 +415,21 @@ func (c *hostAgentServiceClient) WriteFileStream(ctx context.Context) *connect.C
 // ReadFileStream calls hostagent.v1.HostAgentService.ReadFileStream.
 func (c *hostAgentServiceClient) ReadFileStream(ctx context.Context, req *connect.Request[v1.ReadFileRequest]) (*connect.ServerStreamForClient[v1.ReadFileStreamResponse], error) {
 	return c.readFileStream.CallServerStream(ctx, req)
+}
+
+// ListDir calls hostagent.v1.HostAgentService.ListDir.
+func (c *hostAgentServiceClient) ListDir(ctx context.Context, req *connect.Request[v1.ListDirRequest]) (*connect.Response[v1.ListDirResponse], error) {
+	return c.listDir.CallUnary(ctx, req)
+}
+
+// MakeDir calls hostagent.v1.HostAgentService.MakeDir.
+func (c *hostAgentServiceClient) MakeDir(ctx context.Context, req *connect.Request[v1.MakeDirRequest]) (*connect.Response[v1.MakeDirResponse], error) {
+	return c.makeDir.CallUnary(ctx, req)
+}
+
+// RemovePath calls hostagent.v1.HostAgentService.RemovePath.
+func (c *hostAgentServiceClient) RemovePath(ctx context.Context, req *connect.Request[v1.RemovePathRequest]) (*connect.Response[v1.RemovePathResponse], error) {
+	return c.removePath.CallUnary(ctx, req)
 }
 
 // Ping calls hostagent.v1.HostAgentService.Ping.
@@ -447,6 +505,19 @@ type HostAgentServiceHandler interface {
 	// WriteFileStream: the first message names the file, the following carry data.
 	WriteFileStream(context.Context, *connect.ClientStream[v1.WriteFileStreamRequest]) (*connect.Response[v1.WriteFileResponse], error)
 	ReadFileStream(context.Context, *connect.Request[v1.ReadFileRequest], *connect.ServerStream[v1.ReadFileStreamResponse]) error
+	// ListDir lists a directory of a running sandbox to a depth (1 when 0): entries
+	// in lexical pre-order, symlinks not followed, the directory itself excluded.
+	// not_found when the path does not exist; invalid_argument when it is not a
+	// directory; failed_precondition when the sandbox is not running (or, from the
+	// guest, a symlink loop).
+	ListDir(context.Context, *connect.Request[v1.ListDirRequest]) (*connect.Response[v1.ListDirResponse], error)
+	// MakeDir creates a directory and its missing parents, owned by the user.
+	// already_exists when it exists; invalid_argument when a file is in the way.
+	MakeDir(context.Context, *connect.Request[v1.MakeDirRequest]) (*connect.Response[v1.MakeDirResponse], error)
+	// RemovePath removes a file, a symlink or a directory with everything in it.
+	// not_found when there is nothing at the path (the guest itself would call that
+	// success; callers are told, as a 404 helps them more than silence).
+	RemovePath(context.Context, *connect.Request[v1.RemovePathRequest]) (*connect.Response[v1.RemovePathResponse], error)
 	// Ping marks the sandbox active, postponing its idle timeout.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
 	// ExecInput and ExecResize drive a command started by ExecStream with stdin or a pty
@@ -556,6 +627,24 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 		connect.WithSchema(hostAgentServiceMethods.ByName("ReadFileStream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	hostAgentServiceListDirHandler := connect.NewUnaryHandler(
+		HostAgentServiceListDirProcedure,
+		svc.ListDir,
+		connect.WithSchema(hostAgentServiceMethods.ByName("ListDir")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceMakeDirHandler := connect.NewUnaryHandler(
+		HostAgentServiceMakeDirProcedure,
+		svc.MakeDir,
+		connect.WithSchema(hostAgentServiceMethods.ByName("MakeDir")),
+		connect.WithHandlerOptions(opts...),
+	)
+	hostAgentServiceRemovePathHandler := connect.NewUnaryHandler(
+		HostAgentServiceRemovePathProcedure,
+		svc.RemovePath,
+		connect.WithSchema(hostAgentServiceMethods.ByName("RemovePath")),
+		connect.WithHandlerOptions(opts...),
+	)
 	hostAgentServicePingHandler := connect.NewUnaryHandler(
 		HostAgentServicePingProcedure,
 		svc.Ping,
@@ -644,6 +733,12 @@ func NewHostAgentServiceHandler(svc HostAgentServiceHandler, opts ...connect.Han
 			hostAgentServiceWriteFileStreamHandler.ServeHTTP(w, r)
 		case HostAgentServiceReadFileStreamProcedure:
 			hostAgentServiceReadFileStreamHandler.ServeHTTP(w, r)
+		case HostAgentServiceListDirProcedure:
+			hostAgentServiceListDirHandler.ServeHTTP(w, r)
+		case HostAgentServiceMakeDirProcedure:
+			hostAgentServiceMakeDirHandler.ServeHTTP(w, r)
+		case HostAgentServiceRemovePathProcedure:
+			hostAgentServiceRemovePathHandler.ServeHTTP(w, r)
 		case HostAgentServicePingProcedure:
 			hostAgentServicePingHandler.ServeHTTP(w, r)
 		case HostAgentServiceExecInputProcedure:
@@ -713,6 +808,18 @@ func (UnimplementedHostAgentServiceHandler) WriteFileStream(context.Context, *co
 
 func (UnimplementedHostAgentServiceHandler) ReadFileStream(context.Context, *connect.Request[v1.ReadFileRequest], *connect.ServerStream[v1.ReadFileStreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ReadFileStream is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) ListDir(context.Context, *connect.Request[v1.ListDirRequest]) (*connect.Response[v1.ListDirResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.ListDir is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) MakeDir(context.Context, *connect.Request[v1.MakeDirRequest]) (*connect.Response[v1.MakeDirResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.MakeDir is not implemented"))
+}
+
+func (UnimplementedHostAgentServiceHandler) RemovePath(context.Context, *connect.Request[v1.RemovePathRequest]) (*connect.Response[v1.RemovePathResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("hostagent.v1.HostAgentService.RemovePath is not implemented"))
 }
 
 func (UnimplementedHostAgentServiceHandler) Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error) {

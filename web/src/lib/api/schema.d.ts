@@ -1003,6 +1003,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/files/list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * List a directory
+         * @description The entries below a directory of the sandbox, `depth` levels down, in lexical
+         *     pre-order (`a`, `a/x`, `b`, …); the directory itself is not one of them.
+         *     Symlinks are listed as such and not followed. At most 10,000 entries:
+         *     `truncated` says there were more.
+         */
+        get: operations["listDir"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/files/mkdir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a directory
+         * @description Creates a directory in the sandbox with any missing parents (mode 0755, owned
+         *     by the sandbox's user). A directory already there is a `conflict`; a file in
+         *     the way is `invalid_request`. No body.
+         */
+        post: operations["makeDir"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a file or directory
+         * @description Removes a file, a symlink (not its target) or a directory with everything in
+         *     it. Nothing at the path is `not_found`; `/` is refused (`invalid_request`).
+         */
+        delete: operations["removePath"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/snapshots": {
         parameters: {
             query?: never;
@@ -2072,6 +2159,48 @@ export interface components {
              */
             stderr_total_bytes: number;
         };
+        DirListing: {
+            entries: components["schemas"]["DirEntry"][];
+            /** @description The directory had more than 10,000 entries below it (to `depth`); `entries` are the first. */
+            truncated: boolean;
+        };
+        DirEntry: {
+            /** @example main.go */
+            name: string;
+            /**
+             * @description Absolute: the listed path and the entry's path below it.
+             * @example /home/user/project/main.go
+             */
+            path: string;
+            /**
+             * @description What the entry itself is (a symlink to a directory is a `symlink`).
+             * @enum {string}
+             */
+            type: "file" | "dir" | "symlink";
+            /**
+             * Format: int64
+             * @description Bytes (a directory's is its own inode's size, not its content's).
+             */
+            size: number;
+            /**
+             * Format: int32
+             * @description Permission bits as chmod takes them (420 = 0644; a symlink's are its target's).
+             */
+            mode: number;
+            /**
+             * @description As `ls -l` shows them.
+             * @example -rw-r--r--
+             */
+            permissions: string;
+            /** @example user */
+            owner: string;
+            /** @example user */
+            group: string;
+            /** Format: date-time */
+            modified_at?: string;
+            /** @description For a symlink, its resolved absolute target. */
+            symlink_target?: string;
+        };
         FileWritten: {
             path: string;
             /**
@@ -2818,6 +2947,12 @@ export interface components {
          * @example /home/user/data.csv
          */
         FilePath: string;
+        /**
+         * @description Absolute path in the sandbox (a relative one is refused: these routes show and
+         *     delete, and should not have to guess whose home it is relative to).
+         * @example /home/user/project
+         */
+        DirPath: string;
     };
     requestBodies: never;
     headers: never;
@@ -4486,6 +4621,127 @@ export interface operations {
                 content: {
                     "application/octet-stream": components["schemas"]["Binary"];
                 };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["GuestRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    listDir: {
+        parameters: {
+            query: {
+                /**
+                 * @description Absolute path in the sandbox (a relative one is refused: these routes show and
+                 *     delete, and should not have to guess whose home it is relative to).
+                 * @example /home/user/project
+                 */
+                path: components["parameters"]["DirPath"];
+                /** @description How many levels to descend (1 = the directory's own entries). */
+                depth?: number;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The directory's entries. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirListing"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["GuestRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["Internal"];
+        };
+    };
+    makeDir: {
+        parameters: {
+            query: {
+                /**
+                 * @description Absolute path in the sandbox (a relative one is refused: these routes show and
+                 *     delete, and should not have to guess whose home it is relative to).
+                 * @example /home/user/project
+                 */
+                path: components["parameters"]["DirPath"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Made. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirEntry"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["GuestRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["Internal"];
+            507: components["responses"]["InsufficientStorage"];
+        };
+    };
+    removePath: {
+        parameters: {
+            query: {
+                /**
+                 * @description Absolute path in the sandbox (a relative one is refused: these routes show and
+                 *     delete, and should not have to guess whose home it is relative to).
+                 * @example /home/user/project
+                 */
+                path: components["parameters"]["DirPath"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The sandbox's id: `sb` followed by 18 characters of `[a-z0-9]`
+                 *     (`^sb[a-z0-9]{18}$`). Any other string answers 404, as does another team's sandbox.
+                 * @example sb0a1b2c3d4e5f6g7h8i
+                 */
+                id: components["parameters"]["SandboxID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
