@@ -228,8 +228,12 @@ func newOAuth(cfg config.Server, githubSecret string, rdb *redis.Client, log *sl
 	if cfg.GitHubClientID == "" {
 		return nil, nil
 	}
+	github := oauth.NewGitHub(cfg.GitHubClientID, githubSecret)
+	if cfg.GitHubURL != "" {
+		github = oauth.NewGitHubEnterprise(cfg.GitHubClientID, githubSecret, cfg.GitHubURL)
+	}
 	flow, err := oauth.New(oauth.Config{
-		Providers: []oauth.Provider{oauth.NewGitHub(cfg.GitHubClientID, githubSecret)},
+		Providers: []oauth.Provider{github},
 		PublicURL: cfg.PublicURL, ServerSecret: []byte(cfg.JWTSecret), Redis: rdb,
 	})
 	if err != nil {

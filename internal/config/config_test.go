@@ -165,6 +165,8 @@ func TestErrors(t *testing.T) {
 		{"github id only", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_PUBLIC_URL", "https://w.example"))), "WRENN_GITHUB_CLIENT_ID is set but WRENN_GITHUB_CLIENT_SECRET"},
 		{"github secret only", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_GITHUB_CLIENT_SECRET is set but WRENN_GITHUB_CLIENT_ID is not"},
 		{"github two secrets", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s", "WRENN_GITHUB_CLIENT_SECRET_FILE", "/etc/wrenn/gh"))), "both set"},
+		{"github url without id", load(LoadServer(nil, serverEnv("WRENN_GITHUB_URL", "https://github.example.com"))), "WRENN_GITHUB_URL is set but WRENN_GITHUB_CLIENT_ID is not"},
+		{"github url with a path", load(LoadServer(nil, serverEnv("WRENN_GITHUB_URL", "https://github.example.com/api/v3"))), "WRENN_GITHUB_URL"},
 		{"github without public url", load(LoadServer(nil, serverEnv("WRENN_GITHUB_CLIENT_ID", "Iv1.x", "WRENN_GITHUB_CLIENT_SECRET", "s"))), "WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID"},
 		{"metrics listen", load(LoadServer(nil, serverEnv("WRENN_METRICS_LISTEN", "9464"))), `WRENN_METRICS_LISTEN="9464": want host:port`},
 		{"metrics listen is the api's", load(LoadServer([]string{"--listen", "127.0.0.1:8080"}, serverEnv("WRENN_METRICS_LISTEN", "127.0.0.1:8080"))), "WRENN_METRICS_LISTEN (127.0.0.1:8080) is the address the API listens on"},

@@ -38,6 +38,9 @@ type Server struct {
 	// GitHub sign-in is on when the OAuth app's id and secret (or a file holding the
 	// secret, read at start) are set.
 	GitHubClientID, GitHubClientSecret, GitHubClientSecretFile string
+	// GitHubURL is a GitHub Enterprise Server to sign in at instead of github.com
+	// ("" = github.com).
+	GitHubURL string
 	// Metrics (Prometheus) are off unless MetricsListen names a listener of their own
 	// or a MetricsToken (or a file holding it, read at start) opens /metrics on Listen
 	// to that bearer token; with both, the own listener asks for the token too.
@@ -101,6 +104,8 @@ func (c *Server) table() table {
 			Usage: "the GitHub OAuth app's client secret"},
 		{Env: "WRENN_GITHUB_CLIENT_SECRET_FILE", Value: String(&c.GitHubClientSecretFile, 0),
 			Usage: "file holding the GitHub OAuth app's client secret, read at start (instead of WRENN_GITHUB_CLIENT_SECRET)"},
+		{Env: "WRENN_GITHUB_URL", Value: BaseURL(&c.GitHubURL),
+			Usage: "a GitHub Enterprise Server to sign in with instead of github.com, like https://github.example.com (its REST API at /api/v3); empty: github.com"},
 		{Env: "WRENN_METRICS_LISTEN", Value: Addr(&c.MetricsListen),
 			Usage: "address of a listener of its own serving Prometheus metrics at /metrics (plain HTTP; bind it to loopback or a private network, e.g. 127.0.0.1:9464); empty: none"},
 		{Env: "WRENN_METRICS_TOKEN", Secret: true, Value: String(&c.MetricsToken, MinMetricsToken),
@@ -168,6 +173,8 @@ func (c Server) checkGitHub() error {
 		return errors.New("WRENN_GITHUB_CLIENT_SECRET is set but WRENN_GITHUB_CLIENT_ID is not: GitHub sign-in needs both")
 	case c.GitHubClientID != "" && !secret:
 		return errors.New("WRENN_GITHUB_CLIENT_ID is set but WRENN_GITHUB_CLIENT_SECRET (or WRENN_GITHUB_CLIENT_SECRET_FILE) is not: GitHub sign-in needs both")
+	case c.GitHubClientID == "" && c.GitHubURL != "":
+		return errors.New("WRENN_GITHUB_URL is set but WRENN_GITHUB_CLIENT_ID is not: GitHub sign-in needs an app")
 	case c.GitHubClientID != "" && c.PublicURL == "":
 		return errors.New("WRENN_PUBLIC_URL is required with WRENN_GITHUB_CLIENT_ID: GitHub sends browsers back to WRENN_PUBLIC_URL/v1/auth/oauth/github/callback")
 	}

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +28,15 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatalf("chromium is missing (scripts/install-deps.sh installs it): %v", err)
 	}
 	dir := sdktest.ModulesIn(t, "test/web")
-	cp, port := startClusterServer(t)
+	// The namespace first: the control plane's public URL (where GitHub sends the
+	// browser back) and the stand-in GitHub are on its gateway.
+	ns := sdktest.NewNS(t, "wrenn-e2e-web", "we2e-web", 5)
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	publicURL := "http://" + ns.GW + ":" + port
+	cp := startServer(t, "0.0.0.0:"+port, githubForBrowser(t, ns.GW, publicURL)...)
 	admin := cp.admin(t)
 	cp.addAgent(t, admin, agentOpts{})
-	ns := sdktest.NewNS(t, "wrenn-e2e-web", "we2e-web", 5)
+	busyHostID, busySandbox := busyHost(t, cp, admin)
 	// No IPv6 in the browser's namespace: its link-local address settling after the
 	// link came up reads to Chromium as a network change, which fails requests in
 	// flight (net::ERR_NETWORK_CHANGED). The namespace is reached over IPv4 only.
@@ -49,12 +56,24 @@ func TestDashboardInABrowser(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no browser tests in %s: %v", dir, err)
 	}
+	// WRENN_WEB_TESTS=signin,team runs only those files (a quicker round while working
+	// on them); the screenshot check below still applies.
+	only := os.Getenv("WRENN_WEB_TESTS")
 	args := []string{"--test", "--test-reporter=spec", "--test-concurrency=1"}
 	for _, f := range files {
-		args = append(args, filepath.Base(f))
+		name := strings.TrimSuffix(filepath.Base(f), ".test.mjs")
+		if only == "" || slices.Contains(strings.Split(only, ","), name) {
+			args = append(args, filepath.Base(f))
+		}
+	}
+	if len(args) == 3 {
+		t.Fatalf("WRENN_WEB_TESTS=%s names none of %v", only, files)
 	}
 	out, err := sdktest.RunNode(t, ns, dir, 10*time.Minute, []string{
-		"WRENN_WEB_URL=http://" + ns.GW + ":" + port,
+		"WRENN_WEB_URL=" + publicURL,
+		"WRENN_WEB_GITHUB_EMAIL=" + webGitHubUser.Emails[0].Email,
+		"WRENN_WEB_BUSY_HOST=" + busyHostID,
+		"WRENN_WEB_BUSY_SANDBOX=" + busySandbox,
 		"WRENN_WEB_CHROMIUM=" + chromium,
 		"WRENN_WEB_SHOTS=" + shots,
 		"WRENN_WEB_ADMIN_TOKEN=" + admin,

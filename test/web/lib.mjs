@@ -5,6 +5,8 @@
 //   WRENN_WEB_CHROMIUM     the browser binary
 //   WRENN_WEB_SHOTS        where screenshots of each page go (desktop and phone width)
 //   WRENN_WEB_ADMIN_TOKEN  a platform administrator's bearer token (admin@e2e.test)
+//   WRENN_WEB_GITHUB_EMAIL the address of the account signed in at the stand-in GitHub
+//   WRENN_WEB_BUSY_HOST    a host with a sandbox on it (WRENN_WEB_BUSY_SANDBOX), to delete
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';

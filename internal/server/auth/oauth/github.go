@@ -47,6 +47,18 @@ func NewGitHub(clientID, clientSecret string) *GitHub {
 		Client: &http.Client{Timeout: callTimeout}}
 }
 
+// NewGitHubEnterprise returns the provider for the OAuth app clientID at a GitHub
+// Enterprise Server at base (https://github.example.com): its web flow is at
+// base/login/oauth and its REST API at base/api/v3, where github.com has
+// api.github.com.
+func NewGitHubEnterprise(clientID, clientSecret, base string) *GitHub {
+	g := NewGitHub(clientID, clientSecret)
+	base = strings.TrimSuffix(base, "/")
+	g.AuthorizeURL, g.TokenURL = base+"/login/oauth/authorize", base+"/login/oauth/access_token"
+	g.UserURL, g.EmailsURL = base+"/api/v3/user", base+"/api/v3/user/emails"
+	return g
+}
+
 // Name is "github".
 func (g *GitHub) Name() string { return "github" }
 

@@ -107,3 +107,17 @@ func TestGitHubBounds(t *testing.T) {
 		}
 	}
 }
+
+// A GitHub Enterprise Server has its web flow and its REST API (under /api/v3) on
+// one host.
+func TestGitHubEnterpriseEndpoints(t *testing.T) {
+	g := oauth.NewGitHubEnterprise("Iv1.x", "s", "https://github.example.com/")
+	want := []string{"https://github.example.com/login/oauth/authorize", "https://github.example.com/login/oauth/access_token",
+		"https://github.example.com/api/v3/user", "https://github.example.com/api/v3/user/emails"}
+	got := []string{g.AuthorizeURL, g.TokenURL, g.UserURL, g.EmailsURL}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("endpoint %d: %s, want %s", i, got[i], want[i])
+		}
+	}
+}
