@@ -68,6 +68,8 @@ func TestFileDirectories(t *testing.T) {
 		{"DELETE", base + "/files", "path is required"},
 		{"DELETE", base + "/files?path=/", "refusing to remove /"},
 		{"DELETE", base + "/files?path=//", "refusing to remove /"},
+		{"DELETE", base + "/files?path=/tmp/..", "refusing to remove /"},
+		{"DELETE", base + "/files?path=/./", "refusing to remove /"},
 	} {
 		if status, body := keyC.do(c.method, c.path, ""); status != 400 || errCode(body) != "invalid_request" || !strings.Contains(toJSON(body), c.want) {
 			t.Errorf("%s %.80s: %d %v, want 400 saying %q", c.method, c.path, status, body, c.want)

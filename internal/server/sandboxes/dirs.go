@@ -3,6 +3,7 @@ package sandboxes
 import (
 	"context"
 	"fmt"
+	pathpkg "path"
 	"strings"
 	"time"
 
@@ -120,7 +121,8 @@ func (s *Service) RemovePath(ctx context.Context, p *core.Principal, id, path st
 	if err := checkAbsPath(path); err != nil {
 		return err
 	}
-	if strings.Trim(path, "/") == "" {
+	// envd cleans the path, so "/tmp/.." and "/." are the root too.
+	if pathpkg.Clean(path) == "/" {
 		return fmt.Errorf("%w: refusing to remove /", core.ErrInvalid)
 	}
 	row, agent, err := s.liveAgent(ctx, p, id)
