@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/image"
+	"github.com/wrennhq/wrenn/internal/leakcheck"
 	"github.com/wrennhq/wrenn/internal/pgtest"
 	"github.com/wrennhq/wrenn/internal/redistest"
 	"github.com/wrennhq/wrenn/internal/testutil"
@@ -30,12 +31,46 @@ var env struct {
 
 func TestMain(m *testing.M) {
 	prepare()
+	var before *leakcheck.Snapshot
+	if env.skip == "" {
+		var err error
+		if before, err = leakcheck.Take(leakOptions()); err != nil {
+			fmt.Fprintln(os.Stderr, "leak check:", err)
+			os.Exit(1)
+		}
+	}
 	// A private PostgreSQL and Redis for the control-plane tests, for the whole run.
 	code := pgtest.Run(redistest.Around(m))
 	if wrennBin != "" {
 		os.RemoveAll(filepath.Dir(wrennBin)) // the binary built for this run
 	}
+	if before != nil && !leftNothing(before) {
+		code = 1
+	}
 	os.Exit(code)
+}
+
+// leakOptions: every host-wide kind, and the shared test WRENN_DIR's sandboxes.
+func leakOptions() leakcheck.Options {
+	return leakcheck.Options{Dirs: []string{filepath.Join(env.dir, "sandboxes")}}
+}
+
+// leftNothing reports whether the whole run left no namespace, link, nftables table,
+// VMM or envd process, mount, cgroup or sandbox file behind, printing what it left.
+func leftNothing(before *leakcheck.Snapshot) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	left, err := leakcheck.Wait(ctx, before, leakOptions())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "leak check:", err)
+		return false
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the e2e tests left %d things behind:\n  %s\n", len(left), strings.Join(left, "\n  "))
+		return false
+	}
+	fmt.Fprintln(os.Stderr, "leak check: the e2e tests left nothing behind")
+	return true
 }
 
 // prepare builds (or finds up to date) the `base` template the VM tests boot. The test
