@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/wrennhq/wrenn/internal/envdclient"
+	"github.com/wrennhq/wrenn/internal/hostproto"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 )
 
@@ -30,7 +31,7 @@ func (m *Manager) running(id, op string) (*sandbox, error) {
 }
 
 // DefaultExecTimeout bounds a command when the request sets none.
-const DefaultExecTimeout = 60 * time.Second
+const DefaultExecTimeout = hostproto.DefaultExecTimeout
 
 // ExecResult is a finished command.
 type ExecResult struct {

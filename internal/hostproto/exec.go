@@ -1,5 +1,11 @@
 package hostproto
 
+import "time"
+
+// DefaultExecTimeout bounds a command whose request sets no timeout_sec; the control
+// plane derives its deadline for an Exec call from it.
+const DefaultExecTimeout = 60 * time.Second
+
 // Output limits of the unary Exec (hostagent.v1 ExecRequest.max_output_bytes, the
 // REST exec's max_output_bytes). The unary exec answers with the whole output in one
 // message and one JSON body, so what it keeps is what one request makes the agent and

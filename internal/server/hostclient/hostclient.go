@@ -22,7 +22,8 @@ func New(addr, secret string) hostagentv1connect.HostAgentServiceClient {
 	return hostagentv1connect.NewHostAgentServiceClient(hc, "http://"+addr, clientOptions(secret)...)
 }
 
-// clientOptions are every agent client's: the host's secret on each call; no message
+// clientOptions are every agent client's: the host's secret on each call; a deadline
+// on each unary call its caller left unbounded (deadline.go); no message
 // from the agent bigger than the largest it legitimately sends (an Exec answer at its
 // output caps), so what one call can make the control plane buffer is bounded even
 // when an agent misbehaves; and no gzip. Decompressing an answer takes a second
@@ -31,7 +32,7 @@ func New(addr, secret string) hostagentv1connect.HostAgentServiceClient {
 // little gain between machines of one site.
 func clientOptions(secret string) []connect.ClientOption {
 	return []connect.ClientOption{
-		connect.WithInterceptors(bearer(secret)),
+		connect.WithInterceptors(bearer(secret), agentDeadlines()),
 		connect.WithReadMaxBytes(hostproto.AgentReadMaxBytes),
 		connect.WithAcceptCompression("gzip", nil, nil),
 	}
