@@ -16,6 +16,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -212,7 +213,8 @@ func (s *Server) authenticateWith(anyTeam, allowKeys bool) func(http.Handler) ht
 }
 
 // decode reads a JSON body strictly: it must be one JSON object (not null, an array or
-// a string), with no unknown fields and nothing after it.
+// a string), with no unknown fields (names matched exactly, not case-folded) and
+// nothing after it.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	var raw json.RawMessage
@@ -243,6 +245,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	strict := json.NewDecoder(bytes.NewReader(raw))
 	strict.DisallowUnknownFields()
 	if err := strict.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
+		return false
+	}
+	if err := checkKeys(raw, reflect.TypeOf(v)); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 		return false
 	}

@@ -99,3 +99,27 @@ func errMessage(body map[string]any) string {
 	msg, _ := e["message"].(string)
 	return msg
 }
+
+// TestFieldNamesAreCaseSensitive: Go's JSON decoder would take {"nAme": …} as name;
+// the API refuses it, as api/openapi.yaml (additionalProperties: false) says, at the
+// top level and in nested objects, and names the field it resembles.
+func TestFieldNamesAreCaseSensitive(t *testing.T) {
+	env := servertest.New(t)
+	anon := newCall(t, env)
+	ann := signup(anon, "ann@example.com")
+	annC := anon.bearer(ann["token"].(string))
+	team := "/v1/teams/" + ann["team_id"].(string)
+	for _, c := range []struct{ method, path, body, want string }{
+		{"PATCH", team, `{"nAme":"renamed"}`, `"name"`},
+		{"POST", "/v1/api-keys", `{"Name":"k"}`, `"name"`},
+		{"POST", "/v1/sandboxes", `{"template":"base","Timeout_Sec":5}`, `"timeout_sec"`},
+	} {
+		status, body := annC.do(c.method, c.path, c.body)
+		if status != 400 || errCode(body) != "invalid_json" || !strings.Contains(errMessage(body), c.want) {
+			t.Errorf("%s %s %s: %d %v, want 400 invalid_json naming %s", c.method, c.path, c.body, status, body, c.want)
+		}
+	}
+	if _, me := annC.do("GET", team, ""); me["name"] == "renamed" {
+		t.Error("a case-folded key renamed the team")
+	}
+}
