@@ -191,8 +191,10 @@ func zombie(pid string) bool {
 	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
-// mounts lists this mount namespace's mount points.
-func mounts(_ Options, add func(string)) error {
+// mounts lists this mount namespace's mount points, except the network namespace
+// directory itself: `ip netns` and the agent bind-mount it onto itself the first
+// time a namespace is made after boot, and it stays for good.
+func mounts(o Options, add func(string)) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("list mounts: %w", err)
@@ -203,7 +205,7 @@ func mounts(_ Options, add func(string)) error {
 	for sc.Scan() {
 		// mount ID, parent ID, major:minor, root, mount point, ...
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
+		if len(fields) > 4 && fields[4] != filepath.Clean(o.NetnsDir) {
 			add("mount: " + fields[4])
 		}
 	}

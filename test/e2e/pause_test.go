@@ -52,7 +52,7 @@ func TestPauseResumeCycles(t *testing.T) {
 	sum := strings.TrimSpace(string(execIn(t, a.client, id,
 		"head -c 1048576 /dev/urandom > /home/user/random && sha256sum < /home/user/random").GetStdout()))
 	// The counter lives in the shell's memory; the file only reports it.
-	execIn(t, a.client, id, "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /dev/shm/counter; sleep 0.05; done' >/dev/null 2>&1 < /dev/null &")
+	execIn(t, a.client, id, "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /dev/shm/counter.new; mv /dev/shm/counter.new /dev/shm/counter; sleep 0.05; done' >/dev/null 2>&1 < /dev/null &")
 	counter := func() int {
 		out := strings.TrimSpace(string(execIn(t, a.client, id, "sleep 0.2; cat /dev/shm/counter").GetStdout()))
 		n, err := strconv.Atoi(out)

@@ -37,7 +37,7 @@ func TestSnapshotClones(t *testing.T) {
 	t.Cleanup(func() { _, _ = a.client.DeleteSnapshot(ctx, connect.NewRequest(&pb.DeleteSnapshotRequest{Name: name})) })
 
 	src := create(t, a.client, &pb.CreateSandboxRequest{MemoryMb: 384}).GetSandbox().GetId()
-	execIn(t, a.client, src, "echo prepared > /home/user/setup && setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /dev/shm/counter; sleep 0.05; done' >/dev/null 2>&1 < /dev/null &")
+	execIn(t, a.client, src, "echo prepared > /home/user/setup && setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /dev/shm/counter.new; mv /dev/shm/counter.new /dev/shm/counter; sleep 0.05; done' >/dev/null 2>&1 < /dev/null &")
 	counter := func(id string) int {
 		out := strings.TrimSpace(string(execIn(t, a.client, id, "sleep 0.2; cat /dev/shm/counter").GetStdout()))
 		n, err := strconv.Atoi(out)
