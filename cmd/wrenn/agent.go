@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/wrennhq/wrenn/internal/cgroup"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,7 +78,13 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if cfg.AllowInternetDefault {
 		ready, readyInternet = 1, cfg.SlotPool
 	}
-	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart}
+	confinement, err := agentConfinement(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("vmm confinement", "jail", cfg.Jail, "uid_base", confinement.UIDBase, "cgroup", cfg.Cgroup,
+		"memory_overhead_mib", confinement.MemoryOverheadMiB, "pids", confinement.Pids)
+	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart, Confinement: confinement}
 	// Metrics are collected only when something may read them.
 	reg := promx.NewRegistry()
 	var metrics *promx.Agent
@@ -171,6 +178,22 @@ func newManager(egressAllow, egressDeny []netip.Prefix, slots netslot.PoolOption
 		return nil, nil, errors.Join(err, pool.Close())
 	}
 	return m, pool, nil
+}
+
+// agentConfinement is how the agent confines VMMs, from its settings.
+func agentConfinement(cfg config.Agent) (agent.Confinement, error) {
+	c := agent.Confinement{MemoryOverheadMiB: cfg.VMMMemoryOverhead, Pids: int64(cfg.VMMPids)}
+	if cfg.Jail {
+		c.UIDBase = uint32(cfg.JailUIDBase)
+	}
+	if cfg.Cgroup != "" {
+		cg, err := cgroup.New("/" + cfg.Cgroup)
+		if err != nil {
+			return c, fmt.Errorf("--cgroup/WRENN_AGENT_CGROUP: %w", err)
+		}
+		c.Cgroups = cg
+	}
+	return c, nil
 }
 
 // lockDir takes an exclusive lock on dir/agent.lock (released when the process exits).

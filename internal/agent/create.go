@@ -215,7 +215,10 @@ func (m *Manager) watch(sb *sandbox) {
 			return // stopped on purpose, or replaced
 		}
 		sb.endConns()
-		reason := fmt.Sprintf("vm exited unexpectedly: %v", machine.Err())
+		reason := m.oomReason(sb)
+		if reason == "" {
+			reason = fmt.Sprintf("vm exited unexpectedly: %v", machine.Err())
+		}
 		sb.set(func(sb *sandbox) { sb.rec.Error = reason })
 		if err := sb.moveTo(lifecycle.Error); err != nil {
 			m.log.Warn("record vm exit", "sandbox", sb.id, "err", err)

@@ -78,6 +78,9 @@ type Config struct {
 	WarmStart bool
 	// Ops learns how long each create, pause and resume took (metrics); nil: none.
 	Ops OpObserver
+	// Confinement jails each VMM and limits it through a cgroup (confine.go); the
+	// zero value confines nothing.
+	Confinement Confinement
 	// Sampling tunes the metrics sampler (metrics.go); zero values take its defaults
 	// (every 500 ms, the fine tier's step). Its clock and log default to Now and Log.
 	Sampling sampling.Config
@@ -152,6 +155,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.BootTimeout = 2 * time.Minute
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	cfg.Confinement.withDefaults()
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

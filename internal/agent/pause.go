@@ -282,12 +282,13 @@ func (m *Manager) restoreVM(ctx context.Context, sb *sandbox, restorer vmm.Resto
 	sb.mu.Lock()
 	boot := bootSource{kernel: sb.rec.Kernel, initrd: sb.rec.Initrd}
 	sb.mu.Unlock()
-	machine, err := restorer.Restore(ctx, m.vmConfig(sb, boot), snapDir)
-	if err != nil {
-		return nil, fmt.Errorf("restore vm: %w", err)
-	}
-	m.attachVM(sb, machine)
-	return func() { m.logFailure(sb, "stop vm", m.stopVM(context.Background(), sb)) }, nil
+	return m.runVM(sb, boot, func(cfg vmm.Config) (vmm.Machine, error) {
+		machine, err := restorer.Restore(ctx, cfg, snapDir)
+		if err != nil {
+			return nil, fmt.Errorf("restore vm: %w", err)
+		}
+		return machine, nil
+	})
 }
 
 // repause puts a sandbox whose resume failed after its guest ran back to paused with a

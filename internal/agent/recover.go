@@ -208,6 +208,8 @@ func (m *Manager) releaseRuntime(ctx context.Context, sb *sandbox) {
 		m.log.Warn("look for a vm left behind", "sandbox", sb.id, "err", err)
 	}
 	sb.set(func(sb *sandbox) { sb.machine = nil })
+	m.adoptCgroup(sb)
+	m.logFailure(sb, "remove cgroup", m.releaseCgroup(sb))
 	if index := sb.rec.Slot; index > 0 && sb.slot == nil {
 		if _, err := m.adoptSlot(sb, index); err != nil {
 			return // the namespace is gone already

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/wrennhq/wrenn/internal/cgroup"
 	"net/netip"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ type sandbox struct {
 	slot       *netslot.Slot
 	disk       string
 	machine    vmm.Machine
+	cgroup     *cgroup.Group // the VM's limits (confine.go); nil without
 	envd       *envdclient.Client
 	lastActive time.Time
 

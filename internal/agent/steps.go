@@ -125,12 +125,29 @@ func (m *Manager) vmConfig(sb *sandbox, boot bootSource) vmm.Config {
 
 // startVM boots the sandbox's VM on its slot and disk.
 func (m *Manager) startVM(ctx context.Context, sb *sandbox, boot bootSource) (func(), error) {
-	machine, err := m.cfg.Driver.Start(ctx, m.vmConfig(sb, boot))
+	return m.runVM(sb, boot, func(cfg vmm.Config) (vmm.Machine, error) { return m.cfg.Driver.Start(ctx, cfg) })
+}
+
+// runVM starts the sandbox's VM with start, confined (confine.go): on failure its
+// cgroup is gone again; the undo stops the VM, which removes the cgroup too.
+func (m *Manager) runVM(sb *sandbox, boot bootSource, start func(vmm.Config) (vmm.Machine, error)) (func(), error) {
+	cfg := m.vmConfig(sb, boot)
+	unconfine, err := m.confine(sb, &cfg)
 	if err != nil {
 		return nil, err
 	}
+	machine, err := start(cfg)
+	if err != nil {
+		unconfine()
+		return nil, err
+	}
 	m.attachVM(sb, machine)
-	return func() { m.logFailure(sb, "stop vm", m.stopVM(context.Background(), sb)) }, nil
+	stop := func() { m.logFailure(sb, "stop vm", m.stopVM(context.Background(), sb)) }
+	if err := m.joinUnjailed(sb, cfg, machine); err != nil {
+		stop()
+		return nil, fmt.Errorf("limits: %w", err)
+	}
+	return stop, nil
 }
 
 // adoptVM re-attaches to the VM a sandbox had before an agent restart.
@@ -139,6 +156,7 @@ func (m *Manager) adoptVM(ctx context.Context, sb *sandbox) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	m.adoptCgroup(sb)
 	m.attachVM(sb, machine)
 	return func() { m.logFailure(sb, "stop vm", m.stopVM(context.Background(), sb)) }, nil
 }
@@ -159,7 +177,7 @@ func (m *Manager) stopVM(ctx context.Context, sb *sandbox) error {
 	if err := machine.Stop(ctx); err != nil {
 		return fmt.Errorf("stop vm: %w", err)
 	}
-	return nil
+	return m.releaseCgroup(sb)
 }
 
 // connectEnvd points the sandbox's envd client at its slot and waits for /health while

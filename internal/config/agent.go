@@ -29,6 +29,13 @@ type Agent struct {
 	// EgressDeny closes more (and wins over EgressAllow). netslot.Config checks both.
 	EgressAllow, EgressDeny []netip.Prefix
 	ReapInterval            time.Duration
+	// Jail runs each VMM as uid/gid JailUIDBase+slot in a mount namespace of its own;
+	// Cgroup ("" = none) is the cgroup under which each sandbox's VMM gets its limits.
+	Jail              bool
+	JailUIDBase       int
+	Cgroup            string
+	VMMMemoryOverhead int // MiB
+	VMMPids           int
 	// Metrics (Prometheus), as the server's: a listener of their own, or /metrics on
 	// Listen to a bearer token (or a file holding it); off when neither is set.
 	MetricsListen, MetricsToken, MetricsTokenFile string
@@ -80,6 +87,16 @@ func (c *Agent) table() table {
 			Usage: "bearer token a scrape of /metrics must send, at least 16 characters: /metrics then also answers on the agent's listener (TLS once registered); empty, and no WRENN_AGENT_METRICS_LISTEN: no metrics"},
 		{Flag: "metrics-token-file", Env: "WRENN_AGENT_METRICS_TOKEN_FILE", Value: String(&c.MetricsTokenFile, 0),
 			Usage: "file holding the metrics bearer token, read at start (instead of WRENN_AGENT_METRICS_TOKEN)"},
+		{Flag: "jail", Env: "WRENN_AGENT_JAIL", Default: "true", Value: Bool(&c.Jail),
+			Usage: "run each sandbox's VMM jailed: as a uid and gid of its own, with no capabilities and no_new_privs, in a mount namespace holding only its VM's files and the system's read-only /usr, its TAP and control socket passed in as descriptors"},
+		{Flag: "jail-uid-base", Env: "WRENN_AGENT_JAIL_UID_BASE", Default: "1000000000", Value: Int(&c.JailUIDBase, 1000, 1<<31-maxSlot-1),
+			Usage: "the VMM of the sandbox on network slot N runs as uid and gid (base + N); pick a range no user or container on the host uses"},
+		{Flag: "cgroup", Env: "WRENN_AGENT_CGROUP", Default: "wrenn", Value: CgroupPath(&c.Cgroup),
+			Usage: "cgroup (relative to each hierarchy's root) under which each sandbox's VMM gets a cgroup limiting its CPU to its vCPUs, its memory to its RAM plus --vmm-memory-overhead, and its tasks to --vmm-pids; empty: no limits"},
+		{Flag: "vmm-memory-overhead", Env: "WRENN_AGENT_VMM_MEMORY_OVERHEAD_MIB", Default: "256", Value: Int(&c.VMMMemoryOverhead, 16, 1<<20),
+			Usage: "MiB a VMM may use besides its guest's RAM before the kernel kills it (and the sandbox goes to the error state, saying so)"},
+		{Flag: "vmm-pids", Env: "WRENN_AGENT_VMM_PIDS", Default: "512", Value: Int(&c.VMMPids, 16, 1<<22),
+			Usage: "most tasks (threads included) one VMM may have"},
 		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),
 			Usage: "how often idle sandboxes are looked for"},
 	}, logSettings(&c.Log)...)}

@@ -55,7 +55,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Agent{Dir: "/var/lib/wrenn", Listen: ":50051", StateDir: "/var/lib/wrenn/agent", VMM: "auto", CPUOvercommit: 4,
-		FirstSlot: 1, SlotPool: 4, AllowInternetDefault: true, WarmStart: true, ReapInterval: time.Second, Log: Log{Format: "text"}}
+		FirstSlot: 1, SlotPool: 4, AllowInternetDefault: true, WarmStart: true, ReapInterval: time.Second,
+		Jail: true, JailUIDBase: 1000000000, Cgroup: "wrenn", VMMMemoryOverhead: 256, VMMPids: 512, Log: Log{Format: "text"}}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("agent defaults:\n got %+v\nwant %+v", a, want)
 	}

@@ -254,3 +254,25 @@ func (v *prefixesValue) String() string {
 	}
 	return strings.Join(s, ",")
 }
+
+// CgroupPath is a cgroup below each hierarchy's root, like "wrenn" or "system.slice/wrenn":
+// segments of [A-Za-z0-9._-] without "." or "..", separated by "/"; empty is allowed.
+func CgroupPath(p *string) Value { return (*cgroupPathValue)(p) }
+
+type cgroupPathValue string
+
+func (v *cgroupPathValue) Set(s string) error {
+	s = strings.Trim(s, "/")
+	if s != "" {
+		for _, part := range strings.Split(s, "/") {
+			if part == "" || part == "." || part == ".." || strings.ContainsFunc(part, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+			}) {
+				return fmt.Errorf("want segments of letters, digits, '.', '_' and '-' separated by '/', got %q", s)
+			}
+		}
+	}
+	*v = cgroupPathValue(s)
+	return nil
+}
+func (v *cgroupPathValue) String() string { return string(*v) }

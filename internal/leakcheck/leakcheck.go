@@ -215,8 +215,10 @@ func mounts(o Options, add func(string)) error {
 	return nil
 }
 
-// cgroups lists the cgroup directories with "wrenn" in their name, at any depth up
-// to four below each hierarchy's root.
+// cgroups lists the cgroup directories with "wrenn" in their path, at any depth up
+// to four below each hierarchy's root — every sandbox's cgroup, under the agent's
+// parent — except a parent named exactly "wrenn" (the agent's default), which stays
+// for good like /run/netns.
 func cgroups(o Options, add func(string)) error {
 	root := filepath.Clean(o.CgroupRoot)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -229,7 +231,7 @@ func cgroups(o Options, add func(string)) error {
 		if !d.IsDir() {
 			return nil
 		}
-		if strings.Contains(d.Name(), "wrenn") {
+		if rel := strings.TrimPrefix(p, root); strings.Contains(rel, "wrenn") && d.Name() != "wrenn" {
 			add("cgroup: " + p)
 		}
 		if strings.Count(strings.TrimPrefix(p, root), "/") >= 4 {

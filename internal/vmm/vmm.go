@@ -36,6 +36,20 @@ type Config struct {
 	KernelArgs []string
 	// Net attaches one virtio NIC; nil boots without network.
 	Net *NetConfig
+	// Jail confines the VMM process (package jail); nil runs it as the agent's user
+	// with the host's filesystem in view.
+	Jail *Jail
+}
+
+// Jail is how a VMM process is confined: it runs as UID:GID (never 0) with no
+// capabilities and no_new_privs, in a mount namespace whose root holds only the VM's
+// own files (kernel, initramfs, disk, memory, console log) and the system's
+// read-only /usr, after joining the cgroups whose cgroup.procs files are listed.
+// Devices it would need root for (the TAP, the QMP or API socket) are opened by the
+// driver and passed as file descriptors.
+type Jail struct {
+	UID, GID    uint32
+	CgroupProcs []string
 }
 
 // NetConfig attaches the VM to an existing TAP device.

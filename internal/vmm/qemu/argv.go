@@ -34,6 +34,8 @@ const (
 	maxVCPUs   = 64
 	minMemMiB  = 32
 	maxMemMiB  = 1 << 20
+	// tcgCacheMiB bounds TCG's translation cache.
+	tcgCacheMiB = 128
 )
 
 var (
@@ -53,7 +55,16 @@ type spec struct {
 	// incoming makes QEMU wait for a snapshot's device state (restore) instead of
 	// booting.
 	incoming bool
+	jail     *vmm.Jail // nil = not jailed
 }
+
+// Descriptors QEMU inherits (vmproc.Spec.ExtraFiles start at 3): the QMP socket,
+// bound and listening, and the TAP's queue. The driver opens both, so QEMU needs no
+// right to create files in the VM's Dir nor to open /dev/net/tun.
+const (
+	qmpFD = 3
+	tapFD = 4
+)
 
 func (s spec) qmpPath() string     { return filepath.Join(s.dir, qmpSocketName) }
 func (s spec) pidPath() string     { return filepath.Join(s.dir, pidFileName) }
@@ -126,6 +137,12 @@ func validate(cfg vmm.Config) (spec, error) {
 				return s, errors.New("net: invalid dns address")
 			}
 		}
+	}
+	if j := cfg.Jail; j != nil {
+		if j.UID == 0 || j.GID == 0 {
+			return s, fmt.Errorf("jail: uid and gid must not be 0 (got %d:%d)", j.UID, j.GID)
+		}
+		s.jail = j
 	}
 	return s, nil
 }
@@ -215,7 +232,10 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	accel, cpu := "tcg", "max"
+	// TCG's translation cache would grow to min(1 GiB, host RAM/8) with the code a
+	// guest runs; bounded, the VMM's memory stays under its cgroup's overhead
+	// allowance (agent.DefaultMemoryOverheadMiB) and a full cache is flushed instead.
+	accel, cpu := "tcg,tb-size="+strconv.Itoa(tcgCacheMiB), "max"
 	if kvm {
 		accel, cpu = "kvm", "host"
 	}
@@ -261,13 +281,11 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 	}
 	if s.tap != "" {
 		argv = append(argv,
-			"-netdev", "tap,id=net0,ifname="+s.tap+",script=no,downscript=no",
+			"-netdev", "tap,id=net0,fd="+strconv.Itoa(tapFD),
 			"-device", "virtio-net-device,netdev=net0,mac="+s.mac)
 	}
 	argv = append(argv,
-		// The long form of -qmp unix:…,server=on,wait=off, so the path gets the same
-		// comma escaping as every other option value.
-		"-chardev", "socket,id=qmp,path="+optValue(s.qmpPath())+",server=on,wait=off",
+		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(qmpFD)+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
 		"-pidfile", s.pidPath(),
 	)
@@ -309,7 +327,8 @@ func machineArgs(argv []string) []string {
 		v := argv[i+1]
 		i++
 		if hardwareFlags[f] {
-			out = append(out, f, dropOption(v, "mem-path"))
+			// Neither the memory file's path nor TCG's cache size is seen by the guest.
+			out = append(out, f, dropOption(dropOption(v, "mem-path"), "tb-size"))
 		}
 	}
 	return out

@@ -95,7 +95,7 @@ func TestBuildArgv(t *testing.T) {
 	want := map[string]string{
 		"-M":       "microvm,pit=on,pic=on,rtc=on,memory-backend=mem",
 		"-object":  "memory-backend-file,id=mem,size=512M,mem-path=" + filepath.Join(cfg.Dir, "memory") + ",share=on,prealloc=off",
-		"-accel":   "tcg",
+		"-accel":   "tcg,tb-size=128",
 		"-cpu":     "max",
 		"-smp":     "2",
 		"-m":       "512",
@@ -115,7 +115,7 @@ func TestBuildArgv(t *testing.T) {
 	chardevs := flagValues(argv, "-chardev")
 	wantChardevs := []string{
 		"file,id=console,path=" + filepath.Join(cfg.Dir, "console.log"),
-		"socket,id=qmp,path=" + filepath.Join(cfg.Dir, "qmp.sock") + ",server=on,wait=off",
+		"socket,id=qmp,fd=3,server=on,wait=off",
 	}
 	if !slices.Equal(chardevs, wantChardevs) {
 		t.Errorf("chardevs %q, want %q", chardevs, wantChardevs)
@@ -128,7 +128,7 @@ func TestBuildArgv(t *testing.T) {
 	if !slices.Equal(devs, wantDevs) {
 		t.Errorf("devices %q, want %q", devs, wantDevs)
 	}
-	if got := flagValue(t, argv, "-netdev"); got != "tap,id=net0,ifname=tap0,script=no,downscript=no" {
+	if got := flagValue(t, argv, "-netdev"); got != "tap,id=net0,fd=4" {
 		t.Errorf("-netdev %q", got)
 	}
 	wantAppend := "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2096010 " +

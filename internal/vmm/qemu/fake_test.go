@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,7 +73,7 @@ func splitOpts(s string) map[string]string {
 }
 
 func fakeQEMU(args []string) int {
-	var id, qmpPath, consolePath, pidPath string
+	var id, qmpFD, consolePath, pidPath string
 	incoming := false
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
@@ -86,7 +87,7 @@ func fakeQEMU(args []string) int {
 			o := splitOpts(args[i+1])
 			switch o["id"] {
 			case "qmp":
-				qmpPath = o["path"]
+				qmpFD = o["fd"]
 			case "console":
 				consolePath = o["path"]
 			}
@@ -103,7 +104,12 @@ func fakeQEMU(args []string) int {
 			time.Sleep(time.Hour) // select{} would trip the deadlock detector
 		}
 	}
-	ln, err := net.Listen("unix", qmpPath)
+	fd, err := strconv.Atoi(qmpFD)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "qmp chardev without fd=:", err)
+		return 1
+	}
+	ln, err := net.FileListener(os.NewFile(uintptr(fd), "qmp"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -357,10 +357,26 @@ func (d *Driver) spawn(ctx context.Context, l launch, shared []string) (*Machine
 	}
 	defer out.Close() // QEMU holds its own copy
 
-	d.log.Debug("spawn qemu", "vm", s.cfg.ID, "argv", argv)
+	d.log.Debug("spawn qemu", "vm", s.cfg.ID, "argv", argv, "jailed", s.jail != nil)
 	started := time.Now()
-	cmd, err := vmproc.Spawn(vmproc.Spec{Argv: argv, Dir: s.dir, NetNS: s.netns, Output: out})
+	fds, err := openInherited(s)
 	if err != nil {
+		return nil, spawned{}, err
+	}
+	ps := vmproc.Spec{Argv: argv, Dir: s.dir, NetNS: s.netns, Output: out, ExtraFiles: fds.files}
+	if s.jail != nil {
+		ps.NewMountNS = true
+		ps.Path, ps.Argv, err = jailed(s, l.bin, l.accel, argv)
+	}
+	var cmd *exec.Cmd
+	if err == nil {
+		cmd, err = vmproc.Spawn(ps)
+	}
+	// Close the QMP listener at once: while only QEMU holds it, a QEMU that dies
+	// resets a pending connection instead of leaving it to time out.
+	fds.Close()
+	if err != nil {
+		removeRuntimeFiles(d.log, s.dir)
 		return nil, spawned{}, err
 	}
 	pid := cmd.Process.Pid
@@ -431,8 +447,10 @@ func (d *Driver) abort(m *Machine, cmd *exec.Cmd, s spec, err error) error {
 	return err
 }
 
-// waitReady polls for the QMP socket until QEMU greets and negotiates capabilities,
-// then asks for the run state on the same connection. It fails at once if QEMU exits.
+// waitReady connects to the QMP socket until QEMU greets and negotiates capabilities,
+// then asks for the run state on the same connection. The socket is bound before QEMU
+// starts, so a connection waits in its backlog until QEMU serves it — or is reset
+// when QEMU exits, and then this fails at once.
 func (d *Driver) waitReady(ctx context.Context, m *Machine, cmd *exec.Cmd) (qmpStatus, error) {
 	rctx, cancel := context.WithTimeout(ctx, d.opts.StartTimeout)
 	defer cancel()
@@ -454,7 +472,7 @@ func (d *Driver) waitReady(ctx context.Context, m *Machine, cmd *exec.Cmd) (qmpS
 			lastErr = err
 			continue
 		}
-		dctx, dcancel := context.WithTimeout(rctx, 2*time.Second)
+		dctx, dcancel := context.WithCancel(rctx)
 		q, err := dialQMP(dctx, m.qmp.path)
 		if err != nil {
 			dcancel()

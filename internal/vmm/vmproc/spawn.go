@@ -19,8 +19,14 @@ import (
 // Spec describes one VMM process to start.
 type Spec struct {
 	// Argv is the full command line; Argv[0] must be an absolute path (no PATH
-	// lookup, no shell).
+	// lookup, no shell) unless Path is set.
 	Argv []string
+	// Path, when set, is the absolute path executed with Argv; Argv[0] is then only
+	// the process's name (a jail helper is /proc/self/exe named jail.HelperName).
+	Path string
+	// NewMountNS starts the process in a mount namespace of its own (a jail helper
+	// builds its root there).
+	NewMountNS bool
 	// Dir is the working directory, normally the VM's runtime directory.
 	Dir string
 	// NetNS is the path of a network namespace to start the process in
@@ -51,15 +57,19 @@ type Spec struct {
 //
 // Pdeathsig is deliberately not set: VMs must survive an agent restart (adoption).
 func Spawn(s Spec) (*exec.Cmd, error) {
-	if len(s.Argv) == 0 || s.Argv[0] == "" || s.Argv[0][0] != '/' {
-		return nil, fmt.Errorf("spawn %q: argv[0] must be an absolute path", s.Argv)
+	path := s.Path
+	if len(s.Argv) > 0 && path == "" {
+		path = s.Argv[0]
+	}
+	if len(s.Argv) == 0 || path == "" || path[0] != '/' {
+		return nil, fmt.Errorf("spawn %q: the executable must be an absolute path", s.Argv)
 	}
 	env := s.Env
 	if env == nil {
 		env = []string{}
 	}
 	cmd := &exec.Cmd{
-		Path:       s.Argv[0],
+		Path:       path,
 		Args:       s.Argv,
 		Dir:        s.Dir,
 		Env:        env,
@@ -70,24 +80,35 @@ func Spawn(s Spec) (*exec.Cmd, error) {
 			Setpgid: true, // signals to the agent's group (Ctrl-C) do not reach VMs
 		},
 	}
+	if s.NewMountNS {
+		// Go also makes every mount in the new namespace private, so nothing the
+		// process mounts propagates back.
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
 	if s.NetNS == "" {
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("spawn %s: %w", s.Argv[0], err)
 		}
 		return cmd, nil
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- startInNetNS(cmd, s.NetNS) }()
-	if err := <-errc; err != nil {
+	if err := InNetNS(s.NetNS, cmd.Start); err != nil {
 		return nil, fmt.Errorf("spawn %s in netns %s: %w", s.Argv[0], s.NetNS, err)
 	}
 	return cmd, nil
 }
 
-// startInNetNS runs cmd.Start on this goroutine's thread moved into the namespace at
-// path. It must run on a goroutine of its own: on some failures it returns with the
-// thread still locked so that the runtime retires it.
-func startInNetNS(cmd *exec.Cmd, path string) error {
+// InNetNS runs fn on an OS thread moved into the network namespace at path (see
+// Spawn for why a thread), and moves the thread back.
+func InNetNS(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- runInNetNS(path, fn) }()
+	return <-errc
+}
+
+// runInNetNS runs fn on this goroutine's thread moved into the namespace at path. It
+// must run on a goroutine of its own: on some failures it returns with the thread
+// still locked so that the runtime retires it.
+func runInNetNS(path string, fn func() error) error {
 	runtime.LockOSThread()
 	home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -105,11 +126,11 @@ func startInNetNS(cmd *exec.Cmd, path string) error {
 		// The thread may be half-switched: let it die locked.
 		return fmt.Errorf("setns: %w", err)
 	}
-	startErr := cmd.Start()
+	fnErr := fn()
 	if err := unix.Setns(home, unix.CLONE_NEWNET); err == nil {
 		runtime.UnlockOSThread()
 	} // else: return locked, the runtime retires the thread
-	return startErr
+	return fnErr
 }
 
 // ExitReason describes how a spawned process ended, for error messages.
