@@ -16,6 +16,12 @@ cd "$(dirname "$0")/.."
 
 MAKE=${MAKE:-make}
 GO=${GO:-go}
+# make -n test: only say what the steps would run.
+flags=${MAKEFLAGS:-}
+flags=${flags%% *}
+if [[ $flags != -* && $flags != *=* && $flags == *n* ]]; then
+	exec "$MAKE" --no-print-directory test-steps
+fi
 log_dir=${WRENN_TEST_LOG_DIR:-.test-logs}
 mkdir -p "$log_dir" || exit 1
 log=$log_dir/make-test-$(date -u +%Y%m%dT%H%M%SZ).log
