@@ -57,6 +57,11 @@ var patterns = []pattern{{
 	kind: "envd access token (48 hex)",
 	re:   regexp.MustCompile(`\b[0-9a-f]{48}\b`),
 }, {
+	// envd's signed file URLs (files.Signature): "v1_" + unpadded base64 of a SHA-256, 43
+	// characters, longer where a URL percent-encodes + and /.
+	kind: "envd URL signature",
+	re:   regexp.MustCompile(`\bv1_[A-Za-z0-9+/%]{43,}`),
+}, {
 	// GitHub's own tokens (an OAuth user token the sign-in exchanges a code for).
 	kind: "GitHub token",
 	re:   regexp.MustCompile(`\bgh[opsur]_[A-Za-z0-9]{36,}\b`),
@@ -76,7 +81,7 @@ var patterns = []pattern{{
 	re: regexp.MustCompile(`(?i)(?:x-access-token|e2b-traffic-access-token|x-api-key|x-csrf-token|authorization|` +
 		`access[_-]?token|refresh[_-]?token|registration[_-]?token|traffic[_-]?token|host[_-]?secret|` +
 		`client[_-]?secret|session[_-]?secret|wrenn_session|wrenn_csrf|csrf[_-]?token|record[_-]?key|seal[_-]?key|` +
-		`private[_-]?key|api[_-]?key|password|passwd|secret|token)` +
+		`private[_-]?key|api[_-]?key|signature|password|passwd|secret|token)` +
 		`\\?["']?\s*[:=]\s*\[?\\?["']?(?:(?:bearer|basic)\s+)?([A-Za-z0-9_\-+/=.~]{16,})`),
 	group: 1,
 	keep:  randomLooking,
