@@ -17,7 +17,7 @@ WEB_INDEX := web/build/index.html
 # Node.js new enough for vite 7 (^20.19 || >=22.12), or a message saying what is missing.
 WEB_NODE_OK = node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a==22&&b>=12)||(a==20&&b>=19)?0:1)' 2>/dev/null
 
-.PHONY: help build envd wrenn image up down test prereqs test-vm test-go test-fuzz test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
+.PHONY: help build envd wrenn image up down test test-steps prereqs test-vm test-go test-fuzz test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -58,7 +58,13 @@ web-check: $(WEB_DEPS) ## Type-check the dashboard (svelte-check)
 # Persistent across runs on one machine, so only the first run pays for debootstrap.
 WRENN_TEST_DIR ?= /var/lib/wrenn-test
 
-test: prereqs lint check-generate build web-check test-go test-fuzz test-vm test-sdk ## Run every test (CI runs this)
+# make test runs test-steps with its whole output also in a log (.test-logs/), then
+# scans that log and the logs the tests leave for keys, tokens and passwords
+# (scripts/test-all.sh, internal/secretscan): a step's failure stays the reported one.
+test: ## Run every test (CI runs this), then fail if their logs hold a secret
+	@MAKE='$(MAKE)' GO='$(GO)' WRENN_TEST_DIR='$(WRENN_TEST_DIR)' bash scripts/test-all.sh
+
+test-steps: prereqs lint check-generate build web-check test-go test-fuzz test-vm test-sdk
 
 prereqs: ## Say which system prerequisite of `make test` is missing (scripts/install-deps.sh installs them)
 	@bash scripts/check-prereqs.sh

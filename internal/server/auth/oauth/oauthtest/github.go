@@ -6,6 +6,7 @@ package oauthtest
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -136,7 +137,9 @@ func (g *GitHub) accessToken(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls++
-	if r.PostForm.Get("client_id") != g.ClientID || r.PostForm.Get("client_secret") != g.ClientSecret {
+	// The secret in constant time, as GitHub would: no test double should model a
+	// comparison the product must never make.
+	if r.PostForm.Get("client_id") != g.ClientID || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("client_secret")), []byte(g.ClientSecret)) != 1 {
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "incorrect_client_credentials", "error_description": "The client_id and/or client_secret passed are incorrect."})
 		return
 	}
