@@ -47,7 +47,7 @@ if [ -d "$artifacts" ]; then
 fi
 
 echo "secret scan: $log${extra:+ and ${#extra[@]} log(s) the tests left}"
-if CGO_ENABLED=0 "$GO" build -o bin/secretscan ./internal/secretscan; then
+if CGO_ENABLED=0 "$GO" build -o bin/secretscan ./cmd/secretscan; then
 	bin/secretscan -src . "$log" "${extra[@]}"
 	scan=$?
 else

@@ -1,4 +1,8 @@
-package main
+// Package secretscan finds keys, tokens and passwords in logs: the shapes of Wrenn's
+// credentials, long random values under a credential's name, and the literal
+// passwords and secrets of the test sources. cmd/secretscan runs it over a whole
+// make test run (scripts/test-all.sh).
+package secretscan
 
 import (
 	"bufio"

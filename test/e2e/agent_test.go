@@ -91,7 +91,8 @@ func startAgent(t *testing.T, addr string, extraEnv ...string) *agentProc {
 	// Warm starts off unless a test asks: their background boots would slow the others.
 	a.cmd.Env = append(append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret,
 		"WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false"), extraEnv...)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	out := logFile(t, "agent-"+addr, a.logs)
+	a.cmd.Stdout, a.cmd.Stderr = out, out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

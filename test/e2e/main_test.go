@@ -90,6 +90,7 @@ func prepare() {
 	if env.dir == "" {
 		env.dir = "/var/lib/wrenn-test"
 	}
+	os.RemoveAll(filepath.Join(env.dir, "logs")) // the last run's (logFile)
 	envd, err := envdBinary()
 	if err != nil {
 		env.buildErr = err

@@ -1,10 +1,10 @@
 // Command secretscan fails when a log holds a key, token or password: make test runs
 // it over the whole run's output and the logs the tests leave (scripts/test-all.sh).
 //
-//	go run ./internal/secretscan [-src DIR] PATH...
+//	go run ./cmd/secretscan [-src DIR] PATH...
 //
 // A PATH is a log file or a directory of them (binary files are skipped). What counts
-// as a secret: patterns.go's shapes of Wrenn's credentials, any long random value under
+// as a secret: internal/secretscan's shapes of Wrenn's credentials, any long random value under
 // a credential's name, and every password or secret literal in the test sources under
 // -src (collected at each run, so a new test's password is covered without an edit
 // here). Findings are printed file:line, kind and the secret masked; the exit status
@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/wrennhq/wrenn/internal/secretscan"
 )
 
 // maxPrinted bounds the report: a leak tends to repeat on every request.
@@ -24,18 +26,18 @@ func main() {
 	src := flag.String("src", ".", "the repository whose test sources name the tests' passwords and secrets")
 	listLiterals := flag.Bool("list-literals", false, "print the literals taken from the test sources (masked) and where")
 	flag.Parse()
-	lits, err := TestLiterals(*src)
+	lits, err := secretscan.TestLiterals(*src)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "secret scan: read the test sources:", err)
 		os.Exit(2)
 	}
 	if *listLiterals {
 		for l, at := range lits {
-			fmt.Printf("%s\t%s\n", at, Mask(l))
+			fmt.Printf("%s\t%s\n", at, secretscan.Mask(l))
 		}
 	}
-	s := &Scanner{Literals: lits}
-	var all []Finding
+	s := &secretscan.Scanner{Literals: lits}
+	var all []secretscan.Finding
 	files, lines := 0, 0
 	for _, p := range flag.Args() {
 		fs, nf, nl, err := s.Path(p)
