@@ -69,6 +69,7 @@ func (m *Manager) confine(sb *sandbox, cfg *vmm.Config) (func(), error) {
 	if c.UIDBase != 0 && slot != nil {
 		id := c.UIDBase + uint32(slot.Index)
 		cfg.Jail = &vmm.Jail{UID: id, GID: id}
+		sb.set(func(sb *sandbox) { sb.jailUID = id })
 		if g != nil {
 			cfg.Jail.CgroupProcs = g.ProcsFiles()
 		}

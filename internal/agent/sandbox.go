@@ -36,6 +36,7 @@ type sandbox struct {
 	disk       string
 	machine    vmm.Machine
 	cgroup     *cgroup.Group // the VM's limits (confine.go); nil without
+	jailUID    uint32        // the VM's jail's uid; 0 = not jailed
 	envd       *envdclient.Client
 	lastActive time.Time
 
@@ -74,6 +75,17 @@ type Info struct {
 	CreatedAt  time.Time
 	LastActive time.Time
 	Error      string
+	// VMM is how its VMM is confined while one runs (confine.go); nil without.
+	VMM *VMMLimits
+}
+
+// VMMLimits are what the kernel enforces on a sandbox's VMM: its cgroup's limits
+// (0 = none) and the jail's uid (0 = not jailed).
+type VMMLimits struct {
+	CPUs        float64
+	MemoryBytes int64
+	Pids        int64
+	JailUID     uint32
 }
 
 // info returns the sandbox's published view without waiting for a transition.
@@ -83,6 +95,13 @@ func (sb *sandbox) info() *Info {
 	i := &Info{Spec: sb.rec.Spec, State: sb.rec.State, CreatedAt: sb.rec.CreatedAt, LastActive: sb.lastActive, Error: sb.rec.Error}
 	if sb.slot != nil {
 		i.HostIP = sb.slot.HostIP
+	}
+	if sb.machine != nil && (sb.cgroup != nil || sb.jailUID != 0) {
+		i.VMM = &VMMLimits{JailUID: sb.jailUID}
+		if sb.cgroup != nil {
+			l := sb.cgroup.Applied()
+			i.VMM.CPUs, i.VMM.MemoryBytes, i.VMM.Pids = l.CPUs, l.MemoryBytes, l.Pids
+		}
 	}
 	return i
 }

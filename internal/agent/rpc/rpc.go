@@ -207,6 +207,9 @@ func toProto(i *agent.Info) *pb.Sandbox {
 	if i.HostIP.IsValid() {
 		s.HostIp = i.HostIP.String()
 	}
+	if v := i.VMM; v != nil {
+		s.Limits = &pb.SandboxLimits{Cpus: v.CPUs, MemoryBytes: v.MemoryBytes, Pids: v.Pids, JailUid: v.JailUID}
+	}
 	return s
 }
 
