@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/rootfs"
+)
+
+// A guest that floods its envd's port, fills its disk, allocates all its RAM and
+// forks without end leaves its neighbour answering and the agent serving: the
+// neighbour's exec round trip is measured during each flood against a baseline taken
+// first (the ratios are logged; each call must succeed within its deadline). The
+// flooding sandbox is destroyed at the end however wedged it is.
+func TestGuestFloodsLeaveNeighboursResponsive(t *testing.T) {
+	needVM(t)
+	a := startAgent(t, freeAddr(t))
+	ctx := context.Background()
+	victim := create(t, a.client, &pb.CreateSandboxRequest{MemoryMb: 256}).GetSandbox().GetId()
+	neighbour := create(t, a.client, &pb.CreateSandboxRequest{MemoryMb: 256}).GetSandbox().GetId()
+
+	base := sampleExec(t, a.client, neighbour, 5)
+	t.Logf("baseline: neighbour exec p50 %v max %v", base.p50, base.max)
+
+	floods := []struct{ name, script string }{
+		// Hundreds of held connections to envd plus four loops of requests.
+		{"envd port flood", `for i in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/49983 && sleep 60) & done;
+			for j in 1 2 3 4; do (while :; do exec 4<>/dev/tcp/127.0.0.1/49983 && printf 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n' >&4; exec 4>&-; done) & done`},
+		{"disk fill", `dd if=/dev/zero of=/home/user/fill bs=1M status=none; sync`},
+		{"ram exhaustion", `for i in 1 2 3; do (head -c 1G /dev/zero | tail > /dev/null) & done`},
+		{"fork bomb", `f() { f | f & }; f`},
+	}
+	disk := filepath.Join(env.dir, "sandboxes", victim, rootfs.DiskName)
+	diskBefore := allocated(t, disk)
+	for _, f := range floods {
+		execIn(t, a.client, victim, "setsid bash -c '"+escapeSingle(f.script)+"' > /dev/null 2>&1 < /dev/null &")
+		time.Sleep(3 * time.Second) // let it take hold
+		cpu0, at := cpuUsage(t, victim), time.Now()
+		s := sampleExec(t, a.client, neighbour, 5)
+		victimCPU := float64(cpuUsage(t, victim)-cpu0) / float64(time.Since(at))
+		list := time.Now()
+		if _, err := a.client.ListSandboxes(ctx, connect.NewRequest(&pb.ListSandboxesRequest{})); err != nil {
+			t.Errorf("during the %s: the agent's list: %v", f.name, err)
+		}
+		t.Logf("during the %s: the victim's VMM uses %.2f CPUs; neighbour exec p50 %v (%.1fx baseline) max %v; agent list %v",
+			f.name, victimCPU, s.p50, float64(s.p50)/float64(base.p50), s.max, time.Since(list).Round(time.Millisecond))
+		if victimCPU > 1.2 {
+			t.Errorf("the victim's VMM used %.2f CPUs, over its 1-vCPU quota", victimCPU)
+		}
+	}
+	if grown := allocated(t, disk) - diskBefore; grown < 64<<20 {
+		t.Errorf("the disk fill grew the victim's disk by only %d MiB: the flood did not run", grown>>20)
+	} else {
+		t.Logf("the disk fill wrote %d MiB into the victim's disk", grown>>20)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := a.client.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: victim})); err != nil {
+		t.Errorf("destroy the flooded sandbox: %v", err)
+	}
+	if out := string(execIn(t, a.client, neighbour, "echo fine").GetStdout()); out != "fine\n" {
+		t.Errorf("the neighbour after its neighbour's floods: %q", out)
+	}
+	if _, err := a.client.DestroySandbox(ctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: neighbour})); err != nil {
+		t.Error(err)
+	}
+}
+
+type latencies struct{ p50, max time.Duration }
+
+// sampleExec runs `true` in a sandbox n times, each within 20 s, and returns the
+// round trips' median and maximum.
+func sampleExec(t *testing.T, c hostagentv1connect.HostAgentServiceClient, id string, n int) latencies {
+	t.Helper()
+	var ds []time.Duration
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		start := time.Now()
+		_, err := c.Exec(ctx, connect.NewRequest(&pb.ExecRequest{SandboxId: id, Cmd: "/bin/true", TimeoutSec: 15}))
+		cancel()
+		if err != nil {
+			t.Fatalf("exec in %s: %v", id, err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	slices.Sort(ds)
+	return latencies{p50: ds[len(ds)/2].Round(time.Millisecond), max: ds[len(ds)-1].Round(time.Millisecond)}
+}
+
+// cpuUsage is the CPU time the sandbox's cgroup has used (v1 cpuacct or v2 cpu.stat).
+func cpuUsage(t *testing.T, id string) time.Duration {
+	t.Helper()
+	if b, err := os.ReadFile("/sys/fs/cgroup/cpuacct/wrenn/" + id + "/cpuacct.usage"); err == nil {
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(n)
+	}
+	b, err := os.ReadFile("/sys/fs/cgroup/wrenn/" + id + "/cpu.stat")
+	if err != nil {
+		t.Fatalf("no cpu accounting for %s: %v", id, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return time.Duration(n) * time.Microsecond
+		}
+	}
+	t.Fatalf("cpu.stat of %s has no usage_usec", id)
+	return 0
+}
+
+// allocated is the bytes of disk a file takes.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// escapeSingle makes s safe inside a single-quoted shell string.
+func escapeSingle(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, `'\''`...)
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
