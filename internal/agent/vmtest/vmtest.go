@@ -36,6 +36,8 @@ type Options struct {
 	Log *slog.Logger
 	// WarmStart: creates restore their template's warm snapshot (agent.Config).
 	WarmStart bool
+	// Confinement jails and limits the VMMs (agent.Config); zero: neither.
+	Confinement agent.Confinement
 }
 
 // NewManager returns an agent manager that runs VMs with QEMU, the driver this
@@ -70,7 +72,7 @@ func NewManager(t testing.TB, o Options) (*agent.Manager, *netslot.Pool) {
 	}
 	m, err := agent.New(agent.Config{
 		Dir: o.Dir, Driver: driver, Slots: pool, Disks: rootfs.CloneDisks{}, RecordKey: key, Log: log, KernelArgs: o.KernelArgs,
-		WarmStart: o.WarmStart,
+		WarmStart: o.WarmStart, Confinement: o.Confinement,
 	})
 	if err != nil {
 		t.Fatal(err)
