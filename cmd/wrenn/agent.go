@@ -84,7 +84,7 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	log.Info("vmm confinement", "jail", cfg.Jail, "uid_base", confinement.UIDBase, "cgroup", cfg.Cgroup,
 		"memory_overhead_mib", confinement.MemoryOverheadMiB, "pids", confinement.Pids)
-	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart, Confinement: confinement}
+	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart, Confinement: confinement, FaultPoint: cfg.FaultPoint}
 	// Metrics are collected only when something may read them.
 	reg := promx.NewRegistry()
 	var metrics *promx.Agent

@@ -91,6 +91,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 		took *time.Duration
 		run  func() (func(), error)
 	}
+	points := map[*time.Duration]string{&tm.Slot: "create/slot", &tm.Disk: "create/disk", &tm.VMStart: "create/vm", &tm.Boot: "create/boot", &tm.Init: "create/init"}
 	run := func(r *rollback, steps ...step) error {
 		for _, st := range steps {
 			t := time.Now()
@@ -100,6 +101,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 				return err
 			}
 			r.add(undoStep)
+			m.faultPoint(points[st.took])
 		}
 		return nil
 	}

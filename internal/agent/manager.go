@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ type Config struct {
 	// Confinement jails each VMM and limits it through a cgroup (confine.go); the
 	// zero value confines nothing.
 	Confinement Confinement
+	// FaultPoint, for fault-injection tests only, stops the first operation that
+	// reaches it (one of FaultPoints) until the agent is killed.
+	FaultPoint string
 	// Sampling tunes the metrics sampler (metrics.go); zero values take its defaults
 	// (every 500 ms, the fine tier's step). Its clock and log default to Now and Log.
 	Sampling sampling.Config
@@ -143,6 +147,9 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" || cfg.Driver == nil || cfg.Slots == nil || cfg.Disks == nil {
 		return nil, errors.New("agent: Dir, Driver, Slots and Disks are required")
+	}
+	if cfg.FaultPoint != "" && !slices.Contains(FaultPoints, cfg.FaultPoint) {
+		return nil, fmt.Errorf("agent: unknown fault point %q: want one of %v", cfg.FaultPoint, FaultPoints)
 	}
 	sealer, err := seal.New(cfg.RecordKey)
 	if err != nil {

@@ -103,6 +103,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 		return 0, fmt.Errorf("stop vcpus: %w", err)
 	}
 	vcpusStopped = true
+	m.faultPoint("pause/vcpus")
 	newDir := filepath.Join(sb.dir, newSnapshotDir)
 	if err := os.RemoveAll(newDir); err != nil {
 		return 0, fmt.Errorf("clear %s: %w", newDir, err)
@@ -125,6 +126,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 		_ = os.RemoveAll(newDir)
 		return 0, fmt.Errorf("replace %s: %w", final, err)
 	}
+	m.faultPoint("pause/snapshot")
 	// The snapshot is complete: from here the sandbox is paused whatever else fails,
 	// and a leftover VM or slot is freed, never left running.
 	err = nil
@@ -132,6 +134,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 	m.logFailure(sb, "stop paused vm", m.stopVM(ctx, sb))
 	m.logFailure(sb, "release slot of paused sandbox", m.releaseSlot(sb))
 	sb.set(func(sb *sandbox) { sb.machine, sb.envd, sb.rec.Slot = nil, nil, 0 })
+	m.faultPoint("pause/stopped")
 	if err := sb.moveTo(lifecycle.Paused); err != nil {
 		return written, err
 	}
@@ -241,6 +244,7 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 		return err
 	}
 	undo.add(undoSlot)
+	m.faultPoint("resume/slot")
 	if err := m.adoptDisk(sb); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
@@ -249,6 +253,7 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 		return err
 	}
 	undo.add(undoVM)
+	m.faultPoint("resume/vm")
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.conns = newConnGate()
@@ -257,6 +262,7 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 	if err := machine.Resume(ctx); err != nil {
 		return fmt.Errorf("run vcpus: %w", err)
 	}
+	m.faultPoint("resume/running")
 	if err := m.connectEnvd(ctx, sb, resumeHealthTimeout); err != nil {
 		return err
 	}

@@ -252,7 +252,13 @@ func (m *Manager) removeDir(sb *sandbox) error {
 // as possible is freed, and reports them all.
 func (m *Manager) teardown(ctx context.Context, sb *sandbox) error {
 	sb.endConns()
-	return errors.Join(m.stopVM(ctx, sb), m.releaseSlot(sb), m.releaseDisk(sb), m.removeDir(sb))
+	vmErr := m.stopVM(ctx, sb)
+	m.faultPoint("destroy/vm")
+	slotErr := m.releaseSlot(sb)
+	m.faultPoint("destroy/slot")
+	diskErr := m.releaseDisk(sb)
+	m.faultPoint("destroy/disk")
+	return errors.Join(vmErr, slotErr, diskErr, m.removeDir(sb))
 }
 
 func (m *Manager) logFailure(sb *sandbox, what string, err error) {

@@ -67,10 +67,12 @@ func wrennBinary(t *testing.T) string {
 
 // agentProc is a running `wrenn agent`.
 type agentProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	logs   *bytes.Buffer
-	client hostagentv1connect.HostAgentServiceClient
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+	// logPath is the file that also gets its log (logFile), for reading while it runs.
+	logPath string
+	client  hostagentv1connect.HostAgentServiceClient
 }
 
 func freeAddr(t *testing.T) string {
@@ -91,7 +93,8 @@ func startAgent(t *testing.T, addr string, extraEnv ...string) *agentProc {
 	// Warm starts off unless a test asks: their background boots would slow the others.
 	a.cmd.Env = append(append(os.Environ(), "WRENN_DIR="+env.dir, "WRENN_AGENT_SECRET="+agentSecret,
 		"WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false"), extraEnv...)
-	out := logFile(t, "agent-"+addr, a.logs)
+	out, logPath := logFile(t, "agent-"+addr, a.logs)
+	a.logPath = logPath
 	a.cmd.Stdout, a.cmd.Stderr = out, out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func startServerWith(t *testing.T, listen, dsn, redisURL string, env ...string) 
 	cp.cmd.Env = append(append(os.Environ(),
 		"WRENN_DATABASE_URL="+cp.dsn, "WRENN_REDIS_URL="+redisURL,
 		"WRENN_JWT_SECRET=e2e-jwt-secret-0123456789abcdef0123456789", "WRENN_ALLOW_INTERNET_DEFAULT=false"), env...)
-	cpOut := logFile(t, "server", cp.logs)
+	cpOut, _ := logFile(t, "server", cp.logs)
 	cp.cmd.Stdout, cp.cmd.Stderr = cpOut, cpOut
 	if err := cp.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func (cp *cpProc) addAgent(t *testing.T, adminToken string, opts agentOpts) *hos
 	}
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+opts.dir, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false")
-	out := logFile(t, "agent-"+opts.listen, a.logs)
+	out, _ := logFile(t, "agent-"+opts.listen, a.logs)
 	a.cmd.Stdout, a.cmd.Stderr = out, out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
