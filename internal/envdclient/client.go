@@ -25,6 +25,14 @@ import (
 	"github.com/wrennhq/wrenn/internal/envd/jsoncodec"
 )
 
+// MaxAnswerBytes bounds one message the client reads from envd's Connect services,
+// so a hostile guest cannot make the agent allocate without bound: a larger one is a
+// resource_exhausted error. The largest a healthy envd sends is a deep listing,
+// about 250 bytes an entry: this is half a million entries, fifty times what the
+// agent keeps of one (hostproto.MaxListEntries). Output streams arrive in chunks of
+// kilobytes; /files and the HTTP answers are bounded where they are read.
+const MaxAnswerBytes = 128 << 20
+
 // Client talks to one envd.
 type Client struct {
 	base  string
@@ -47,7 +55,8 @@ func New(baseURL, token string, hc *http.Client, opts ...Option) *Client {
 		o(&c.lim)
 	}
 	c.SetToken(token)
-	copts := append(jsoncodec.ClientOptions(), connect.WithInterceptors(tokenInterceptor{c}, deadlineInterceptor{c}))
+	copts := append(jsoncodec.ClientOptions(), connect.WithInterceptors(tokenInterceptor{c}, deadlineInterceptor{c}),
+		connect.WithReadMaxBytes(MaxAnswerBytes))
 	c.procs = processconnect.NewProcessClient(hc, baseURL, copts...)
 	c.fs = filesystemconnect.NewFilesystemClient(hc, baseURL, copts...)
 	return c

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	fspb "github.com/wrennhq/wrenn/gen/envd/filesystem"
+	fsconnect "github.com/wrennhq/wrenn/gen/envd/filesystem/filesystemconnect"
 	pb "github.com/wrennhq/wrenn/gen/envd/process"
 	"github.com/wrennhq/wrenn/gen/envd/process/processconnect"
 	"github.com/wrennhq/wrenn/internal/envd/envdapi"
@@ -314,5 +316,27 @@ func TestSilentStreamEnds(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "envd start sleep: no answer within 200ms") {
 		t.Errorf("a command never started: %v", err)
+	}
+}
+
+// bigStat answers Stat with an entry whose name is n bytes.
+type bigStat struct {
+	fsconnect.UnimplementedFilesystemHandler
+	n int
+}
+
+func (b bigStat) Stat(context.Context, *connect.Request[fspb.StatRequest]) (*connect.Response[fspb.StatResponse], error) {
+	return connect.NewResponse(&fspb.StatResponse{Entry: &fspb.EntryInfo{Name: strings.Repeat("x", b.n)}}), nil
+}
+
+// TestAnswerLimit: an answer from envd over MaxAnswerBytes is refused, not read.
+func TestAnswerLimit(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(fsconnect.NewFilesystemHandler(bigStat{n: envdclient.MaxAnswerBytes}, jsoncodec.HandlerOptions()...))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	_, err := envdclient.New(srv.URL, "", nil).Stat(context.Background(), "/x", "")
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("an answer over %d bytes: %v, want resource_exhausted", envdclient.MaxAnswerBytes, err)
 	}
 }
