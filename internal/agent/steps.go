@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -267,6 +268,32 @@ func (m *Manager) logFailure(sb *sandbox, what string, err error) {
 	}
 }
 
+// envdHTTPClient is the transport to every guest's envd. Each call's own bound
+// (envdclient's unary, idle and stream-idle limits) is per request; the transport
+// bounds what no request can:
+//   - dialing: 10 s. The guest is on a local tap device, so a connect answers in
+//     microseconds or is refused; a SYN a hung guest drops would otherwise wait out
+//     the kernel's retries (over two minutes).
+//   - a peer gone silent at the TCP level (a crashed guest kernel): keepalive probes
+//     after 30 s of quiet, every 30 s, 9 unanswered end the connection, about 5 min,
+//     longer than a snapshot of a running sandbox stops its vCPUs, so live streams
+//     survive that pause.
+//   - response headers: at most 64 KiB, from a guest not trusted to be polite.
+//
+// No ResponseHeaderTimeout: it would apply to streams too, whose calls bound the
+// wait for their first event themselves; no TLS (plain HTTP on a host-only link).
+// Idle keep-alive connections close after 90 s (envd keeps them 640 s): the agent
+// closes first, so it never sends into a connection envd is closing.
 func envdHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}}
+	dialer := &net.Dialer{
+		Timeout:         10 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 30 * time.Second, Count: 9},
+	}
+	return &http.Client{Transport: &http.Transport{
+		DialContext:            dialer.DialContext,
+		DisableCompression:     true,
+		MaxIdleConnsPerHost:    16,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}}
 }

@@ -54,7 +54,16 @@ type Config struct {
 	// Reseed replaces the kernel CRNG reseed from /init's randomSeed (tests); nil means
 	// the RNDADDENTROPY and RNDRESEEDCRNG ioctls on /dev/urandom.
 	Reseed func(seed []byte) error
+	// MaxMessageBytes bounds one message of the Connect services (0 = MaxMessageBytes,
+	// the constant); a larger one is refused with resource_exhausted. Tests lower it.
+	MaxMessageBytes int
 }
+
+// MaxMessageBytes bounds one Connect message envd reads. The largest a client sends
+// is stdin the agent relays in one call: at most its own limit (64 MiB of file and
+// 1 MiB of envelope, hostagent's read limit), 87 MiB as the JSON codec's base64.
+// Files go through /files, which streams to disk, not through these services.
+const MaxMessageBytes = 96 << 20
 
 // Server is one envd instance.
 type Server struct {
@@ -106,7 +115,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	opts := append(jsoncodec.HandlerOptions(), connect.WithInterceptors(userInterceptor{st: s.st}))
+	maxMsg := s.cfg.MaxMessageBytes
+	if maxMsg <= 0 {
+		maxMsg = MaxMessageBytes
+	}
+	opts := append(jsoncodec.HandlerOptions(), connect.WithInterceptors(userInterceptor{st: s.st}), connect.WithReadMaxBytes(maxMsg))
 	mux.Handle(processconnect.NewProcessHandler(s.procs, opts...))
 	mux.Handle(filesystemconnect.NewFilesystemHandler(s.fs, opts...))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {

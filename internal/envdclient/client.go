@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,14 @@ import (
 	"github.com/wrennhq/wrenn/internal/envd/jsoncodec"
 )
 
+// MaxAnswerBytes bounds one message the client reads from envd's Connect services,
+// so a hostile guest cannot make the agent allocate without bound: a larger one is a
+// resource_exhausted error. The largest a healthy envd sends is a deep listing,
+// about 250 bytes an entry: this is half a million entries, fifty times what the
+// agent keeps of one (hostproto.MaxListEntries). Output streams arrive in chunks of
+// kilobytes; /files and the HTTP answers are bounded where they are read.
+const MaxAnswerBytes = 128 << 20
+
 // Client talks to one envd.
 type Client struct {
 	base  string
@@ -31,19 +40,25 @@ type Client struct {
 	token atomic.Pointer[string]
 	procs processconnect.ProcessClient
 	fs    filesystemconnect.FilesystemClient
+	lim   limits
 }
 
 // New returns a client for envd at baseURL (http://host:49983). token is sent as
-// X-Access-Token once set; "" sends none.
-func New(baseURL, token string, hc *http.Client) *Client {
+// X-Access-Token once set; "" sends none. Every call is bounded even when its caller
+// sets no deadline (deadline.go); opts shorten or lengthen those bounds.
+func New(baseURL, token string, hc *http.Client, opts ...Option) *Client {
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	}
-	c := &Client{base: baseURL, http: hc}
+	c := &Client{base: baseURL, http: hc, lim: defaultLimits()}
+	for _, o := range opts {
+		o(&c.lim)
+	}
 	c.SetToken(token)
-	opts := append(jsoncodec.ClientOptions(), connect.WithInterceptors(tokenInterceptor{c}))
-	c.procs = processconnect.NewProcessClient(hc, baseURL, opts...)
-	c.fs = filesystemconnect.NewFilesystemClient(hc, baseURL, opts...)
+	copts := append(jsoncodec.ClientOptions(), connect.WithInterceptors(tokenInterceptor{c}, deadlineInterceptor{c}),
+		connect.WithReadMaxBytes(MaxAnswerBytes))
+	c.procs = processconnect.NewProcessClient(hc, baseURL, copts...)
+	c.fs = filesystemconnect.NewFilesystemClient(hc, baseURL, copts...)
 	return c
 }
 
@@ -54,12 +69,13 @@ func (c *Client) currentToken() string { return *c.token.Load() }
 
 // Health reports whether envd answers /health.
 func (c *Client) Health(ctx context.Context) error {
+	ctx, done := c.unary(ctx, "health")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/health", nil)
 	if err != nil {
-		return err
+		return done(err)
 	}
 	resp, err := c.http.Do(req)
-	if err != nil {
+	if err = done(err); err != nil {
 		return err
 	}
 	resp.Body.Close()
@@ -91,11 +107,13 @@ func (c *Client) WaitHealthy(ctx context.Context) error {
 
 // Init sends POST /init. When a token is already installed, proving it in the header
 // lets envd accept a new one (snapshot clones get their own).
-func (c *Client) Init(ctx context.Context, body envdapi.InitRequest) error {
+func (c *Client) Init(ctx context.Context, body envdapi.InitRequest) (err error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
+	ctx, done := c.unary(ctx, "init")
+	defer func() { err = done(err) }()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/init", bytes.NewReader(b))
 	if err != nil {
 		return err
@@ -122,7 +140,9 @@ func (c *Client) Init(ctx context.Context, body envdapi.InitRequest) error {
 // Metrics asks envd for the guest's own view of its CPU, memory and disk (GET
 // /metrics, which needs the access token). Bound it with ctx: a guest too busy to
 // answer at once is better skipped than waited for.
-func (c *Client) Metrics(ctx context.Context) (*envdapi.Metrics, error) {
+func (c *Client) Metrics(ctx context.Context) (_ *envdapi.Metrics, err error) {
+	ctx, done := c.unary(ctx, "metrics")
+	defer func() { err = done(err) }()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -194,13 +214,24 @@ func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint
 	if command.User != "" {
 		req.Header().Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(command.User+":")))
 	}
+	req.Header().Set("Keepalive-Ping-Interval", strconv.Itoa(int(keepaliveInterval/time.Second)))
+	// The start event is awaited for the unary limit, every later silence (envd
+	// sends keepalives) for the stream-idle limit; the time our own sinks take does
+	// not count.
+	ctx, dog := newWatchdog(ctx, &TimeoutError{Op: "start " + command.Cmd, After: c.lim.unary})
+	defer dog.stop()
+	streamIdle := &TimeoutError{Op: "run " + command.Cmd, After: c.lim.streamIdle, Idle: true}
 	stream, err := c.procs.Start(ctx, req)
 	if err != nil {
+		if te := ours(ctx); te != nil {
+			return nil, fmt.Errorf("start %s: %w", command.Cmd, te)
+		}
 		return nil, fmt.Errorf("start %s: %w", command.Cmd, err)
 	}
 	defer stream.Close()
 	res := &Result{}
 	for stream.Receive() {
+		dog.disarm()
 		switch ev := stream.Msg().GetEvent().GetEvent().(type) {
 		case *pb.ProcessEvent_Start:
 			res.PID = ev.Start.GetPid()
@@ -227,8 +258,14 @@ func (c *Client) Run(ctx context.Context, command Command, onStart func(pid uint
 			res.Status = ev.End.GetStatus()
 			return res, nil
 		}
+		dog.rearm(streamIdle)
 	}
 	if err := stream.Err(); err != nil {
+		if te := ours(ctx); te != nil {
+			// Not the Connect deadline_exceeded the stream reports: that would read
+			// as the command's own timeout, and this is a dead guest.
+			return nil, fmt.Errorf("run %s: %w", command.Cmd, te)
+		}
 		return nil, fmt.Errorf("run %s: %w", command.Cmd, err)
 	}
 	return nil, errors.New("run " + command.Cmd + ": stream ended without an end event")
@@ -305,31 +342,49 @@ func (t tokenInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 
 // WriteFile uploads r to path in the guest (octet-stream, as the SDKs stream), as user
 // ("" = envd's default user).
+// It has no total time limit: it ends when the guest takes no byte (or, after the
+// last, gives no answer) for the idle limit; the time r takes does not count.
 func (c *Client) WriteFile(ctx context.Context, path, user string, r io.Reader) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.filesURL(path, user), r)
+	ctx, dog := newWatchdog(ctx, &TimeoutError{Op: "write " + path, After: c.lim.idle, Idle: true})
+	defer dog.stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.filesURL(path, user), &uploadBody{r: r, w: dog})
 	if err != nil {
 		return err
+	}
+	if sized, ok := r.(interface{ Len() int }); ok {
+		// A body of known size keeps its Content-Length (envd checks the space for it
+		// before writing), as http.NewRequest gives it to r without the wrapper.
+		req.ContentLength = int64(sized.Len())
+		if req.ContentLength == 0 {
+			req.Body = http.NoBody
+		}
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.doFiles(req)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, explain(ctx, err))
 	}
 	resp.Body.Close()
 	return nil
 }
 
-// ReadFile opens path in the guest for reading; the caller closes the reader.
+// ReadFile opens path in the guest for reading; the caller closes the reader. Like
+// WriteFile it has no total time limit: a read fails when the guest sends no byte for
+// the idle limit; the time the caller takes between reads does not count.
 func (c *Client) ReadFile(ctx context.Context, path, user string) (io.ReadCloser, error) {
+	ctx, dog := newWatchdog(ctx, &TimeoutError{Op: "read " + path, After: c.lim.idle, Idle: true})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.filesURL(path, user), nil)
 	if err != nil {
+		dog.stop()
 		return nil, err
 	}
 	resp, err := c.doFiles(req)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		dog.stop()
+		return nil, fmt.Errorf("read %s: %w", path, explain(ctx, err))
 	}
-	return resp.Body, nil
+	dog.disarm()
+	return &downloadBody{rc: resp.Body, w: dog, ctx: ctx}, nil
 }
 
 func (c *Client) filesURL(path, user string) string {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/httpjson"
 	"github.com/wrennhq/wrenn/internal/server/accounts"
 	"github.com/wrennhq/wrenn/internal/server/apidocs"
 	"github.com/wrennhq/wrenn/internal/server/auth/oauth"
@@ -248,7 +249,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 		return false
 	}
-	if err := checkKeys(raw, reflect.TypeOf(v)); err != nil {
+	if err := httpjson.CheckKeys(raw, reflect.TypeOf(v)); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
 		return false
 	}

@@ -204,6 +204,9 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// maxPathPart bounds a multipart upload's path field: PATH_MAX.
+const maxPathPart = 4096
+
 // writeFile takes a multipart upload (part "file"; the target in the `path` query or
 // form field) or a raw octet-stream body with `path` in the query, streamed through.
 func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +228,15 @@ func (s *Server) writeFile(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if part.FormName() == "path" && path == "" {
-				b, _ := io.ReadAll(io.LimitReader(part, 4096))
+				// A path longer than PATH_MAX is refused, never cut to a different one.
+				b, err := io.ReadAll(io.LimitReader(part, maxPathPart+1))
+				if bodyTimedOut(w, err) {
+					return
+				}
+				if len(b) > maxPathPart {
+					writeError(w, http.StatusBadRequest, "invalid_request", "multipart part path is longer than 4096 bytes")
+					return
+				}
 				path = string(b)
 				continue
 			}

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/httpjson"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -237,9 +239,7 @@ func readStart(ctx context.Context, conn *websocket.Conn, timeout time.Duration,
 		if err != nil {
 			return err
 		}
-		dec := json.NewDecoder(bytes.NewReader(msg))
-		dec.DisallowUnknownFields()
-		return dec.Decode(v)
+		return decodeFrame(msg, v)
 	case <-t.C:
 		return fmt.Errorf("none within %v", timeout)
 	}
@@ -251,7 +251,16 @@ func readJSON(ctx context.Context, conn *websocket.Conn, v any) error {
 	if err != nil {
 		return err
 	}
+	return decodeFrame(b, v)
+}
+
+// decodeFrame decodes one message strictly: no unknown fields, and names matched
+// exactly ({"Stdin": …} is not stdin), as the REST bodies are (decode).
+func decodeFrame(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	return httpjson.CheckKeys(b, reflect.TypeOf(v))
 }

@@ -13,9 +13,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/wrennhq/wrenn/internal/httpjson"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/sandboxes"
 )
@@ -164,6 +166,7 @@ func sandboxNotFound(w http.ResponseWriter, id string) {
 // decode reads an optional JSON object body into v (an absent or empty body leaves
 // v as it is). Fields Wrenn does not know are ignored, as E2B's API does, so newer
 // SDKs keep working; fields it knows but cannot honour are refused by the handlers.
+// Names are matched exactly, as E2B's own API does.
 func (h *handlers) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	body := http.MaxBytesReader(w, r.Body, h.maxBody)
 	dec := json.NewDecoder(body)
@@ -189,6 +192,13 @@ func (h *handlers) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+		return false
+	}
+	// Unknown keys are ignored, but one that only case-folds to a field is not taken
+	// for it ({"templateId": …} is not templateID): E2B's API and SDKs match names
+	// exactly, and encoding/json alone would not.
+	if err := httpjson.CheckKeys(raw, reflect.TypeOf(v)); err != nil {
 		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
 		return false
 	}

@@ -1,4 +1,6 @@
-package api
+// Package httpjson holds what the HTTP APIs' JSON decoding shares: refusing object
+// keys that match a field only when case is ignored.
+package httpjson
 
 import (
 	"encoding/json"
@@ -7,12 +9,15 @@ import (
 	"strings"
 )
 
-// checkKeys refuses a JSON object key that only case-folds to a field of t:
+// CheckKeys refuses a JSON object key that only case-folds to a field of t:
 // encoding/json matches names case-insensitively, so {"nAme": …} would set name,
-// while api/openapi.yaml (and every other client's parser) says such a key is not
-// name at all. Nested objects and arrays of them are checked by their field types;
-// map keys are data, not names, and are left alone.
-func checkKeys(raw json.RawMessage, t reflect.Type) error {
+// while the API's spec (and every other client's parser) says such a key is not
+// name at all. Keys that match no field at all are left to the caller's own policy
+// (a strict decoder refuses them, a tolerant one ignores them); CheckKeys only stops
+// one from being taken for a field. Nested objects and arrays of them are checked by
+// their field types; map keys are data, not names, and are left alone. raw is
+// expected to have decoded into t already: malformed JSON is not reported here.
+func CheckKeys(raw json.RawMessage, t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -31,9 +36,9 @@ func checkKeys(raw json.RawMessage, t reflect.Type) error {
 						return fmt.Errorf("json: unknown field %q (field names are case-sensitive: %q)", key, name)
 					}
 				}
-				return fmt.Errorf("json: unknown field %q", key)
+				continue
 			}
-			if err := checkKeys(val, ft); err != nil {
+			if err := CheckKeys(val, ft); err != nil {
 				return err
 			}
 		}
@@ -43,7 +48,7 @@ func checkKeys(raw json.RawMessage, t reflect.Type) error {
 			return nil
 		}
 		for _, item := range items {
-			if err := checkKeys(item, t.Elem()); err != nil {
+			if err := CheckKeys(item, t.Elem()); err != nil {
 				return err
 			}
 		}
@@ -53,7 +58,7 @@ func checkKeys(raw json.RawMessage, t reflect.Type) error {
 			return nil
 		}
 		for _, v := range m {
-			if err := checkKeys(v, t.Elem()); err != nil {
+			if err := CheckKeys(v, t.Elem()); err != nil {
 				return err
 			}
 		}
