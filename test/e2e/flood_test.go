@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
 	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
+	"github.com/wrennhq/wrenn/internal/cgroup"
 	"github.com/wrennhq/wrenn/internal/rootfs"
 )
 
@@ -49,7 +48,7 @@ func TestGuestFloodsLeaveNeighboursResponsive(t *testing.T) {
 		{"fork bomb", `f() { f | f & }; f`, nil},
 	}
 	for _, f := range floods {
-		execIn(t, a.client, victim, "setsid bash -c '"+escapeSingle(f.script)+"' > /dev/null 2>&1 < /dev/null &")
+		execIn(t, a.client, victim, "setsid bash -c '"+strings.ReplaceAll(f.script, "'", `'\''`)+"' > /dev/null 2>&1 < /dev/null &")
 		time.Sleep(3 * time.Second) // let it take hold
 		for deadline := time.Now().Add(2 * time.Minute); f.tookHold != nil && !f.tookHold(); time.Sleep(200 * time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -104,28 +103,22 @@ func sampleExec(t *testing.T, c hostagentv1connect.HostAgentServiceClient, id st
 	return latencies{p50: ds[len(ds)/2].Round(time.Millisecond), max: ds[len(ds)-1].Round(time.Millisecond)}
 }
 
-// cpuUsage is the CPU time the sandbox's cgroup has used (v1 cpuacct or v2 cpu.stat).
+// cpuUsage is the CPU time the sandbox's cgroup (under the agent's default parent) has used.
 func cpuUsage(t *testing.T, id string) time.Duration {
 	t.Helper()
-	if b, err := os.ReadFile("/sys/fs/cgroup/cpuacct/wrenn/" + id + "/cpuacct.usage"); err == nil {
-		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(n)
-	}
-	b, err := os.ReadFile("/sys/fs/cgroup/wrenn/" + id + "/cpu.stat")
+	cg, err := cgroup.New("/wrenn")
 	if err != nil {
-		t.Fatalf("no cpu accounting for %s: %v", id, err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return time.Duration(n) * time.Microsecond
-		}
+	g, err := cg.Load(id)
+	if err != nil {
+		t.Fatalf("cgroup of %s: %v", id, err)
 	}
-	t.Fatalf("cpu.stat of %s has no usage_usec", id)
-	return 0
+	u, err := g.Usage()
+	if err != nil {
+		t.Fatalf("cgroup usage of %s: %v", id, err)
+	}
+	return time.Duration(u.CPUNanos)
 }
 
 // allocated is the bytes of disk a file takes.
@@ -136,17 +129,4 @@ func allocated(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
-}
-
-// escapeSingle makes s safe inside a single-quoted shell string.
-func escapeSingle(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, `'\''`...)
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }

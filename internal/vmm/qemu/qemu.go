@@ -472,18 +472,15 @@ func (d *Driver) waitReady(ctx context.Context, m *Machine, cmd *exec.Cmd) (qmpS
 			lastErr = err
 			continue
 		}
-		dctx, dcancel := context.WithCancel(rctx)
-		q, err := dialQMP(dctx, m.qmp.path)
+		q, err := dialQMP(rctx, m.qmp.path)
 		if err != nil {
-			dcancel()
 			lastErr = err
 			continue
 		}
 		m.timings.QMPReady = time.Since(m.timings.Spawned)
 		var st qmpStatus
-		err = q.Execute(dctx, "query-status", nil, &st)
+		err = q.Execute(rctx, "query-status", nil, &st)
 		q.Close()
-		dcancel()
 		return st, err
 	}
 }
