@@ -17,7 +17,7 @@ WEB_INDEX := web/build/index.html
 # Node.js new enough for vite 7 (^20.19 || >=22.12), or a message saying what is missing.
 WEB_NODE_OK = node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a==22&&b>=12)||(a==20&&b>=19)?0:1)' 2>/dev/null
 
-.PHONY: help build envd wrenn image up down test test-steps prereqs test-vm test-go test-fuzz test-sdk lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
+.PHONY: help build envd wrenn image up down test test-steps prereqs test-vm test-go test-fuzz test-sdk soak lint generate check-protoc check-generate bench clean tools swagger-ui web web-types web-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,6 +79,12 @@ test-go: envd ## Go unit and process tests (privileged ones need root)
 FUZZTIME ?= 5000x
 test-fuzz: envd ## Explore every Go fuzz target for FUZZTIME each (their corpus already runs in test-go)
 	WRENN_ENVD_BIN=$(BIN)/envd FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
+
+# SOAK is how long `make soak` cycles sandboxes (make test runs the same test for 60 s).
+SOAK ?= 30m
+soak: build ## Create/exec/pause/resume/destroy cycles for SOAK (30m), watching server and agent memory and files
+	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) WRENN_SOAK_DURATION=$(SOAK) \
+	  $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./test/e2e/
 
 test-vm: envd ## End-to-end tests on real microVMs, one at a time (builds the base template once)
 	WRENN_ENVD_BIN=$(BIN)/envd WRENN_TEST_DIR=$(WRENN_TEST_DIR) $(GO) test -count=1 -p 1 -timeout 30m -v ./test/e2e/... 2>&1 | \

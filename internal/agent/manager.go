@@ -11,13 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/agent/sampling"
@@ -115,10 +115,9 @@ func (m *Manager) observeOp(op string, start time.Time, err error) {
 
 // Manager owns the sandboxes of this host.
 type Manager struct {
-	cfg      Config
-	log      *slog.Logger
-	envdHTTP *http.Client
-	sealer   *seal.Box
+	cfg    Config
+	log    *slog.Logger
+	sealer *seal.Box
 
 	mu    sync.RWMutex
 	boxes map[string]*sandbox
@@ -137,6 +136,9 @@ type Manager struct {
 	bg       sync.WaitGroup
 	warming  map[string]bool
 	closed   bool
+
+	// faultArmed: Config.FaultPoint has not been reached yet (faults.go).
+	faultArmed atomic.Bool
 
 	// sampler measures the running sandboxes into their metrics, as background work.
 	sampler *sampling.Sampler
@@ -170,8 +172,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
-	m := &Manager{cfg: cfg, log: cfg.Log, envdHTTP: envdHTTPClient(), sealer: sealer, boxes: map[string]*sandbox{},
+	m := &Manager{cfg: cfg, log: cfg.Log, sealer: sealer, boxes: map[string]*sandbox{},
 		bgCtx: bgCtx, bgCancel: bgCancel, warming: map[string]bool{}}
+	m.faultArmed.Store(cfg.FaultPoint != "")
 	m.startSampler()
 	return m, nil
 }

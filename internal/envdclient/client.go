@@ -62,6 +62,12 @@ func New(baseURL, token string, hc *http.Client, opts ...Option) *Client {
 	return c
 }
 
+// CloseIdleConnections closes the kept-alive connections of the client's HTTP client
+// (every client sharing it loses its own too). The agent gives each VM its own and
+// closes them when the VM stops: they lead nowhere then, and the address becomes the
+// next VM's.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // SetToken changes the token sent with requests (after an /init installed it).
 func (c *Client) SetToken(token string) { c.token.Store(&token) }
 

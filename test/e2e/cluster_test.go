@@ -145,6 +145,7 @@ type agentOpts struct {
 	stateDir  string   // "" = a fresh temp dir
 	server    string   // "" = cp.base
 	extraArgs []string // more flags
+	env       []string // more environment (after the defaults, so it wins)
 	// dir is the agent's WRENN_DIR ("" = a fresh one under the tests' WRENN_DIR, sharing its
 	// images and kernels). Agents never share one: an agent adopts (or, when their slots are
 	// not in its range, stops and removes) every sandbox under its WRENN_DIR at start.
@@ -199,6 +200,7 @@ func (cp *cpProc) addAgent(t *testing.T, adminToken string, opts agentOpts) *hos
 	}
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), "WRENN_DIR="+opts.dir, "WRENN_ALLOW_INTERNET_DEFAULT=false", egressAllowEnv, "WRENN_AGENT_WARM_START=false")
+	a.cmd.Env = append(a.cmd.Env, opts.env...)
 	out, _ := logFile(t, "agent-"+opts.listen, a.logs)
 	a.cmd.Stdout, a.cmd.Stderr = out, out
 	if err := a.cmd.Start(); err != nil {
