@@ -26,6 +26,8 @@ type Confinement struct {
 	MemoryOverheadMiB int
 	// Pids bounds a VMM's tasks (its threads count).
 	Pids int64
+	// DiskRate bounds each sandbox's disk I/O, enforced by its VMM (zero: none).
+	DiskRate vmm.RateLimit
 }
 
 // DefaultMemoryOverheadMiB and DefaultVMMPids are Confinement's defaults. QEMU under
@@ -66,6 +68,8 @@ func (m *Manager) confine(sb *sandbox, cfg *vmm.Config) (func(), error) {
 		}
 		sb.set(func(sb *sandbox) { sb.cgroup = g })
 	}
+	cfg.DiskRate = c.DiskRate
+	sb.set(func(sb *sandbox) { sb.diskRate = c.DiskRate })
 	if c.UIDBase != 0 && slot != nil {
 		id := c.UIDBase + uint32(slot.Index)
 		cfg.Jail = &vmm.Jail{UID: id, GID: id}

@@ -101,7 +101,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 				return err
 			}
 			r.add(undoStep)
-			m.faultPoint(points[st.took])
+			m.faultPoint(points[st.took], sb)
 		}
 		return nil
 	}

@@ -103,7 +103,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 		return 0, fmt.Errorf("stop vcpus: %w", err)
 	}
 	vcpusStopped = true
-	m.faultPoint("pause/vcpus")
+	m.faultPoint("pause/vcpus", sb)
 	newDir := filepath.Join(sb.dir, newSnapshotDir)
 	if err := os.RemoveAll(newDir); err != nil {
 		return 0, fmt.Errorf("clear %s: %w", newDir, err)
@@ -126,7 +126,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 		_ = os.RemoveAll(newDir)
 		return 0, fmt.Errorf("replace %s: %w", final, err)
 	}
-	m.faultPoint("pause/snapshot")
+	m.faultPoint("pause/snapshot", sb)
 	// The snapshot is complete: from here the sandbox is paused whatever else fails,
 	// and a leftover VM or slot is freed, never left running.
 	err = nil
@@ -134,7 +134,7 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 	m.logFailure(sb, "stop paused vm", m.stopVM(ctx, sb))
 	m.logFailure(sb, "release slot of paused sandbox", m.releaseSlot(sb))
 	sb.set(func(sb *sandbox) { sb.machine, sb.envd, sb.rec.Slot = nil, nil, 0 })
-	m.faultPoint("pause/stopped")
+	m.faultPoint("pause/stopped", sb)
 	if err := sb.moveTo(lifecycle.Paused); err != nil {
 		return written, err
 	}
@@ -244,7 +244,7 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 		return err
 	}
 	undo.add(undoSlot)
-	m.faultPoint("resume/slot")
+	m.faultPoint("resume/slot", sb)
 	if err := m.adoptDisk(sb); err != nil {
 		return fmt.Errorf("disk: %w", err)
 	}
@@ -253,16 +253,22 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 		return err
 	}
 	undo.add(undoVM)
-	m.faultPoint("resume/vm")
+	m.faultPoint("resume/vm", sb)
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.conns = newConnGate()
 	sb.mu.Unlock()
+	select {
+	case <-machine.Done():
+		// Its guest never ran: the snapshot is still the truth, and stays.
+		return fmt.Errorf("run vcpus: the restored vm exited before it ran: %v", machine.Err())
+	default:
+	}
 	guestRan = true
 	if err := machine.Resume(ctx); err != nil {
 		return fmt.Errorf("run vcpus: %w", err)
 	}
-	m.faultPoint("resume/running")
+	m.faultPoint("resume/running", sb)
 	if err := m.connectEnvd(ctx, sb, resumeHealthTimeout); err != nil {
 		return err
 	}

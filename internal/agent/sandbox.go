@@ -37,6 +37,7 @@ type sandbox struct {
 	machine    vmm.Machine
 	cgroup     *cgroup.Group // the VM's limits (confine.go); nil without
 	jailUID    uint32        // the VM's jail's uid; 0 = not jailed
+	diskRate   vmm.RateLimit // the VM's disk rate limit (zero: none)
 	envd       *envdclient.Client
 	lastActive time.Time
 
@@ -80,12 +81,14 @@ type Info struct {
 }
 
 // VMMLimits are what the kernel enforces on a sandbox's VMM: its cgroup's limits
-// (0 = none) and the jail's uid (0 = not jailed).
+// (0 = none) and the jail's uid (0 = not jailed); and its disk rate, which the VMM
+// enforces on its guest.
 type VMMLimits struct {
 	CPUs        float64
 	MemoryBytes int64
 	Pids        int64
 	JailUID     uint32
+	DiskRate    vmm.RateLimit
 }
 
 // info returns the sandbox's published view without waiting for a transition.
@@ -96,8 +99,8 @@ func (sb *sandbox) info() *Info {
 	if sb.slot != nil {
 		i.HostIP = sb.slot.HostIP
 	}
-	if sb.machine != nil && (sb.cgroup != nil || sb.jailUID != 0) {
-		i.VMM = &VMMLimits{JailUID: sb.jailUID}
+	if sb.machine != nil && (sb.cgroup != nil || sb.jailUID != 0 || sb.diskRate != vmm.RateLimit{}) {
+		i.VMM = &VMMLimits{JailUID: sb.jailUID, DiskRate: sb.diskRate}
 		if sb.cgroup != nil {
 			l := sb.cgroup.Applied()
 			i.VMM.CPUs, i.VMM.MemoryBytes, i.VMM.Pids = l.CPUs, l.MemoryBytes, l.Pids

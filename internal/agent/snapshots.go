@@ -143,6 +143,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, id, name string, overwrite
 	if err := m.publishSnapshot(tmp, final, overwrite); err != nil {
 		return nil, 0, err
 	}
+	m.faultPoint("snapshot/published", sb)
 	info.SizeBytes = diskUsage(final)
 	took = time.Since(start)
 	m.log.Info("snapshot created", "snapshot", name, "sandbox", id, "overwrite", overwrite, "bytes", info.SizeBytes, "took", took)
@@ -176,6 +177,7 @@ func (m *Manager) snapshotRunning(ctx context.Context, sb *sandbox, dir string) 
 	if err := machine.Pause(ctx); err != nil {
 		return fmt.Errorf("stop vcpus: %w", err)
 	}
+	m.faultPoint("snapshot/vcpus", sb)
 	defer func() {
 		if rerr := machine.Resume(context.WithoutCancel(ctx)); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("run the vm again: %w", rerr))
@@ -197,11 +199,13 @@ func (m *Manager) snapshotRunning(ctx context.Context, sb *sandbox, dir string) 
 	if _, err := snapshotter.Snapshot(ctx, vmm.SnapshotOptions{Dir: snapDir, Kind: vmm.SnapshotFull, Detached: true}); err != nil {
 		return fmt.Errorf("snapshot vm: %w", err)
 	}
+	m.faultPoint("snapshot/memory", sb)
 	// The driver flushed its writes to the disk, and the guest writes nothing until
 	// its vCPUs run: the copy is what the memory snapshot's page cache saw.
 	if err := m.cfg.Disks.Flatten(ctx, sb.dir, filepath.Join(dir, rootfs.DiskName)); err != nil {
 		return fmt.Errorf("copy disk: %w", err)
 	}
+	m.faultPoint("snapshot/disk", sb)
 	return nil
 }
 

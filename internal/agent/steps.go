@@ -169,7 +169,8 @@ func (m *Manager) attachVM(sb *sandbox, machine vmm.Machine) {
 // stopVM ends the sandbox's VM (a graceful quit, then a kill after 10 s).
 func (m *Manager) stopVM(ctx context.Context, sb *sandbox) error {
 	var machine vmm.Machine
-	sb.set(func(sb *sandbox) { machine = sb.machine })
+	var envd *envdclient.Client
+	sb.set(func(sb *sandbox) { machine, envd = sb.machine, sb.envd })
 	if machine == nil {
 		return nil
 	}
@@ -177,6 +178,9 @@ func (m *Manager) stopVM(ctx context.Context, sb *sandbox) error {
 	defer cancel()
 	if err := machine.Stop(ctx); err != nil {
 		return fmt.Errorf("stop vm: %w", err)
+	}
+	if envd != nil {
+		envd.CloseIdleConnections()
 	}
 	return m.releaseCgroup(sb)
 }
@@ -187,8 +191,12 @@ func (m *Manager) connectEnvd(ctx context.Context, sb *sandbox, timeout time.Dur
 	sb.mu.Lock()
 	slot, machine, token := sb.slot, sb.machine, sb.rec.Token
 	sb.mu.Unlock()
-	client := envdclient.New("http://"+netip.AddrPortFrom(slot.HostIP, envdapi.Port).String(), token, m.envdHTTP)
-	sb.set(func(sb *sandbox) { sb.envd = client })
+	client := envdclient.New("http://"+netip.AddrPortFrom(slot.HostIP, envdapi.Port).String(), token, envdHTTPClient())
+	var old *envdclient.Client
+	sb.set(func(sb *sandbox) { old, sb.envd = sb.envd, client })
+	if old != nil {
+		old.CloseIdleConnections()
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	healthy := make(chan error, 1)
@@ -208,15 +216,17 @@ func (m *Manager) connectEnvd(ctx context.Context, sb *sandbox, timeout time.Dur
 
 // initGuest sends /init with the sandbox's identity, token and the current time,
 // retrying a few times: the first request can race envd's listener being fully ready
-// behind the DNAT.
+// behind the DNAT. A VM that exits meanwhile ends it at once.
 func (m *Manager) initGuest(ctx context.Context, sb *sandbox, token, template string) error {
 	seed := make([]byte, 32)
 	if _, err := rand.Read(seed); err != nil {
 		return err
 	}
 	sb.mu.Lock()
-	spec, client := sb.rec.Spec, sb.envd
+	spec, client, machine := sb.rec.Spec, sb.envd, sb.machine
 	sb.mu.Unlock()
+	ctx, cancel := whileRunning(ctx, machine)
+	defer cancel()
 	env := spec.EnvVars
 	if env == nil {
 		env = map[string]string{}
@@ -234,11 +244,28 @@ func (m *Manager) initGuest(ctx context.Context, sb *sandbox, token, template st
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("init: %w", ctx.Err())
+			return fmt.Errorf("init: %w", context.Cause(ctx))
 		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("init: %w", err)
+}
+
+// whileRunning is ctx, also ended when machine exits: a call to its guest then fails
+// at once instead of waiting out its deadline on a connection nobody answers.
+func whileRunning(ctx context.Context, machine vmm.Machine) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if machine == nil {
+		return ctx, func() { cancel(nil) }
+	}
+	go func() {
+		select {
+		case <-machine.Done():
+			cancel(fmt.Errorf("vm exited: %v", machine.Err()))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // removeDir removes what is left of the sandbox's directory (record, logs, sockets).
@@ -254,11 +281,11 @@ func (m *Manager) removeDir(sb *sandbox) error {
 func (m *Manager) teardown(ctx context.Context, sb *sandbox) error {
 	sb.endConns()
 	vmErr := m.stopVM(ctx, sb)
-	m.faultPoint("destroy/vm")
+	m.faultPoint("destroy/vm", sb)
 	slotErr := m.releaseSlot(sb)
-	m.faultPoint("destroy/slot")
+	m.faultPoint("destroy/slot", sb)
 	diskErr := m.releaseDisk(sb)
-	m.faultPoint("destroy/disk")
+	m.faultPoint("destroy/disk", sb)
 	return errors.Join(vmErr, slotErr, diskErr, m.removeDir(sb))
 }
 
@@ -268,7 +295,11 @@ func (m *Manager) logFailure(sb *sandbox, what string, err error) {
 	}
 }
 
-// envdHTTPClient is the transport to every guest's envd. Each call's own bound
+// envdHTTPClient is the transport to one VM's envd: each VM has its own, whose
+// kept-alive connections stopVM closes (a shared one would keep them for its idle
+// timeout after the VM is gone — two goroutines and a socket each, holding the
+// sandbox's network namespace — and could hand one to the next VM on the same slot,
+// which has the same address). Each call's own bound
 // (envdclient's unary, idle and stream-idle limits) is per request; the transport
 // bounds what no request can:
 //   - dialing: 10 s. The guest is on a local tap device, so a connect answers in

@@ -208,7 +208,8 @@ func toProto(i *agent.Info) *pb.Sandbox {
 		s.HostIp = i.HostIP.String()
 	}
 	if v := i.VMM; v != nil {
-		s.Limits = &pb.SandboxLimits{Cpus: v.CPUs, MemoryBytes: v.MemoryBytes, Pids: v.Pids, JailUid: v.JailUID}
+		s.Limits = &pb.SandboxLimits{Cpus: v.CPUs, MemoryBytes: v.MemoryBytes, Pids: v.Pids, JailUid: v.JailUID,
+			DiskBytesPerSec: v.DiskRate.BytesPerSec, DiskOpsPerSec: v.DiskRate.OpsPerSec}
 	}
 	return s
 }
