@@ -69,7 +69,8 @@ func startControlPlane(b *testing.B) *controlPlane {
 // BenchmarkControlPlane measures what the control plane adds to a host agent's work —
 // REST, authentication, PostgreSQL records, Redis, the audit log — with the real agent
 // of servertest (internal/agent/agenttest), against calling that agent directly; and 1,000
-// simultaneous sandbox listings against the same 1,000 queries on the database pool.
+// simultaneous sandbox listings against the same 1,000 queries on the database pool, and
+// 1,000 simultaneous execs and file round trips against the same sent to the agent.
 func BenchmarkControlPlane(b *testing.B) {
 	cp := startControlPlane(b)
 	ctx := context.Background()
@@ -86,6 +87,8 @@ func BenchmarkControlPlane(b *testing.B) {
 		benchAPIOverhead(b, cp)
 	})
 	b.Run("list-1000-concurrent", func(b *testing.B) { benchConcurrentList(b, cp) })
+	b.Run("exec-1000-concurrent", func(b *testing.B) { benchConcurrentExec(b, cp) })
+	b.Run("files-1000-concurrent", func(b *testing.B) { benchConcurrentFiles(b, cp) })
 }
 
 // benchAPIOverhead times create, exec (`echo hi`) and destroy through the REST API and
