@@ -83,7 +83,8 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	log.Info("vmm confinement", "jail", cfg.Jail, "uid_base", confinement.UIDBase, "cgroup", cfg.Cgroup,
-		"memory_overhead_mib", confinement.MemoryOverheadMiB, "pids", confinement.Pids)
+		"memory_overhead_mib", confinement.MemoryOverheadMiB, "pids", confinement.Pids,
+		"disk_mib_per_sec", cfg.DiskMiBPerSec, "disk_iops", cfg.DiskIOPS)
 	mcfg := agent.Config{Dir: cfg.Dir, Driver: driver, RecordKey: recordKey, Log: log, AllowInternetDefault: cfg.AllowInternetDefault, WarmStart: cfg.WarmStart, Confinement: confinement, FaultPoint: cfg.FaultPoint}
 	// Metrics are collected only when something may read them.
 	reg := promx.NewRegistry()
@@ -182,7 +183,8 @@ func newManager(egressAllow, egressDeny []netip.Prefix, slots netslot.PoolOption
 
 // agentConfinement is how the agent confines VMMs, from its settings.
 func agentConfinement(cfg config.Agent) (agent.Confinement, error) {
-	c := agent.Confinement{MemoryOverheadMiB: cfg.VMMMemoryOverhead, Pids: int64(cfg.VMMPids)}
+	c := agent.Confinement{MemoryOverheadMiB: cfg.VMMMemoryOverhead, Pids: int64(cfg.VMMPids),
+		DiskRate: vmm.RateLimit{BytesPerSec: int64(cfg.DiskMiBPerSec) << 20, OpsPerSec: int64(cfg.DiskIOPS)}}
 	if cfg.Jail {
 		c.UIDBase = uint32(cfg.JailUIDBase)
 	}

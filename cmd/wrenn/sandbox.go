@@ -38,7 +38,39 @@ var sandboxColumns = []cliout.Column[client.Sandbox]{
 	{Header: "CREATED", Wide: true, Value: func(s client.Sandbox) string { return s.CreatedAt.Format(time.RFC3339) }},
 	{Header: "IDLE TIMEOUT", Wide: true, Value: func(s client.Sandbox) string { return seconds(s.TimeoutSec) }},
 	{Header: "INTERNET", Wide: true, Value: func(s client.Sandbox) string { return onOff(s.AllowInternetAccess) }},
+	{Header: "LIMITS", Wide: true, Value: func(s client.Sandbox) string { return limits(s.Limits) }},
 	{Header: "ERROR", Wide: true, Value: func(s client.Sandbox) string { return s.Error }},
+}
+
+// limits is what the host holds a sandbox's VMM to, briefly: "1 CPU, 768 MiB, 512
+// tasks, uid 1000000007, disk 256 MiB/s, 8000 IOPS"; "-" when its host reported none.
+func limits(l *client.SandboxLimits) string {
+	if l == nil {
+		return "-"
+	}
+	var parts []string
+	if l.CPUs > 0 {
+		parts = append(parts, strconv.FormatFloat(l.CPUs, 'g', 3, 64)+" CPU")
+	}
+	if l.MemoryBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d MiB", l.MemoryBytes>>20))
+	}
+	if l.Pids > 0 {
+		parts = append(parts, fmt.Sprintf("%d tasks", l.Pids))
+	}
+	if l.JailUID > 0 {
+		parts = append(parts, fmt.Sprintf("uid %d", l.JailUID))
+	}
+	if l.DiskBytesPerSec > 0 {
+		parts = append(parts, fmt.Sprintf("disk %d MiB/s", l.DiskBytesPerSec>>20))
+	}
+	if l.DiskOpsPerSec > 0 {
+		parts = append(parts, fmt.Sprintf("%d IOPS", l.DiskOpsPerSec))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sandboxID(s client.Sandbox) string { return s.ID }

@@ -26,7 +26,9 @@ func fakeAPI(t *testing.T, status string) (*[]apiCall, *sync.Mutex, map[string]s
 	var calls []apiCall
 	sandbox := func(id string) map[string]any {
 		return map[string]any{"id": id, "template": "base", "status": status, "vcpus": 1, "memory_mb": 512,
-			"timeout_sec": 300, "created_at": time.Now().Add(-90 * time.Second)}
+			"timeout_sec": 300, "created_at": time.Now().Add(-90 * time.Second),
+			"limits": map[string]any{"cpus": 1, "memory_bytes": 768 << 20, "pids": 512, "jail_uid": 1000000007,
+				"disk_bytes_per_sec": 256 << 20, "disk_ops_per_sec": 8000}}
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -124,7 +126,7 @@ func TestSandboxOutputFormats(t *testing.T) {
 		exactLine string
 	}{
 		{args: []string{"sandbox", "ls"}, want: []string{"ID", "STATUS", "sb0123456789abcdefgh  base", "running", "1m"}, wantNot: []string{"CREATED", "\x1b["}},
-		{args: []string{"sandbox", "ls", "-o", "wide"}, want: []string{"CREATED", "IDLE TIMEOUT", "5m0s"}},
+		{args: []string{"sandbox", "ls", "-o", "wide"}, want: []string{"CREATED", "IDLE TIMEOUT", "5m0s", "LIMITS", "1 CPU, 768 MiB, 512 tasks, uid 1000000007, disk 256 MiB/s, 8000 IOPS"}},
 		{args: []string{"sandbox", "ls", "-q"}, exactLine: "sb0123456789abcdefgh\nsb1111111111111111xx\n"},
 		{args: []string{"sandbox", "ls", "-o", "json"}, want: []string{`"id": "sb0123456789abcdefgh"`, `"timeout_sec": 300`}},
 		{args: []string{"sandbox", "ls", "-o", "yaml"}, want: []string{"- id: sb0123456789abcdefgh\n  template: base\n  status: running"}},

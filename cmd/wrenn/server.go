@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -104,7 +106,17 @@ func serverCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if svc.OAuth, err = newOAuth(cfg, githubSecret, rdb, log); err != nil {
 		return err
 	}
-	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter})
+	if cfg.FaultPoint != "" {
+		// Fault-injection tests: SIGUSR1 lets the operation held at the fault point go
+		// on (after, say, the test stopped PostgreSQL under it).
+		release := make(chan os.Signal, 1)
+		signal.Notify(release, syscall.SIGUSR1)
+		go func() {
+			<-release
+			svc.Sandboxes.ReleaseFaultPoint()
+		}()
+	}
+	go svc.Sandboxes.RunHostMonitor(ctx, sandboxes.MonitorConfig{Interval: cfg.HostMonitorInterval, Stale: cfg.HostStaleAfter, Grace: cfg.CreateGrace})
 	go svc.Sandboxes.RunExpiry(ctx, sandboxes.ExpiryInterval)
 	go svc.Sandboxes.RunStats(ctx, 10*time.Second)
 
@@ -186,7 +198,7 @@ func newServices(st *core.Store, tokens *auth.Tokens, sealer *auth.Sealer, agent
 	}
 	sbxCfg := sandboxes.Config{
 		Store: st, Agents: agents, APIKeys: acc, Scheduler: sched, AllowInternetDefault: cfg.AllowInternetDefault, Quota: quota, Log: log,
-		EnvdTokenKey: auth.DeriveKey([]byte(cfg.JWTSecret), "wrenn sandbox tokens v1"),
+		EnvdTokenKey: auth.DeriveKey([]byte(cfg.JWTSecret), "wrenn sandbox tokens v1"), FaultPoint: cfg.FaultPoint,
 	}
 	if metrics != nil { // a nil *ControlPlane in the interface would not be nil
 		sbxCfg.Placements = metrics

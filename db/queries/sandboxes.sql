@@ -28,11 +28,12 @@ LIMIT @max_rows;
 
 -- name: UpdateSandboxStatus :one
 -- Sandboxes are never deleted: destroying one moves it to 'stopped' (rows go with their team).
--- Sets the status and error (NULL clears it); host_ip is kept when NULL. The first
+-- Sets the status and error (NULL clears it); host_ip and limits are kept when NULL. The first
 -- 'running' sets started_at, the first 'stopped' or 'error' sets stopped_at.
 UPDATE sandboxes SET
     status     = @status::text,
     host_ip    = coalesce(sqlc.narg(host_ip), host_ip),
+    limits     = coalesce(sqlc.narg(limits)::jsonb, limits),
     error      = sqlc.narg(error),
     started_at = CASE WHEN @status::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
     stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
@@ -50,12 +51,14 @@ RETURNING *;
 -- A pause or resume moves a sandbox of the team to status only while it is still in
 -- one of from_statuses, so a concurrent destroy (stopped) or a host monitor's verdict
 -- is never overwritten. A paused sandbox has no address (its network slot is freed);
--- a resumed one gets the one its host reports (it may change), and timeout_sec when
+-- a resumed one gets the one its host reports (it may change), the limits it reports
+-- (NULL keeps them), and timeout_sec when
 -- the resume set one. paused_at as in UpdateSandboxStatus.
 UPDATE sandboxes SET
     status         = @status::text,
     error          = NULL,
     host_ip        = CASE WHEN @status::text = 'paused' THEN NULL ELSE coalesce(sqlc.narg(host_ip), host_ip) END,
+    limits         = coalesce(sqlc.narg(limits)::jsonb, limits),
     timeout_sec    = coalesce(sqlc.narg(timeout_sec), timeout_sec),
     last_active_at = CASE WHEN @status::text = 'running' THEN now() ELSE last_active_at END,
     paused_at      = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())

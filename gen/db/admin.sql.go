@@ -55,7 +55,7 @@ func (q *Queries) AdminGetTemplate(ctx context.Context, arg AdminGetTemplatePara
 }
 
 const adminListSandboxes = `-- name: AdminListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes
 WHERE (coalesce(cardinality($1::text[]), 0) = 0 OR status = ANY($1::text[]))
   AND ($2::uuid IS NULL OR team_id = $2::uuid)
   AND ($3::uuid IS NULL OR host_id = $3::uuid)
@@ -115,6 +115,7 @@ func (q *Queries) AdminListSandboxes(ctx context.Context, arg AdminListSandboxes
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}

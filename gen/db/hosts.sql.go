@@ -346,7 +346,7 @@ func (q *Queries) ListAllHostTags(ctx context.Context) ([]ListAllHostTagsRow, er
 }
 
 const listHostSandboxes = `-- name: ListHostSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes WHERE host_id = $1 AND status NOT IN ('stopped') ORDER BY created_at
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes WHERE host_id = $1 AND status NOT IN ('stopped') ORDER BY created_at
 `
 
 // Sandboxes placed on a host that are not stopped (error ones included: the host may
@@ -383,6 +383,7 @@ func (q *Queries) ListHostSandboxes(ctx context.Context, hostID pgtype.UUID) ([]
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}
@@ -720,7 +721,7 @@ UPDATE sandboxes SET
     paused_at = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
                      WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = $4 AND host_id = $5 AND status = $6::text
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type SetSandboxStatusByHostParams struct {
@@ -769,6 +770,7 @@ func (q *Queries) SetSandboxStatusByHost(ctx context.Context, arg SetSandboxStat
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }

@@ -98,6 +98,7 @@ type Sandbox struct {
 	PausedAt            *time.Time
 	EndAt               *time.Time
 	OnTimeout           string
+	Limits              []byte
 }
 
 type SandboxMetricPoint struct {

@@ -87,7 +87,7 @@ func (q *Queries) ListPurgeHosts(ctx context.Context, teamID pgtype.UUID) ([]Hos
 }
 
 const listPurgeSandboxes = `-- name: ListPurgeSandboxes :many
-SELECT s.id, s.team_id, s.host_id, s.template, s.status, s.vcpus, s.memory_mb, s.disk_mb, s.timeout_sec, s.allow_internet_access, s.metadata, s.host_ip, s.error, s.created_at, s.started_at, s.stopped_at, s.last_active_at, s.allow_public_traffic, s.traffic_token_hash, s.paused_at, s.end_at, s.on_timeout FROM sandboxes s JOIN teams t ON t.id = s.team_id
+SELECT s.id, s.team_id, s.host_id, s.template, s.status, s.vcpus, s.memory_mb, s.disk_mb, s.timeout_sec, s.allow_internet_access, s.metadata, s.host_ip, s.error, s.created_at, s.started_at, s.stopped_at, s.last_active_at, s.allow_public_traffic, s.traffic_token_hash, s.paused_at, s.end_at, s.on_timeout, s.limits FROM sandboxes s JOIN teams t ON t.id = s.team_id
 WHERE s.team_id = $1 AND t.deleted_at IS NOT NULL AND s.status <> 'stopped'
 ORDER BY s.created_at, s.id
 `
@@ -126,6 +126,7 @@ func (q *Queries) ListPurgeSandboxes(ctx context.Context, teamID pgtype.UUID) ([
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}

@@ -50,7 +50,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
         $9, $10, coalesce($11::jsonb, '{}'),
         $12, $13,
         now() + make_interval(secs => $14::int), coalesce($15::text, 'kill'))
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type CreateSandboxParams struct {
@@ -115,6 +115,7 @@ func (q *Queries) CreateSandbox(ctx context.Context, arg CreateSandboxParams) (S
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }
@@ -123,7 +124,7 @@ const extendSandboxEnd = `-- name: ExtendSandboxEnd :one
 UPDATE sandboxes SET end_at = greatest(end_at, now() + make_interval(secs => $1::int))
 WHERE id = $2 AND team_id = $3 AND end_at IS NOT NULL
   AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type ExtendSandboxEndParams struct {
@@ -160,12 +161,13 @@ func (q *Queries) ExtendSandboxEnd(ctx context.Context, arg ExtendSandboxEndPara
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }
 
 const getSandbox = `-- name: GetSandbox :one
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes WHERE id = $1 AND team_id = $2
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes WHERE id = $1 AND team_id = $2
 `
 
 type GetSandboxParams struct {
@@ -200,6 +202,7 @@ func (q *Queries) GetSandbox(ctx context.Context, arg GetSandboxParams) (Sandbox
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }
@@ -234,7 +237,7 @@ func (q *Queries) GetSandboxForProxy(ctx context.Context, id string) (GetSandbox
 }
 
 const listExpiredSandboxes = `-- name: ListExpiredSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes WHERE end_at <= now() AND status = 'running'
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes WHERE end_at <= now() AND status = 'running'
 ORDER BY end_at LIMIT $1
 `
 
@@ -271,6 +274,7 @@ func (q *Queries) ListExpiredSandboxes(ctx context.Context, maxRows int32) ([]Sa
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}
@@ -283,7 +287,7 @@ func (q *Queries) ListExpiredSandboxes(ctx context.Context, maxRows int32) ([]Sa
 }
 
 const listSandboxes = `-- name: ListSandboxes :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes
 WHERE team_id = $1 AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY($2::text[]))
 ORDER BY created_at DESC, id
 LIMIT $3
@@ -328,6 +332,7 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}
@@ -340,7 +345,7 @@ func (q *Queries) ListSandboxes(ctx context.Context, arg ListSandboxesParams) ([
 }
 
 const pageSandboxesAsc = `-- name: PageSandboxesAsc :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes
 WHERE team_id = $1 AND started_at IS NOT NULL AND status NOT IN ('stopped', 'error') AND status = ANY($2::text[])
   AND metadata @> $3::jsonb
   AND ($4::timestamptz IS NULL OR started_at >= $4::timestamptz)
@@ -406,6 +411,7 @@ func (q *Queries) PageSandboxesAsc(ctx context.Context, arg PageSandboxesAscPara
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}
@@ -418,7 +424,7 @@ func (q *Queries) PageSandboxesAsc(ctx context.Context, arg PageSandboxesAscPara
 }
 
 const pageSandboxesDesc = `-- name: PageSandboxesDesc :many
-SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout FROM sandboxes
+SELECT id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits FROM sandboxes
 WHERE team_id = $1 AND started_at IS NOT NULL AND status NOT IN ('stopped', 'error') AND status = ANY($2::text[])
   AND metadata @> $3::jsonb
   AND ($4::timestamptz IS NULL OR started_at >= $4::timestamptz)
@@ -481,6 +487,7 @@ func (q *Queries) PageSandboxesDesc(ctx context.Context, arg PageSandboxesDescPa
 			&i.PausedAt,
 			&i.EndAt,
 			&i.OnTimeout,
+			&i.Limits,
 		); err != nil {
 			return nil, err
 		}
@@ -495,7 +502,7 @@ func (q *Queries) PageSandboxesDesc(ctx context.Context, arg PageSandboxesDescPa
 const setSandboxEnd = `-- name: SetSandboxEnd :one
 UPDATE sandboxes SET end_at = now() + make_interval(secs => $1::int)
 WHERE id = $2 AND team_id = $3 AND status IN ('running', 'pausing', 'paused', 'resuming', 'missing')
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type SetSandboxEndParams struct {
@@ -532,6 +539,7 @@ func (q *Queries) SetSandboxEnd(ctx context.Context, arg SetSandboxEndParams) (S
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }
@@ -541,22 +549,24 @@ UPDATE sandboxes SET
     status         = $1::text,
     error          = NULL,
     host_ip        = CASE WHEN $1::text = 'paused' THEN NULL ELSE coalesce($2, host_ip) END,
-    timeout_sec    = coalesce($3, timeout_sec),
+    limits         = coalesce($3::jsonb, limits),
+    timeout_sec    = coalesce($4, timeout_sec),
     last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
     paused_at      = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
                           WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
     -- end_in_sec: a sandbox with an end gets a new one that many seconds from now
     -- (E2B's connect of a paused sandbox), in the same write that makes it running, so
     -- the expiry loop never sees it running with its old, passed end.
-    end_at         = CASE WHEN end_at IS NULL OR $4::int IS NULL THEN end_at
-                          ELSE now() + make_interval(secs => $4::int) END
-WHERE id = $5 AND team_id = $6 AND status = ANY($7::text[])
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+    end_at         = CASE WHEN end_at IS NULL OR $5::int IS NULL THEN end_at
+                          ELSE now() + make_interval(secs => $5::int) END
+WHERE id = $6 AND team_id = $7 AND status = ANY($8::text[])
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type TransitionSandboxParams struct {
 	Status       string
 	HostIP       *string
+	Limits       []byte
 	TimeoutSec   *int32
 	EndInSec     *int32
 	ID           string
@@ -567,12 +577,14 @@ type TransitionSandboxParams struct {
 // A pause or resume moves a sandbox of the team to status only while it is still in
 // one of from_statuses, so a concurrent destroy (stopped) or a host monitor's verdict
 // is never overwritten. A paused sandbox has no address (its network slot is freed);
-// a resumed one gets the one its host reports (it may change), and timeout_sec when
+// a resumed one gets the one its host reports (it may change), the limits it reports
+// (NULL keeps them), and timeout_sec when
 // the resume set one. paused_at as in UpdateSandboxStatus.
 func (q *Queries) TransitionSandbox(ctx context.Context, arg TransitionSandboxParams) (Sandbox, error) {
 	row := q.db.QueryRow(ctx, transitionSandbox,
 		arg.Status,
 		arg.HostIP,
+		arg.Limits,
 		arg.TimeoutSec,
 		arg.EndInSec,
 		arg.ID,
@@ -603,6 +615,7 @@ func (q *Queries) TransitionSandbox(ctx context.Context, arg TransitionSandboxPa
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }
@@ -611,7 +624,8 @@ const updateSandboxStatus = `-- name: UpdateSandboxStatus :one
 UPDATE sandboxes SET
     status     = $1::text,
     host_ip    = coalesce($2, host_ip),
-    error      = $3,
+    limits     = coalesce($3::jsonb, limits),
+    error      = $4,
     started_at = CASE WHEN $1::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
     stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     last_active_at = CASE WHEN $1::text = 'running' THEN now() ELSE last_active_at END,
@@ -619,15 +633,16 @@ UPDATE sandboxes SET
                       WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END,
     -- end_in_sec: a sandbox with an end ends that many seconds from now (a create's
     -- timeout counts from when the sandbox runs, not from when its boot began).
-    end_at     = CASE WHEN end_at IS NULL OR $4::int IS NULL THEN end_at
-                      ELSE now() + make_interval(secs => $4::int) END
-WHERE id = $5 AND team_id = $6
-RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout
+    end_at     = CASE WHEN end_at IS NULL OR $5::int IS NULL THEN end_at
+                      ELSE now() + make_interval(secs => $5::int) END
+WHERE id = $6 AND team_id = $7
+RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
 type UpdateSandboxStatusParams struct {
 	Status   string
 	HostIP   *string
+	Limits   []byte
 	Error    *string
 	EndInSec *int32
 	ID       string
@@ -635,12 +650,13 @@ type UpdateSandboxStatusParams struct {
 }
 
 // Sandboxes are never deleted: destroying one moves it to 'stopped' (rows go with their team).
-// Sets the status and error (NULL clears it); host_ip is kept when NULL. The first
+// Sets the status and error (NULL clears it); host_ip and limits are kept when NULL. The first
 // 'running' sets started_at, the first 'stopped' or 'error' sets stopped_at.
 func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStatusParams) (Sandbox, error) {
 	row := q.db.QueryRow(ctx, updateSandboxStatus,
 		arg.Status,
 		arg.HostIP,
+		arg.Limits,
 		arg.Error,
 		arg.EndInSec,
 		arg.ID,
@@ -670,6 +686,7 @@ func (q *Queries) UpdateSandboxStatus(ctx context.Context, arg UpdateSandboxStat
 		&i.PausedAt,
 		&i.EndAt,
 		&i.OnTimeout,
+		&i.Limits,
 	)
 	return i, err
 }

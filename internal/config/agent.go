@@ -36,7 +36,9 @@ type Agent struct {
 	Cgroup            string
 	VMMMemoryOverhead int // MiB
 	VMMPids           int
-	FaultPoint        string // fault-injection tests only (agent.FaultPoints)
+	// DiskMiBPerSec and DiskIOPS bound each sandbox's disk I/O (0 = none).
+	DiskMiBPerSec, DiskIOPS int
+	FaultPoint              string // fault-injection tests only (agent.FaultPoints)
 	// Metrics (Prometheus), as the server's: a listener of their own, or /metrics on
 	// Listen to a bearer token (or a file holding it); off when neither is set.
 	MetricsListen, MetricsToken, MetricsTokenFile string
@@ -98,6 +100,10 @@ func (c *Agent) table() table {
 			Usage: "MiB a VMM may use besides its guest's RAM before the kernel kills it (and the sandbox goes to the error state, saying so)"},
 		{Flag: "vmm-pids", Env: "WRENN_AGENT_VMM_PIDS", Default: "512", Value: Int(&c.VMMPids, 16, 1<<22),
 			Usage: "most tasks (threads included) one VMM may have"},
+		{Flag: "disk-mib-per-sec", Env: "WRENN_AGENT_DISK_MIB_PER_SEC", Default: "256", Value: Int(&c.DiskMiBPerSec, 0, 1<<20),
+			Usage: "MiB per second one sandbox may read and write on its disk, together (enforced by its VMM, buffered writes included); 0: no limit"},
+		{Flag: "disk-iops", Env: "WRENN_AGENT_DISK_IOPS", Default: "8000", Value: Int(&c.DiskIOPS, 0, 1<<24),
+			Usage: "disk operations per second one sandbox may issue, reads and writes together; 0: no limit"},
 		{Env: "WRENN_AGENT_FAULT_POINT", Value: String(&c.FaultPoint, 0),
 			Usage: "for fault-injection tests only: the first operation that reaches this point between its steps (e.g. create/vm, pause/snapshot) stops there until the agent is killed; never set it on a real host"},
 		{Flag: "reap-interval", Env: "WRENN_AGENT_REAP_INTERVAL", Default: "1s", Value: Duration(&c.ReapInterval, time.Millisecond),

@@ -56,7 +56,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Agent{Dir: "/var/lib/wrenn", Listen: ":50051", StateDir: "/var/lib/wrenn/agent", VMM: "auto", CPUOvercommit: 4,
 		FirstSlot: 1, SlotPool: 4, AllowInternetDefault: true, WarmStart: true, ReapInterval: time.Second,
-		Jail: true, JailUIDBase: 1000000000, Cgroup: "wrenn", VMMMemoryOverhead: 256, VMMPids: 512, Log: Log{Format: "text"}}
+		Jail: true, JailUIDBase: 1000000000, Cgroup: "wrenn", VMMMemoryOverhead: 256, VMMPids: 512, DiskMiBPerSec: 256, DiskIOPS: 8000, Log: Log{Format: "text"}}
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("agent defaults:\n got %+v\nwant %+v", a, want)
 	}

@@ -18,9 +18,13 @@ type Server struct {
 	// A host silent for HostStaleAfter is unreachable; agents are told to report every
 	// HostHeartbeatInterval; the host monitor runs every HostMonitorInterval.
 	HostStaleAfter, HostHeartbeatInterval, HostMonitorInterval time.Duration
-	AllowInternetDefault                                       bool
-	Domain                                                     string // "" = header routing only
-	ProxyConnLimit                                             int
+	// CreateGrace: the host monitor never judges a sandbox still being created lost
+	// before this, nor takes its host's word for it.
+	CreateGrace          time.Duration
+	FaultPoint           string // fault-injection tests only (sandboxes.FaultPoints)
+	AllowInternetDefault bool
+	Domain               string // "" = header routing only
+	ProxyConnLimit       int
 	// TrustedProxies may name the client in X-Forwarded-For (e.g. Caddy on loopback).
 	TrustedProxies []netip.Prefix
 	// TLSCert and TLSKey are PEM files (the chain, leaf first, and its key) the
@@ -88,6 +92,10 @@ func (c *Server) table() table {
 			Usage: "how often agents are told to send a heartbeat"},
 		{Env: "WRENN_HOST_MONITOR_INTERVAL", Default: "10s", Value: Duration(&c.HostMonitorInterval, time.Second),
 			Usage: "how often the control plane marks silent hosts unreachable and reconciles what online hosts run"},
+		{Env: "WRENN_CREATE_GRACE", Default: "2m", Value: Duration(&c.CreateGrace, time.Second),
+			Usage: "how long a create may go unrecorded before the host monitor settles it: a sandbox its host does not run becomes error (lost), one it runs becomes running (its control plane went away before recording the end)"},
+		{Env: "WRENN_SERVER_FAULT_POINT", Value: String(&c.FaultPoint, 0),
+			Usage: "for fault-injection tests only: the first sandbox operation that reaches this point between its steps (e.g. create/booted, pause/begun) stops there until the server is killed; never set it on a real control plane"},
 		{Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
 			Usage: "internet access of sandboxes whose create does not say"},
 		{Env: "WRENN_DOMAIN", Value: Domain(&c.Domain),

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,8 +72,15 @@ func start() error {
 	}
 	uid, _ := strconv.Atoi(pg.Uid)
 	gid, _ := strconv.Atoi(pg.Gid)
+	reapOrphans(bin)
 	dir, err := os.MkdirTemp("", "wrenn-pg-")
 	if err != nil {
+		return err
+	}
+	// Whose cluster this is: one whose test binary died without stopping it (killed,
+	// timed out) is stopped by the next run's reapOrphans.
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return err
 	}
 	if err := os.Chown(dir, uid, gid); err != nil {
@@ -92,14 +100,73 @@ func start() error {
 		os.RemoveAll(dir)
 		return err
 	}
-	// Durability settings off: test data is thrown away, and fsync is most of the cost.
-	opts := fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", dir)
-	if err := as("pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
+	if err := as("pg_ctl", pgStart(dir)[1:]...); err != nil {
 		os.RemoveAll(dir)
 		return err
 	}
 	server.dir = dir
 	return nil
+}
+
+// ownerFile, in a cluster's dir, holds the pid of the test binary that made it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes the clusters of test binaries that no longer run: pg_ctl
+// starts the server as a daemon, which outlives a binary that is killed.
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "wrenn-pg-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // made by an older version, or being made
+		}
+		if pid, err := strconv.Atoi(string(b)); err != nil || syscall.Kill(pid, 0) == nil {
+			continue // its binary still runs
+		}
+		_ = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "stop", "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w").Run()
+		os.RemoveAll(dir)
+	}
+}
+
+// pgStart is the pg_ctl command line that starts the cluster in dir.
+func pgStart(dir string) []string {
+	// Durability settings off: test data is thrown away, and fsync is most of the cost.
+	opts := fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", dir)
+	return []string{"pg_ctl", "start", "-D", filepath.Join(dir, "data"), "-w", "-t", "60", "-l", filepath.Join(dir, "log"), "-o", opts}
+}
+
+// pgCtl runs pg_ctl as the postgres user on the test cluster.
+func pgCtl(args ...string) error {
+	bin, err := binDir()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, "pg_ctl")}, args...)...)
+	cmd.Dir = server.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl %s: %v\n%s", args[0], err, out)
+	}
+	return nil
+}
+
+// Outage stops the test server (a fast shutdown: every connection is cut, what was
+// committed is kept) and returns a function that starts it again on the same data
+// and socket, for tests of what survives PostgreSQL going away. Clients must
+// reconnect. Nothing else may use the server meanwhile.
+func Outage(t testing.TB) (restore func()) {
+	t.Helper()
+	if server.dir == "" {
+		t.Skipf("no test PostgreSQL: %s", server.skip)
+	}
+	if err := pgCtl("stop", "-D", filepath.Join(server.dir, "data"), "-m", "fast", "-w"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := pgCtl(pgStart(server.dir)[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func stop() {

@@ -64,19 +64,33 @@ func Socket() string {
 }
 
 func start() error {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return fmt.Errorf("redis-server not found (apt-get install redis-server, or scripts/install-deps.sh)")
-	}
 	dir, err := os.MkdirTemp("", "wrenn-redis-")
 	if err != nil {
 		return err
 	}
-	sock := filepath.Join(dir, "redis.sock")
-	logf, err := os.Create(filepath.Join(dir, "log"))
+	cmd, done, err := launch(dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		return err
+	}
+	server.dir, server.cmd, server.done = dir, cmd, done
+	server.cond = sync.NewCond(&server.mu)
+	for i := 0; i < databases; i++ {
+		server.free = append(server.free, i)
+	}
+	return nil
+}
+
+// launch starts redis-server on dir's socket and waits until it answers.
+func launch(dir string) (*exec.Cmd, chan struct{}, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis-server not found (apt-get install redis-server, or scripts/install-deps.sh)")
+	}
+	sock := filepath.Join(dir, "redis.sock")
+	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin,
@@ -96,8 +110,7 @@ func start() error {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return err
+		return nil, nil, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -111,30 +124,43 @@ func start() error {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			break
+			return cmd, done, nil
 		}
 		select {
 		case <-done:
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			os.RemoveAll(dir)
-			return fmt.Errorf("redis-server exited: %s", strings.TrimSpace(string(log)))
+			return nil, nil, fmt.Errorf("redis-server exited: %s", strings.TrimSpace(string(log)))
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-done
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			os.RemoveAll(dir)
-			return fmt.Errorf("redis-server did not answer within 15s: %v\n%s", err, log)
+			return nil, nil, fmt.Errorf("redis-server did not answer within 15s: %v\n%s", err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	server.dir, server.cmd, server.done = dir, cmd, done
-	server.cond = sync.NewCond(&server.mu)
-	for i := 0; i < databases; i++ {
-		server.free = append(server.free, i)
+}
+
+// Outage kills the test server (SIGKILL: what it held is gone, as after a crash of
+// a server without persistence) and returns a function that starts a new one on the
+// same socket, for tests of what survives Redis going away. Clients reconnect by
+// themselves. Nothing else may use the server meanwhile.
+func Outage(t testing.TB) (restore func()) {
+	t.Helper()
+	if server.dir == "" {
+		t.Skipf("no test Redis: %s", server.skip)
 	}
-	return nil
+	_ = server.cmd.Process.Kill()
+	<-server.done
+	return func() {
+		t.Helper()
+		cmd, done, err := launch(server.dir)
+		if err != nil {
+			t.Fatalf("restart redis: %v", err)
+		}
+		server.cmd, server.done = cmd, done
+	}
 }
 
 func stop() {

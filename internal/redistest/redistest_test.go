@@ -103,3 +103,24 @@ func TestFlushedOnCleanup(t *testing.T) {
 		t.Fatalf("db %d after its test: %d keys, %v; want 0", db, n, err)
 	}
 }
+
+// During an Outage the server does not answer; after it, the same client works again
+// on an empty server.
+func TestOutage(t *testing.T) {
+	c := NewClient(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	restore := Outage(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Error("the server answered during the outage")
+	}
+	restore()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+	if n := c.Exists(ctx, "k").Val(); n != 0 {
+		t.Error("a key outlived the outage: it should be a new, empty server")
+	}
+}

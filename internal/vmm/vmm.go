@@ -39,6 +39,17 @@ type Config struct {
 	// Jail confines the VMM process (package jail); nil runs it as the agent's user
 	// with the host's filesystem in view.
 	Jail *Jail
+	// DiskRate bounds the guest's I/O on Disk, enforced by the VMM itself (so it
+	// holds for buffered writes too, which a cgroup v1 throttle does not see); the
+	// zero value is unlimited.
+	DiskRate RateLimit
+}
+
+// RateLimit is a token-bucket bound on a device's traffic: bytes and operations per
+// second, each 0 for none. The VMM may allow short bursts above it.
+type RateLimit struct {
+	BytesPerSec int64
+	OpsPerSec   int64
 }
 
 // Jail is how a VMM process is confined: it runs as UID:GID (never 0) with no

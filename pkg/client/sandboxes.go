@@ -37,6 +37,21 @@ type Sandbox struct {
 	EndAt     *time.Time `json:"end_at"`
 	OnTimeout string     `json:"on_timeout"`
 	DiskMB    int        `json:"disk_mb"`
+	// Limits is what the host's kernel holds the sandbox's VMM to, as reported when
+	// it last started or resumed; nil before it first ran.
+	Limits *SandboxLimits `json:"limits,omitempty"`
+}
+
+// SandboxLimits are a sandbox VMM's cgroup limits, jail and disk rate (0 = none,
+// not jailed).
+type SandboxLimits struct {
+	CPUs        float64 `json:"cpus"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	Pids        int64   `json:"pids"`
+	JailUID     uint32  `json:"jail_uid"`
+	// The guest's disk I/O, reads and writes together.
+	DiskBytesPerSec int64 `json:"disk_bytes_per_sec"`
+	DiskOpsPerSec   int64 `json:"disk_ops_per_sec"`
 }
 
 // CreateSandboxRequest is what a new sandbox should be; zero values take the server's

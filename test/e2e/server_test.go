@@ -60,6 +60,16 @@ func TestControlPlaneSandboxLifecycle(t *testing.T) {
 	}
 	id := sb["id"].(string)
 	t.Cleanup(func() { rest(t, "DELETE", base+"/v1/sandboxes/"+id, annKey, "") })
+	// The limits its host enforces: 1 vCPU, 512 MiB plus the agent's 256 MiB allowance
+	// for QEMU, 512 tasks, an unprivileged uid from the jail's range, the default disk
+	// rate.
+	if status, got := rest(t, "GET", base+"/v1/sandboxes/"+id, annKey, ""); status != 200 {
+		t.Fatalf("get sandbox: %d %v", status, got)
+	} else if l, _ := got["limits"].(map[string]any); l["cpus"] != float64(1) || l["memory_bytes"] != float64(768<<20) ||
+		l["pids"] != float64(512) || l["jail_uid"].(float64) < 1e9 ||
+		l["disk_bytes_per_sec"] != float64(256<<20) || l["disk_ops_per_sec"] != float64(8000) {
+		t.Errorf("limits in the sandbox's info: %v", got["limits"])
+	}
 
 	status, out := rest(t, "POST", base+"/v1/sandboxes/"+id+"/exec", annKey, `{"cmd":"/bin/bash","args":["-c","echo hi from $(hostname); exit 2"]}`)
 	if status != 200 || out["stdout"] != "hi from "+id+"\n" || out["exit_code"] != float64(2) || out["encoding"] != "utf-8" {

@@ -355,7 +355,8 @@ func (x *Sandbox) GetLimits() *SandboxLimits {
 }
 
 // SandboxLimits are what the kernel enforces on a sandbox's VMM process: its cgroup's
-// limits (0 = none) and the jail's uid (0 = not jailed).
+// limits (0 = none) and the jail's uid (0 = not jailed); and the disk rate its VMM
+// holds the guest to.
 type SandboxLimits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// CPU bandwidth in CPUs (the CFS quota over its period).
@@ -363,10 +364,13 @@ type SandboxLimits struct {
 	// Memory: guest RAM plus the VMM's own allowance; over it the VMM is killed.
 	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// Tasks (threads included).
-	Pids          int64  `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
-	JailUid       uint32 `protobuf:"varint,4,opt,name=jail_uid,json=jailUid,proto3" json:"jail_uid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pids    int64  `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	JailUid uint32 `protobuf:"varint,4,opt,name=jail_uid,json=jailUid,proto3" json:"jail_uid,omitempty"`
+	// The guest's disk I/O, bounded by the VMM (reads and writes together; 0 = none).
+	DiskBytesPerSec int64 `protobuf:"varint,5,opt,name=disk_bytes_per_sec,json=diskBytesPerSec,proto3" json:"disk_bytes_per_sec,omitempty"`
+	DiskOpsPerSec   int64 `protobuf:"varint,6,opt,name=disk_ops_per_sec,json=diskOpsPerSec,proto3" json:"disk_ops_per_sec,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SandboxLimits) Reset() {
@@ -423,6 +427,20 @@ func (x *SandboxLimits) GetPids() int64 {
 func (x *SandboxLimits) GetJailUid() uint32 {
 	if x != nil {
 		return x.JailUid
+	}
+	return 0
+}
+
+func (x *SandboxLimits) GetDiskBytesPerSec() int64 {
+	if x != nil {
+		return x.DiskBytesPerSec
+	}
+	return 0
+}
+
+func (x *SandboxLimits) GetDiskOpsPerSec() int64 {
+	if x != nil {
+		return x.DiskOpsPerSec
 	}
 	return 0
 }
@@ -3660,12 +3678,14 @@ const file_hostagent_v1_hostagent_proto_rawDesc = "" +
 	"\x0elast_active_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastActiveAt\x12\x14\n" +
 	"\x05error\x18\f \x01(\tR\x05error\x12\x1a\n" +
 	"\bsnapshot\x18\r \x01(\tR\bsnapshot\x123\n" +
-	"\x06limits\x18\x0e \x01(\v2\x1b.hostagent.v1.SandboxLimitsR\x06limits\"u\n" +
+	"\x06limits\x18\x0e \x01(\v2\x1b.hostagent.v1.SandboxLimitsR\x06limits\"\xcb\x01\n" +
 	"\rSandboxLimits\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
 	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x19\n" +
-	"\bjail_uid\x18\x04 \x01(\rR\ajailUid\"\xec\x04\n" +
+	"\bjail_uid\x18\x04 \x01(\rR\ajailUid\x12+\n" +
+	"\x12disk_bytes_per_sec\x18\x05 \x01(\x03R\x0fdiskBytesPerSec\x12'\n" +
+	"\x10disk_ops_per_sec\x18\x06 \x01(\x03R\rdiskOpsPerSec\"\xec\x04\n" +
 	"\x14CreateSandboxRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x1a\n" +

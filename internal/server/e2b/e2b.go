@@ -154,6 +154,12 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client left
 	}
+	if core.DatabaseDown(err) {
+		h.log.Warn("e2b request failed: the database is unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, core.DatabaseDownMessage)
+		return
+	}
 	h.log.Error("e2b request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error")
 }

@@ -129,11 +129,14 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 		case ok && hostSays == lifecycle.Error && stateOf(row) != lifecycle.Error:
 			msg := onHost.GetError()
 			s.setByHost(ctx, row, lifecycle.Error, &msg, nil)
-		case ok && settledOnHost(hostSays) && hostSays != stateOf(row) && followsHost(stateOf(row)):
+		case ok && settledOnHost(hostSays) && hostSays != stateOf(row) &&
+			(followsHost(stateOf(row)) || stateOf(row) == lifecycle.Starting && s.now().Sub(row.CreatedAt) >= cfg.Grace):
 			// A host back from being unreachable, a pause the agent made on its own
-			// (idle timeout), or a pause or resume whose caller went away before it
-			// recorded the end: the host's word is what the sandbox is. A paused
-			// sandbox is alive — listed, with no address — never lost or stopped.
+			// (idle timeout), or a create, pause or resume whose control plane went
+			// away before it recorded the end (a create only once past Grace: until
+			// then it may still be recording it): the host's word is what the sandbox
+			// is. A paused sandbox is alive — listed, with no address — never lost or
+			// stopped.
 			ip := onHost.GetHostIp()
 			s.setByHost(ctx, row, hostSays, nil, &ip)
 			s.log.Info("reconcile: sandbox state from its host", "sandbox", row.ID, "host", hostID, "was", stateOf(row), "now", hostSays)
@@ -187,9 +190,9 @@ func (s *Service) markMissing(ctx context.Context) {
 // are (a sandbox between them, pausing or resuming on its host, is judged next round).
 func settledOnHost(st lifecycle.State) bool { return st == lifecycle.Running || st == lifecycle.Paused }
 
-// followsHost: the recorded states the host's running or paused replaces. Not
-// starting (its create records the end itself, and Grace covers it), error (final),
-// nor stopped (not listed here).
+// followsHost: the recorded states the host's running or paused replaces at once. Not
+// starting (its create records the end itself; past Grace, reconcile takes the host's
+// word), error (final), nor stopped (not listed here).
 func followsHost(st lifecycle.State) bool {
 	switch st {
 	case lifecycle.Running, lifecycle.Paused, lifecycle.Pausing, lifecycle.Resuming, lifecycle.Missing:

@@ -262,6 +262,29 @@ func TestMonitorLostSandbox(t *testing.T) {
 	}
 }
 
+// A create whose control plane died after its host made the sandbox and before it
+// recorded that: the row stays starting while the host runs it. Past Grace the host's
+// word is taken (running, with its address); younger, the create may still record
+// its end itself.
+func TestMonitorUnrecordedCreate(t *testing.T) {
+	e := newMonitorEnv(t)
+	ctx := context.Background()
+	id := e.createSandbox()
+	e.exec(`UPDATE sandboxes SET status = 'starting', host_ip = NULL WHERE id = $1`, id)
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Hour})
+	if st, msg := e.sandbox(id); st != "starting" || msg != "" {
+		t.Errorf("a starting sandbox younger than Grace that its host runs: %s %q", st, msg)
+	}
+	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Nanosecond})
+	if st, msg := e.sandbox(id); st != "running" || msg != "" {
+		t.Errorf("a starting sandbox older than Grace that its host runs: %s %q", st, msg)
+	}
+	var ip *string
+	if err := e.DB.QueryRow(ctx, `SELECT host_ip FROM sandboxes WHERE id = $1`, id).Scan(&ip); err != nil || ip == nil || *ip == "" {
+		t.Errorf("its address after the round: %v %v", ip, err)
+	}
+}
+
 // A sandbox a host runs that should not exist is stopped on the host (once older
 // than Grace: a younger one may be a create whose row is not visible yet).
 func TestMonitorOrphan(t *testing.T) {

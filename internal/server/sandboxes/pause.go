@@ -47,6 +47,7 @@ func (s *Service) pause(ctx context.Context, p *core.Principal, id string, why m
 	if err != nil {
 		return nil, err
 	}
+	s.faultPoint("pause/begun")
 	// Its charts until now, kept before the pause (the host's series stops there).
 	s.flushMetrics(ctx, id, agent)
 	resp, err := agent.PauseSandbox(ctx, connect.NewRequest(&pb.PauseSandboxRequest{SandboxId: id}))
@@ -54,6 +55,7 @@ func (s *Service) pause(ctx context.Context, p *core.Principal, id string, why m
 		now := s.settle(ctx, row, agent, lifecycle.Running)
 		return nil, transitionError(id, "pause", now, err)
 	}
+	s.faultPoint("pause/done")
 	m := resp.Msg
 	meta := map[string]any{"written_bytes": m.GetWrittenBytes(), "duration_ms": m.GetDurationUs() / 1000}
 	for k, v := range why {
@@ -89,16 +91,18 @@ func (s *Service) resume(ctx context.Context, p *core.Principal, id string, time
 	if err != nil {
 		return nil, err
 	}
+	s.faultPoint("resume/begun")
 	resp, err := agent.ResumeSandbox(ctx, connect.NewRequest(&pb.ResumeSandboxRequest{SandboxId: id, TimeoutSec: int32(timeoutSec)}))
 	if err != nil {
 		now := s.settle(ctx, row, agent, lifecycle.Paused)
 		return nil, transitionError(id, "resume", now, err)
 	}
+	s.faultPoint("resume/done")
 	m := resp.Msg
 	hostIP := m.GetSandbox().GetHostIp()
 	t := transition{
 		to: lifecycle.Running, from: []lifecycle.State{lifecycle.Resuming, lifecycle.Paused, lifecycle.Running}, op: "resume",
-		hostIP: &hostIP, audit: "sandbox.resume", meta: map[string]any{"duration_ms": m.GetDurationUs() / 1000}, endInSec: endInSec,
+		hostIP: &hostIP, limits: limitsJSON(m.GetSandbox().GetLimits()), audit: "sandbox.resume", meta: map[string]any{"duration_ms": m.GetDurationUs() / 1000}, endInSec: endInSec,
 	}
 	if timeoutSec > 0 {
 		n := int32(timeoutSec)
@@ -117,6 +121,7 @@ type transition struct {
 	from       []lifecycle.State // the states the row may be in for the step to apply
 	op         string            // "pause" or "resume", for a conflict's message
 	hostIP     *string           // the address the host reports (nil keeps it)
+	limits     []byte            // the limits the host reports, as JSON (nil keeps them)
 	timeoutSec *int32            // a new idle timeout (nil keeps it)
 	endInSec   *int32            // a new end, seconds from now, for a sandbox with one (nil keeps it)
 	audit      string            // the audit action written with the step ("" none)
@@ -161,7 +166,7 @@ func (s *Service) step(ctx context.Context, p *core.Principal, row db.Sandbox, t
 	err := s.st.Tx(ctx, func(q *db.Queries) error {
 		var err error
 		out, err = q.TransitionSandbox(ctx, db.TransitionSandboxParams{
-			ID: row.ID, TeamID: row.TeamID, Status: string(t.to), FromStatuses: from, HostIP: t.hostIP, TimeoutSec: t.timeoutSec, EndInSec: t.endInSec,
+			ID: row.ID, TeamID: row.TeamID, Status: string(t.to), FromStatuses: from, HostIP: t.hostIP, Limits: t.limits, TimeoutSec: t.timeoutSec, EndInSec: t.endInSec,
 		})
 		if err != nil || t.audit == "" {
 			return err

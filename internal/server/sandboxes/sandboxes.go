@@ -73,8 +73,34 @@ type Sandbox struct {
 	EndAt     *time.Time `json:"end_at,omitempty"`
 	OnTimeout string     `json:"on_timeout"`
 	DiskMB    int        `json:"disk_mb"`
+	// Limits is what its host's kernel holds its VMM to, as the host reported when
+	// it last started or resumed it; nil before (or from a host without limits).
+	Limits *Limits `json:"limits,omitempty"`
 	// LastActiveAt is when it last ran a command, served a request or resumed.
 	LastActiveAt *time.Time `json:"-"`
+}
+
+// Limits are a sandbox's VMM's cgroup limits, jail and disk rate, as its host
+// enforces them.
+type Limits struct {
+	CPUs        float64 `json:"cpus"`         // CPU bandwidth in CPUs (0 = none)
+	MemoryBytes int64   `json:"memory_bytes"` // guest RAM plus the VMM's allowance; over it the VMM is killed (0 = none)
+	Pids        int64   `json:"pids"`         // tasks, threads included (0 = none)
+	JailUID     uint32  `json:"jail_uid"`     // the unprivileged uid the VMM runs as (0 = not jailed)
+	// The guest's disk I/O, reads and writes together, as its VMM bounds it (0 = none).
+	DiskBytesPerSec int64 `json:"disk_bytes_per_sec"`
+	DiskOpsPerSec   int64 `json:"disk_ops_per_sec"`
+}
+
+// limitsJSON is the limits column's value for what an agent reported (nil keeps the
+// column as it is).
+func limitsJSON(l *pb.SandboxLimits) []byte {
+	if l == nil {
+		return nil
+	}
+	b, _ := json.Marshal(Limits{CPUs: l.GetCpus(), MemoryBytes: l.GetMemoryBytes(), Pids: l.GetPids(), JailUID: l.GetJailUid(),
+		DiskBytesPerSec: l.GetDiskBytesPerSec(), DiskOpsPerSec: l.GetDiskOpsPerSec()})
+	return b
 }
 
 // stateOf is a row's status as a lifecycle state: the database stores the state's
@@ -89,6 +115,12 @@ func toSandbox(r db.Sandbox) *Sandbox {
 		EndAt: r.EndAt, OnTimeout: r.OnTimeout, DiskMB: int(r.DiskMB), LastActiveAt: r.LastActiveAt,
 	}
 	_ = json.Unmarshal(r.Metadata, &sb.Metadata)
+	if len(r.Limits) > 0 {
+		var l Limits
+		if json.Unmarshal(r.Limits, &l) == nil {
+			sb.Limits = &l
+		}
+	}
 	if r.Error != nil {
 		sb.Error = *r.Error
 	}
@@ -187,6 +219,7 @@ func (s *Service) placeSandbox(ctx context.Context, p *core.Principal, spec Sand
 // error with the agent's message (release), so it is never left starting.
 func (s *Service) boot(ctx context.Context, pl *placed) (*Sandbox, error) {
 	row := pl.row
+	s.faultPoint("create/placed")
 	resp, err := pl.agent.CreateSandbox(ctx, connect.NewRequest(pl.req))
 	if err != nil {
 		msg := agentMessage(err)
@@ -196,9 +229,11 @@ func (s *Service) boot(ctx context.Context, pl *placed) (*Sandbox, error) {
 		s.release(ctx, row, msg)
 		return nil, fmt.Errorf("create sandbox %s: %w", row.ID, agentError(err))
 	}
+	s.faultPoint("create/booted")
 	hostIP := resp.Msg.GetSandbox().GetHostIp()
 	// The sandbox runs whether or not the caller is still there: record it regardless.
-	running := db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP, EndInSec: pl.endInSec}
+	running := db.UpdateSandboxStatusParams{ID: row.ID, TeamID: row.TeamID, Status: string(lifecycle.Running), HostIP: &hostIP,
+		Limits: limitsJSON(resp.Msg.GetSandbox().GetLimits()), EndInSec: pl.endInSec}
 	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), running)
 	s.sandboxesChanged(ctx, pl.row.TeamID)
 	if err != nil {
@@ -387,6 +422,7 @@ func (s *Service) destroy(ctx context.Context, p *core.Principal, id string, why
 	} else if stateOf(row) != lifecycle.Missing && row.HostID.Valid {
 		return err
 	}
+	s.faultPoint("destroy/done")
 	err = s.st.Tx(ctx, func(q *db.Queries) error {
 		if _, err := q.UpdateSandboxStatus(ctx, db.UpdateSandboxStatusParams{ID: id, TeamID: row.TeamID, Status: string(lifecycle.Stopped)}); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Service struct {
 	lists         listCache
 	envdTokenKey  []byte
 	placements    PlacementObserver // nil: none
+	faultAt       string            // Config.FaultPoint
+	faultRelease  chan struct{}     // closed by ReleaseFaultPoint
+	releaseOnce   sync.Once
 	// bg counts the creates StartSandbox left booting (Wait).
 	bg sync.WaitGroup
 }
@@ -74,6 +78,9 @@ type Config struct {
 	EnvdTokenKey []byte
 	// Placements learns the outcome of every placement decision (metrics); nil: none.
 	Placements PlacementObserver
+	// FaultPoint, for fault-injection tests only, stops the first operation that
+	// reaches it (one of FaultPoints) until the server is killed.
+	FaultPoint string
 	Log        *slog.Logger
 }
 
@@ -84,6 +91,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.FaultPoint != "" && !slices.Contains(FaultPoints, cfg.FaultPoint) {
+		return nil, fmt.Errorf("sandboxes: unknown fault point %q: want one of %v", cfg.FaultPoint, FaultPoints)
 	}
 	if cfg.Scheduler == nil {
 		cfg.Scheduler, _ = scheduler.New(scheduler.LeastLoaded)
@@ -96,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{st: cfg.Store, q: cfg.Store.Q, agents: cfg.Agents, keys: cfg.APIKeys, sched: cfg.Scheduler,
 		allowInternet: cfg.AllowInternetDefault, quota: cfg.Quota, log: cfg.Log, now: time.Now, envdTokenKey: cfg.EnvdTokenKey,
-		placements: cfg.Placements}, nil
+		placements: cfg.Placements, faultAt: cfg.FaultPoint, faultRelease: make(chan struct{})}, nil
 }
 
 func (s *Service) agentOf(ctx context.Context, row db.Sandbox) (hostagentv1connect.HostAgentServiceClient, error) {

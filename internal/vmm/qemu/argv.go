@@ -106,6 +106,9 @@ func validate(cfg vmm.Config) (spec, error) {
 			return s, err
 		}
 	}
+	if r := cfg.DiskRate; r.BytesPerSec < 0 || r.OpsPerSec < 0 {
+		return s, fmt.Errorf("disk rate: %d bytes/s and %d ops/s must not be negative", r.BytesPerSec, r.OpsPerSec)
+	}
 	for _, a := range cfg.KernelArgs {
 		if err := checkKernelArg(a); err != nil {
 			return s, err
@@ -275,9 +278,16 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 		// Raw is stated explicitly so QEMU never probes the format from guest-written
 		// bytes. writeback+threads works on every filesystem (O_DIRECT does not on
 		// tmpfs); guest flushes are still honoured. discard keeps CoW files sparse.
-		argv = append(argv,
-			"-drive", "id=root,if=none,file="+optValue(s.disk)+",format=raw,cache=writeback,aio=threads,discard=unmap",
-			"-device", "virtio-blk-device,drive=root")
+		// QEMU's block throttling bounds what the guest reads and writes, buffered
+		// or not (bursts: QEMU's default of a tenth of a second's worth).
+		drive := "id=root,if=none,file=" + optValue(s.disk) + ",format=raw,cache=writeback,aio=threads,discard=unmap"
+		if r := s.cfg.DiskRate; r.BytesPerSec > 0 {
+			drive += ",throttling.bps-total=" + strconv.FormatInt(r.BytesPerSec, 10)
+		}
+		if r := s.cfg.DiskRate; r.OpsPerSec > 0 {
+			drive += ",throttling.iops-total=" + strconv.FormatInt(r.OpsPerSec, 10)
+		}
+		argv = append(argv, "-drive", drive, "-device", "virtio-blk-device,drive=root")
 	}
 	if s.tap != "" {
 		argv = append(argv,

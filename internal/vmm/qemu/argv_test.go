@@ -123,6 +123,18 @@ func TestBuildArgv(t *testing.T) {
 	if got, want := flagValue(t, argv, "-drive"), "id=root,if=none,file="+cfg.Disk+",format=raw,cache=writeback,aio=threads,discard=unmap"; got != want {
 		t.Errorf("-drive %q, want %q", got, want)
 	}
+	cfg.DiskRate = vmm.RateLimit{BytesPerSec: 64 << 20, OpsPerSec: 2000}
+	if s, err = validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	limited, err := buildArgv("/usr/bin/qemu-system-x86_64", false, 2096010, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := flagValue(t, limited, "-drive"), "id=root,if=none,file="+cfg.Disk+
+		",format=raw,cache=writeback,aio=threads,discard=unmap,throttling.bps-total=67108864,throttling.iops-total=2000"; got != want {
+		t.Errorf("rate-limited -drive %q, want %q", got, want)
+	}
 	devs := flagValues(argv, "-device")
 	wantDevs := []string{"virtio-blk-device,drive=root", "virtio-net-device,netdev=net0,mac=02:fc:00:00:00:05"}
 	if !slices.Equal(devs, wantDevs) {
@@ -215,39 +227,41 @@ func TestValidateRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]func(c *vmm.Config){
-		"empty id":          func(c *vmm.Config) { c.ID = "" },
-		"upper id":          func(c *vmm.Config) { c.ID = "SB1" },
-		"id with slash":     func(c *vmm.Config) { c.ID = "../x" },
-		"id with space":     func(c *vmm.Config) { c.ID = "a b" },
-		"long id":           func(c *vmm.Config) { c.ID = strings.Repeat("a", 64) },
-		"zero vcpus":        func(c *vmm.Config) { c.VCPUs = 0 },
-		"tiny memory":       func(c *vmm.Config) { c.MemoryMiB = 1 },
-		"missing dir":       func(c *vmm.Config) { c.Dir += "-nope" },
-		"dir is file":       func(c *vmm.Config) { c.Dir = c.Kernel },
-		"long dir":          func(c *vmm.Config) { c.Dir = long },
-		"missing kernel":    func(c *vmm.Config) { c.Kernel += "-nope" },
-		"kernel is dir":     func(c *vmm.Config) { c.Kernel = c.Dir },
-		"empty kernel":      func(c *vmm.Config) { c.Kernel = "" },
-		"missing initrd":    func(c *vmm.Config) { c.Initrd += "-nope" },
-		"missing disk":      func(c *vmm.Config) { c.Disk += "-nope" },
-		"newline in path":   func(c *vmm.Config) { c.Disk += "\n" },
-		"arg with space":    func(c *vmm.Config) { c.KernelArgs = []string{"a b"} },
-		"arg with quote":    func(c *vmm.Config) { c.KernelArgs = []string{`init="/x"`} },
-		"arg with squote":   func(c *vmm.Config) { c.KernelArgs = []string{`x='y'`} },
-		"arg with newline":  func(c *vmm.Config) { c.KernelArgs = []string{"a\nb"} },
-		"empty arg":         func(c *vmm.Config) { c.KernelArgs = []string{""} },
-		"double dash":       func(c *vmm.Config) { c.KernelArgs = []string{"--"} },
-		"non-ascii arg":     func(c *vmm.Config) { c.KernelArgs = []string{"x=é"} },
-		"tap too long":      func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "tap0123456789abcd" },
-		"tap with comma":    func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "tap0,script=/x" },
-		"empty tap":         func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "" },
-		"bad mac":           func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "02:fc:00,id=x" },
-		"long mac":          func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "02:00:5e:10:00:00:00:01" },
-		"multicast mac":     func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "01:00:00:00:00:01" },
-		"missing netns":     func(c *vmm.Config) { c.Net = testNet(); c.Net.NetNS = "/var/run/netns/wrenn-no-such-ns" },
-		"ip without gw":     func(c *vmm.Config) { c.Net = testNet(); c.Net.Gateway = netip.Addr{} },
-		"invalid dns":       func(c *vmm.Config) { c.Net = testNet(); c.Net.DNS = []netip.Addr{{}} },
-		"huge command line": func(c *vmm.Config) { c.KernelArgs = []string{"x=" + strings.Repeat("y", 2100)} },
+		"empty id":           func(c *vmm.Config) { c.ID = "" },
+		"upper id":           func(c *vmm.Config) { c.ID = "SB1" },
+		"id with slash":      func(c *vmm.Config) { c.ID = "../x" },
+		"id with space":      func(c *vmm.Config) { c.ID = "a b" },
+		"long id":            func(c *vmm.Config) { c.ID = strings.Repeat("a", 64) },
+		"zero vcpus":         func(c *vmm.Config) { c.VCPUs = 0 },
+		"negative disk rate": func(c *vmm.Config) { c.DiskRate.BytesPerSec = -1 },
+		"negative disk ops":  func(c *vmm.Config) { c.DiskRate.OpsPerSec = -1 },
+		"tiny memory":        func(c *vmm.Config) { c.MemoryMiB = 1 },
+		"missing dir":        func(c *vmm.Config) { c.Dir += "-nope" },
+		"dir is file":        func(c *vmm.Config) { c.Dir = c.Kernel },
+		"long dir":           func(c *vmm.Config) { c.Dir = long },
+		"missing kernel":     func(c *vmm.Config) { c.Kernel += "-nope" },
+		"kernel is dir":      func(c *vmm.Config) { c.Kernel = c.Dir },
+		"empty kernel":       func(c *vmm.Config) { c.Kernel = "" },
+		"missing initrd":     func(c *vmm.Config) { c.Initrd += "-nope" },
+		"missing disk":       func(c *vmm.Config) { c.Disk += "-nope" },
+		"newline in path":    func(c *vmm.Config) { c.Disk += "\n" },
+		"arg with space":     func(c *vmm.Config) { c.KernelArgs = []string{"a b"} },
+		"arg with quote":     func(c *vmm.Config) { c.KernelArgs = []string{`init="/x"`} },
+		"arg with squote":    func(c *vmm.Config) { c.KernelArgs = []string{`x='y'`} },
+		"arg with newline":   func(c *vmm.Config) { c.KernelArgs = []string{"a\nb"} },
+		"empty arg":          func(c *vmm.Config) { c.KernelArgs = []string{""} },
+		"double dash":        func(c *vmm.Config) { c.KernelArgs = []string{"--"} },
+		"non-ascii arg":      func(c *vmm.Config) { c.KernelArgs = []string{"x=é"} },
+		"tap too long":       func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "tap0123456789abcd" },
+		"tap with comma":     func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "tap0,script=/x" },
+		"empty tap":          func(c *vmm.Config) { c.Net = testNet(); c.Net.TAP = "" },
+		"bad mac":            func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "02:fc:00,id=x" },
+		"long mac":           func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "02:00:5e:10:00:00:00:01" },
+		"multicast mac":      func(c *vmm.Config) { c.Net = testNet(); c.Net.MAC = "01:00:00:00:00:01" },
+		"missing netns":      func(c *vmm.Config) { c.Net = testNet(); c.Net.NetNS = "/var/run/netns/wrenn-no-such-ns" },
+		"ip without gw":      func(c *vmm.Config) { c.Net = testNet(); c.Net.Gateway = netip.Addr{} },
+		"invalid dns":        func(c *vmm.Config) { c.Net = testNet(); c.Net.DNS = []netip.Addr{{}} },
+		"huge command line":  func(c *vmm.Config) { c.KernelArgs = []string{"x=" + strings.Repeat("y", 2100)} },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -2039,6 +2039,34 @@ export interface components {
             on_timeout: "kill" | "pause";
             /** @description The root disk's size in MB; 0 is the template's own. */
             disk_mb: number;
+            limits?: components["schemas"]["SandboxLimits"];
+        };
+        /** @description What the host holds the sandbox's VMM process to — its cgroup's limits, its jail, and the disk rate the VMM holds the guest to — as the host reported when it last started or resumed the sandbox. Absent before it first ran. A VMM over its memory limit is killed and the sandbox ends in status error saying so; its neighbours keep running. */
+        SandboxLimits: {
+            /** @description CPU bandwidth in CPUs (the CFS quota over its period); 0 = none. */
+            cpus: number;
+            /**
+             * Format: int64
+             * @description Guest RAM plus the VMM's own allowance; 0 = none.
+             */
+            memory_bytes: number;
+            /**
+             * Format: int64
+             * @description Tasks, threads included; 0 = none.
+             */
+            pids: number;
+            /** @description The unprivileged uid the VMM runs as in its jail; 0 = not jailed. */
+            jail_uid: number;
+            /**
+             * Format: int64
+             * @description Bytes per second the guest may read and write on its disk, together (its VMM enforces it); 0 = none.
+             */
+            disk_bytes_per_sec: number;
+            /**
+             * Format: int64
+             * @description Disk operations per second, reads and writes together; 0 = none.
+             */
+            disk_ops_per_sec: number;
         };
         ResumeSandboxRequest: {
             /** @description A new idle timeout in seconds; 0 or absent keeps the sandbox's. */
