@@ -39,3 +39,10 @@ INSERT INTO template_hosts (template_id, host_id) VALUES (@template_id, @host_id
 -- The template a create names: the team's own (a snapshot) before the platform's.
 SELECT * FROM templates WHERE name = @name AND (team_id IS NULL OR team_id = @team_id)
 ORDER BY team_id NULLS LAST LIMIT 1;
+
+-- name: HostSnapshotNames :many
+-- The host names of the snapshot versions recorded on a host: any other version of
+-- Wrenn's on it (snap-…) is an orphan, e.g. of a create whose control plane died
+-- before recording it.
+SELECT t.host_name::text FROM templates t JOIN template_hosts th ON th.template_id = t.id
+WHERE th.host_id = @host_id AND t.host_name IS NOT NULL;

@@ -73,6 +73,34 @@ func (q *Queries) GetSnapshot(ctx context.Context, arg GetSnapshotParams) (Templ
 	return i, err
 }
 
+const hostSnapshotNames = `-- name: HostSnapshotNames :many
+SELECT t.host_name::text FROM templates t JOIN template_hosts th ON th.template_id = t.id
+WHERE th.host_id = $1 AND t.host_name IS NOT NULL
+`
+
+// The host names of the snapshot versions recorded on a host: any other version of
+// Wrenn's on it (snap-…) is an orphan, e.g. of a create whose control plane died
+// before recording it.
+func (q *Queries) HostSnapshotNames(ctx context.Context, hostID pgtype.UUID) ([]string, error) {
+	rows, err := q.db.Query(ctx, hostSnapshotNames, hostID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var t_host_name string
+		if err := rows.Scan(&t_host_name); err != nil {
+			return nil, err
+		}
+		items = append(items, t_host_name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertSnapshot = `-- name: InsertSnapshot :one
 INSERT INTO templates (team_id, name, kind, host_name, source_sandbox_id, base_template, vcpus, memory_mb, disk_mb, size_bytes)
 VALUES ($1, $2, 'snapshot', $3, $4, $5, $6, $7, $8, $9)

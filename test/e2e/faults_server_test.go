@@ -30,24 +30,29 @@ import (
 //     it, and the monitor records it once PostgreSQL is back (destroy: lost);
 //   - Redis stopped (a cache, leases and limits): every operation ends as it would
 //     have.
+//
+// A named snapshot the host made but the server could not record (killed, or
+// PostgreSQL away at snapshot/done) does not exist for the API, and its files are
+// removed from the host: by the failed create itself, or by the monitor once past the
+// grace. The sandbox runs on in every case.
 var serverFaults = map[string]map[string]string{
 	"kill": {
 		"create/placed": "error", "create/booted": "running",
 		"pause/begun": "running", "pause/done": "paused",
 		"resume/begun": "paused", "resume/done": "running",
-		"destroy/done": "error",
+		"destroy/done": "error", "snapshot/done": "running",
 	},
 	"postgres": {
 		"create/placed": "running", "create/booted": "running",
 		"pause/begun": "paused", "pause/done": "paused",
 		"resume/begun": "running", "resume/done": "running",
-		"destroy/done": "error",
+		"destroy/done": "error", "snapshot/done": "running",
 	},
 	"redis": {
 		"create/placed": "running", "create/booted": "running",
 		"pause/begun": "paused", "pause/done": "paused",
 		"resume/begun": "running", "resume/done": "running",
-		"destroy/done": "stopped",
+		"destroy/done": "stopped", "snapshot/done": "running",
 	},
 }
 
@@ -120,6 +125,8 @@ func serverFaultAt(t *testing.T, fault, point, want string) {
 			_, err = api.Resume(ctx, sbID, 0)
 		case "destroy":
 			err = api.DestroySandbox(ctx, sbID)
+		case "snapshot":
+			_, err = api.CreateSnapshot(ctx, sbID, "fault", false)
 		}
 		done <- err
 	}()
@@ -175,6 +182,9 @@ func serverFaultAt(t *testing.T, fault, point, want string) {
 		if !onHost {
 			t.Fatal("recorded running, but its host runs no VM for it")
 		}
+		if op == "snapshot" {
+			checkServerSnapshot(t, api, ag, fault == "redis")
+		}
 		if got := sh("cat /home/user/kept /dev/shm/kept 2>/dev/null || echo new"); op != "create" && got != "disk\nmemory\n" || op == "create" && got != "new\n" {
 			t.Errorf("what was written before the fault: %q", got)
 		}
@@ -210,6 +220,31 @@ func serverFaultAt(t *testing.T, fault, point, want string) {
 	}
 	ag.stop(t)
 	assertGone(t, filepath.Join(ag.opts.dir, "sandboxes", sbID), "")
+}
+
+// checkServerSnapshot checks that the snapshot "fault" exists for the API with its
+// files on the host, or neither (the host's files removed by the failed create or the
+// monitor), and removes it.
+func checkServerSnapshot(t *testing.T, api *client.Client, ag *hostAgent, want bool) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := api.GetSnapshot(ctx, "fault")
+	if got := err == nil; got != want {
+		t.Fatalf("snapshot fault exists for the API: %v (%v), want %v", got, err, want)
+	}
+	onHost := func() []string {
+		files, _ := filepath.Glob(filepath.Join(ag.opts.dir, "snapshots", "snap-*"))
+		return files
+	}
+	if want {
+		if len(onHost()) != 1 {
+			t.Errorf("the host holds %v, want the snapshot's one version", onHost())
+		}
+		if err := api.DeleteSnapshot(ctx, "fault"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, time.Minute, "the host to hold no snapshot files", func() bool { return len(onHost()) == 0 })
 }
 
 // id is the id of the one sandbox the test's team has made.

@@ -13,6 +13,7 @@ var FaultPoints = []string{
 	"pause/begun", "pause/done",
 	"resume/begun", "resume/done",
 	"destroy/done",
+	"snapshot/done",
 }
 
 // faultPoint holds the calling operation when point is the configured fault point:

@@ -3,6 +3,8 @@ package sandboxes
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -10,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/wrennhq/wrenn/gen/db"
 	pb "github.com/wrennhq/wrenn/gen/hostagent/v1"
+	"github.com/wrennhq/wrenn/gen/hostagent/v1/hostagentv1connect"
 	"github.com/wrennhq/wrenn/internal/lifecycle"
 	"github.com/wrennhq/wrenn/internal/server/core"
 	"github.com/wrennhq/wrenn/internal/server/hostclient"
@@ -158,6 +161,40 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 		_, err := agent.DestroySandbox(dctx, connect.NewRequest(&pb.DestroySandboxRequest{SandboxId: id}))
 		cancel()
 		s.log.Warn("reconcile: stopped an orphan sandbox", "sandbox", id, "host", hostID, "err", err)
+	}
+	s.reconcileSnapshots(ctx, h, agent, cfg)
+}
+
+// reconcileSnapshots removes from a host the snapshot versions of Wrenn's (snap-…)
+// that no record names: one whose create's control plane died between the host
+// making it and the record, or an overwrite's replaced version whose removal was
+// never done. One younger than Grace may be a create still recording it.
+func (s *Service) reconcileSnapshots(ctx context.Context, h db.Host, agent hostagentv1connect.HostAgentServiceClient, cfg MonitorConfig) {
+	hostID := core.UUIDString(h.ID)
+	recorded, err := s.q.HostSnapshotNames(ctx, h.ID)
+	if err != nil {
+		s.log.Error("reconcile: snapshots of host", "host", hostID, "err", err)
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	resp, err := agent.ListSnapshots(lctx, connect.NewRequest(&pb.ListSnapshotsRequest{}))
+	cancel()
+	if err != nil {
+		s.log.Warn("reconcile: list snapshots", "host", hostID, "err", err)
+		return
+	}
+	for _, snap := range resp.Msg.GetSnapshots() {
+		name := snap.GetName()
+		if !strings.HasPrefix(name, hostNamePrefix) || slices.Contains(recorded, name) {
+			continue
+		}
+		if created := snap.GetCreatedAt(); created == nil || s.now().Sub(created.AsTime()) < cfg.Grace {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := agent.DeleteSnapshot(dctx, connect.NewRequest(&pb.DeleteSnapshotRequest{Name: name}))
+		cancel()
+		s.log.Warn("reconcile: removed an orphan snapshot", "snapshot", name, "host", hostID, "err", err)
 	}
 }
 

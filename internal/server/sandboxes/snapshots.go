@@ -83,13 +83,17 @@ func checkSnapshotName(name string) error {
 	return nil
 }
 
+// hostNamePrefix starts the name of every snapshot version the control plane has a
+// host make; the monitor removes those no record names (reconcileSnapshots).
+const hostNamePrefix = "snap-"
+
 // newHostName names a snapshot version's files on its host.
 func newHostName() (string, error) {
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return "snap-" + hex.EncodeToString(b), nil
+	return hostNamePrefix + hex.EncodeToString(b), nil
 }
 
 // CreateSnapshot freezes a running or paused sandbox of the principal's team into the
@@ -123,6 +127,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, p *core.Principal, sandbox
 	if err != nil {
 		return nil, s.snapshotError(ctx, row, agent, err)
 	}
+	s.faultPoint("snapshot/done")
 	info := resp.Msg.GetSnapshot()
 	// The files exist: from here the record is written whether or not the caller
 	// still waits, or the files are removed.
