@@ -116,13 +116,17 @@ RETURNING id, team_id;
 -- name: SetSandboxStatusByHost :one
 -- Reconciliation: the host's view of one of its sandboxes, applied only if the status
 -- is still the one the decision was based on (a concurrent destroy wins). host_ip is
--- the address the host reports (NULL keeps it); a paused sandbox has none. paused_at
--- as in UpdateSandboxStatus.
+-- the address the host reports (NULL keeps it); a paused sandbox has none; limits the
+-- ones it reports (NULL keeps them). started_at, last_active_at and paused_at as in
+-- UpdateSandboxStatus (a create the monitor finishes starts the sandbox).
 UPDATE sandboxes SET
     status = @status::text,
     error = sqlc.narg(error),
+    started_at = CASE WHEN @status::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+    last_active_at = CASE WHEN @status::text = 'running' THEN coalesce(last_active_at, now()) ELSE last_active_at END,
     stopped_at = CASE WHEN @status::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     host_ip = CASE WHEN @status::text = 'paused' THEN NULL ELSE coalesce(sqlc.narg(host_ip), host_ip) END,
+    limits = coalesce(sqlc.narg(limits)::jsonb, limits),
     paused_at = CASE WHEN @status::text = 'paused' THEN coalesce(paused_at, now())
                      WHEN @status::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
 WHERE id = @id AND host_id = @host_id AND status = @from_status::text

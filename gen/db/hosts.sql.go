@@ -716,11 +716,14 @@ const setSandboxStatusByHost = `-- name: SetSandboxStatusByHost :one
 UPDATE sandboxes SET
     status = $1::text,
     error = $2,
+    started_at = CASE WHEN $1::text = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+    last_active_at = CASE WHEN $1::text = 'running' THEN coalesce(last_active_at, now()) ELSE last_active_at END,
     stopped_at = CASE WHEN $1::text IN ('stopped', 'error') THEN coalesce(stopped_at, now()) ELSE stopped_at END,
     host_ip = CASE WHEN $1::text = 'paused' THEN NULL ELSE coalesce($3, host_ip) END,
+    limits = coalesce($4::jsonb, limits),
     paused_at = CASE WHEN $1::text = 'paused' THEN coalesce(paused_at, now())
                      WHEN $1::text IN ('missing', 'pausing', 'resuming') THEN paused_at END
-WHERE id = $4 AND host_id = $5 AND status = $6::text
+WHERE id = $5 AND host_id = $6 AND status = $7::text
 RETURNING id, team_id, host_id, template, status, vcpus, memory_mb, disk_mb, timeout_sec, allow_internet_access, metadata, host_ip, error, created_at, started_at, stopped_at, last_active_at, allow_public_traffic, traffic_token_hash, paused_at, end_at, on_timeout, limits
 `
 
@@ -728,6 +731,7 @@ type SetSandboxStatusByHostParams struct {
 	Status     string
 	Error      *string
 	HostIP     *string
+	Limits     []byte
 	ID         string
 	HostID     pgtype.UUID
 	FromStatus string
@@ -735,13 +739,15 @@ type SetSandboxStatusByHostParams struct {
 
 // Reconciliation: the host's view of one of its sandboxes, applied only if the status
 // is still the one the decision was based on (a concurrent destroy wins). host_ip is
-// the address the host reports (NULL keeps it); a paused sandbox has none. paused_at
-// as in UpdateSandboxStatus.
+// the address the host reports (NULL keeps it); a paused sandbox has none; limits the
+// ones it reports (NULL keeps them). started_at, last_active_at and paused_at as in
+// UpdateSandboxStatus (a create the monitor finishes starts the sandbox).
 func (q *Queries) SetSandboxStatusByHost(ctx context.Context, arg SetSandboxStatusByHostParams) (Sandbox, error) {
 	row := q.db.QueryRow(ctx, setSandboxStatusByHost,
 		arg.Status,
 		arg.Error,
 		arg.HostIP,
+		arg.Limits,
 		arg.ID,
 		arg.HostID,
 		arg.FromStatus,

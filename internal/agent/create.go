@@ -151,6 +151,16 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	if err := run(&undo, step{&tm.Init, func() (func(), error) { return nil, m.initGuest(ctx, sb, token, spec.Template) }}); err != nil {
 		return nil, "", tm, err
 	}
+	// A VM that died after the guest answered is no sandbox to hand out: roll back
+	// (one that dies later is the watcher's).
+	sb.mu.Lock()
+	machine := sb.machine
+	sb.mu.Unlock()
+	select {
+	case <-machine.Done():
+		return nil, "", tm, fmt.Errorf("vm exited as it was being readied: %v", machine.Err())
+	default:
+	}
 	// Idleness counts from when the sandbox is usable, not from when its create began.
 	sb.touch(m.cfg.Now())
 	if err := sb.moveTo(lifecycle.Running); err != nil {

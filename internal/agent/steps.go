@@ -176,11 +176,11 @@ func (m *Manager) stopVM(ctx context.Context, sb *sandbox) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if envd != nil {
+		defer envd.CloseIdleConnections()
+	}
 	if err := machine.Stop(ctx); err != nil {
 		return fmt.Errorf("stop vm: %w", err)
-	}
-	if envd != nil {
-		envd.CloseIdleConnections()
 	}
 	return m.releaseCgroup(sb)
 }

@@ -95,7 +95,7 @@ func (c *Server) table() table {
 		{Env: "WRENN_CREATE_GRACE", Default: "2m", Value: Duration(&c.CreateGrace, time.Second),
 			Usage: "how long a create may go unrecorded before the host monitor settles it: a sandbox its host does not run becomes error (lost), one it runs becomes running (its control plane went away before recording the end)"},
 		{Env: "WRENN_SERVER_FAULT_POINT", Value: String(&c.FaultPoint, 0),
-			Usage: "for fault-injection tests only: the first sandbox operation that reaches this point between its steps (e.g. create/booted, pause/begun) stops there until the server is killed; never set it on a real control plane"},
+			Usage: "for fault-injection tests only: sandbox operations that reach this point between their steps (e.g. create/booted, pause/begun) stop there until the server is killed or gets SIGUSR1; never set it on a real control plane"},
 		{Env: "WRENN_ALLOW_INTERNET_DEFAULT", Default: "true", Value: Bool(&c.AllowInternetDefault),
 			Usage: "internet access of sandboxes whose create does not say"},
 		{Env: "WRENN_DOMAIN", Value: Domain(&c.Domain),

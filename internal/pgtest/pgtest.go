@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -120,8 +121,8 @@ func reapOrphans(bin string) {
 		if err != nil {
 			continue // made by an older version, or being made
 		}
-		if pid, err := strconv.Atoi(string(b)); err != nil || syscall.Kill(pid, 0) == nil {
-			continue // its binary still runs
+		if pid, err := strconv.Atoi(string(b)); err != nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // its binary still runs (or cannot be told)
 		}
 		_ = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "stop", "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w").Run()
 		os.RemoveAll(dir)
@@ -161,12 +162,16 @@ func Outage(t testing.TB) (restore func()) {
 	if err := pgCtl("stop", "-D", filepath.Join(server.dir, "data"), "-m", "fast", "-w"); err != nil {
 		t.Fatal(err)
 	}
-	return func() {
-		t.Helper()
-		if err := pgCtl(pgStart(server.dir)[1:]...); err != nil {
-			t.Fatal(err)
-		}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := pgCtl(pgStart(server.dir)[1:]...); err != nil {
+				t.Error(err)
+			}
+		})
 	}
+	t.Cleanup(restore) // a test that fails before it restores leaves the server up for the next
+	return restore
 }
 
 func stop() {

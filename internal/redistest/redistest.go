@@ -88,7 +88,7 @@ func launch(dir string) (*exec.Cmd, chan struct{}, error) {
 		return nil, nil, fmt.Errorf("redis-server not found (apt-get install redis-server, or scripts/install-deps.sh)")
 	}
 	sock := filepath.Join(dir, "redis.sock")
-	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.Create(filepath.Join(dir, "log")) // this run's only, for its errors
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,14 +153,19 @@ func Outage(t testing.TB) (restore func()) {
 	}
 	_ = server.cmd.Process.Kill()
 	<-server.done
-	return func() {
-		t.Helper()
-		cmd, done, err := launch(server.dir)
-		if err != nil {
-			t.Fatalf("restart redis: %v", err)
-		}
-		server.cmd, server.done = cmd, done
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			cmd, done, err := launch(server.dir)
+			if err != nil {
+				t.Errorf("restart redis: %v", err)
+				return
+			}
+			server.cmd, server.done = cmd, done
+		})
 	}
+	t.Cleanup(restore) // a test that fails before it restores leaves the server up for the next
+	return restore
 }
 
 func stop() {

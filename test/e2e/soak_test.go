@@ -69,7 +69,7 @@ func TestSoak(t *testing.T) {
 	var firstErr error
 	var errOnce sync.Once
 	run := func(ctx context.Context, worker int, until time.Time) {
-		for n := 0; time.Now().Before(until); n++ {
+		for n := 0; n == 0 || time.Now().Before(until); n++ { // one cycle at least
 			if err := soakCycle(ctx, api, fmt.Sprintf("%d-%d", worker, n)); err != nil {
 				failures.Add(1)
 				errOnce.Do(func() { firstErr = err })
@@ -87,6 +87,10 @@ func TestSoak(t *testing.T) {
 	}
 
 	together(time.Now()) // one cycle each: warms every path
+	if failures.Load() > 0 {
+		t.Fatalf("a warm-up cycle failed: %v", firstErr)
+	}
+	cycles.Store(0)
 	warm := filepath.Join(env.dir, "images", "base", "warm", "qemu-1c-512m", "snapshot")
 	testutil.WaitFor(t, 3*time.Minute, "the warm snapshot of the default shape", func() bool {
 		_, err := vmm.ReadSnapshotMeta(warm)

@@ -35,6 +35,10 @@ var (
 	// the capability, as a driver without snapshots cannot pause); unlike a conflict,
 	// no change of state or wait makes it possible.
 	ErrNotImplemented = errors.New("not implemented") // 501
+	// ErrUnrecorded: a host did what was asked, but the control plane could not record
+	// it (its database was out of reach); the host monitor records it once it can, so
+	// the request must not be repeated — unlike a 503, which did nothing.
+	ErrUnrecorded = errors.New("done, not yet recorded") // 500
 )
 
 // errorClasses map the errors above to HTTP statuses and /v1's error codes.
@@ -53,6 +57,7 @@ var errorClasses = []struct {
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 	{ErrNotImplemented, http.StatusNotImplemented, "not_implemented"},
+	{ErrUnrecorded, http.StatusInternalServerError, "unrecorded"},
 }
 
 // Classify is the HTTP status and /v1 error code of a service error; ok is false

@@ -33,5 +33,13 @@ func TestDatabaseDown(t *testing.T) {
 		if got := core.DatabaseDown(c.err); got != c.want {
 			t.Errorf("%s (%v): DatabaseDown = %v, want %v", c.name, c.err, got, c.want)
 		}
+		// After a host acted, an outage is not "try again": the work is done.
+		err := core.Unrecorded(c.err, "sandbox sb1 was created on its host")
+		if status, _, _ := core.Classify(err); c.want != (status == 500 && errors.Is(err, core.ErrUnrecorded)) {
+			t.Errorf("%s: Unrecorded = %v (status %d)", c.name, err, status)
+		}
+	}
+	if core.Unrecorded(nil, "x") != nil {
+		t.Error("Unrecorded(nil) is not nil")
 	}
 }

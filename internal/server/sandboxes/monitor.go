@@ -3,8 +3,6 @@ package sandboxes
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -131,7 +129,7 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 		switch {
 		case ok && hostSays == lifecycle.Error && stateOf(row) != lifecycle.Error:
 			msg := onHost.GetError()
-			s.setByHost(ctx, row, lifecycle.Error, &msg, nil)
+			s.setByHost(ctx, row, lifecycle.Error, &msg, nil, nil)
 		case ok && settledOnHost(hostSays) && hostSays != stateOf(row) &&
 			(followsHost(stateOf(row)) || stateOf(row) == lifecycle.Starting && s.now().Sub(row.CreatedAt) >= cfg.Grace):
 			// A host back from being unreachable, a pause the agent made on its own
@@ -141,11 +139,11 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 			// is. A paused sandbox is alive — listed, with no address — never lost or
 			// stopped.
 			ip := onHost.GetHostIp()
-			s.setByHost(ctx, row, hostSays, nil, &ip)
+			s.setByHost(ctx, row, hostSays, nil, &ip, limitsJSON(onHost.GetLimits()))
 			s.log.Info("reconcile: sandbox state from its host", "sandbox", row.ID, "host", hostID, "was", stateOf(row), "now", hostSays)
 		case !ok && stateOf(row) != lifecycle.Error && !(stateOf(row) == lifecycle.Starting && s.now().Sub(row.CreatedAt) < cfg.Grace):
 			msg := "lost: its host no longer runs it"
-			s.setByHost(ctx, row, lifecycle.Error, &msg, nil)
+			s.setByHost(ctx, row, lifecycle.Error, &msg, nil, nil)
 			s.log.Warn("reconcile: sandbox lost", "sandbox", row.ID, "host", hostID)
 		}
 	}
@@ -171,11 +169,8 @@ func (s *Service) reconcile(ctx context.Context, h db.Host, cfg MonitorConfig) {
 // never done. One younger than Grace may be a create still recording it.
 func (s *Service) reconcileSnapshots(ctx context.Context, h db.Host, agent hostagentv1connect.HostAgentServiceClient, cfg MonitorConfig) {
 	hostID := core.UUIDString(h.ID)
-	recorded, err := s.q.HostSnapshotNames(ctx, h.ID)
-	if err != nil {
-		s.log.Error("reconcile: snapshots of host", "host", hostID, "err", err)
-		return
-	}
+	// The host first, then the records: a version recorded after this listing is
+	// among the records read next, so it is never taken for an orphan.
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	resp, err := agent.ListSnapshots(lctx, connect.NewRequest(&pb.ListSnapshotsRequest{}))
 	cancel()
@@ -183,9 +178,18 @@ func (s *Service) reconcileSnapshots(ctx context.Context, h db.Host, agent hosta
 		s.log.Warn("reconcile: list snapshots", "host", hostID, "err", err)
 		return
 	}
+	names, err := s.q.HostSnapshotNames(ctx, h.ID)
+	if err != nil {
+		s.log.Error("reconcile: snapshots of host", "host", hostID, "err", err)
+		return
+	}
+	recorded := make(map[string]bool, len(names))
+	for _, n := range names {
+		recorded[n] = true
+	}
 	for _, snap := range resp.Msg.GetSnapshots() {
 		name := snap.GetName()
-		if !strings.HasPrefix(name, hostNamePrefix) || slices.Contains(recorded, name) {
+		if !hostNamePattern.MatchString(name) || recorded[name] {
 			continue
 		}
 		if created := snap.GetCreatedAt(); created == nil || s.now().Sub(created.AsTime()) < cfg.Grace {
@@ -238,13 +242,14 @@ func followsHost(st lifecycle.State) bool {
 	return false
 }
 
-// setByHost records status for row — with error msg, and host address ip when the
-// host reported one (nil keeps it; paused clears it) — if the row is still as read.
-func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status lifecycle.State, msg, ip *string) {
+// setByHost records status for row — with error msg, and host address ip and limits
+// when the host reported them (nil keeps them; paused clears the address) — if the
+// row is still as read.
+func (s *Service) setByHost(ctx context.Context, row db.Sandbox, status lifecycle.State, msg, ip *string, limits []byte) {
 	if ip != nil && *ip == "" {
 		ip = nil
 	}
-	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: string(status), Error: msg, HostIP: ip, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
+	if _, err := s.q.SetSandboxStatusByHost(ctx, db.SetSandboxStatusByHostParams{ID: row.ID, HostID: row.HostID, Status: string(status), Error: msg, HostIP: ip, Limits: limits, FromStatus: row.Status}); errors.Is(err, pgx.ErrNoRows) {
 		return // changed meanwhile (e.g. destroyed): the next round judges again
 	} else if err != nil {
 		s.log.Error("reconcile: record status", "sandbox", row.ID, "err", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,16 +17,18 @@ import (
 
 // Snapshot versions on a host that no record names — a create whose control plane died
 // between the host making the files and the record — are removed once older than
-// Grace; recorded ones, young ones and names the control plane does not make stay.
+// Grace; recorded ones, young ones and names the control plane does not make (even
+// with its prefix) stay.
 func TestMonitorOrphanSnapshots(t *testing.T) {
 	e := newMonitorEnv(t)
 	ctx := context.Background()
 	e.exec(`INSERT INTO templates (team_id, name, kind, host_name, base_template, vcpus, memory_mb, disk_mb, size_bytes)
-		VALUES ($1, 'kept', 'snapshot', 'snap-recorded', 'base', 1, 512, 0, 0)`, e.teamID)
+		VALUES ($1, 'kept', 'snapshot', 'snap-aaaaaaaaaaaaaaaaaaaaaaaa', 'base', 1, 512, 0, 0)`, e.teamID)
 	e.exec(`INSERT INTO template_hosts (template_id, host_id) SELECT id, $1 FROM templates WHERE name = 'kept'`, e.HostID)
 	old := time.Now().Add(-time.Hour)
+	recorded, orphan, young := "snap-"+strings.Repeat("a", 24), "snap-"+strings.Repeat("b", 24), "snap-"+strings.Repeat("c", 24)
 	for name, created := range map[string]time.Time{
-		"snap-recorded": old, "snap-orphan": old, "snap-young": time.Now(), "by-hand": old,
+		recorded: old, orphan: old, young: time.Now(), "by-hand": old, "snap-by-hand": old,
 	} {
 		dir := filepath.Join(e.Agent.Dir, "snapshots", name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -45,7 +48,7 @@ func TestMonitorOrphanSnapshots(t *testing.T) {
 	for _, s := range list.Msg.GetSnapshots() {
 		names = append(names, s.GetName())
 	}
-	if want := []string{"by-hand", "snap-recorded", "snap-young"}; !slices.Equal(names, want) {
+	if want := []string{"by-hand", recorded, "snap-by-hand", young}; !slices.Equal(names, want) {
 		t.Errorf("the host keeps %v, want %v", names, want)
 	}
 }

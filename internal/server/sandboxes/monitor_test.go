@@ -270,7 +270,7 @@ func TestMonitorUnrecordedCreate(t *testing.T) {
 	e := newMonitorEnv(t)
 	ctx := context.Background()
 	id := e.createSandbox()
-	e.exec(`UPDATE sandboxes SET status = 'starting', host_ip = NULL WHERE id = $1`, id)
+	e.exec(`UPDATE sandboxes SET status = 'starting', host_ip = NULL, started_at = NULL, limits = NULL WHERE id = $1`, id)
 	e.Service.Sandboxes.MonitorRound(ctx, sandboxes.MonitorConfig{Grace: time.Hour})
 	if st, msg := e.sandbox(id); st != "starting" || msg != "" {
 		t.Errorf("a starting sandbox younger than Grace that its host runs: %s %q", st, msg)
@@ -279,9 +279,13 @@ func TestMonitorUnrecordedCreate(t *testing.T) {
 	if st, msg := e.sandbox(id); st != "running" || msg != "" {
 		t.Errorf("a starting sandbox older than Grace that its host runs: %s %q", st, msg)
 	}
+	// Recorded as a create would have: its address and start (E2B's listing shows
+	// only started sandboxes).
 	var ip *string
-	if err := e.DB.QueryRow(ctx, `SELECT host_ip FROM sandboxes WHERE id = $1`, id).Scan(&ip); err != nil || ip == nil || *ip == "" {
-		t.Errorf("its address after the round: %v %v", ip, err)
+	var started *time.Time
+	if err := e.DB.QueryRow(ctx, `SELECT host_ip, started_at FROM sandboxes WHERE id = $1`, id).Scan(&ip, &started); err != nil ||
+		ip == nil || *ip == "" || started == nil {
+		t.Errorf("after the round: address %v, started at %v (%v)", ip, started, err)
 	}
 }
 

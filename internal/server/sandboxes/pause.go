@@ -182,7 +182,11 @@ func (s *Service) step(ctx context.Context, p *core.Principal, row db.Sandbox, t
 		return db.Sandbox{}, stateConflict(row.ID, stateOf(now), t.op)
 	}
 	if err != nil {
-		return db.Sandbox{}, fmt.Errorf("record %s sandbox %s: %w", t.to, row.ID, err)
+		err = fmt.Errorf("record %s sandbox %s: %w", t.to, row.ID, err)
+		if t.to == lifecycle.Paused || t.to == lifecycle.Running { // the host did it
+			err = core.Unrecorded(err, fmt.Sprintf("sandbox %s is %s on its host", row.ID, t.to))
+		}
+		return db.Sandbox{}, err
 	}
 	return out, nil
 }
@@ -194,7 +198,7 @@ func (s *Service) step(ctx context.Context, p *core.Principal, row db.Sandbox, t
 func (s *Service) settle(ctx context.Context, row db.Sandbox, agent hostagentv1connect.HostAgentServiceClient, fallback lifecycle.State) lifecycle.State {
 	now := s.fromHost(ctx, row, agent)
 	if now == "" {
-		s.setByHost(context.WithoutCancel(ctx), row, fallback, nil, nil)
+		s.setByHost(context.WithoutCancel(ctx), row, fallback, nil, nil, nil)
 	}
 	return now
 }
@@ -217,10 +221,10 @@ func (s *Service) fromHost(ctx context.Context, row db.Sandbox, agent hostagentv
 	case now == stateOf(row):
 	case now == lifecycle.Running || now == lifecycle.Paused:
 		ip := sb.GetHostIp()
-		s.setByHost(ctx, row, now, nil, &ip)
+		s.setByHost(ctx, row, now, nil, &ip, limitsJSON(sb.GetLimits()))
 	case now == lifecycle.Error:
 		msg := sb.GetError()
-		s.setByHost(ctx, row, now, &msg, nil)
+		s.setByHost(ctx, row, now, &msg, nil, nil)
 	}
 	return now
 }

@@ -237,7 +237,7 @@ func (s *Service) boot(ctx context.Context, pl *placed) (*Sandbox, error) {
 	row, err = s.q.UpdateSandboxStatus(context.WithoutCancel(ctx), running)
 	s.sandboxesChanged(ctx, pl.row.TeamID)
 	if err != nil {
-		return nil, fmt.Errorf("record running sandbox %s: %w", pl.row.ID, err)
+		return nil, core.Unrecorded(fmt.Errorf("record running sandbox %s: %w", pl.row.ID, err), "sandbox "+pl.row.ID+" was created on its host")
 	}
 	out := toSandbox(row)
 	out.TrafficAccessToken = pl.trafficToken
@@ -431,7 +431,7 @@ func (s *Service) destroy(ctx context.Context, p *core.Principal, id string, why
 	})
 	s.sandboxesChanged(ctx, row.TeamID)
 	if err != nil {
-		return fmt.Errorf("record stopped sandbox %s: %w", id, err)
+		return core.Unrecorded(fmt.Errorf("record stopped sandbox %s: %w", id, err), "sandbox "+id+" was destroyed on its host")
 	}
 	return nil
 }

@@ -78,8 +78,8 @@ type Config struct {
 	EnvdTokenKey []byte
 	// Placements learns the outcome of every placement decision (metrics); nil: none.
 	Placements PlacementObserver
-	// FaultPoint, for fault-injection tests only, stops the first operation that
-	// reaches it (one of FaultPoints) until the server is killed.
+	// FaultPoint, for fault-injection tests only, holds every operation that reaches
+	// it (one of FaultPoints) until the server is killed or ReleaseFaultPoint.
 	FaultPoint string
 	Log        *slog.Logger
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"connectrpc.com/connect"
@@ -83,9 +84,9 @@ func checkSnapshotName(name string) error {
 	return nil
 }
 
-// hostNamePrefix starts the name of every snapshot version the control plane has a
-// host make; the monitor removes those no record names (reconcileSnapshots).
-const hostNamePrefix = "snap-"
+// hostNamePattern matches the names newHostName makes: the monitor removes a host's
+// versions of that form that no record names (reconcileSnapshots).
+var hostNamePattern = regexp.MustCompile(`^snap-[0-9a-f]{24}$`)
 
 // newHostName names a snapshot version's files on its host.
 func newHostName() (string, error) {
@@ -93,7 +94,7 @@ func newHostName() (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return hostNamePrefix + hex.EncodeToString(b), nil
+	return "snap-" + hex.EncodeToString(b), nil
 }
 
 // CreateSnapshot freezes a running or paused sandbox of the principal's team into the
