@@ -156,10 +156,8 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (_ *Info, token string,
 	sb.mu.Lock()
 	machine := sb.machine
 	sb.mu.Unlock()
-	select {
-	case <-machine.Done():
+	if exited(machine) {
 		return nil, "", tm, fmt.Errorf("vm exited as it was being readied: %v", machine.Err())
-	default:
 	}
 	// Idleness counts from when the sandbox is usable, not from when its create began.
 	sb.touch(m.cfg.Now())

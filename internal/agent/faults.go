@@ -25,12 +25,8 @@ func (m *Manager) faultPoint(point string, sb *sandbox) {
 	}
 	var vmExited <-chan struct{}
 	sb.mu.Lock()
-	if sb.machine != nil {
-		select {
-		case <-sb.machine.Done(): // stopped already: nothing to wait for
-		default:
-			vmExited = sb.machine.Done()
-		}
+	if sb.machine != nil && !exited(sb.machine) { // a stopped one: nothing to wait for
+		vmExited = sb.machine.Done()
 	}
 	sb.mu.Unlock()
 	m.log.Warn("fault point reached: waiting to be killed", "point", point, "vm_running", vmExited != nil)

@@ -258,11 +258,9 @@ func (m *Manager) resume(ctx context.Context, sb *sandbox, restorer vmm.Restorer
 	machine := sb.machine
 	sb.conns = newConnGate()
 	sb.mu.Unlock()
-	select {
-	case <-machine.Done():
+	if exited(machine) {
 		// Its guest never ran: the snapshot is still the truth, and stays.
 		return fmt.Errorf("run vcpus: the restored vm exited before it ran: %v", machine.Err())
-	default:
 	}
 	guestRan = true
 	if err := machine.Resume(ctx); err != nil {

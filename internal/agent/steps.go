@@ -251,6 +251,16 @@ func (m *Manager) initGuest(ctx context.Context, sb *sandbox, token, template st
 	return fmt.Errorf("init: %w", err)
 }
 
+// exited reports whether machine has exited already.
+func exited(machine vmm.Machine) bool {
+	select {
+	case <-machine.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // whileRunning is ctx, also ended when machine exits: a call to its guest then fails
 // at once instead of waiting out its deadline on a connection nobody answers.
 func whileRunning(ctx context.Context, machine vmm.Machine) (context.Context, context.CancelFunc) {

@@ -73,7 +73,7 @@ func start() error {
 	}
 	uid, _ := strconv.Atoi(pg.Uid)
 	gid, _ := strconv.Atoi(pg.Gid)
-	reapOrphans(bin)
+	reapOrphans()
 	dir, err := os.MkdirTemp("", "wrenn-pg-")
 	if err != nil {
 		return err
@@ -101,7 +101,7 @@ func start() error {
 		os.RemoveAll(dir)
 		return err
 	}
-	if err := as("pg_ctl", pgStart(dir)[1:]...); err != nil {
+	if err := pgCtl(dir, "start", startArgs(dir)...); err != nil {
 		os.RemoveAll(dir)
 		return err
 	}
@@ -114,7 +114,7 @@ const ownerFile = "owner.pid"
 
 // reapOrphans stops and removes the clusters of test binaries that no longer run: pg_ctl
 // starts the server as a daemon, which outlives a binary that is killed.
-func reapOrphans(bin string) {
+func reapOrphans() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "wrenn-pg-*"))
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
@@ -124,28 +124,28 @@ func reapOrphans(bin string) {
 		if pid, err := strconv.Atoi(string(b)); err != nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 			continue // its binary still runs (or cannot be told)
 		}
-		_ = exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "stop", "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w").Run()
+		_ = pgCtl(dir, "stop", "-m", "immediate", "-w")
 		os.RemoveAll(dir)
 	}
 }
 
-// pgStart is the pg_ctl command line that starts the cluster in dir.
-func pgStart(dir string) []string {
+// startArgs are pg_ctl's arguments that start the cluster in dir.
+func startArgs(dir string) []string {
 	// Durability settings off: test data is thrown away, and fsync is most of the cost.
 	opts := fmt.Sprintf("-k %s -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", dir)
-	return []string{"pg_ctl", "start", "-D", filepath.Join(dir, "data"), "-w", "-t", "60", "-l", filepath.Join(dir, "log"), "-o", opts}
+	return []string{"-w", "-t", "60", "-l", filepath.Join(dir, "log"), "-o", opts}
 }
 
-// pgCtl runs pg_ctl as the postgres user on the test cluster.
-func pgCtl(args ...string) error {
+// pgCtl runs `pg_ctl cmd -D dir/data args…` as the postgres user.
+func pgCtl(dir, cmd string, args ...string) error {
 	bin, err := binDir()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, "pg_ctl")}, args...)...)
-	cmd.Dir = server.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_ctl %s: %v\n%s", args[0], err, out)
+	c := exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), cmd, "-D", filepath.Join(dir, "data")}, args...)...)
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl %s: %v\n%s", cmd, err, out)
 	}
 	return nil
 }
@@ -159,13 +159,13 @@ func Outage(t testing.TB) (restore func()) {
 	if server.dir == "" {
 		t.Skipf("no test PostgreSQL: %s", server.skip)
 	}
-	if err := pgCtl("stop", "-D", filepath.Join(server.dir, "data"), "-m", "fast", "-w"); err != nil {
+	if err := pgCtl(server.dir, "stop", "-m", "fast", "-w"); err != nil {
 		t.Fatal(err)
 	}
 	var once sync.Once
 	restore = func() {
 		once.Do(func() {
-			if err := pgCtl(pgStart(server.dir)[1:]...); err != nil {
+			if err := pgCtl(server.dir, "start", startArgs(server.dir)...); err != nil {
 				t.Error(err)
 			}
 		})
@@ -178,9 +178,7 @@ func stop() {
 	if server.dir == "" {
 		return
 	}
-	bin, _ := binDir()
-	cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "pg_ctl"), "stop", "-D", filepath.Join(server.dir, "data"), "-m", "immediate", "-w")
-	_ = cmd.Run()
+	_ = pgCtl(server.dir, "stop", "-m", "immediate", "-w")
 	os.RemoveAll(server.dir)
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/wrennhq/wrenn/internal/testutil"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/pkg/client"
@@ -298,19 +299,18 @@ func scrape(url string) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
 	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if f, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = f
+	for name, f := range fams {
+		if ms := f.GetMetric(); len(ms) == 1 && len(ms[0].GetLabel()) == 0 {
+			out[name] = ms[0].GetGauge().GetValue() + ms[0].GetCounter().GetValue() + ms[0].GetUntyped().GetValue()
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // soakSlope is the least-squares slope, per hour, of one figure of process i over

@@ -281,10 +281,11 @@ func buildArgv(binary string, kvm bool, tscKHz int64, s spec) ([]string, error) 
 		// QEMU's block throttling bounds what the guest reads and writes, buffered
 		// or not (bursts: QEMU's default of a tenth of a second's worth).
 		drive := "id=root,if=none,file=" + optValue(s.disk) + ",format=raw,cache=writeback,aio=threads,discard=unmap"
-		if r := s.cfg.DiskRate; r.BytesPerSec > 0 {
+		r := s.cfg.DiskRate
+		if r.BytesPerSec > 0 {
 			drive += ",throttling.bps-total=" + strconv.FormatInt(r.BytesPerSec, 10)
 		}
-		if r := s.cfg.DiskRate; r.OpsPerSec > 0 {
+		if r.OpsPerSec > 0 {
 			drive += ",throttling.iops-total=" + strconv.FormatInt(r.OpsPerSec, 10)
 		}
 		argv = append(argv, "-drive", drive, "-device", "virtio-blk-device,drive=root")
