@@ -1,0 +1,209 @@
+package memfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reader reads guest memory from a snapshot directory in either form, through
+// read-only shared mappings of its files (so serving a block copies nothing).
+type Reader struct {
+	size uint64
+	h    *Header  // nil for the single-file form
+	maps [][]byte // per generation; the raw image alone for the single-file form
+}
+
+// Open maps the memory stored in dir: memfile.header and its generation files, or
+// else the single raw image memfile. A file that is missing or shorter than the
+// header says is an error naming it.
+func Open(dir string) (*Reader, error) {
+	h, err := ReadHeader(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return openRaw(filepath.Join(dir, RawName))
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{size: h.Size, h: h}
+	need := needed(h)
+	for i, name := range h.Files() {
+		m, err := mapFile(filepath.Join(dir, name), need[i])
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.maps = append(r.maps, m)
+	}
+	return r, nil
+}
+
+func openRaw(path string) (*Reader, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open memory: no %s and no %s: %w", HeaderName, RawName, err)
+	}
+	if fi.Size() == 0 || fi.Size()%BlockSize != 0 {
+		return nil, fmt.Errorf("open memory %s: size %d is not a positive multiple of %d", path, fi.Size(), BlockSize)
+	}
+	m, err := mapFile(path, uint64(fi.Size()))
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{size: uint64(fi.Size()), maps: [][]byte{m}}, nil
+}
+
+// needed returns, per generation, the file size the header's extents require.
+func needed(h *Header) []uint64 {
+	need := make([]uint64, len(h.Gens))
+	for _, e := range h.Extents {
+		if e.Gen != ZeroGen {
+			need[e.Gen] = max(need[e.Gen], e.Off+e.Count*BlockSize)
+		}
+	}
+	return need
+}
+
+func mapFile(path string, need uint64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open memory file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("open memory file: %w", err)
+	}
+	if uint64(fi.Size()) < need || need == 0 {
+		return nil, fmt.Errorf("memory file %s is %d bytes, the header maps %d: truncated", path, fi.Size(), need)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map memory file %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Size is the memory's size in bytes.
+func (r *Reader) Size() int64 { return int64(r.size) }
+
+// Header is the generation header, or nil for the single-file form.
+func (r *Reader) Header() *Header { return r.h }
+
+// Block returns the BlockSize bytes of block blk (a view of the mapped file, valid
+// until Close), or nil when the block is known to be zero.
+func (r *Reader) Block(blk uint64) []byte {
+	if r.h == nil {
+		return r.maps[0][blk*BlockSize : (blk+1)*BlockSize]
+	}
+	gen, off := r.h.Lookup(blk)
+	if gen == ZeroGen {
+		return nil
+	}
+	return r.maps[gen][off : off+BlockSize]
+}
+
+// ReadAt reads memory at off; reading past the end returns io.EOF.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read memory: negative offset %d", off)
+	}
+	n := 0
+	for n < len(p) {
+		pos := uint64(off) + uint64(n)
+		if pos >= r.size {
+			return n, io.EOF
+		}
+		in := pos % BlockSize
+		c := min(uint64(len(p)-n), BlockSize-in)
+		if b := r.Block(pos / BlockSize); b == nil {
+			clear(p[n : n+int(c)])
+		} else {
+			copy(p[n:n+int(c)], b[in:in+c])
+		}
+		n += int(c)
+	}
+	return n, nil
+}
+
+// Close unmaps the files.
+func (r *Reader) Close() error {
+	var err error
+	for _, m := range r.maps {
+		err = errors.Join(err, unix.Munmap(m))
+	}
+	r.maps = nil
+	return err
+}
+
+// Files lists the files, relative to dir, that hold dir's memory: the header and its
+// generations, or the raw image. Copying these copies the memory.
+func Files(dir string) ([]string, error) {
+	h, err := ReadHeader(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, RawName)); err != nil {
+			return nil, fmt.Errorf("memory in %s: no %s and no %s", dir, HeaderName, RawName)
+		}
+		return []string{RawName}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{HeaderName}, h.Files()...), nil
+}
+
+// Check says whether dir holds complete memory in either form, without reading the
+// data: a valid header whose generation files all exist and are long enough, or a raw
+// image. It is the existence check before a resume or a template is made.
+func Check(dir string) error {
+	r, err := Open(dir)
+	if err != nil {
+		return err
+	}
+	return r.Close()
+}
+
+// DataRanges lists the allocated ranges of a sparse file (SEEK_DATA / SEEK_HOLE),
+// widened to whole blocks: the blocks a VMM wrote into a diff memory file.
+func DataRanges(f *os.File) ([]Range, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var out []Range
+	fd := int(f.Fd())
+	for off := int64(0); off < fi.Size(); {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("seek data in %s: %w", f.Name(), err)
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("seek hole in %s: %w", f.Name(), err)
+		}
+		start -= start % BlockSize
+		end = min(fi.Size(), (end+BlockSize-1)/BlockSize*BlockSize)
+		out = append(out, Range{Off: start, Len: end - start})
+		off = end
+	}
+	return out, nil
+}
+
+// Merge writes the memory of src (either form, any number of generations) as one
+// full generation into dst, which must exist and hold no memfile yet.
+func Merge(src, dst string) (*Result, error) {
+	r, err := Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return Write(dst, r, r.Size(), WriteOptions{})
+}
