@@ -37,11 +37,12 @@ func agentCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	log = cfg.Log.New(os.Stderr)
 	log.Info("starting agent", "version", version.Version, "config", cfg)
-	driver, err := drivers.Open(cfg.VMM, vmm.Options{Logger: log})
+	vmmOpts := vmm.Options{Logger: log, Binary: cfg.VMMBinary}
+	driver, err := drivers.Open(cfg.VMM, vmmOpts)
 	if err != nil {
 		return err
 	}
-	log.Info("vmm driver", "name", driver.Name())
+	log.Info("vmm driver", "name", driver.Name(), "asked", cfg.VMM, "not usable here", drivers.Default().Unusable(vmmOpts))
 	access, metricsLn, err := openMetrics(metricsSetting{listen: cfg.MetricsListen, token: cfg.MetricsToken,
 		tokenFile: cfg.MetricsTokenFile, tokenFileVar: "WRENN_AGENT_METRICS_TOKEN_FILE"})
 	if err != nil {

@@ -117,6 +117,7 @@ func (m *Manager) vmConfig(sb *sandbox, boot bootSource) vmm.Config {
 		ID: spec.ID, Dir: sb.dir, Kernel: boot.kernel, Initrd: boot.initrd, Disk: disk,
 		VCPUs: spec.VCPUs, MemoryMiB: spec.MemoryMiB,
 		KernelArgs: append([]string{"wrenn.hostname=" + spec.ID}, m.cfg.KernelArgs...),
+		Metadata:   map[string]string{"instanceID": spec.ID, "envID": spec.Template}, // E2B's MMDS names
 		Net: &vmm.NetConfig{
 			NetNS: slot.NetNSPath(), TAP: netslot.TapName, MAC: netslot.GuestMAC.String(),
 			GuestIP: netslot.GuestIP, Gateway: netslot.TapIP.Addr(),

@@ -20,6 +20,7 @@ type Agent struct {
 	SecretFile string // standalone: file holding the bearer secret (wins over Secret)
 	// VMM is the VM driver: auto, qemu or firecracker (auto: the best one this host runs).
 	VMM                  string
+	VMMBinary            string // the driver's executable ("" = its default name in PATH)
 	CPUOvercommit        int
 	FirstSlot, LastSlot  int // network slot range; LastSlot 0 = the range's end
 	SlotPool             int
@@ -70,7 +71,9 @@ func (c *Agent) table() table {
 		{Flag: "secret-file", Env: "WRENN_AGENT_SECRET_FILE", Value: String(&c.SecretFile, 0),
 			Usage: "standalone agent: file holding the bearer secret (instead of WRENN_AGENT_SECRET)"},
 		{Flag: "vmm", Env: "WRENN_VMM", Default: "auto", Value: OneOf(&c.VMM, VMMs...),
-			Usage: "VM driver: auto (the best this host runs), qemu or firecracker"},
+			Usage: "VM driver: auto (firecracker where its binary and a KVM that runs stock kernels exist, else qemu), qemu or firecracker"},
+		{Flag: "vmm-binary", Env: "WRENN_VMM_BINARY", Value: String(&c.VMMBinary, 0),
+			Usage: "the VM driver's executable, a path or a name in PATH (default: firecracker or qemu-system-x86_64)"},
 		{Flag: "cpu-overcommit", Env: "WRENN_AGENT_CPU_OVERCOMMIT", Default: "4", Value: Int(&c.CPUOvercommit, 1, 1000),
 			Usage: "vCPUs offered per host CPU (sandboxes are mostly idle)"},
 		{Flag: "first-slot", Env: "WRENN_AGENT_FIRST_SLOT", Default: "1", Value: Int(&c.FirstSlot, 1, maxSlot),

@@ -44,7 +44,9 @@ var wrennVar = regexp.MustCompile(`\bWRENN_[A-Z0-9_]*[A-Z0-9]\b`)
 func TestEveryVariableDeclared(t *testing.T) {
 	// The tests' own variables (test helper packages are not _test.go files).
 	declared := map[string]bool{"WRENN_TEST_DIR": true, "WRENN_ENVD_BIN": true, "WRENN_TEST_CACHE_DIR": true,
-		"WRENN_TEST_DOMAIN": true} // internal/sdktest: the e2b SDK tests' name resolution
+		"WRENN_TEST_DOMAIN": true, // internal/sdktest: the e2b SDK tests' name resolution
+		// uffdtest's child process and the Firecracker spec-checking stand-in
+		"WRENN_UFFD_CHILD": true, "WRENN_FC_STANDIN": true, "WRENN_FC_STANDIN_SPEC": true, "WRENN_FC_STANDIN_JOURNAL": true}
 	for _, tb := range tables() {
 		for _, s := range tb.settings {
 			declared[s.Env] = true

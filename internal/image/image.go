@@ -70,7 +70,10 @@ type Template struct {
 	Initrd        string
 	KernelVersion string
 	KernelPVH     bool
-	Manifest      Manifest
+	// FirecrackerReady: the kernel can boot this template under Firecracker;
+	// Manifest.Kernel.FirecrackerMissing says why not.
+	FirecrackerReady bool
+	Manifest         Manifest
 
 	UpToDate bool   // Build found everything current and did nothing
 	Steps    []Step // what Build did, with timings (empty from Load)
@@ -345,6 +348,11 @@ func Load(dir, name string) (*Template, error) {
 	if m.Name != name {
 		return nil, fmt.Errorf("template %s: manifest names %q", name, m.Name)
 	}
+	if regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(m.Kernel.ID) {
+		if config, err := os.ReadFile(filepath.Join(dir, "kernels", m.Kernel.ID, configFile)); err == nil {
+			m.Kernel.setFirecracker(config) // the manifest may predate the Firecracker fields
+		}
+	}
 	t := &Template{
 		Name: name, Dir: tdir, Manifest: m,
 		RootFS:        filepath.Join(dir, m.RootFS.Path),
@@ -353,6 +361,8 @@ func Load(dir, name string) (*Template, error) {
 		Initrd:        filepath.Join(dir, m.Initrd.Path),
 		KernelVersion: m.Kernel.Version,
 		KernelPVH:     m.Kernel.PVH,
+
+		FirecrackerReady: m.Kernel.FirecrackerReady,
 	}
 	for _, f := range []struct {
 		what, path string

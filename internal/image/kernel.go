@@ -31,6 +31,64 @@ type Kernel struct {
 	VirtioBuiltIn  bool      `json:"virtio_blk_builtin"`
 	Modules        []Module  `json:"modules"` // load order for the initramfs
 	Created        time.Time `json:"created"`
+
+	// FirecrackerReady: the kernel, with Wrenn's initramfs, can boot under Firecracker;
+	// otherwise FirecrackerMissing says what it lacks (see firecrackerMissing). Derived from
+	// the kernel's config, so readKernel and Load recompute it for kernels recorded before
+	// these fields existed.
+	FirecrackerReady   bool     `json:"firecracker_ready"`
+	FirecrackerMissing []string `json:"firecracker_missing,omitempty"`
+}
+
+// setFirecracker records whether a kernel with this config and an ELF vmlinux (every kernel
+// directory has one: unpackKernel fails without it) boots under Firecracker.
+func (k *Kernel) setFirecracker(config []byte) {
+	k.FirecrackerMissing = firecrackerMissing(config, true)
+	k.FirecrackerReady = len(k.FirecrackerMissing) == 0
+}
+
+// firecrackerMissing lists what a kernel lacks to boot a Wrenn template under Firecracker on
+// x86_64 (firecracker-api.md §9), nil when nothing. config is the kernel's .config;
+// elfVmlinux says whether an uncompressed ELF vmlinux exists (Firecracker loads that, through
+// the PVH entry when the ELF has the note and the Linux 64-bit boot protocol otherwise).
+//
+// Modules (=m) are enough for the virtio drivers because Wrenn's initramfs loads them. Device
+// discovery needs one of Firecracker's two mechanisms:
+//   - ACPI (Firecracker >= 1.8): the DSDT lists each virtio-mmio device with _HID LNRO0005,
+//     ACPI creates platform devices for them at boot, and virtio_mmio binds to them whenever
+//     it is loaded. Needs CONFIG_ACPI=y and CONFIG_PCI=y (ACPI init needs PCI even though
+//     Firecracker adds pci=off).
+//   - virtio_mmio.device=<size>@<addr>:<irq> on the kernel command line (deprecated, still
+//     appended): needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y and a built-in virtio_mmio. The
+//     kernel applies module.param= boot options only to built-in code; for a loadable module
+//     only modprobe reads them from /proc/cmdline, and the initramfs loads modules with
+//     busybox insmod, which passes none.
+func firecrackerMissing(config []byte, elfVmlinux bool) []string {
+	var missing []string
+	if !elfVmlinux {
+		missing = append(missing, "uncompressed ELF vmlinux")
+	}
+	v := func(sym string) string { return configValue(config, sym) }
+	for _, sym := range []string{"CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET"} {
+		if x := v(sym); x != "y" && x != "m" {
+			missing = append(missing, sym+"=y or =m")
+		}
+	}
+	for _, sym := range []string{"CONFIG_SERIAL_8250_CONSOLE", "CONFIG_KVM_GUEST", "CONFIG_BLK_DEV_INITRD"} {
+		if v(sym) != "y" {
+			missing = append(missing, sym+"=y")
+		}
+	}
+	acpi := v("CONFIG_ACPI") == "y" && v("CONFIG_PCI") == "y"
+	cmdline := v("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES") == "y" && v("CONFIG_VIRTIO_MMIO") == "y"
+	if !acpi && !cmdline {
+		what := "virtio-mmio device discovery: CONFIG_ACPI=y and CONFIG_PCI=y, or CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y with CONFIG_VIRTIO_MMIO=y"
+		if v("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES") == "y" {
+			what += " (a modular virtio_mmio never sees virtio_mmio.device=: the initramfs loads it with insmod)"
+		}
+		missing = append(missing, what)
+	}
+	return missing
 }
 
 // Files of a kernel directory.
@@ -245,6 +303,7 @@ func unpackKernel(ctx context.Context, o *Options, deb, pkg, ver string) (*Kerne
 	k.VmlinuxSHA256, k.PVH = hex.EncodeToString(vsum[:]), pvh
 	k.Ext4BuiltIn = configValue(config, "CONFIG_EXT4_FS") == "y"
 	k.VirtioBuiltIn = configValue(config, "CONFIG_VIRTIO_BLK") == "y"
+	k.setFirecracker(config)
 
 	modDir := filepath.Join(x, "lib", "modules", version)
 	if _, err := os.Stat(modDir); errors.Is(err, os.ErrNotExist) {
@@ -307,6 +366,9 @@ func readKernel(dir string) (*Kernel, error) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return nil, fmt.Errorf("kernel %s is incomplete: %w", k.ID, err)
 		}
+	}
+	if config, err := os.ReadFile(filepath.Join(dir, configFile)); err == nil {
+		k.setFirecracker(config) // kernel.json may predate the Firecracker fields
 	}
 	return &k, nil
 }

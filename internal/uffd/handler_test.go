@@ -273,5 +273,4 @@ func TestStopBeforeHandshake(t *testing.T) {
 	}
 }
 
-
 func sockOf(h *uffd.Handler, _ testing.TB) string { return h.Path() }

@@ -92,6 +92,20 @@ func (r *Registry) Open(name string, opts Options) (Driver, error) {
 		strings.Join(append([]string{Auto}, r.Names()...), ", "))
 }
 
+// Unusable lists, as "name: why", the registered drivers that cannot run on this
+// host with opts: what auto skipped, for the agent to say at start.
+func (r *Registry) Unusable(opts Options) []string {
+	var why []string
+	for _, reg := range r.regs {
+		if reg.Usable != nil {
+			if err := reg.Usable(opts); err != nil {
+				why = append(why, reg.Name+": "+err.Error())
+			}
+		}
+	}
+	return why
+}
+
 func (r *Registry) auto(opts Options) (Driver, error) {
 	var why []string
 	for _, reg := range r.regs {

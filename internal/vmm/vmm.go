@@ -43,6 +43,9 @@ type Config struct {
 	// holds for buffered writes too, which a cgroup v1 throttle does not see); the
 	// zero value is unlimited.
 	DiskRate RateLimit
+	// Metadata is handed to the guest by VMMs that have a metadata service
+	// (Firecracker's MMDS: sandbox and template ids); others ignore it.
+	Metadata map[string]string
 }
 
 // RateLimit is a token-bucket bound on a device's traffic: bytes and operations per

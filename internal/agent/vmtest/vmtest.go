@@ -38,6 +38,9 @@ type Options struct {
 	WarmStart bool
 	// Confinement jails and limits the VMMs (agent.Config); zero: neither.
 	Confinement agent.Confinement
+	// Driver is the VMM driver's name: "qemu" (default), or "firecracker" for the
+	// tests that run only on KVM hosts (scripts/kvm-host-check.sh).
+	Driver string
 }
 
 // NewManager returns an agent manager that runs VMs with QEMU, the driver this
@@ -60,7 +63,10 @@ func NewManager(t testing.TB, o Options) (*agent.Manager, *netslot.Pool) {
 		}
 		t.Cleanup(func() { _ = pool.Close() })
 	}
-	driver, err := drivers.Open("qemu", vmm.Options{Logger: log})
+	if o.Driver == "" {
+		o.Driver = "qemu"
+	}
+	driver, err := drivers.Open(o.Driver, vmm.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,19 +5,21 @@ package drivers
 
 import (
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/firecracker"
 	"github.com/wrennhq/wrenn/internal/vmm/qemu"
 )
 
 // Default returns a new registry with every driver of this build, in auto-selection
-// order. Firecracker, once it exists, is registered before qemu: auto then picks it
-// where its binary and a usable KVM exist, and qemu everywhere else.
+// order. Firecracker is registered before qemu: auto picks it where its binary and a
+// KVM that runs stock kernels exist, and qemu everywhere else.
 func Default() *vmm.Registry {
 	r := &vmm.Registry{}
+	must(r.Register(vmm.Registration{Name: firecracker.Name, New: firecracker.Open, Usable: firecracker.Usable}))
 	must(r.Register(vmm.Registration{Name: qemu.Name, New: qemu.Open, Usable: qemu.Usable}))
 	return r
 }
 
-// Open opens a driver by name ("auto", "qemu") from the Default registry.
+// Open opens a driver by name ("auto", "firecracker", "qemu") from the Default registry.
 func Open(name string, opts vmm.Options) (vmm.Driver, error) {
 	return Default().Open(name, opts)
 }

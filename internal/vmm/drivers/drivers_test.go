@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/firecracker"
 )
 
 func TestDefault(t *testing.T) {
 	r := Default()
-	if got := strings.Join(r.Names(), ","); got != "qemu" {
+	if got := strings.Join(r.Names(), ","); got != "firecracker,qemu" {
 		t.Errorf("drivers %q", got)
 	}
 	d, err := Open("qemu", vmm.Options{})
@@ -22,7 +23,7 @@ func TestDefault(t *testing.T) {
 		t.Errorf("open qemu with a bad accel: %v", err)
 	}
 	_, err = Open("xen", vmm.Options{})
-	if !errors.Is(err, vmm.ErrUnknownDriver) || !strings.Contains(err.Error(), "auto, qemu") {
+	if !errors.Is(err, vmm.ErrUnknownDriver) || !strings.Contains(err.Error(), "auto, firecracker, qemu") {
 		t.Errorf("open xen: %v", err)
 	}
 	d, err = Open("auto", vmm.Options{})
@@ -32,8 +33,15 @@ func TestDefault(t *testing.T) {
 		}
 		return
 	}
-	if err != nil || d.Name() != "qemu" {
-		t.Errorf("auto: %v, %v", d, err)
+	want := "qemu"
+	if firecracker.Usable(vmm.Options{}) == nil {
+		want = "firecracker"
+	}
+	if err != nil || d.Name() != want {
+		t.Errorf("auto: %v, %v (want %s)", d, err, want)
+	}
+	if _, err := Open("firecracker", vmm.Options{Accel: "tcg"}); err == nil {
+		t.Error("firecracker opened with tcg")
 	}
 	if _, err := Open("auto", vmm.Options{Binary: "/nonexistent/qemu"}); err == nil || !strings.Contains(err.Error(), "none usable") {
 		t.Errorf("auto with a missing binary: %v", err)

@@ -1,0 +1,227 @@
+package firecracker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wrennhq/wrenn/internal/atomicfile"
+	"github.com/wrennhq/wrenn/internal/memfile"
+	"github.com/wrennhq/wrenn/internal/vmm"
+)
+
+// prefetchName lists the memory-file offsets the guest touched after its last
+// restore (uffd.Handler.Touched), for the next restore to prefetch.
+const prefetchName = "memfile.prefetch"
+
+// Snapshot saves the paused VM into opts.Dir: Firecracker writes its vm state and
+// memory into the VM's Dir (the only place a jailed Firecracker can write), then the
+// memory becomes memfile generations in opts.Dir — all of it for a full snapshot, the
+// blocks Firecracker wrote into its sparse diff file (the pages dirtied since the
+// boot, load or last snapshot) for a diff layered on opts.Parent — and the scratch
+// files are removed. Every snapshot is detached: nothing in it is shared with the VM.
+func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vmm.Snapshot, err error) {
+	kind := opts.Kind
+	if kind == "" {
+		kind = vmm.SnapshotFull
+	}
+	if kind == vmm.SnapshotDiff && opts.Parent == "" {
+		return nil, fmt.Errorf("snapshot vm %s: a diff needs its parent snapshot", m.id)
+	}
+	if m.exited() {
+		return nil, fmt.Errorf("snapshot vm %s: %w", m.id, vmm.ErrNotRunning)
+	}
+	var info instanceInfo
+	if err := m.api.do(ctx, "GET", "/", nil, &info); err != nil {
+		return nil, fmt.Errorf("snapshot vm %s: %w", m.id, err)
+	}
+	if info.State != "Paused" {
+		return nil, fmt.Errorf("snapshot vm %s: %w (state %q)", m.id, vmm.ErrNotPaused, info.State)
+	}
+	defer func() {
+		os.RemoveAll(filepath.Join(m.dir, scratchName))
+		if err != nil {
+			removeSnapshotFiles(opts.Dir)
+			err = fmt.Errorf("snapshot vm %s: %w", m.id, err)
+		}
+	}()
+	if err := os.Mkdir(filepath.Join(m.dir, scratchName), 0o700); err != nil {
+		return nil, err
+	}
+	fcType := "Full"
+	if kind == vmm.SnapshotDiff {
+		fcType = "Diff"
+	}
+	req := snapshotCreate{SnapshotType: fcType, SnapshotPath: scratchName + "/" + vmstateName, MemFilePath: scratchName + "/" + memfile.RawName}
+	if err := m.api.do(ctx, "PUT", "/snapshot/create", req, nil); err != nil {
+		return nil, err
+	}
+	written, err := m.convertMemory(kind, opts)
+	if err != nil {
+		return nil, err
+	}
+	state, err := moveFile(filepath.Join(m.dir, scratchName, vmstateName), filepath.Join(opts.Dir, vmstateName))
+	if err != nil {
+		return nil, fmt.Errorf("vm state: %w", err)
+	}
+	m.savePrefetch(opts.Dir)
+	meta, err := m.meta(kind, opts.Parent)
+	if err != nil {
+		return nil, err
+	}
+	meta.Files = append(meta.Files, state)
+	names, err := memfile.Files(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		fi, err := os.Stat(filepath.Join(opts.Dir, n))
+		if err != nil {
+			return nil, err
+		}
+		role := "memory-generation"
+		if n == memfile.HeaderName {
+			role = vmm.FileMemory
+		}
+		meta.Files = append(meta.Files, vmm.SnapshotFile{Role: role, Name: n, Size: fi.Size()})
+	}
+	if err := vmm.WriteSnapshotMeta(opts.Dir, meta); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.parent = opts.Dir
+	m.mu.Unlock()
+	return &vmm.Snapshot{Dir: opts.Dir, Meta: meta, Written: written + state.Size}, nil
+}
+
+// convertMemory turns Firecracker's memory file into generations in opts.Dir.
+func (m *Machine) convertMemory(kind vmm.SnapshotKind, opts vmm.SnapshotOptions) (int64, error) {
+	f, err := os.Open(filepath.Join(m.dir, scratchName, memfile.RawName))
+	if err != nil {
+		return 0, fmt.Errorf("memory file: %w", err)
+	}
+	defer f.Close()
+	size := int64(m.cfg.MemoryMiB) << 20
+	wo := memfile.WriteOptions{}
+	if kind == vmm.SnapshotDiff {
+		if wo.Dirty, err = memfile.DataRanges(f); err != nil {
+			return 0, err
+		}
+		wo.Parent = opts.Parent
+	}
+	res, err := memfile.Write(opts.Dir, f, size, wo)
+	if err != nil {
+		return 0, err
+	}
+	if res.Merged {
+		m.log.Info("snapshot chain merged into one generation", "dir", opts.Dir)
+	}
+	return res.Written, nil
+}
+
+// savePrefetch records the pages the guest touched since a lazy restore.
+func (m *Machine) savePrefetch(dir string) {
+	m.mu.Lock()
+	pager := m.pager
+	m.mu.Unlock()
+	if pager == nil {
+		return
+	}
+	b, err := json.Marshal(pager.Touched())
+	if err == nil {
+		err = atomicfile.Create(filepath.Join(dir, prefetchName), b, 0o600)
+	}
+	if err != nil {
+		m.log.Warn("prefetch list not saved", "err", err)
+	}
+}
+
+func readPrefetch(dir string) []int64 {
+	var offs []int64
+	if b, err := os.ReadFile(filepath.Join(dir, prefetchName)); err == nil {
+		json.Unmarshal(b, &offs)
+	}
+	return offs
+}
+
+// meta is what the snapshot records for CheckCompatible.
+func (m *Machine) meta(kind vmm.SnapshotKind, parent string) (vmm.SnapshotMeta, error) {
+	meta, err := wantMeta(m.cfg, m.version)
+	meta.Kind, meta.CreatedAt = kind, time.Now().UTC()
+	if kind == vmm.SnapshotDiff {
+		meta.Parent = parent
+	}
+	return meta, err
+}
+
+// wantMeta is the compatibility part of the meta of a VM made from cfg.
+func wantMeta(cfg vmm.Config, version string) (vmm.SnapshotMeta, error) {
+	meta := vmm.SnapshotMeta{Format: vmm.SnapshotMetaFormat, VMM: Name, VMMVersion: version,
+		VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB, MachineArgs: machineArgs(cfg)}
+	var err error
+	if meta.KernelSHA256, err = vmm.FileSHA256(cfg.Kernel); err != nil {
+		return meta, err
+	}
+	meta.InitrdSHA256, err = vmm.FileSHA256(cfg.Initrd)
+	return meta, err
+}
+
+// moveFile renames (or copies) a file into place, synced, and describes it.
+func moveFile(from, to string) (vmm.SnapshotFile, error) {
+	if err := os.Rename(from, to); err != nil {
+		if err := copyFile(from, to); err != nil {
+			return vmm.SnapshotFile{}, err
+		}
+	}
+	f, err := os.Open(to)
+	if err != nil {
+		return vmm.SnapshotFile{}, err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return vmm.SnapshotFile{}, err
+	}
+	sum, err := vmm.FileSHA256(to)
+	if err != nil {
+		return vmm.SnapshotFile{}, err
+	}
+	fi, err := os.Stat(to)
+	if err != nil {
+		return vmm.SnapshotFile{}, err
+	}
+	return vmm.SnapshotFile{Role: vmm.FileState, Name: filepath.Base(to), Size: fi.Size(), SHA256: sum}, nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	return errors.Join(err, out.Close())
+}
+
+// removeSnapshotFiles removes what a failed Snapshot may have written to dir.
+func removeSnapshotFiles(dir string) {
+	names, _ := memfile.Files(dir)
+	for _, n := range append(names, memfile.HeaderName, vmstateName, prefetchName, vmm.MetaFileName) {
+		os.Remove(filepath.Join(dir, n))
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if len(e.Name()) > 8 && e.Name()[:8] == "memfile." {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
