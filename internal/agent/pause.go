@@ -111,7 +111,15 @@ func (m *Manager) pause(ctx context.Context, sb *sandbox, snapshotter vmm.Snapsh
 	if err := os.Mkdir(newDir, 0o700); err != nil {
 		return 0, fmt.Errorf("snapshot dir: %w", err)
 	}
-	snap, err := snapshotter.Snapshot(ctx, vmm.SnapshotOptions{Dir: newDir, Kind: vmm.SnapshotFull})
+	opts := vmm.SnapshotOptions{Dir: newDir, Kind: vmm.SnapshotFull}
+	if d, ok := machine.(vmm.Differ); ok {
+		// Only the pages dirtied since the VM's memory last matched a snapshot
+		// (the driver merges a long chain into one full generation).
+		if base := d.DiffBase(); base != "" {
+			opts.Kind, opts.Parent = vmm.SnapshotDiff, base
+		}
+	}
+	snap, err := snapshotter.Snapshot(ctx, opts)
 	if err != nil {
 		_ = os.RemoveAll(newDir)
 		return 0, fmt.Errorf("snapshot: %w", err)

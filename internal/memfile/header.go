@@ -76,10 +76,16 @@ const (
 // Blocks is the number of blocks the header covers.
 func (h *Header) Blocks() uint64 { return h.Size / BlockSize }
 
-// Lookup returns the generation (or ZeroGen) and byte offset in its file of block b.
-func (h *Header) Lookup(b uint64) (gen int32, off uint64) {
+// extent returns the extent holding block b, which must be below Blocks().
+func (h *Header) extent(b uint64) Extent {
 	i := sort.Search(len(h.Extents), func(i int) bool { return h.Extents[i].Start+h.Extents[i].Count > b })
-	e := h.Extents[i]
+	return h.Extents[i]
+}
+
+// Lookup returns the generation (or ZeroGen) and byte offset in its file of block b,
+// which must be below Blocks().
+func (h *Header) Lookup(b uint64) (gen int32, off uint64) {
+	e := h.extent(b)
 	if e.Gen == ZeroGen {
 		return ZeroGen, 0
 	}
@@ -198,7 +204,7 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 	}
 	size, ngens, next := le.Uint64(b[16:]), uint64(le.Uint32(b[24:])), le.Uint64(b[28:])
 	p := body[36:]
-	if ngens > MaxGenerations || uint64(len(p)) != ngens*genIDLen+next*extentLen {
+	if ngens > MaxGenerations || next > uint64(len(p))/extentLen || uint64(len(p)) != ngens*genIDLen+next*extentLen {
 		return fmt.Errorf("%w: %d generations and %d extents do not fit %d bytes", ErrCorrupt, ngens, next, len(p))
 	}
 	*h = Header{Size: size, Gens: make([]string, ngens), Extents: make([]Extent, next)}

@@ -11,15 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Reader reads guest memory from a snapshot directory in either form, through
-// read-only shared mappings of its files (so serving a block copies nothing).
+// Reader reads guest memory from a snapshot directory in either form. It reads with
+// pread rather than through mappings: a page server copying a block out of a mapping
+// would take a page fault of its own for every block it serves.
 type Reader struct {
-	size uint64
-	h    *Header  // nil for the single-file form
-	maps [][]byte // per generation; the raw image alone for the single-file form
+	size  uint64
+	h     *Header    // nil for the single-file form
+	files []*os.File // per generation; the raw image alone for the single-file form
 }
 
-// Open maps the memory stored in dir: memfile.header and its generation files, or
+// Open opens the memory stored in dir: memfile.header and its generation files, or
 // else the single raw image memfile. A file that is missing or shorter than the
 // header says is an error naming it.
 func Open(dir string) (*Reader, error) {
@@ -33,12 +34,12 @@ func Open(dir string) (*Reader, error) {
 	r := &Reader{size: h.Size, h: h}
 	need := needed(h)
 	for i, name := range h.Files() {
-		m, err := mapFile(filepath.Join(dir, name), need[i])
+		f, err := openFile(filepath.Join(dir, name), need[i])
 		if err != nil {
 			r.Close()
 			return nil, err
 		}
-		r.maps = append(r.maps, m)
+		r.files = append(r.files, f)
 	}
 	return r, nil
 }
@@ -51,11 +52,11 @@ func openRaw(path string) (*Reader, error) {
 	if fi.Size() == 0 || fi.Size()%BlockSize != 0 {
 		return nil, fmt.Errorf("open memory %s: size %d is not a positive multiple of %d", path, fi.Size(), BlockSize)
 	}
-	m, err := mapFile(path, uint64(fi.Size()))
+	f, err := openFile(path, uint64(fi.Size()))
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{size: uint64(fi.Size()), maps: [][]byte{m}}, nil
+	return &Reader{size: uint64(fi.Size()), files: []*os.File{f}}, nil
 }
 
 // needed returns, per generation, the file size the header's extents require.
@@ -69,24 +70,20 @@ func needed(h *Header) []uint64 {
 	return need
 }
 
-func mapFile(path string, need uint64) ([]byte, error) {
+func openFile(path string, need uint64) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open memory file: %w", err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
+	if err == nil && (uint64(fi.Size()) < need || need == 0) {
+		err = fmt.Errorf("memory file %s is %d bytes, the header maps %d: truncated", path, fi.Size(), need)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open memory file: %w", err)
+		f.Close()
+		return nil, err
 	}
-	if uint64(fi.Size()) < need || need == 0 {
-		return nil, fmt.Errorf("memory file %s is %d bytes, the header maps %d: truncated", path, fi.Size(), need)
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("map memory file %s: %w", path, err)
-	}
-	return m, nil
+	return f, nil
 }
 
 // Size is the memory's size in bytes.
@@ -95,20 +92,20 @@ func (r *Reader) Size() int64 { return int64(r.size) }
 // Header is the generation header, or nil for the single-file form.
 func (r *Reader) Header() *Header { return r.h }
 
-// Block returns the BlockSize bytes of block blk (a view of the mapped file, valid
-// until Close), or nil when the block is known to be zero.
-func (r *Reader) Block(blk uint64) []byte {
+// Extent reports how the memory continues from block blk: the number of blocks (at
+// least 1, at most max and the memory's end) that are either stored contiguously in
+// one file or all zeros, and which. blk must be below the memory's end.
+func (r *Reader) Extent(blk uint64, max int) (n int, zero bool) {
+	left := min(uint64(max), r.size/BlockSize-blk)
 	if r.h == nil {
-		return r.maps[0][blk*BlockSize : (blk+1)*BlockSize]
+		return int(left), false
 	}
-	gen, off := r.h.Lookup(blk)
-	if gen == ZeroGen {
-		return nil
-	}
-	return r.maps[gen][off : off+BlockSize]
+	e := r.h.extent(blk)
+	return int(min(left, e.Start+e.Count-blk)), e.Gen == ZeroGen
 }
 
-// ReadAt reads memory at off; reading past the end returns io.EOF.
+// ReadAt reads memory at off; reading past the end returns io.EOF. Each stretch
+// within one extent is one pread.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read memory: negative offset %d", off)
@@ -119,25 +116,40 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		if pos >= r.size {
 			return n, io.EOF
 		}
-		in := pos % BlockSize
-		c := min(uint64(len(p)-n), BlockSize-in)
-		if b := r.Block(pos / BlockSize); b == nil {
-			clear(p[n : n+int(c)])
+		blk, in := pos/BlockSize, pos%BlockSize
+		var e Extent
+		if r.h == nil {
+			e = Extent{Start: 0, Count: r.size / BlockSize}
 		} else {
-			copy(p[n:n+int(c)], b[in:in+c])
+			e = r.h.extent(blk)
+		}
+		c := min(uint64(len(p)-n), (e.Start+e.Count)*BlockSize-pos)
+		chunk := p[n : n+int(c)]
+		switch {
+		case e.Gen == ZeroGen && r.h != nil:
+			clear(chunk)
+		default:
+			f := r.files[0]
+			fileOff := pos
+			if r.h != nil {
+				f, fileOff = r.files[e.Gen], e.Off+(blk-e.Start)*BlockSize+in
+			}
+			if _, err := f.ReadAt(chunk, int64(fileOff)); err != nil {
+				return n, fmt.Errorf("read memory at %d from %s: %w", pos, filepath.Base(f.Name()), err)
+			}
 		}
 		n += int(c)
 	}
 	return n, nil
 }
 
-// Close unmaps the files.
+// Close closes the files.
 func (r *Reader) Close() error {
 	var err error
-	for _, m := range r.maps {
-		err = errors.Join(err, unix.Munmap(m))
+	for _, f := range r.files {
+		err = errors.Join(err, f.Close())
 	}
-	r.maps = nil
+	r.files = nil
 	return err
 }
 

@@ -194,7 +194,6 @@ type genFile struct {
 	f   *os.File
 	buf *bufio.Writer
 	off uint64
-	blk [BlockSize]byte
 	run [256 * BlockSize]byte
 }
 
@@ -207,7 +206,10 @@ func (w *writer) putBlocks(b *builder, src io.ReaderAt, blocks []uint64, genIdx 
 			j++
 		}
 		data := gen.run[:(j-i)*BlockSize]
-		if _, err := src.ReadAt(data, int64(blocks[i])*BlockSize); err != nil && !errors.Is(err, io.EOF) {
+		if n, err := src.ReadAt(data, int64(blocks[i])*BlockSize); n < len(data) {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // a memory file shorter than the memory
+			}
 			return fmt.Errorf("read memory at block %d: %w", blocks[i], err)
 		}
 		for k := i; k < j; k++ {
@@ -284,9 +286,8 @@ func (w *writer) finish(h *Header, written int64) (*Result, error) {
 		return nil, err
 	}
 	path := filepath.Join(w.dir, HeaderName)
-	w.created = append(w.created, path)
 	if err := atomicfile.Create(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("memfile header: %w", err)
+		return nil, fmt.Errorf("memfile header: %w", err) // an existing header is not ours to remove
 	}
 	return &Result{Header: h, Written: written}, nil
 }
@@ -344,7 +345,10 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 		if o.dirty[blk] {
 			src = o.top
 		}
-		if _, err := src.ReadAt(p[done:done+n], off+int64(done)); err != nil && !errors.Is(err, io.EOF) {
+		if got, err := src.ReadAt(p[done:done+n], off+int64(done)); got < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
 			return done, err
 		}
 		done += n
@@ -382,6 +386,9 @@ func copyFile(from, to string) error {
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		os.Remove(to)
 	}
 	return err
 }

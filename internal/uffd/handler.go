@@ -34,10 +34,11 @@ const BlockSize = 4096
 // Source is the snapshot memory a handler serves, addressed like the VMM's memory
 // file (region offsets point into it). memfile.Reader implements it.
 type Source interface {
-	// Block returns the BlockSize bytes of block blk, or nil when they are zeros.
-	// The slice must stay valid until the handler has stopped.
-	Block(blk uint64) []byte
-	// ReadAt serves pages larger than a block (huge pages).
+	// Extent reports how the memory continues from block blk: how many blocks (at
+	// least 1, at most max) are stored contiguously or are all zeros, and which.
+	Extent(blk uint64, max int) (n int, zero bool)
+	// ReadAt reads stored memory. It should not fault (pread, not a mapping): a
+	// fault in the handler doubles the cost of serving one.
 	ReadAt(p []byte, off int64) (int, error)
 	Size() int64
 }
@@ -49,6 +50,11 @@ type Options struct {
 	// run of this snapshot's guest) to copy in, in this order, in the background
 	// once the handshake is done.
 	Prefetch []int64
+	// FaultAround, when above 1, serves up to this many 4 KiB pages per fault: the
+	// faulting page and those after it that the source stores contiguously (or
+	// that are all zeros). Fewer faults for a guest that reads memory in order, at
+	// the price of installing pages it may never touch. 0 or 1: the page alone.
+	FaultAround int
 	// OnFailure is called once if serving fails after the handshake, with the
 	// VMM's pid (from the socket's peer credentials) — a VMM whose faults nobody
 	// serves hangs forever, so the caller should kill it.
@@ -68,8 +74,15 @@ type Handler struct {
 	done  chan struct{} // closed when serving has ended
 	err   error         // why, once done
 
-	stopFD   int // eventfd: Stop wakes the serve loop through it
-	stopOnce sync.Once
+	stopFD  int         // eventfd: Stop wakes the serve loop through it
+	stopped atomic.Bool // ends the serve loop's spinning
+	// stopMu guards stopping, released and conn between Stop and the handler's
+	// own goroutine (which closes stopFD when it ends).
+	stopMu   sync.Mutex
+	stopping bool
+	released bool
+	failed   bool // serving failed: the VMM was killed and its ranges stay registered
+	peerFD   int  // pidfd of the VMM (-1 unknown), to kill it if serving fails
 
 	// Set by the handshake, before ready is closed.
 	conn    *net.UnixConn
@@ -82,7 +95,11 @@ type Handler struct {
 	touched []int64
 	seen    map[int64]struct{}
 
-	faults, zeroes, prefetched atomic.Int64
+	faults, pages, zeroes, prefetched atomic.Int64
+	// zeroPages: UFFDIO_ZEROPAGE serves zero pages (the region is not hugetlbfs).
+	zeroPages bool
+	// buf holds what the serve loop copies in: a fault-around run or a huge page.
+	buf []byte
 }
 
 type span struct{ start, end uint64 }
@@ -90,19 +107,26 @@ type span struct{ start, end uint64 }
 // Listen binds a unix socket at path (which must not exist) and starts waiting for a
 // VMM's handshake in the background.
 func Listen(path string, src Source, opts Options) (*Handler, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("uffd handler: listen: %w", err)
 	}
+	return Serve(ln, src, opts)
+}
+
+// Serve starts waiting for a VMM's handshake on ln, which the handler owns from now
+// on (it closes it and removes its socket file when it stops).
+func Serve(ln *net.UnixListener, src Source, opts Options) (*Handler, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	path := ln.Addr().String()
 	stopFD, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("uffd handler: eventfd: %w", err)
 	}
-	h := &Handler{path: path, ln: ln, src: src, opts: opts, log: opts.Logger, fd: -1,
+	h := &Handler{path: path, ln: ln, src: src, opts: opts, log: opts.Logger, fd: -1, peerFD: -1,
 		ready: make(chan struct{}), done: make(chan struct{}), stopFD: stopFD, seen: map[int64]struct{}{}}
 	go h.run()
 	return h, nil
@@ -115,7 +139,8 @@ func (h *Handler) Ready() <-chan struct{} { return h.ready }
 // of the socket (it exited), or a failure.
 func (h *Handler) Done() <-chan struct{} { return h.done }
 
-// Err says why serving ended, after Done: nil for Stop or the VMM going away.
+// Err says why serving ended, after Done: nil for Stop or the VMM going away. After a
+// failure the VMM has been killed.
 func (h *Handler) Err() error { return h.err }
 
 // Path is the socket the handler listens on: the VMM's backend_path.
@@ -124,13 +149,15 @@ func (h *Handler) Path() string { return h.path }
 // PeerPID is the VMM's pid, known after Ready.
 func (h *Handler) PeerPID() int { return h.peerPID }
 
-// Stats are counters of what the handler did.
+// Stats are counters of what the handler did: faults served, 4 KiB pages those
+// faults installed (more than the faults with fault-around), how many of those were
+// zero pages, and pages prefetched.
 type Stats struct {
-	Faults, ZeroPages, Prefetched int64
+	Faults, Pages, ZeroPages, Prefetched int64
 }
 
 func (h *Handler) Stats() Stats {
-	return Stats{Faults: h.faults.Load(), ZeroPages: h.zeroes.Load(), Prefetched: h.prefetched.Load()}
+	return Stats{Faults: h.faults.Load(), Pages: h.pages.Load(), ZeroPages: h.zeroes.Load(), Prefetched: h.prefetched.Load()}
 }
 
 // Touched lists the memory-file offsets of the pages the guest faulted on, in the
@@ -162,21 +189,42 @@ func (h *Handler) WaitReady(ctx context.Context) error {
 // pages): stop a handler only when its VMM is stopping or has stopped. Stop is safe
 // to call more than once and from any goroutine.
 func (h *Handler) Stop() error {
-	h.stopOnce.Do(func() {
-		var one [8]byte
-		*(*uint64)(unsafe.Pointer(&one[0])) = 1
-		unix.Write(h.stopFD, one[:])
+	h.stopMu.Lock()
+	if !h.stopping {
+		h.stopping = true
+		h.stopped.Store(true)
+		if !h.released {
+			var one [8]byte
+			*(*uint64)(unsafe.Pointer(&one[0])) = 1
+			unix.Write(h.stopFD, one[:])
+		}
 		h.ln.Close() // ends an Accept that is still waiting
-	})
+		select {
+		case <-h.ready:
+		default:
+			if h.conn != nil {
+				h.conn.Close() // ends a handshake read that is still waiting
+			}
+		}
+	}
+	h.stopMu.Unlock()
 	<-h.done
 	return nil
+}
+
+func (h *Handler) isStopping() bool {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	return h.stopping
 }
 
 func (h *Handler) run() {
 	defer close(h.done)
 	defer h.release()
 	if err := h.handshake(); err != nil {
-		h.err = err
+		if !h.isStopping() {
+			h.fail(err)
+		}
 		return
 	}
 	close(h.ready)
@@ -190,30 +238,54 @@ func (h *Handler) run() {
 	cancel()
 	wg.Wait()
 	if err != nil {
-		h.err = fmt.Errorf("uffd handler: %w", err)
-		h.log.Error("uffd handler failed", "err", err, "vmm_pid", h.peerPID)
-		if h.opts.OnFailure != nil {
-			h.opts.OnFailure(h.peerPID, h.err)
-		}
+		h.fail(fmt.Errorf("uffd handler: %w", err))
 	}
 }
 
-// release unregisters the regions (so no VMM thread can wait forever on a fault
-// nobody will serve) and closes every descriptor.
+// fail ends a handler that cannot serve its VMM: a VMM whose faults nobody serves
+// hangs forever, and unregistering its memory would hand its guest zero pages in
+// place of its own, so the VMM is killed (its blocked threads are killable) and its
+// ranges stay as they are.
+func (h *Handler) fail(err error) {
+	h.err = err
+	h.stopMu.Lock()
+	h.failed = true
+	h.stopMu.Unlock()
+	h.log.Error("uffd handler failed; killing its vmm", "err", err, "vmm_pid", h.peerPID)
+	if h.peerFD >= 0 {
+		if kerr := unix.PidfdSendSignal(h.peerFD, unix.SIGKILL, nil, 0); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
+			h.log.Error("kill the vmm of a failed uffd handler", "err", kerr, "vmm_pid", h.peerPID)
+		}
+	}
+	if h.opts.OnFailure != nil {
+		h.opts.OnFailure(h.peerPID, err)
+	}
+}
+
+// release closes every descriptor and, unless serving failed, unregisters the
+// regions first, so that no VMM thread can wait forever on a fault nobody serves.
 func (h *Handler) release() {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
 	if h.fd >= 0 {
-		for _, r := range h.regions {
-			rg := uffdioRange{Start: r.BaseHostVirtAddr, Len: r.Size}
-			ioctl(h.fd, ioctlUnregister, unsafe.Pointer(&rg))
+		if !h.failed {
+			for _, r := range h.regions {
+				rg := uffdioRange{Start: r.BaseHostVirtAddr, Len: r.Size}
+				ioctl(h.fd, ioctlUnregister, unsafe.Pointer(&rg))
+			}
 		}
 		unix.Close(h.fd)
 	}
 	if h.conn != nil {
 		h.conn.Close()
 	}
+	if h.peerFD >= 0 {
+		unix.Close(h.peerFD)
+	}
 	h.ln.Close()
 	os.Remove(h.path)
 	unix.Close(h.stopFD)
+	h.released = true
 }
 
 // handshake accepts the VMM's connection and reads its one message: the regions as
@@ -224,9 +296,20 @@ func (h *Handler) handshake() error {
 	if err != nil {
 		return fmt.Errorf("uffd handler: accept: %w", err)
 	}
+	h.stopMu.Lock()
 	h.conn = conn
+	stopping := h.stopping
+	h.stopMu.Unlock()
+	if stopping {
+		return errors.New("uffd handler: stopped")
+	}
+	// The pidfd pins the VMM's identity, so a kill after a failure cannot hit a
+	// process that reused its pid.
 	if cred, err := peerCred(conn); err == nil {
 		h.peerPID = int(cred.Pid)
+		if fd, err := unix.PidfdOpen(h.peerPID, 0); err == nil {
+			h.peerFD = fd
+		}
 	}
 	var payload []byte
 	buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4*4))
@@ -284,6 +367,13 @@ func (h *Handler) checkRegions() error {
 		}
 	}
 	sort.Slice(h.regions, func(i, j int) bool { return h.regions[i].BaseHostVirtAddr < h.regions[j].BaseHostVirtAddr })
+	h.zeroPages = true // hugetlbfs regions have no UFFDIO_ZEROPAGE: zeros are copied
+	most := uint64(max(h.opts.FaultAround, 1)) * BlockSize
+	for _, r := range h.regions {
+		h.zeroPages = h.zeroPages && r.pageSize() == BlockSize
+		most = max(most, r.pageSize())
+	}
+	h.buf = make([]byte, most)
 	return nil
 }
 

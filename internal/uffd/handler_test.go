@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,8 +110,14 @@ func comparePages(t *testing.T, what string, got, want []string) {
 // page), zero pages included.
 func TestServesMultiGenerationMemory(t *testing.T) {
 	requireUserfaultfd(t)
+	for _, around := range []int{0, 16} {
+		t.Run(fmt.Sprint("fault-around-", around), func(t *testing.T) { testServes(t, around) })
+	}
+}
+
+func testServes(t *testing.T, around int) {
 	dir, mem := chain(t, 2048) // 8 MiB
-	h := serve(t, openMem(t, dir), uffd.Options{})
+	h := serve(t, openMem(t, dir), uffd.Options{FaultAround: around})
 	c, err := uffdtest.Start(t.Context(), uffdtest.Spec{Socket: sockOf(h, t), Size: len(mem), Threads: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -127,10 +134,18 @@ func TestServesMultiGenerationMemory(t *testing.T) {
 			zeros++
 		}
 	}
-	if st.Faults != int64(len(mem)/memfile.BlockSize) || st.ZeroPages != int64(zeros) {
-		t.Fatalf("stats %+v, want %d faults of which %d zero pages", st, len(mem)/memfile.BlockSize, zeros)
+	// Every page was installed exactly once, each zero page as a zero page. Without
+	// fault-around every page faulted (threads racing for one page each fault; all
+	// but the first find it present); with it, far fewer faults were needed.
+	pages := int64(len(mem) / memfile.BlockSize)
+	if st.Pages != pages || st.ZeroPages != int64(zeros) {
+		t.Fatalf("stats %+v, want %d pages and %d zero pages", st, pages, zeros)
 	}
-	if n := len(h.Touched()); n != len(mem)/memfile.BlockSize {
+	if (around == 0 && st.Faults < pages) || (around > 1 && st.Faults >= pages) {
+		t.Fatalf("stats %+v with fault-around %d", st, around)
+	}
+	t.Logf("%d faults for %d pages", st.Faults, pages)
+	if n := len(h.Touched()); around == 0 && n != int(pages) {
 		t.Fatalf("touched %d pages", n)
 	}
 	// The child exited: its end of the socket closed, so the handler ends by itself.
@@ -149,8 +164,14 @@ func TestServesMultiGenerationMemory(t *testing.T) {
 // other page keeps its snapshot contents.
 func TestRemovedRangeFaultsAsZero(t *testing.T) {
 	requireUserfaultfd(t)
+	for _, around := range []int{0, 16} {
+		t.Run(fmt.Sprint("fault-around-", around), func(t *testing.T) { testRemoved(t, around) })
+	}
+}
+
+func testRemoved(t *testing.T, around int) {
 	dir, mem := chain(t, 512)
-	h := serve(t, openMem(t, dir), uffd.Options{})
+	h := serve(t, openMem(t, dir), uffd.Options{FaultAround: around})
 	rm := [2]int{100, 300}
 	c, err := uffdtest.Start(t.Context(), uffdtest.Spec{Socket: sockOf(h, t), Size: len(mem), Threads: 4, RemovePages: rm})
 	if err != nil {
@@ -201,13 +222,13 @@ type slowSource struct {
 	served chan struct{}
 }
 
-func (s slowSource) Block(b uint64) []byte {
+func (s slowSource) ReadAt(p []byte, off int64) (int, error) {
 	select {
 	case s.served <- struct{}{}:
 	default:
 	}
 	time.Sleep(s.delay)
-	return s.Source.Block(b)
+	return s.Source.ReadAt(p, off)
 }
 
 // TestStopWithPendingFaults: stopping the handler while the child's threads wait on
@@ -241,11 +262,13 @@ func TestStopWithPendingFaults(t *testing.T) {
 }
 
 // TestHandshakeRefusesRegionsBeyondTheSnapshot: a VMM asking for more memory than the
-// snapshot holds is refused at the handshake, not served garbage.
+// snapshot holds is refused at the handshake, not served garbage, and is killed:
+// its faults could never be served.
 func TestHandshakeRefusesRegionsBeyondTheSnapshot(t *testing.T) {
 	requireUserfaultfd(t)
 	dir, mem := chain(t, 64)
-	h := serve(t, openMem(t, dir), uffd.Options{})
+	failed := make(chan int, 1)
+	h := serve(t, openMem(t, dir), uffd.Options{OnFailure: func(pid int, _ error) { failed <- pid }})
 	c, err := uffdtest.Start(t.Context(), uffdtest.Spec{Socket: sockOf(h, t), Size: 2 * len(mem), Threads: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +278,12 @@ func TestHandshakeRefusesRegionsBeyondTheSnapshot(t *testing.T) {
 		t.Fatal("oversized regions accepted")
 	}
 	t.Log(h.Err())
-	c.Wait() // released by the handler's stop: it unregisters nothing it never took, the fd closes
+	if pid := <-failed; pid != c.PID() {
+		t.Fatalf("OnFailure named pid %d, the child is %d", pid, c.PID())
+	}
+	if _, err := c.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the refused vmm was not killed: %v", err)
+	}
 }
 
 func TestStopBeforeHandshake(t *testing.T) {
@@ -270,6 +298,9 @@ func TestStopBeforeHandshake(t *testing.T) {
 	}
 	if err := h.WaitReady(t.Context()); err == nil {
 		t.Fatal("WaitReady after Stop succeeded")
+	}
+	if h.Err() != nil {
+		t.Fatalf("Err after a Stop: %v", h.Err())
 	}
 }
 

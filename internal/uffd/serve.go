@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,19 +30,40 @@ func (h *Handler) serve() error {
 		if fds[1].Revents != 0 {
 			return nil // Stop
 		}
-		var err error
-		if faults, err = h.readEvents(buf, faults[:0]); err != nil {
+		served, err := h.drain(buf, &faults)
+		if err != nil {
 			return err
 		}
-		for _, f := range faults {
-			if err := h.fault(f.B, buf); err != nil {
-				return err
-			}
-		}
-		if len(faults) == 0 && fds[2].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+		if !served && fds[2].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
 			return nil // the VMM closed its end: it is gone
 		}
 	}
+}
+
+// spinFor is how long the handler keeps reading after the last fault before it
+// sleeps in poll again. Faults come in bursts (a guest touching memory after a
+// restore), and a sleeping handler costs every fault two wake-ups instead of one.
+const spinFor = 200 * time.Microsecond
+
+// drain serves events until none arrived for spinFor, or Stop.
+func (h *Handler) drain(buf []byte, faults *[]message) (served bool, err error) {
+	idleSince := time.Now()
+	for !h.stopped.Load() {
+		if *faults, err = h.readEvents(buf, (*faults)[:0]); err != nil {
+			return served, err
+		}
+		for _, f := range *faults {
+			if err := h.fault(f.B, buf); err != nil {
+				return served, err
+			}
+		}
+		if len(*faults) > 0 {
+			served, idleSince = true, time.Now()
+		} else if time.Since(idleSince) > spinFor {
+			break
+		}
+	}
+	return served, nil
 }
 
 // readEvents drains the userfaultfd: REMOVE events are applied at once (so a fault
@@ -71,7 +93,8 @@ func (h *Handler) readEvents(buf []byte, faults []message) ([]message, error) {
 	}
 }
 
-// fault serves the page holding addr.
+// fault serves the page holding addr, and with Options.FaultAround the pages after
+// it that continue the same run of the source.
 func (h *Handler) fault(addr uint64, buf []byte) error {
 	r, ok := h.region(addr)
 	if !ok {
@@ -81,16 +104,17 @@ func (h *Handler) fault(addr uint64, buf []byte) error {
 	page := addr &^ (ps - 1)
 	fileOff := int64(r.Offset + (page - r.BaseHostVirtAddr))
 	for {
-		err := h.place(page, ps, fileOff, h.isRemoved(page, ps))
+		n, err := h.serveRun(r, page, fileOff)
 		if !errors.Is(err, unix.EAGAIN) {
 			if err == nil {
 				h.faults.Add(1)
+				h.pages.Add(n)
 				h.touch(fileOff)
 			}
 			return err
 		}
 		// The VMM's memory map is changing: a REMOVE is queued. Apply it, and
-		// keep the faults read meanwhile for after this one.
+		// serve the faults read meanwhile before retrying this one.
 		more, err := h.readEvents(buf[:msgSize*16], nil)
 		if err != nil {
 			return err
@@ -103,43 +127,79 @@ func (h *Handler) fault(addr uint64, buf []byte) error {
 	}
 }
 
-// place installs one page: zeros, or the source's bytes at fileOff. A page that is
-// already there (EEXIST: another thread's fault or the prefetcher won) is success;
-// EAGAIN is returned for the caller to retry.
-func (h *Handler) place(page, ps uint64, fileOff int64, zero bool) error {
-	var data []byte
-	if !zero {
-		if ps == BlockSize {
-			data = h.src.Block(uint64(fileOff) / BlockSize)
-		} else {
-			data = make([]byte, ps)
-			if _, err := h.src.ReadAt(data, fileOff); err != nil {
-				return fmt.Errorf("read snapshot memory at %d: %w", fileOff, err)
-			}
-		}
+// serveRun installs the page at page (file offset fileOff) and, for 4 KiB pages with
+// fault-around, up to FaultAround-1 following pages of the region that the source
+// stores contiguously (or that are all zeros) and that no REMOVE covers. It returns
+// how many pages it installed.
+func (h *Handler) serveRun(r Region, page uint64, fileOff int64) (int64, error) {
+	ps := r.pageSize()
+	if h.isRemoved(page, ps) {
+		return h.place(page, ps, nil)
 	}
+	if ps != BlockSize {
+		return h.copyIn(page, fileOff, ps, h.buf)
+	}
+	limit := min(uint64(max(h.opts.FaultAround, 1)), (r.BaseHostVirtAddr+r.Size-page)/BlockSize)
+	limit = min(limit, h.pagesBeforeRemoved(page))
+	n, zero := h.src.Extent(uint64(fileOff)/BlockSize, int(limit))
+	if zero {
+		return h.place(page, uint64(n)*BlockSize, nil)
+	}
+	return h.copyIn(page, fileOff, uint64(n)*BlockSize, h.buf)
+}
+
+// copyIn reads length bytes of the source at fileOff into buf and installs them.
+func (h *Handler) copyIn(page uint64, fileOff int64, length uint64, buf []byte) (int64, error) {
+	data := buf[:length]
+	if _, err := h.src.ReadAt(data, fileOff); err != nil {
+		return 0, fmt.Errorf("read snapshot memory at %d: %w", fileOff, err)
+	}
+	return h.place(page, length, data)
+}
+
+// place installs length bytes at dst: data, or zeros when data is nil. It returns the
+// pages installed. A run cut short — the kernel copies up to a page already present
+// (another thread's fault or the prefetcher was first) and answers EAGAIN with the
+// bytes done — is success for what it installed, the first page (the faulting one)
+// included; a page already present at dst is success with nothing installed. EAGAIN
+// with nothing done (the VMM's memory map is changing) is returned for a retry.
+func (h *Handler) place(dst, length uint64, data []byte) (int64, error) {
 	var err error
-	switch {
-	case data == nil && ps == BlockSize:
-		z := uffdioZeropage{Range: uffdioRange{Start: page, Len: ps}}
+	var done int64
+	zero := data == nil && h.zeroPages
+	if zero {
+		z := uffdioZeropage{Range: uffdioRange{Start: dst, Len: length}}
 		err = ioctl(h.fd, ioctlZeropage, unsafe.Pointer(&z))
-		if err == nil {
-			h.zeroes.Add(1)
-		}
-	default:
+		done = z.Zeropage
+	} else {
 		if data == nil {
-			data = make([]byte, ps) // huge pages have no zero-page ioctl
+			data = make([]byte, length) // huge pages have no zero-page ioctl
 		}
-		c := uffdioCopy{Dst: page, Src: uint64(uintptr(unsafe.Pointer(&data[0]))), Len: ps}
+		c := uffdioCopy{Dst: dst, Src: uint64(uintptr(unsafe.Pointer(&data[0]))), Len: length}
 		err = ioctl(h.fd, ioctlCopy, unsafe.Pointer(&c))
+		done = c.Copy
 	}
-	if errors.Is(err, unix.EEXIST) {
-		return nil
+	switch {
+	case err == nil:
+		done = int64(length)
+	case errors.Is(err, unix.EAGAIN) && done > 0:
+		err = nil
+	case errors.Is(err, unix.EEXIST):
+		// The page is there, but a failed ioctl woke no one: wake whoever waits on
+		// it (the installing thread's wake may have raced with their fault).
+		r := uffdioRange{Start: dst, Len: length}
+		ioctl(h.fd, ioctlWake, unsafe.Pointer(&r))
+		return 0, nil
+	case errors.Is(err, unix.EAGAIN):
+		return 0, err
+	default:
+		return 0, fmt.Errorf("serve %d bytes at %#x: %w", length, dst, err)
 	}
-	if err != nil && !errors.Is(err, unix.EAGAIN) {
-		return fmt.Errorf("serve page %#x: %w", page, err)
+	pages := max(done, 0) / BlockSize
+	if zero {
+		h.zeroes.Add(pages)
 	}
-	return err
+	return pages, nil
 }
 
 func (h *Handler) region(addr uint64) (Region, bool) {
@@ -155,6 +215,10 @@ func (h *Handler) region(addr uint64) (Region, bool) {
 func (h *Handler) touch(fileOff int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.touchLocked(fileOff)
+}
+
+func (h *Handler) touchLocked(fileOff int64) {
 	if _, ok := h.seen[fileOff]; !ok {
 		h.seen[fileOff] = struct{}{}
 		h.touched = append(h.touched, fileOff)
@@ -181,9 +245,25 @@ func (h *Handler) remove(start, end uint64) {
 	h.removed = append(out, cur)
 }
 
+// pagesBeforeRemoved is how many 4 KiB pages from page on precede the next removed
+// range (a large number when none follows).
+func (h *Handler) pagesBeforeRemoved(page uint64) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := sort.Search(len(h.removed), func(i int) bool { return h.removed[i].end > page })
+	if i == len(h.removed) {
+		return 1 << 40
+	}
+	return (h.removed[i].start - page) / BlockSize
+}
+
 func (h *Handler) isRemoved(page, ps uint64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.isRemovedLocked(page, ps)
+}
+
+func (h *Handler) isRemovedLocked(page, ps uint64) bool {
 	i := sort.Search(len(h.removed), func(i int) bool { return h.removed[i].end > page })
 	return i < len(h.removed) && h.removed[i].start < page+ps
 }
@@ -192,21 +272,47 @@ func (h *Handler) isRemoved(page, ps uint64) bool {
 // Removed ranges are skipped, EEXIST means the guest was first, and EAGAIN (a REMOVE
 // in flight) leaves the page to a later fault.
 func (h *Handler) prefetch(ctx context.Context) {
+	buf := make([]byte, len(h.buf))
 	for _, off := range h.opts.Prefetch {
 		if ctx.Err() != nil {
 			return
 		}
 		page, ps, ok := h.addrOf(off)
-		if !ok || h.isRemoved(page, ps) {
+		if !ok {
 			continue
 		}
-		if err := h.place(page, ps, off-off%int64(ps), false); err == nil {
-			h.prefetched.Add(1)
+		n, err := h.prefetchPage(page, ps, off-off%int64(ps), buf)
+		if err == nil {
+			h.prefetched.Add(n)
 		} else if !errors.Is(err, unix.EAGAIN) && ctx.Err() == nil {
 			h.log.Debug("uffd prefetch stopped", "err", err)
 			return
 		}
 	}
+}
+
+// prefetchPage installs one page unless a REMOVE covers it. The check and the copy
+// hold mu, which recording a REMOVE needs too: a REMOVE read after the check is
+// applied only after the copy, so the VMM's zap, which waits for the event to be
+// read, comes after the copy and clears it, and the page reads as zeros as it must.
+// A prefetched page counts as touched, so the next prefetch list keeps it.
+func (h *Handler) prefetchPage(page, ps uint64, fileOff int64, buf []byte) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.isRemovedLocked(page, ps) {
+		return 0, nil
+	}
+	var n int64
+	var err error
+	if _, zero := h.src.Extent(uint64(fileOff)/BlockSize, 1); zero && ps == BlockSize {
+		n, err = h.place(page, ps, nil)
+	} else {
+		n, err = h.copyIn(page, fileOff, ps, buf)
+	}
+	if err == nil && n > 0 {
+		h.touchLocked(fileOff)
+	}
+	return n, err
 }
 
 // addrOf maps a memory-file offset to its page's address in the VMM.

@@ -61,6 +61,15 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error)
 }
 
+// Differ is implemented by Machines that can take diff snapshots. DiffBase names a
+// snapshot directory that holds the memory the VM last matched (the snapshot it was
+// restored from or last saved into, in a copy the VM owns) and that a SnapshotDiff
+// may use as its Parent; "" when only a full snapshot can be taken now. The Parent
+// it names stays valid only until the VM stops.
+type Differ interface {
+	DiffBase() string
+}
+
 // Restorer is implemented by Drivers that can start a VM from a snapshot.
 type Restorer interface {
 	// Restore starts a VM from the snapshot in snapshotDir. cfg is the new VM: its

@@ -47,12 +47,15 @@ const (
 	diskName     = "rootfs"
 	apiSockName  = "api.sock"
 	uffdSockName = "uffd.sock"
+	pagerCtlName = "uffd.ctl"
+	pagerLogName = "uffd.log"
 	vmstateName  = "vmstate"
 	stateName    = "firecracker.json"
 	jailDir      = "/vm"
 	ifaceID      = "eth0"
 	rootDriveID  = "rootfs"
 	scratchName  = "snapshot.tmp"
+	baseName     = "memfile.base"
 )
 
 // Driver starts, restores and adopts Firecracker microVMs.
@@ -60,7 +63,7 @@ type Driver struct {
 	bin          string
 	log          *slog.Logger
 	startTimeout time.Duration
-	kvmUsable    func() bool
+	probes       probeCache
 }
 
 var (
@@ -75,7 +78,7 @@ func Open(o vmm.Options) (vmm.Driver, error) {
 	default:
 		return nil, fmt.Errorf("firecracker runs on kvm only, not accel %q", o.Accel)
 	}
-	d := &Driver{bin: o.Binary, log: o.Logger, startTimeout: o.StartTimeout, kvmUsable: vmproc.KVMUsable}
+	d := &Driver{bin: o.Binary, log: o.Logger, startTimeout: o.StartTimeout}
 	if d.bin == "" {
 		d.bin = defaultBinary
 	}
@@ -181,12 +184,17 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 	if err := validate(cfg); err != nil {
 		return nil, fmt.Errorf("start firecracker %s: %w", cfg.ID, err)
 	}
-	m, err := d.spawn(ctx, cfg, false)
+	bin, info, err := d.binary(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start firecracker %s: %w", cfg.ID, err)
+	}
+	m, err := d.spawn(ctx, cfg, bin, info, false)
 	if err != nil {
 		return nil, fmt.Errorf("start firecracker %s: %w", cfg.ID, err)
 	}
 	if err := m.boot(ctx, cfg); err != nil {
-		m.kill()
+		m.killWait()
+		removeRuntime(cfg.Dir)
 		return nil, fmt.Errorf("start firecracker %s: %w%s", cfg.ID, err, m.consoleTail())
 	}
 	m.log.Info("firecracker started", "took", time.Since(m.started))
@@ -196,6 +204,19 @@ func (d *Driver) Start(ctx context.Context, cfg vmm.Config) (vmm.Machine, error)
 type call struct {
 	method, path string
 	body         any
+}
+
+// binary resolves the Firecracker executable and what it says about itself.
+func (d *Driver) binary(ctx context.Context) (string, binaryInfo, error) {
+	bin, err := exec.LookPath(d.bin)
+	if err == nil {
+		bin, err = filepath.Abs(bin)
+	}
+	if err != nil {
+		return "", binaryInfo{}, fmt.Errorf("firecracker binary: %w", err)
+	}
+	info, err := d.probes.probe(ctx, bin)
+	return bin, info, err
 }
 
 // boot is the pre-boot configuration and InstanceStart, in the order Firecracker's

@@ -15,9 +15,9 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/jail"
 	"github.com/wrennhq/wrenn/internal/memfile"
-	"github.com/wrennhq/wrenn/internal/uffd"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
+	"golang.org/x/sys/unix"
 )
 
 // Machine is one Firecracker VM.
@@ -29,25 +29,31 @@ type Machine struct {
 	proc    *vmproc.Handle
 	cmd     *exec.Cmd // nil when adopted
 	started time.Time
-	version string
+	// version is the snapshot format version of the binary (what snapshots record
+	// and restores compare), release its release.
+	version, release string
 
 	done chan struct{}
 	err  error
 
 	mu       sync.Mutex
 	stopping bool
-	// A lazily restored VM's memory server and the snapshot memory behind it; both
-	// live as long as the VM.
-	pager  *uffd.Handler
-	memory *memfile.Reader
-	// parent is the snapshot the VM was restored from (a diff's base), "" after a
-	// boot.
-	parent string
+	// pager is a lazily restored VM's page server (package pagerproc), a process
+	// that lives as long as the VM, across agent restarts; nil after a boot.
+	pager *vmproc.Handle
+	// base is the VM's own hard-linked copy of the memory it last matched (the
+	// snapshot it was restored from or last saved into): a diff's parent. "" after a
+	// boot, or where linking was impossible (then every snapshot is full). baseFrom
+	// is the snapshot directory it was linked from, what a diff records as parent.
+	base, baseFrom string
+	// shared are the pause snapshots to withdraw when the guest next runs.
+	shared []string
 }
 
 var (
 	_ vmm.Machine     = (*Machine)(nil)
 	_ vmm.Snapshotter = (*Machine)(nil)
+	_ vmm.Differ      = (*Machine)(nil)
 )
 
 // state is what Adopt reads back from the VM's Dir.
@@ -57,18 +63,14 @@ type state struct {
 	Config  vmm.Config `json:"config"`
 	VMM     string     `json:"vmm_version"`
 	Restore bool       `json:"lazily_restored,omitempty"`
-	Parent  string     `json:"parent,omitempty"`
+	// Pager names the page server of a lazily restored VM.
+	Pager *vmproc.Identity `json:"pager,omitempty"`
+	// Shared lists pause snapshots to withdraw when the guest next runs.
+	Shared []string `json:"shared_snapshots,omitempty"`
 }
 
 // spawn starts Firecracker for cfg in its namespaces and waits for its API.
-func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, restoring bool) (*Machine, error) {
-	bin, err := exec.LookPath(d.bin)
-	if err != nil {
-		return nil, fmt.Errorf("firecracker binary: %w", err)
-	}
-	if bin, err = filepath.Abs(bin); err != nil {
-		return nil, err
-	}
+func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, bin string, info binaryInfo, restoring bool) (*Machine, error) {
 	if st, err := readState(cfg.Dir); err == nil {
 		if h, err := vmproc.Attach(st.Identity); err == nil {
 			h.Close()
@@ -76,8 +78,12 @@ func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, restoring bool) (*Ma
 		}
 	}
 	removeRuntime(cfg.Dir)
+	if err := prepareJail(cfg); err != nil {
+		return nil, err
+	}
 	spec, err := launchSpec(bin, cfg)
 	if err != nil {
+		removeRuntime(cfg.Dir)
 		return nil, err
 	}
 	console, err := os.OpenFile(filepath.Join(cfg.Dir, vmm.ConsoleLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -86,7 +92,8 @@ func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, restoring bool) (*Ma
 	}
 	defer console.Close()
 	spec.Output = console
-	m := &Machine{id: cfg.ID, dir: cfg.Dir, cfg: cfg, log: d.log.With("vm", cfg.ID), done: make(chan struct{}), started: time.Now()}
+	m := &Machine{id: cfg.ID, dir: cfg.Dir, cfg: cfg, log: d.log.With("vm", cfg.ID), done: make(chan struct{}),
+		started: time.Now(), version: info.snapshot, release: info.release}
 	m.cmd, err = vmproc.Spawn(spec)
 	if err != nil {
 		removeRuntime(cfg.Dir)
@@ -97,9 +104,8 @@ func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, restoring bool) (*Ma
 	m.api = newClient(filepath.Join(cfg.Dir, apiSockName))
 	rctx, cancel := context.WithTimeout(ctx, d.startTimeout)
 	defer cancel()
-	info, err := m.api.waitReady(rctx, exited)
+	_, err = m.api.waitReady(rctx, exited)
 	if err == nil {
-		m.version = info.VMMVersion
 		var id vmproc.Identity
 		if id, err = identify(m.cmd.Process.Pid); err == nil {
 			if m.proc, err = vmproc.Attach(id); err == nil {
@@ -110,11 +116,57 @@ func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, restoring bool) (*Ma
 	if err != nil {
 		m.cmd.Process.Kill()
 		<-exited
+		if m.proc != nil {
+			m.proc.Close()
+		}
+		m.api.close()
 		removeRuntime(cfg.Dir)
 		return nil, fmt.Errorf("%w%s", err, m.consoleTail())
 	}
 	go m.watch(exited)
 	return m, nil
+}
+
+// prepareJail gives a jailed Firecracker what it must write or open as its own uid:
+// the VM's Dir (it creates its API socket there, and snapshot files), the disk, and
+// the slot's TAP, which it opens by name (Firecracker takes no descriptor for it).
+// A jailed Firecracker needs /dev/kvm through its group (the jail adds it) and, to
+// be restored, /dev/userfaultfd opened for its uid (see README).
+func prepareJail(cfg vmm.Config) error {
+	if cfg.Jail == nil {
+		return nil
+	}
+	for _, p := range []string{cfg.Dir, cfg.Disk} {
+		if err := own(cfg, p); err != nil {
+			return err
+		}
+	}
+	if cfg.Net == nil {
+		return nil
+	}
+	tap, err := vmproc.OpenTAP(cfg.Net.NetNS, cfg.Net.TAP)
+	if err != nil {
+		return fmt.Errorf("jail: %w", err)
+	}
+	defer tap.Close()
+	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETOWNER, int(cfg.Jail.UID)); err != nil {
+		return fmt.Errorf("jail: give tap %s to uid %d: %w", cfg.Net.TAP, cfg.Jail.UID, err)
+	}
+	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETGROUP, int(cfg.Jail.GID)); err != nil {
+		return fmt.Errorf("jail: give tap %s to gid %d: %w", cfg.Net.TAP, cfg.Jail.GID, err)
+	}
+	return nil
+}
+
+// own gives path to the jail's uid and gid; without a jail it does nothing.
+func own(cfg vmm.Config, path string) error {
+	if cfg.Jail == nil {
+		return nil
+	}
+	if err := os.Chown(path, int(cfg.Jail.UID), int(cfg.Jail.GID)); err != nil {
+		return fmt.Errorf("jail: give %s to uid %d: %w", filepath.Base(path), cfg.Jail.UID, err)
+	}
+	return nil
 }
 
 // identify names the process that runs now at pid: after exec, whatever launcher or
@@ -193,10 +245,12 @@ func launchSpec(bin string, cfg vmm.Config) (vmproc.Spec, error) {
 // removeRuntime removes the files a VM's process used in dir (never the console log
 // or the disk it points at).
 func removeRuntime(dir string) {
-	for _, name := range []string{apiSockName, uffdSockName, kernelName, initrdName, diskName, vmstateName, stateName} {
+	for _, name := range []string{apiSockName, uffdSockName, pagerCtlName, kernelName, initrdName, diskName, vmstateName, stateName} {
 		os.Remove(filepath.Join(dir, name))
 	}
-	os.RemoveAll(filepath.Join(dir, scratchName))
+	for _, name := range []string{scratchName, baseName, baseName + ".new"} {
+		os.RemoveAll(filepath.Join(dir, name))
+	}
 }
 
 func readState(dir string) (state, error) {
@@ -215,6 +269,7 @@ func (m *Machine) watch(exited <-chan struct{}) {
 	} else {
 		m.proc.Wait()
 	}
+	m.proc.Close()
 	m.mu.Lock()
 	stopping := m.stopping
 	m.mu.Unlock()
@@ -223,25 +278,87 @@ func (m *Machine) watch(exited <-chan struct{}) {
 		if m.cmd != nil && m.cmd.ProcessState != nil {
 			status = m.cmd.ProcessState.String()
 		}
-		m.err = fmt.Errorf("firecracker vm %s (pid %d) %s%s", m.id, m.PID(), status, m.consoleTail())
+		// A page server that failed killed its VMM, and said why in its log.
+		m.err = fmt.Errorf("firecracker vm %s (pid %d) %s%s%s", m.id, m.PID(), status, m.consoleTail(), m.pagerTail())
 		m.log.Warn("firecracker exited", "err", m.err)
 	}
-	m.releasePager()
+	m.stopPager()
 	m.api.close()
 	close(m.done)
 }
 
-func (m *Machine) releasePager() {
+// stopPager ends the page server once its VMM is gone (it would end by itself on the
+// hang-up; this makes sure, within a bound).
+func (m *Machine) stopPager() {
 	m.mu.Lock()
-	pager, memory := m.pager, m.memory
-	m.pager, m.memory = nil, nil
+	pager := m.pager
+	m.pager = nil
 	m.mu.Unlock()
-	if pager != nil {
-		pager.Stop()
+	if pager == nil {
+		return
 	}
-	if memory != nil {
-		memory.Close()
+	if !pager.WaitTimeout(2 * time.Second) {
+		pager.Kill()
+		pager.WaitTimeout(5 * time.Second)
 	}
+	pager.Close()
+}
+
+func (m *Machine) pagerTail() string {
+	b, err := os.ReadFile(filepath.Join(m.dir, pagerLogName))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return "\npage server log tail:\n" + strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// DiffBase is the VM's copy of the memory it last matched, for a diff's Parent.
+func (m *Machine) DiffBase() string {
+	base, _ := m.diffBase()
+	return base
+}
+
+func (m *Machine) diffBase() (base, from string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.base, m.baseFrom
+}
+
+// setBase records the VM's base ("" = none).
+func (m *Machine) setBase(base, from string) {
+	m.mu.Lock()
+	m.base, m.baseFrom = base, from
+	m.mu.Unlock()
+}
+
+// linkBase makes dir/memfile.base a hard-linked copy of the memory files in from
+// (header and generations: no data is copied), replacing the previous one. Owning
+// the links keeps the base valid whatever happens to from (the agent removes a spent
+// pause snapshot once the sandbox resumed).
+func linkBase(from, dir string) (string, error) {
+	names, err := memfile.Files(from)
+	if err != nil {
+		return "", err
+	}
+	tmp, final := filepath.Join(dir, baseName+".new"), filepath.Join(dir, baseName)
+	os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if err := os.Link(filepath.Join(from, n), filepath.Join(tmp, n)); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("link %s into the vm's memory base: %w", n, err)
+		}
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", err
+	}
+	return final, nil
 }
 
 // PID of the Firecracker process.
@@ -291,15 +408,14 @@ func (m *Machine) setState(ctx context.Context, s string) error {
 func (m *Machine) Pause(ctx context.Context) error { return m.setState(ctx, "Paused") }
 
 // Resume runs them again.
-func (m *Machine) Resume(ctx context.Context) error { return m.setState(ctx, "Resumed") }
+// (withdrawing the VM's pause snapshots first: see withdraw.go).
+func (m *Machine) Resume(ctx context.Context) error { return m.resume(ctx) }
 
-// Stop kills Firecracker and waits for it: it keeps nothing that a kill loses (the
-// guest's disk writes are in the host's page cache already), and a paused guest
-// could not answer a graceful shutdown anyway. Runtime files are removed.
+// Stop kills Firecracker and waits, within ctx, for it to be gone; runtime files are
+// then removed. There is no graceful step (the seam allows a kill): Firecracker keeps
+// nothing a kill loses — the guest's disk writes are in the host's page cache
+// already — and a paused guest could not answer a shutdown request anyway.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.mu.Lock()
-	m.stopping = true
-	m.mu.Unlock()
 	m.kill()
 	select {
 	case <-m.done:
@@ -310,23 +426,23 @@ func (m *Machine) Stop(ctx context.Context) error {
 	return nil
 }
 
+// kill sends SIGKILL, marking the exit as asked for.
 func (m *Machine) kill() {
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()
-	if m.proc != nil {
-		m.proc.Kill()
-	} else if m.cmd != nil {
-		m.cmd.Process.Kill()
-	}
-	if m.cmd != nil || m.proc != nil {
-		<-m.done
-	}
+	m.proc.Kill()
 }
 
-// Adopt re-attaches to a VM an earlier agent started. A VM restored lazily cannot be
-// adopted: the handler serving its memory died with that agent, and pages it never
-// faulted in would hang its vCPUs, so it is killed and reported gone.
+// killWait kills and waits for the watcher to have seen the exit.
+func (m *Machine) killWait() {
+	m.kill()
+	<-m.done
+}
+
+// Adopt re-attaches to a VM an earlier agent started, and to its page server when it
+// was restored lazily. A lazily restored VM whose page server is gone is killed and
+// reported gone: pages it has not faulted in yet would hang its vCPUs.
 func (d *Driver) Adopt(ctx context.Context, dir string) (vmm.Machine, error) {
 	st, err := readState(dir)
 	if err != nil {
@@ -340,15 +456,24 @@ func (d *Driver) Adopt(ctx context.Context, dir string) (vmm.Machine, error) {
 		removeRuntime(dir)
 		return nil, fmt.Errorf("adopt %s: %w (%v)", dir, vmm.ErrNotRunning, err)
 	}
+	var pager *vmproc.Handle
 	if st.Restore {
-		h.Kill()
-		h.Wait()
-		h.Close()
-		removeRuntime(dir)
-		return nil, fmt.Errorf("adopt %s: %w: its memory was served by the previous agent's uffd handler", dir, vmm.ErrNotRunning)
+		if st.Pager != nil {
+			pager, err = vmproc.Attach(*st.Pager)
+		}
+		if st.Pager == nil || err != nil {
+			h.Kill()
+			h.Wait()
+			h.Close()
+			removeRuntime(dir)
+			return nil, fmt.Errorf("adopt %s: %w: its page server is gone (%v)", dir, vmm.ErrNotRunning, err)
+		}
 	}
-	m := &Machine{id: st.Config.ID, dir: dir, cfg: st.Config, log: d.log.With("vm", st.Config.ID), proc: h,
-		api: newClient(filepath.Join(dir, apiSockName)), done: make(chan struct{}), started: time.Now(), version: st.VMM, parent: st.Parent}
+	m := &Machine{id: st.Config.ID, dir: dir, cfg: st.Config, log: d.log.With("vm", st.Config.ID), proc: h, pager: pager, shared: st.Shared,
+		api: newClient(filepath.Join(dir, apiSockName)), done: make(chan struct{}), started: time.Now(), version: st.VMM}
+	// The base is not trusted across an agent restart (a snapshot may have been
+	// cut short after Firecracker reset its dirty bitmap): the next snapshot is full.
+	os.RemoveAll(filepath.Join(dir, baseName))
 	go m.watch(nil)
 	return m, nil
 }

@@ -3,20 +3,26 @@ package firecracker
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/memfile"
-	"github.com/wrennhq/wrenn/internal/uffd"
+	"github.com/wrennhq/wrenn/internal/uffd/pagerproc"
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
 )
+
+// handshakeWait bounds the wait, after a successful load, for the page handler to
+// have taken Firecracker's handshake (sent during the load).
+const handshakeWait = 5 * time.Second
 
 // Restore starts a VM from a snapshot with its memory served lazily: a uffd handler
 // listens on the VM's uffd.sock before the load, Firecracker hands it the guest
 // regions during PUT /snapshot/load, and pages are copied in from the snapshot's
 // memfile generations as the guest touches them (the previous run's touched pages
 // prefetched in the background). MMDS data is put again (a load empties it). The VM
-// comes up paused.
+// comes up paused. The snapshot's meta is checked before anything starts.
 func (d *Driver) Restore(ctx context.Context, cfg vmm.Config, snapshotDir string) (vmm.Machine, error) {
 	m, err := d.restore(ctx, cfg, snapshotDir)
 	if err != nil {
@@ -33,47 +39,56 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	if err != nil {
 		return nil, err
 	}
-	mem, err := memfile.Open(snapshotDir)
+	bin, info, err := d.binary(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if mem.Size() != int64(cfg.MemoryMiB)<<20 {
-		mem.Close()
-		return nil, fmt.Errorf("%w: memory holds %d bytes, the vm has %d MiB", vmm.ErrIncompatibleSnapshot, mem.Size(), cfg.MemoryMiB)
-	}
-	m, err := d.spawn(ctx, cfg, true)
+	want, err := wantMeta(cfg, info.snapshot)
 	if err != nil {
-		mem.Close()
+		return nil, err
+	}
+	if err := vmm.CheckCompatible(meta, want); err != nil {
+		return nil, err
+	}
+	if err := memfile.Check(snapshotDir); err != nil {
+		return nil, err
+	}
+	m, err := d.spawn(ctx, cfg, bin, info, true)
+	if err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*Machine, error) {
-		m.kill()
-		mem.Close()
+		m.killWait()
 		removeRuntime(cfg.Dir)
-		return nil, fmt.Errorf("%w%s", err, m.consoleTail())
+		return nil, fmt.Errorf("%w%s%s", err, m.consoleTail(), m.pagerTail())
 	}
-	want, err := wantMeta(cfg, m.version)
-	if err != nil {
+	if err := copyState(snapshotDir, cfg, meta); err != nil {
 		return fail(err)
 	}
-	if err := vmm.CheckCompatible(meta, want); err != nil {
+	// The VM is served from its own links to the snapshot's files, which are also
+	// the base its first diff layers on; where links cannot be made (another
+	// filesystem), straight from the snapshot, and its snapshots are then full.
+	memDir := snapshotDir
+	base, err := linkBase(snapshotDir, cfg.Dir)
+	if err == nil {
+		memDir = base
+	} else {
+		m.log.Warn("serving memory from the snapshot itself; diff snapshots unavailable", "err", err)
+	}
+	if size, err := memorySize(memDir); err != nil {
+		return fail(err)
+	} else if size != int64(cfg.MemoryMiB)<<20 {
+		return fail(fmt.Errorf("%w: memory holds %d bytes, the vm has %d MiB", vmm.ErrIncompatibleSnapshot, size, cfg.MemoryMiB))
+	}
+	if err := m.startPager(cfg, memDir, snapshotDir); err != nil {
 		return fail(err)
 	}
-	if err := copyState(snapshotDir, cfg.Dir, meta); err != nil {
-		return fail(err)
+	m.setBase(base, snapshotDir)
+	if takenFrom(snapshotDir, cfg.Dir) { // the sandbox resuming from its own pause
+		if err := m.share(snapshotDir); err != nil {
+			return fail(err)
+		}
 	}
-	pager, err := uffd.Listen(filepath.Join(cfg.Dir, uffdSockName), mem, uffd.Options{
-		Logger:   m.log,
-		Prefetch: readPrefetch(snapshotDir),
-		// A VM whose faults nobody serves hangs: end it instead.
-		OnFailure: func(int, error) { go m.kill() },
-	})
-	if err != nil {
-		return fail(err)
-	}
-	m.mu.Lock()
-	m.pager, m.memory, m.parent = pager, mem, snapshotDir
-	m.mu.Unlock()
 	load := snapshotLoad{SnapshotPath: vmstateName, MemBackend: memBackend{BackendType: "Uffd", BackendPath: uffdSockName}, TrackDirtyPages: true}
 	if cfg.Net != nil {
 		load.NetworkOverrides = []networkOverride{{IfaceID: ifaceID, HostDevName: cfg.Net.TAP}}
@@ -82,10 +97,11 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	if err := m.api.do(ctx, "PUT", "/snapshot/load", load, nil); err != nil {
 		return fail(err)
 	}
-	select {
-	case <-pager.Ready():
-	default:
-		return fail(fmt.Errorf("snapshot loaded but firecracker never connected to the page handler"))
+	wctx, cancel := context.WithTimeout(ctx, handshakeWait)
+	err = pagerproc.WaitReady(wctx, filepath.Join(cfg.Dir, pagerCtlName))
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("snapshot loaded, but its memory is not served: %w", err))
 	}
 	if err := m.putMetadata(ctx, cfg); err != nil {
 		return fail(err)
@@ -94,11 +110,54 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	return m, nil
 }
 
+// startPager starts the VM's page server on its uffd socket (given to the jail's uid)
+// and records it, so that an agent that restarts adopts both.
+func (m *Machine) startPager(cfg vmm.Config, memDir, snapshotDir string) error {
+	spec := pagerproc.Spec{MemDir: memDir}
+	if _, err := os.Stat(filepath.Join(snapshotDir, prefetchName)); err == nil {
+		spec.PrefetchFile = filepath.Join(snapshotDir, prefetchName)
+	}
+	sock := filepath.Join(cfg.Dir, uffdSockName)
+	p, err := pagerproc.Start(spec, sock, filepath.Join(cfg.Dir, pagerCtlName), filepath.Join(cfg.Dir, pagerLogName), cfg.Dir)
+	if err != nil {
+		return err
+	}
+	go p.Cmd.Wait() // reaps it; after an agent restart, init does
+	h, err := vmproc.Open(p.Identity.PID, p.Identity.ProcStart)
+	id := p.Identity
+	if err != nil {
+		p.Cmd.Process.Kill()
+		return fmt.Errorf("page server: %w", err)
+	}
+	m.mu.Lock()
+	m.pager = h
+	m.mu.Unlock()
+	st, err := readState(cfg.Dir)
+	if err == nil {
+		st.Pager = &id
+		err = vmproc.WriteState(filepath.Join(cfg.Dir, stateName), st)
+	}
+	if err != nil {
+		return fmt.Errorf("record page server: %w", err)
+	}
+	return own(cfg, sock)
+}
+
+// memorySize is the size of the memory in dir, either form.
+func memorySize(dir string) (int64, error) {
+	r, err := memfile.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	return r.Size(), nil
+}
+
 // copyState copies the snapshot's small vm state file into the VM's Dir, where
 // Firecracker (jailed or not) reads it by its stable name, and checks its digest; the
 // snapshot stays as is.
-func copyState(snapshotDir, dir string, meta vmm.SnapshotMeta) error {
-	to := filepath.Join(dir, vmstateName)
+func copyState(snapshotDir string, cfg vmm.Config, meta vmm.SnapshotMeta) error {
+	to := filepath.Join(cfg.Dir, vmstateName)
 	if err := copyFile(filepath.Join(snapshotDir, vmstateName), to); err != nil {
 		return fmt.Errorf("vm state: %w", err)
 	}
@@ -111,5 +170,5 @@ func copyState(snapshotDir, dir string, meta vmm.SnapshotMeta) error {
 			return fmt.Errorf("vm state %s is corrupt: sha256 %s, the snapshot recorded %s", filepath.Join(snapshotDir, vmstateName), sum, f.SHA256)
 		}
 	}
-	return nil
+	return own(cfg, to)
 }

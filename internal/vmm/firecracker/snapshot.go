@@ -12,6 +12,7 @@ import (
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/memfile"
+	"github.com/wrennhq/wrenn/internal/uffd/pagerproc"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
@@ -30,11 +31,18 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 	if kind == "" {
 		kind = vmm.SnapshotFull
 	}
-	if kind == vmm.SnapshotDiff && opts.Parent == "" {
-		return nil, fmt.Errorf("snapshot vm %s: a diff needs its parent snapshot", m.id)
+	// Firecracker's diff holds what changed since the VM's last snapshot, load or
+	// boot: it is a diff of the VM's base (named by its links, DiffBase, or by the
+	// snapshot they were made from) and of nothing else.
+	base, baseFrom := m.diffBase()
+	if kind == vmm.SnapshotDiff && (base == "" || (opts.Parent != base && opts.Parent != baseFrom)) {
+		return nil, fmt.Errorf("snapshot vm %s: a diff must layer on the snapshot the vm's memory last matched (%q, or its links %q), not %q", m.id, baseFrom, base, opts.Parent)
 	}
 	if m.exited() {
 		return nil, fmt.Errorf("snapshot vm %s: %w", m.id, vmm.ErrNotRunning)
+	}
+	if ents, err := os.ReadDir(opts.Dir); err != nil || len(ents) > 0 {
+		return nil, fmt.Errorf("snapshot vm %s: %s must be an existing, empty directory (%v)", m.id, opts.Dir, err)
 	}
 	var info instanceInfo
 	if err := m.api.do(ctx, "GET", "/", nil, &info); err != nil {
@@ -47,19 +55,36 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 		os.RemoveAll(filepath.Join(m.dir, scratchName))
 		if err != nil {
 			removeSnapshotFiles(opts.Dir)
+			if m.DiffBase() == "" {
+				os.RemoveAll(filepath.Join(m.dir, baseName)) // no longer what the VM matches
+			}
 			err = fmt.Errorf("snapshot vm %s: %w", m.id, err)
 		}
 	}()
-	if err := os.Mkdir(filepath.Join(m.dir, scratchName), 0o700); err != nil {
+	scratch := filepath.Join(m.dir, scratchName)
+	os.RemoveAll(scratch) // a crash's leftover
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		return nil, err
+	}
+	if err := own(m.cfg, scratch); err != nil {
 		return nil, err
 	}
 	fcType := "Full"
 	if kind == vmm.SnapshotDiff {
 		fcType = "Diff"
 	}
+	// Taken before the create: a full dump faults every page in through the handler.
+	touched := m.touched(ctx)
+	// The create resets Firecracker's dirty bitmap: from here until this snapshot
+	// is complete, no earlier snapshot is a base a diff could layer on.
+	m.setBase("", "")
 	req := snapshotCreate{SnapshotType: fcType, SnapshotPath: scratchName + "/" + vmstateName, MemFilePath: scratchName + "/" + memfile.RawName}
 	if err := m.api.do(ctx, "PUT", "/snapshot/create", req, nil); err != nil {
 		return nil, err
+	}
+	parent := opts.Parent
+	if kind == vmm.SnapshotDiff {
+		opts.Parent = base // the diff layers on the VM's own links, never moved or removed
 	}
 	written, err := m.convertMemory(kind, opts)
 	if err != nil {
@@ -69,12 +94,21 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 	if err != nil {
 		return nil, fmt.Errorf("vm state: %w", err)
 	}
-	m.savePrefetch(opts.Dir)
-	meta, err := m.meta(kind, opts.Parent)
+	meta, err := m.meta(kind, parent)
 	if err != nil {
 		return nil, err
 	}
 	meta.Files = append(meta.Files, state)
+	if f, ok := m.savePrefetch(opts.Dir, touched); ok {
+		meta.Files = append(meta.Files, f)
+	}
+	if !opts.Detached {
+		f, err := m.writeOrigin(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		meta.Files = append(meta.Files, f)
+	}
 	names, err := memfile.Files(opts.Dir)
 	if err != nil {
 		return nil, err
@@ -93,9 +127,17 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 	if err := vmm.WriteSnapshotMeta(opts.Dir, meta); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.parent = opts.Dir
-	m.mu.Unlock()
+	if !opts.Detached {
+		if err := m.share(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	// What the VM matches now is this snapshot: the next diff layers on it.
+	if newBase, err := linkBase(opts.Dir, m.dir); err != nil {
+		m.log.Warn("diff snapshots unavailable until the next full one", "err", err)
+	} else {
+		m.setBase(newBase, opts.Dir)
+	}
 	return &vmm.Snapshot{Dir: opts.Dir, Meta: meta, Written: written + state.Size}, nil
 }
 
@@ -124,21 +166,37 @@ func (m *Machine) convertMemory(kind vmm.SnapshotKind, opts vmm.SnapshotOptions)
 	return res.Written, nil
 }
 
-// savePrefetch records the pages the guest touched since a lazy restore.
-func (m *Machine) savePrefetch(dir string) {
+// touched is what the guest touched since a lazy restore (nil after a boot, or if
+// the page server cannot say: the next restore then prefetches nothing).
+func (m *Machine) touched(ctx context.Context) []int64 {
 	m.mu.Lock()
-	pager := m.pager
+	lazy := m.pager != nil
 	m.mu.Unlock()
-	if pager == nil {
-		return
+	if !lazy {
+		return nil
 	}
-	b, err := json.Marshal(pager.Touched())
+	offs, err := pagerproc.Touched(ctx, filepath.Join(m.dir, pagerCtlName))
+	if err != nil {
+		m.log.Warn("no prefetch list for the next restore", "err", err)
+	}
+	return offs
+}
+
+// savePrefetch records the pages the guest touched since a lazy restore, as a file
+// of the snapshot; false when there are none.
+func (m *Machine) savePrefetch(dir string, touched []int64) (vmm.SnapshotFile, bool) {
+	if len(touched) == 0 {
+		return vmm.SnapshotFile{}, false
+	}
+	b, err := json.Marshal(touched)
 	if err == nil {
 		err = atomicfile.Create(filepath.Join(dir, prefetchName), b, 0o600)
 	}
 	if err != nil {
 		m.log.Warn("prefetch list not saved", "err", err)
+		return vmm.SnapshotFile{}, false
 	}
+	return vmm.SnapshotFile{Role: "prefetch", Name: prefetchName, Size: int64(len(b))}, true
 }
 
 func readPrefetch(dir string) []int64 {
@@ -209,13 +267,16 @@ func copyFile(from, to string) error {
 		return err
 	}
 	_, err = io.Copy(out, in)
-	return errors.Join(err, out.Close())
+	if err = errors.Join(err, out.Close()); err != nil {
+		os.Remove(to)
+	}
+	return err
 }
 
 // removeSnapshotFiles removes what a failed Snapshot may have written to dir.
 func removeSnapshotFiles(dir string) {
 	names, _ := memfile.Files(dir)
-	for _, n := range append(names, memfile.HeaderName, vmstateName, prefetchName, vmm.MetaFileName) {
+	for _, n := range append(names, memfile.HeaderName, vmstateName, prefetchName, originName, vmm.MetaFileName) {
 		os.Remove(filepath.Join(dir, n))
 	}
 	ents, _ := os.ReadDir(dir)

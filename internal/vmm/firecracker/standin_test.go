@@ -3,6 +3,7 @@ package firecracker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/wrennhq/wrenn/internal/memfile"
+	"github.com/wrennhq/wrenn/internal/uffd/pagerproc"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/firecracker/fcstandin"
 )
@@ -60,7 +62,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drv, err := Open(vmm.Options{Binary: launcher})
+	drv, err := Open(vmm.Options{Binary: launcher, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,10 @@ func TestBootPauseSnapshotRestoreAgainstTheSpec(t *testing.T) {
 		t.Fatalf("snapshot of a running vm: %v", err)
 	}
 	mustDo(t, m.Pause(ctx))
-	diff, err := sm.Snapshot(ctx, vmm.SnapshotOptions{Dir: snapDiff, Kind: vmm.SnapshotDiff, Parent: snapFull})
+	if _, err := sm.Snapshot(ctx, vmm.SnapshotOptions{Dir: t.TempDir(), Kind: vmm.SnapshotDiff, Parent: t.TempDir()}); err == nil {
+		t.Fatal("a diff on a snapshot other than the vm's base was taken")
+	}
+	diff, err := sm.Snapshot(ctx, vmm.SnapshotOptions{Dir: snapDiff, Kind: vmm.SnapshotDiff, Parent: m.(vmm.Differ).DiffBase()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,28 +168,50 @@ func TestBootPauseSnapshotRestoreAgainstTheSpec(t *testing.T) {
 	if got := r.calls(m2.PID()); !slices.Equal(got, want2) {
 		t.Fatalf("restore requests:\n got %q\nwant %q", got, want2)
 	}
-	st := m2.(*Machine).pager.Stats()
+	st := pagerStats(t, m2)
 	if st.Faults == 0 {
 		t.Fatalf("no faults served: %+v", st)
 	}
-	// A snapshot after a lazy restore records what the guest touched, to prefetch.
-	mustDo(t, m2.Pause(ctx))
-	snap3 := t.TempDir()
-	if _, err := m2.(vmm.Snapshotter).Snapshot(ctx, vmm.SnapshotOptions{Dir: snap3, Kind: vmm.SnapshotDiff, Parent: snapDiff}); err != nil {
-		t.Fatal(err)
+	// Pause cycles as the agent runs them: a diff on the VM's own base, then a
+	// restore from it. Each load is checked byte for byte by the stand-in. The
+	// chain grows a generation per cycle until the stand-in's guest (which dirties a
+	// fifth of its pages per run, in a cycle of five) has rewritten every page of
+	// the oldest, which then drops out (memfile's tests cover merging at 10).
+	prev, machine := snapDiff, m2
+	maxGens := 0
+	for i := range 6 {
+		base := machine.(vmm.Differ).DiffBase()
+		if base == "" {
+			t.Fatalf("cycle %d: no diff base", i)
+		}
+		mustDo(t, machine.Pause(ctx))
+		next := t.TempDir()
+		if _, err := machine.(vmm.Snapshotter).Snapshot(ctx, vmm.SnapshotOptions{Dir: next, Kind: vmm.SnapshotDiff, Parent: base}); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if len(readPrefetch(next)) == 0 {
+			t.Fatalf("cycle %d: no prefetch list saved", i)
+		}
+		mustDo(t, machine.Stop(ctx))
+		os.RemoveAll(prev) // as the agent removes a spent snapshot: the next one stands alone
+		h, err := memfile.ReadHeader(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxGens = max(maxGens, len(h.Gens))
+		if machine, err = r.d.Restore(ctx, r.config("vm-c"), next); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if st := pagerStats(t, machine); st.Prefetched+st.Faults == 0 {
+			t.Fatalf("cycle %d: restore served nothing: %+v", i, st)
+		}
+		mustDo(t, machine.Resume(ctx))
+		prev = next
 	}
-	if len(readPrefetch(snap3)) == 0 {
-		t.Fatal("no prefetch list saved")
+	mustDo(t, machine.Stop(ctx))
+	if maxGens < 4 {
+		t.Fatalf("the diff chain reached only %d generations", maxGens)
 	}
-	mustDo(t, m2.Stop(ctx))
-	m3, err := r.d.Restore(ctx, r.config("vm-c"), snap3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := m3.(*Machine).pager.Stats(); st.Prefetched == 0 && st.Faults == 0 {
-		t.Fatalf("third restore served nothing: %+v", st)
-	}
-	mustDo(t, m3.Stop(ctx))
 }
 
 func TestFaultMessagesBecomeErrors(t *testing.T) {
@@ -235,6 +262,16 @@ func TestRestoreRefusesAnotherShape(t *testing.T) {
 	if _, err := r.d.Start(ctx, vmm.Config{ID: "Bad ID"}); err == nil {
 		t.Fatal("bad config accepted")
 	}
+}
+
+// pagerStats asks a lazily restored VM's page server what it served.
+func pagerStats(t *testing.T, m vmm.Machine) pagerproc.Report {
+	t.Helper()
+	st, err := pagerproc.Status(t.Context(), filepath.Join(m.(*Machine).dir, pagerCtlName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func mustDo(t *testing.T, err error) {

@@ -72,6 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "Firecracker v%s\n", Version)
 		return 0
 	}
+	if _, ok := flags["snapshot-version"]; ok {
+		fmt.Fprintf(stdout, "v%s\n", SnapshotVersion)
+		return 0
+	}
 	for _, unsupported := range []string{"no-api", "config-file"} {
 		if _, ok := flags[unsupported]; ok {
 			fmt.Fprintf(stderr, "firecracker (stand-in): --%s is not supported by the spec-checking stand-in\n", unsupported)

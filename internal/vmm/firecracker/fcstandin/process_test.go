@@ -126,12 +126,8 @@ func TestProcessBootsAndExitsOnCtrlAltDel(t *testing.T) {
 // memSource serves a memory file's bytes to the uffd handler.
 type memSource []byte
 
-func (m memSource) Block(b uint64) []byte {
-	p := m[b*PageSize : (b+1)*PageSize]
-	if bytes.Equal(p, zeroPage) {
-		return nil
-	}
-	return p
+func (m memSource) Extent(b uint64, _ int) (int, bool) {
+	return 1, bytes.Equal(m[b*PageSize:(b+1)*PageSize], zeroPage)
 }
 
 func (m memSource) ReadAt(p []byte, off int64) (int, error) { return copy(p, m[off:]), nil }

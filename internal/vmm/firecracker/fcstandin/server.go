@@ -14,6 +14,10 @@ import (
 // Version is the Firecracker release the stand-in claims to be.
 const Version = "1.16.1"
 
+// SnapshotVersion is the snapshot format version `--snapshot-version` prints (that of
+// Firecracker 1.16).
+const SnapshotVersion = "8.0.0"
+
 // maxPayload is Firecracker's default --http-api-max-payload-size.
 const maxPayload = 51200
 
