@@ -54,7 +54,7 @@ func Write(dir string, src io.ReaderAt, size int64, opts WriteOptions) (res *Res
 		}
 	}()
 	if opts.Parent == "" {
-		return w.full(src, size)
+		return w.write(src, uint64(size), nil, "", nil)
 	}
 	parent, err := ReadHeader(opts.Parent)
 	if err != nil {
@@ -70,13 +70,13 @@ func Write(dir string, src io.ReaderAt, size int64, opts WriteOptions) (res *Res
 			return nil, err
 		}
 		defer pr.Close()
-		res, err := w.full(&overlay{base: pr, top: src, dirty: dirty}, size)
+		res, err := w.write(&overlay{base: pr, top: src, dirty: dirty}, uint64(size), nil, "", nil)
 		if res != nil {
 			res.Merged = true
 		}
 		return res, err
 	}
-	return w.diff(src, parent, opts.Parent, dirty)
+	return w.write(src, uint64(size), parent, opts.Parent, dirty)
 }
 
 // writer tracks the files one Write creates, to remove them on failure.
@@ -91,28 +91,17 @@ func (w *writer) undo() {
 	}
 }
 
-func (w *writer) full(src io.ReaderAt, size int64) (*Result, error) {
-	var b builder
-	b.h = Header{Size: uint64(size)}
-	written, err := w.generation(&b, src, func(yield func(uint64) bool) {
-		for blk := range uint64(size) / BlockSize {
-			if !yield(blk) {
-				return
-			}
-		}
-	}, 0)
-	if err != nil {
-		return nil, err
+// write makes the generation in one pass over the blocks, in order: the blocks taken
+// from src (all of them without a parent, the dirty ones with one) go to a new
+// generation file, zeros to no file, and the others keep the parent's mapping, whose
+// files are then linked in.
+func (w *writer) write(src io.ReaderAt, size uint64, parent *Header, parentDir string, dirty []bool) (*Result, error) {
+	b := builder{h: Header{Size: size}}
+	var gens []string
+	if parent != nil {
+		gens = slices.Clone(parent.Gens)
 	}
-	return w.finish(&b.h, written)
-}
-
-func (w *writer) diff(src io.ReaderAt, parent *Header, parentDir string, dirty []bool) (*Result, error) {
-	newGen := int32(len(parent.Gens))
-	var b builder
-	b.h = Header{Size: parent.Size}
-	// Blocks not dirty keep the parent's mapping; dirty ones come from src. One
-	// pass writes the data and builds the extents in block order.
+	newGen := int32(len(gens))
 	gen := &genFile{}
 	batch := make([]uint64, 0, 256)
 	flush := func() error {
@@ -120,8 +109,8 @@ func (w *writer) diff(src io.ReaderAt, parent *Header, parentDir string, dirty [
 		batch = batch[:0]
 		return err
 	}
-	for blk := range parent.Blocks() {
-		if dirty[blk] {
+	for blk := range size / BlockSize {
+		if parent == nil || dirty[blk] {
 			if batch = append(batch, blk); len(batch) == cap(batch) {
 				if err := flush(); err != nil {
 					return nil, err
@@ -142,7 +131,7 @@ func (w *writer) diff(src io.ReaderAt, parent *Header, parentDir string, dirty [
 	if err != nil {
 		return nil, err
 	}
-	b.h.Gens = append(slices.Clone(parent.Gens), gen.id)
+	b.h.Gens = append(gens, gen.id) // "" when nothing was stored: compact drops it
 	b.h.compact()
 	for _, name := range b.h.Files() {
 		if gen.id != "" && name == GenFileName(gen.id) {
@@ -153,38 +142,6 @@ func (w *writer) diff(src io.ReaderAt, parent *Header, parentDir string, dirty [
 		}
 	}
 	return w.finish(&b.h, written)
-}
-
-// generation writes every block that blocks yields, reading src, into a new
-// generation numbered genIdx, and records each in b.
-func (w *writer) generation(b *builder, src io.ReaderAt, blocks func(func(uint64) bool), genIdx int32) (int64, error) {
-	gen := &genFile{}
-	var err error
-	batch := make([]uint64, 0, 256)
-	for blk := range blocks {
-		batch = append(batch, blk)
-		if len(batch) == cap(batch) {
-			if err = w.putBlocks(b, src, batch, genIdx, gen); err != nil {
-				break
-			}
-			batch = batch[:0]
-		}
-	}
-	if err == nil && len(batch) > 0 {
-		err = w.putBlocks(b, src, batch, genIdx, gen)
-	}
-	if err != nil {
-		return 0, err
-	}
-	written, err := w.closeGen(gen)
-	if err != nil {
-		return 0, err
-	}
-	if gen.id != "" {
-		b.h.Gens = append(b.h.Gens, gen.id)
-	}
-	b.h.compact()
-	return written, nil
 }
 
 // genFile is a generation's data file while it is written; it is created with the
