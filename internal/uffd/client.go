@@ -62,6 +62,16 @@ func NewRegisteredMemory(size int) (*Memory, error) {
 	return &Memory{Mem: mem, FD: fd}, nil
 }
 
+// Available says whether this process may use userfaultfd for kernel faults (root, or
+// vm.unprivileged_userfaultfd=1): nil, or why not, for tests to skip with.
+func Available() error {
+	m, err := NewRegisteredMemory(unix.Getpagesize())
+	if err != nil {
+		return err
+	}
+	return m.Close()
+}
+
 // Regions describes m as one region at file offset 0 with the host's page size.
 func (m *Memory) Regions() []Region {
 	ps := uint64(unix.Getpagesize())
