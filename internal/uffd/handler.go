@@ -55,6 +55,8 @@ type Options struct {
 	// that are all zeros). Fewer faults for a guest that reads memory in order, at
 	// the price of installing pages it may never touch. 0 or 1: the page alone.
 	FaultAround int
+	// HandshakeTimeout bounds the wait for a VMM to connect (0 = no bound).
+	HandshakeTimeout time.Duration
 	// OnFailure is called once if serving fails after the handshake, with the
 	// VMM's pid (from the socket's peer credentials) — a VMM whose faults nobody
 	// serves hangs forever, so the caller should kill it.
@@ -88,7 +90,7 @@ type Handler struct {
 	conn    *net.UnixConn
 	fd      int
 	regions []Region
-	peerPID int
+	peerPID atomic.Int64
 
 	mu      sync.Mutex
 	removed []span // sorted, disjoint host address ranges that read as zero
@@ -147,7 +149,7 @@ func (h *Handler) Err() error { return h.err }
 func (h *Handler) Path() string { return h.path }
 
 // PeerPID is the VMM's pid, known after Ready.
-func (h *Handler) PeerPID() int { return h.peerPID }
+func (h *Handler) PeerPID() int { return int(h.peerPID.Load()) }
 
 // Stats are counters of what the handler did: faults served, 4 KiB pages those
 // faults installed (more than the faults with fault-around), how many of those were
@@ -185,8 +187,9 @@ func (h *Handler) WaitReady(ctx context.Context) error {
 
 // Stop ends serving and releases everything: the socket file, the listener, the
 // connection and the userfaultfd. Threads of the VMM still waiting on a fault are
-// released rather than left hanging (their range is unregistered, so they see zero
-// pages): stop a handler only when its VMM is stopping or has stopped. Stop is safe
+// released rather than left hanging: their range is unregistered, so the VMM sees
+// zero pages for everything not served yet — its guest's memory is then corrupt.
+// Stop a handler only when its VMM is stopping or has stopped; Abort otherwise. Stop is safe
 // to call more than once and from any goroutine.
 func (h *Handler) Stop() error {
 	h.stopMu.Lock()
@@ -210,6 +213,24 @@ func (h *Handler) Stop() error {
 	h.stopMu.Unlock()
 	<-h.done
 	return nil
+}
+
+// Abort ends serving a VMM that is still running: the VMM is killed and its ranges
+// stay registered (never handed zero pages in place of its memory). Use it, not
+// Stop, when the server must go while its VMM may still run.
+func (h *Handler) Abort(reason error) {
+	select {
+	case <-h.ready:
+		if h.peerFD >= 0 {
+			h.stopMu.Lock()
+			h.failed = true
+			h.stopMu.Unlock()
+			unix.PidfdSendSignal(h.peerFD, unix.SIGKILL, nil, 0)
+			h.log.Warn("uffd handler aborted; its vmm was killed", "reason", reason, "vmm_pid", h.PeerPID())
+		}
+	default:
+	}
+	h.Stop()
 }
 
 func (h *Handler) isStopping() bool {
@@ -251,14 +272,14 @@ func (h *Handler) fail(err error) {
 	h.stopMu.Lock()
 	h.failed = true
 	h.stopMu.Unlock()
-	h.log.Error("uffd handler failed; killing its vmm", "err", err, "vmm_pid", h.peerPID)
+	h.log.Error("uffd handler failed; killing its vmm", "err", err, "vmm_pid", h.PeerPID())
 	if h.peerFD >= 0 {
 		if kerr := unix.PidfdSendSignal(h.peerFD, unix.SIGKILL, nil, 0); kerr != nil && !errors.Is(kerr, unix.ESRCH) {
-			h.log.Error("kill the vmm of a failed uffd handler", "err", kerr, "vmm_pid", h.peerPID)
+			h.log.Error("kill the vmm of a failed uffd handler", "err", kerr, "vmm_pid", h.PeerPID())
 		}
 	}
 	if h.opts.OnFailure != nil {
-		h.opts.OnFailure(h.peerPID, err)
+		h.opts.OnFailure(h.PeerPID(), err)
 	}
 }
 
@@ -292,9 +313,12 @@ func (h *Handler) release() {
 // JSON and the userfaultfd as SCM_RIGHTS. A read may bring the payload without the
 // descriptor; reading goes on until both are in.
 func (h *Handler) handshake() error {
+	if h.opts.HandshakeTimeout > 0 {
+		h.ln.SetDeadline(time.Now().Add(h.opts.HandshakeTimeout))
+	}
 	conn, err := h.ln.AcceptUnix()
 	if err != nil {
-		return fmt.Errorf("uffd handler: accept: %w", err)
+		return fmt.Errorf("uffd handler: waiting for the vmm to connect: %w", err)
 	}
 	h.stopMu.Lock()
 	h.conn = conn
@@ -306,8 +330,8 @@ func (h *Handler) handshake() error {
 	// The pidfd pins the VMM's identity, so a kill after a failure cannot hit a
 	// process that reused its pid.
 	if cred, err := peerCred(conn); err == nil {
-		h.peerPID = int(cred.Pid)
-		if fd, err := unix.PidfdOpen(h.peerPID, 0); err == nil {
+		h.peerPID.Store(int64(cred.Pid))
+		if fd, err := unix.PidfdOpen(int(cred.Pid), 0); err == nil {
 			h.peerFD = fd
 		}
 	}

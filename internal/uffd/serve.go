@@ -31,6 +31,9 @@ func (h *Handler) serve() error {
 			return nil // Stop
 		}
 		served, err := h.drain(buf, &faults)
+		if errors.Is(err, errPeerGone) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -39,6 +42,9 @@ func (h *Handler) serve() error {
 		}
 	}
 }
+
+// errPeerGone ends serving without a failure: the VMM went away with faults in flight.
+var errPeerGone = errors.New("the vmm is gone")
 
 // spinFor is how long the handler keeps reading after the last fault before it
 // sleeps in poll again. Faults come in bursts (a guest touching memory after a
@@ -69,7 +75,13 @@ func (h *Handler) drain(buf []byte, faults *[]message) (served bool, err error) 
 // readEvents drains the userfaultfd: REMOVE events are applied at once (so a fault
 // read in the same batch, possibly ahead of its causally earlier REMOVE, already sees
 // the range as removed) and page faults are appended to faults for serving.
+//
+// The read and the REMOVEs it brings happen under mu, as does a prefetch's check and
+// copy: a prefetched page lands either before the REMOVE is read (the VMM's zap, which
+// waits for that read, then clears it) or after it is applied (and is skipped).
 func (h *Handler) readEvents(buf []byte, faults []message) ([]message, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for {
 		n, err := unix.Read(h.fd, buf)
 		if errors.Is(err, unix.EAGAIN) || n == 0 {
@@ -87,7 +99,7 @@ func (h *Handler) readEvents(buf []byte, faults []message) ([]message, error) {
 			case eventPagefault:
 				faults = append(faults, m)
 			case eventRemove:
-				h.remove(m.A, m.B)
+				h.removeLocked(m.A, m.B)
 			}
 		}
 	}
@@ -192,6 +204,8 @@ func (h *Handler) place(dst, length uint64, data []byte) (int64, error) {
 		return 0, nil
 	case errors.Is(err, unix.EAGAIN):
 		return 0, err
+	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.ENOENT):
+		return 0, errPeerGone // the VMM's memory is gone: it exited or was killed
 	default:
 		return 0, fmt.Errorf("serve %d bytes at %#x: %w", length, dst, err)
 	}
@@ -225,10 +239,8 @@ func (h *Handler) touchLocked(fileOff int64) {
 	}
 }
 
-// remove records [start, end) as zero from now on, merging it into the set.
-func (h *Handler) remove(start, end uint64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// removeLocked records [start, end) as zero from now on, merging it into the set.
+func (h *Handler) removeLocked(start, end uint64) {
 	out := make([]span, 0, len(h.removed)+1)
 	cur := span{start, end}
 	for _, s := range h.removed {
@@ -291,24 +303,25 @@ func (h *Handler) prefetch(ctx context.Context) {
 	}
 }
 
-// prefetchPage installs one page unless a REMOVE covers it. The check and the copy
-// hold mu, which recording a REMOVE needs too: a REMOVE read after the check is
-// applied only after the copy, so the VMM's zap, which waits for the event to be
-// read, comes after the copy and clears it, and the page reads as zeros as it must.
-// A prefetched page counts as touched, so the next prefetch list keeps it.
+// prefetchPage installs one page unless a REMOVE covers it. The page is read first;
+// the check and the copy then hold mu (see readEvents). A prefetched page counts as
+// touched, so the next prefetch list keeps it.
 func (h *Handler) prefetchPage(page, ps uint64, fileOff int64, buf []byte) (int64, error) {
+	_, zero := h.src.Extent(uint64(fileOff)/BlockSize, 1)
+	zero = zero && ps == BlockSize
+	var data []byte
+	if !zero {
+		data = buf[:ps]
+		if _, err := h.src.ReadAt(data, fileOff); err != nil {
+			return 0, fmt.Errorf("read snapshot memory at %d: %w", fileOff, err)
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.isRemovedLocked(page, ps) {
 		return 0, nil
 	}
-	var n int64
-	var err error
-	if _, zero := h.src.Extent(uint64(fileOff)/BlockSize, 1); zero && ps == BlockSize {
-		n, err = h.place(page, ps, nil)
-	} else {
-		n, err = h.copyIn(page, fileOff, ps, buf)
-	}
+	n, err := h.place(page, ps, data)
 	if err == nil && n > 0 {
 		h.touchLocked(fileOff)
 	}

@@ -31,9 +31,14 @@ func Start(spec Spec, sock, control, logFile, dir string) (*Process, error) {
 		return nil, err
 	}
 	var files []*os.File
+	started := false
 	defer func() {
 		for _, f := range files {
 			f.Close()
+		}
+		if !started {
+			os.Remove(sock)
+			os.Remove(control)
 		}
 	}()
 	for _, path := range []string{sock, control} {
@@ -61,8 +66,6 @@ func Start(spec Spec, sock, control, logFile, dir string) (*Process, error) {
 	argv := []string{HelperName, string(b)}
 	cmd, err := vmproc.Spawn(vmproc.Spec{Path: "/proc/self/exe", Argv: argv, Dir: dir, Output: out, ExtraFiles: files})
 	if err != nil {
-		os.Remove(sock)
-		os.Remove(control)
 		return nil, fmt.Errorf("start page server: %w", err)
 	}
 	// Named from what was started, not read back from /proc: right after the
@@ -73,6 +76,7 @@ func Start(spec Spec, sock, control, logFile, dir string) (*Process, error) {
 		cmd.Wait()
 		return nil, fmt.Errorf("start page server: %w", err)
 	}
+	started = true
 	return &Process{Cmd: cmd, Control: control, Identity: vmproc.Identity{PID: cmd.Process.Pid, ProcStart: start, Binary: self, Argv: argv}}, nil
 }
 

@@ -21,10 +21,16 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wrennhq/wrenn/internal/memfile"
 	"github.com/wrennhq/wrenn/internal/uffd"
 )
+
+// handshakeTimeout is how long a page server waits for its VMM to connect: the VMM
+// connects during its snapshot load, right after the server starts; a server whose
+// VMM never came (its restore failed, its agent crashed) then exits.
+const handshakeTimeout = 2 * time.Minute
 
 // HelperName is argv[0] of a page server process.
 const HelperName = "wrenn-uffd"
@@ -82,7 +88,8 @@ func serve(encoded string) error {
 			json.Unmarshal(b, &prefetch)
 		}
 	}
-	h, err := uffd.Serve(uffdLn, mem, uffd.Options{Logger: log, Prefetch: prefetch, FaultAround: s.FaultAround})
+	h, err := uffd.Serve(uffdLn, mem, uffd.Options{Logger: log, Prefetch: prefetch, FaultAround: s.FaultAround,
+		HandshakeTimeout: handshakeTimeout})
 	if err != nil {
 		return err
 	}
@@ -91,8 +98,11 @@ func serve(encoded string) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case <-h.Done():
-	case <-sigs:
-		h.Stop()
+	case sig := <-sigs:
+		// Its VMM may still run: stopping would hand it zero pages, so it is killed.
+		h.Abort(fmt.Errorf("page server got %v", sig))
+		ctlLn.Close()
+		return nil
 	}
 	ctlLn.Close()
 	return h.Err()
@@ -131,10 +141,10 @@ func answer(ln *net.UnixListener, h *uffd.Handler) {
 			var v any
 			switch strings.TrimSpace(line) {
 			case "status":
-				st := Report{Stats: h.Stats(), PeerPID: h.PeerPID()}
+				st := Report{Stats: h.Stats()}
 				select {
 				case <-h.Ready():
-					st.Ready = true
+					st.Ready, st.PeerPID = true, h.PeerPID()
 				default:
 				}
 				v = st

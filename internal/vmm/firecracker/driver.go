@@ -64,6 +64,7 @@ type Driver struct {
 	log          *slog.Logger
 	startTimeout time.Duration
 	probes       probeCache
+	digests      digestCache
 }
 
 var (

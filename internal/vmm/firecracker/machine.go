@@ -48,6 +48,10 @@ type Machine struct {
 	base, baseFrom string
 	// shared are the pause snapshots to withdraw when the guest next runs.
 	shared []string
+	// loaded: a lazily restored VM's snapshot load completed (its page server has
+	// a VMM to serve; before that, stopping it need not wait for a hang-up).
+	loaded  bool
+	digests *digestCache
 }
 
 var (
@@ -93,7 +97,7 @@ func (d *Driver) spawn(ctx context.Context, cfg vmm.Config, bin string, info bin
 	defer console.Close()
 	spec.Output = console
 	m := &Machine{id: cfg.ID, dir: cfg.Dir, cfg: cfg, log: d.log.With("vm", cfg.ID), done: make(chan struct{}),
-		started: time.Now(), version: info.snapshot, release: info.release}
+		started: time.Now(), version: info.snapshot, release: info.release, digests: &d.digests}
 	m.cmd, err = vmproc.Spawn(spec)
 	if err != nil {
 		removeRuntime(cfg.Dir)
@@ -245,7 +249,7 @@ func launchSpec(bin string, cfg vmm.Config) (vmproc.Spec, error) {
 // removeRuntime removes the files a VM's process used in dir (never the console log
 // or the disk it points at).
 func removeRuntime(dir string) {
-	for _, name := range []string{apiSockName, uffdSockName, pagerCtlName, kernelName, initrdName, diskName, vmstateName, stateName} {
+	for _, name := range []string{apiSockName, uffdSockName, pagerCtlName, pagerLogName, kernelName, initrdName, diskName, vmstateName, stateName} {
 		os.Remove(filepath.Join(dir, name))
 	}
 	for _, name := range []string{scratchName, baseName, baseName + ".new"} {
@@ -284,6 +288,7 @@ func (m *Machine) watch(exited <-chan struct{}) {
 	}
 	m.stopPager()
 	m.api.close()
+	m.setBase("", "") // removed with the runtime files: valid only while the VM runs
 	close(m.done)
 }
 
@@ -291,13 +296,13 @@ func (m *Machine) watch(exited <-chan struct{}) {
 // hang-up; this makes sure, within a bound).
 func (m *Machine) stopPager() {
 	m.mu.Lock()
-	pager := m.pager
+	pager, loaded := m.pager, m.loaded
 	m.pager = nil
 	m.mu.Unlock()
 	if pager == nil {
 		return
 	}
-	if !pager.WaitTimeout(2 * time.Second) {
+	if !loaded || !pager.WaitTimeout(2*time.Second) {
 		pager.Kill()
 		pager.WaitTimeout(5 * time.Second)
 	}
@@ -451,26 +456,45 @@ func (d *Driver) Adopt(ctx context.Context, dir string) (vmm.Machine, error) {
 		}
 		return nil, fmt.Errorf("adopt %s: %w", dir, err)
 	}
+	var pager *vmproc.Handle
+	if st.Pager != nil {
+		pager, _ = vmproc.Attach(*st.Pager)
+	}
+	gone := func(why string, cause error) (vmm.Machine, error) {
+		if pager != nil { // a page server outlives no VMM
+			pager.Kill()
+			pager.Close()
+		}
+		removeRuntime(dir)
+		return nil, fmt.Errorf("adopt %s: %w: %s (%v)", dir, vmm.ErrNotRunning, why, cause)
+	}
 	h, err := vmproc.Attach(st.Identity)
 	if err != nil {
-		removeRuntime(dir)
-		return nil, fmt.Errorf("adopt %s: %w (%v)", dir, vmm.ErrNotRunning, err)
+		return gone("firecracker is gone", err)
 	}
-	var pager *vmproc.Handle
+	kill := func(why string, cause error) (vmm.Machine, error) {
+		h.Kill()
+		h.Wait()
+		h.Close()
+		return gone(why, cause)
+	}
+	api := newClient(filepath.Join(dir, apiSockName))
 	if st.Restore {
-		if st.Pager != nil {
-			pager, err = vmproc.Attach(*st.Pager)
+		if pager == nil {
+			return kill("its page server is gone", nil)
 		}
-		if st.Pager == nil || err != nil {
-			h.Kill()
-			h.Wait()
-			h.Close()
-			removeRuntime(dir)
-			return nil, fmt.Errorf("adopt %s: %w: its page server is gone (%v)", dir, vmm.ErrNotRunning, err)
+		// A restore cut short before its snapshot loaded has no guest to adopt.
+		var info instanceInfo
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := api.do(ictx, "GET", "/", nil, &info)
+		cancel()
+		if err != nil || info.State == "Not started" {
+			api.close()
+			return kill("its snapshot never finished loading", err)
 		}
 	}
 	m := &Machine{id: st.Config.ID, dir: dir, cfg: st.Config, log: d.log.With("vm", st.Config.ID), proc: h, pager: pager, shared: st.Shared,
-		api: newClient(filepath.Join(dir, apiSockName)), done: make(chan struct{}), started: time.Now(), version: st.VMM}
+		api: api, done: make(chan struct{}), started: time.Now(), version: st.VMM, loaded: st.Restore, digests: &d.digests}
 	// The base is not trusted across an agent restart (a snapshot may have been
 	// cut short after Firecracker reset its dirty bitmap): the next snapshot is full.
 	os.RemoveAll(filepath.Join(dir, baseName))

@@ -43,7 +43,7 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	if err != nil {
 		return nil, err
 	}
-	want, err := wantMeta(cfg, info.snapshot)
+	want, err := wantMeta(cfg, info.snapshot, &d.digests)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +106,9 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	if err := m.putMetadata(ctx, cfg); err != nil {
 		return fail(err)
 	}
+	m.mu.Lock()
+	m.loaded = true
+	m.mu.Unlock()
 	m.log.Info("firecracker restored", "load", time.Since(start), "took", time.Since(m.started))
 	return m, nil
 }
@@ -123,8 +126,17 @@ func (m *Machine) startPager(cfg vmm.Config, memDir, snapshotDir string) error {
 		return err
 	}
 	go p.Cmd.Wait() // reaps it; after an agent restart, init does
-	h, err := vmproc.Open(p.Identity.PID, p.Identity.ProcStart)
 	id := p.Identity
+	// Recorded first: an agent that dies from here on finds it, to adopt or kill.
+	st, err := readState(cfg.Dir)
+	if err == nil {
+		st.Pager = &id
+		err = vmproc.WriteState(filepath.Join(cfg.Dir, stateName), st)
+	}
+	var h *vmproc.Handle
+	if err == nil {
+		h, err = vmproc.Open(id.PID, id.ProcStart)
+	}
 	if err != nil {
 		p.Cmd.Process.Kill()
 		return fmt.Errorf("page server: %w", err)
@@ -132,14 +144,6 @@ func (m *Machine) startPager(cfg vmm.Config, memDir, snapshotDir string) error {
 	m.mu.Lock()
 	m.pager = h
 	m.mu.Unlock()
-	st, err := readState(cfg.Dir)
-	if err == nil {
-		st.Pager = &id
-		err = vmproc.WriteState(filepath.Join(cfg.Dir, stateName), st)
-	}
-	if err != nil {
-		return fmt.Errorf("record page server: %w", err)
-	}
 	return own(cfg, sock)
 }
 

@@ -34,12 +34,12 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 	// Firecracker's diff holds what changed since the VM's last snapshot, load or
 	// boot: it is a diff of the VM's base (named by its links, DiffBase, or by the
 	// snapshot they were made from) and of nothing else.
+	if m.exited() {
+		return nil, fmt.Errorf("snapshot vm %s: %w", m.id, vmm.ErrNotRunning)
+	}
 	base, baseFrom := m.diffBase()
 	if kind == vmm.SnapshotDiff && (base == "" || (opts.Parent != base && opts.Parent != baseFrom)) {
 		return nil, fmt.Errorf("snapshot vm %s: a diff must layer on the snapshot the vm's memory last matched (%q, or its links %q), not %q", m.id, baseFrom, base, opts.Parent)
-	}
-	if m.exited() {
-		return nil, fmt.Errorf("snapshot vm %s: %w", m.id, vmm.ErrNotRunning)
 	}
 	if ents, err := os.ReadDir(opts.Dir); err != nil || len(ents) > 0 {
 		return nil, fmt.Errorf("snapshot vm %s: %s must be an existing, empty directory (%v)", m.id, opts.Dir, err)
@@ -83,6 +83,9 @@ func (m *Machine) Snapshot(ctx context.Context, opts vmm.SnapshotOptions) (_ *vm
 		return nil, err
 	}
 	parent := opts.Parent
+	if parent == base {
+		parent = baseFrom // recorded as the snapshot it came from, not the VM's links
+	}
 	if kind == vmm.SnapshotDiff {
 		opts.Parent = base // the diff layers on the VM's own links, never moved or removed
 	}
@@ -209,7 +212,7 @@ func readPrefetch(dir string) []int64 {
 
 // meta is what the snapshot records for CheckCompatible.
 func (m *Machine) meta(kind vmm.SnapshotKind, parent string) (vmm.SnapshotMeta, error) {
-	meta, err := wantMeta(m.cfg, m.version)
+	meta, err := wantMeta(m.cfg, m.version, m.digests)
 	meta.Kind, meta.CreatedAt = kind, time.Now().UTC()
 	if kind == vmm.SnapshotDiff {
 		meta.Parent = parent
@@ -218,14 +221,14 @@ func (m *Machine) meta(kind vmm.SnapshotKind, parent string) (vmm.SnapshotMeta, 
 }
 
 // wantMeta is the compatibility part of the meta of a VM made from cfg.
-func wantMeta(cfg vmm.Config, version string) (vmm.SnapshotMeta, error) {
+func wantMeta(cfg vmm.Config, version string, digests *digestCache) (vmm.SnapshotMeta, error) {
 	meta := vmm.SnapshotMeta{Format: vmm.SnapshotMetaFormat, VMM: Name, VMMVersion: version,
 		VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB, MachineArgs: machineArgs(cfg)}
 	var err error
-	if meta.KernelSHA256, err = vmm.FileSHA256(cfg.Kernel); err != nil {
+	if meta.KernelSHA256, err = digests.sum(cfg.Kernel); err != nil {
 		return meta, err
 	}
-	meta.InitrdSHA256, err = vmm.FileSHA256(cfg.Initrd)
+	meta.InitrdSHA256, err = digests.sum(cfg.Initrd)
 	return meta, err
 }
 
@@ -273,8 +276,12 @@ func copyFile(from, to string) error {
 	return err
 }
 
-// removeSnapshotFiles removes what a failed Snapshot may have written to dir.
+// removeSnapshotFiles removes what a failed Snapshot may have written to dir, the meta
+// file first: a crash part way must not leave a meta naming missing files.
 func removeSnapshotFiles(dir string) {
+	if os.Remove(filepath.Join(dir, vmm.MetaFileName)) == nil {
+		atomicfile.SyncDir(dir)
+	}
 	names, _ := memfile.Files(dir)
 	for _, n := range append(names, memfile.HeaderName, vmstateName, prefetchName, originName, vmm.MetaFileName) {
 		os.Remove(filepath.Join(dir, n))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wrennhq/wrenn/internal/vmm"
 )
 
 // minVersion is the oldest Firecracker the driver drives: 1.13 takes
@@ -86,4 +88,39 @@ func atLeast(v string, want [2]int) bool {
 		return false
 	}
 	return major > want[0] || major == want[0] && minor >= want[1]
+}
+
+// digestCache remembers SHA-256 digests of boot files by path, size and mtime: a
+// snapshot or restore records or compares them, and a kernel takes tens of
+// milliseconds to hash.
+type digestCache struct {
+	mu   sync.Mutex
+	sums map[string]string
+}
+
+func (c *digestCache) sum(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", path, fi.Size(), fi.ModTime().UnixNano())
+	c.mu.Lock()
+	s, ok := c.sums[key]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	if s, err = vmm.FileSHA256(path); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.sums == nil {
+		c.sums = map[string]string{}
+	}
+	c.sums[key] = s
+	c.mu.Unlock()
+	return s, nil
 }

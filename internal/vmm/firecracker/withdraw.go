@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -86,7 +87,14 @@ func (m *Machine) resume(ctx context.Context) error {
 		done = append(done, dir)
 	}
 	if err := m.setState(ctx, "Resumed"); err != nil {
-		reinstate(done)
+		// Put the snapshots back only if the guest surely did not run: a request
+		// that failed on this side may have resumed it all the same.
+		var info instanceInfo
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if m.api.do(ictx, "GET", "/", nil, &info) == nil && info.State == "Paused" {
+			reinstate(done)
+		}
 		return err
 	}
 	if len(shared) > 0 {
@@ -102,6 +110,8 @@ func (m *Machine) resume(ctx context.Context) error {
 
 func reinstate(dirs []string) {
 	for _, dir := range dirs {
-		os.Rename(filepath.Join(dir, withdrawnMetaName), filepath.Join(dir, vmm.MetaFileName))
+		if os.Rename(filepath.Join(dir, withdrawnMetaName), filepath.Join(dir, vmm.MetaFileName)) == nil {
+			atomicfile.SyncDir(dir)
+		}
 	}
 }
