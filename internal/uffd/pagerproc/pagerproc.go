@@ -19,6 +19,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +45,9 @@ type Spec struct {
 	// PrefetchFile is a JSON list of memory-file offsets to prefetch ("" = none).
 	PrefetchFile string `json:"prefetch_file,omitempty"`
 	FaultAround  int    `json:"fault_around,omitempty"`
+	// CgroupProcs are cgroup.procs files the server joins first, so that its memory
+	// and CPU count against its sandbox, not the agent.
+	CgroupProcs []string `json:"cgroup_procs,omitempty"`
 }
 
 // Report is what the control socket answers to "status".
@@ -67,6 +72,14 @@ func serve(encoded string) error {
 	var s Spec
 	if err := json.Unmarshal([]byte(encoded), &s); err != nil {
 		return fmt.Errorf("decode spec: %w", err)
+	}
+	for _, p := range s.CgroupProcs {
+		if filepath.Base(p) != "cgroup.procs" {
+			return fmt.Errorf("%q is not a cgroup.procs file", p)
+		}
+		if err := os.WriteFile(p, []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	uffdLn, err := listenerFrom(3, "uffd")

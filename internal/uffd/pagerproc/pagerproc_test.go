@@ -128,3 +128,20 @@ func TestControlAnswersWhileServing(t *testing.T) {
 		t.Fatalf("page server after its vmm left: %v", err)
 	}
 }
+
+func TestRefusesAFileThatIsNoCgroup(t *testing.T) {
+	memDir, _ := memory(t, 16)
+	run := t.TempDir()
+	p, err := Start(Spec{MemDir: memDir, CgroupProcs: []string{filepath.Join(run, "tasks")}},
+		filepath.Join(run, "uffd.sock"), filepath.Join(run, "uffd.ctl"), filepath.Join(run, "uffd.log"), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Wait(); err == nil {
+		t.Fatal("a page server joined a file that is no cgroup.procs")
+	}
+	log, _ := os.ReadFile(filepath.Join(run, "uffd.log"))
+	if !strings.Contains(string(log), "not a cgroup.procs file") {
+		t.Fatalf("log: %s", log)
+	}
+}

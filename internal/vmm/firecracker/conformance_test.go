@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
+	"github.com/wrennhq/wrenn/internal/vmm/firecracker/fcstandin"
 	"github.com/wrennhq/wrenn/internal/vmm/vmmtest"
 )
 
@@ -30,8 +31,11 @@ func TestConformanceStandin(t *testing.T) {
 		},
 		Config: func(t *testing.T) vmm.Config {
 			n++
-			cfg := r.config(fmt.Sprint("conf-", n))
-			return cfg
+			return r.config(fmt.Sprint("conf-", n))
+		},
+		FailingConfig: func(t *testing.T) vmm.Config {
+			n++
+			return r.config(fmt.Sprint(fcstandin.FailIDPrefix, n))
 		},
 		Timeout:   10 * time.Second,
 		Processes: processesIn,

@@ -117,6 +117,9 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 // and records it, so that an agent that restarts adopts both.
 func (m *Machine) startPager(cfg vmm.Config, memDir, snapshotDir string) error {
 	spec := pagerproc.Spec{MemDir: memDir}
+	if cfg.Jail != nil {
+		spec.CgroupProcs = cfg.Jail.CgroupProcs // charged to the sandbox, like its VMM
+	}
 	if _, err := os.Stat(filepath.Join(snapshotDir, prefetchName)); err == nil {
 		spec.PrefetchFile = filepath.Join(snapshotDir, prefetchName)
 	}

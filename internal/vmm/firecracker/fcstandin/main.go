@@ -26,6 +26,10 @@ const (
 // --standin-journal nor WRENN_FC_STANDIN_JOURNAL names one.
 const JournalName = "standin-journal.jsonl"
 
+// FailIDPrefix makes a stand-in whose --id starts with it exit at once with an error,
+// as a VMM that dies while starting (a failure-path test's VM).
+const FailIDPrefix = "standin-fail-"
+
 // DefaultSpecPath is the Swagger document Main uses when neither --standin-spec nor
 // WRENN_FC_STANDIN_SPEC names one; a test may set it before calling Main.
 var DefaultSpecPath string
@@ -101,6 +105,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	id := flags["id"]
 	if id == "" {
 		id = "anonymous-instance"
+	}
+	if strings.HasPrefix(id, FailIDPrefix) {
+		// A VMM that starts and dies before its API is up, for failure-path tests.
+		fmt.Fprintf(stderr, "firecracker (stand-in): told to fail at start by its id %q\n", id)
+		return 1
 	}
 	if _, err := os.Lstat(sock); err == nil {
 		fmt.Fprintf(stderr, "firecracker (stand-in): failed to open the API socket at %s: Address in use (the path already exists)\n", sock)
