@@ -122,8 +122,8 @@ func validate(cfg vmm.Config) error {
 	if cfg.VCPUs < 1 || cfg.VCPUs > 32 {
 		return fmt.Errorf("vcpus %d out of range 1..32", cfg.VCPUs)
 	}
-	if cfg.MemoryMiB < 128 || cfg.MemoryMiB > 64<<10 {
-		return fmt.Errorf("memory %d MiB out of range 128..65536", cfg.MemoryMiB)
+	if cfg.MemoryMiB < 32 || cfg.MemoryMiB > 1<<20 {
+		return fmt.Errorf("memory %d MiB out of range 32..1048576", cfg.MemoryMiB)
 	}
 	if fi, err := os.Stat(cfg.Dir); err != nil || !fi.IsDir() || !filepath.IsAbs(cfg.Dir) {
 		return fmt.Errorf("dir %q must be an existing absolute directory", cfg.Dir)

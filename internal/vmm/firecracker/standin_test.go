@@ -79,7 +79,7 @@ func (r *rig) config(id string) vmm.Config {
 	os.Mkdir(dir, 0o700)
 	return vmm.Config{
 		ID: id, Dir: dir, Kernel: r.files.kernel, Initrd: r.files.initrd, Disk: r.files.disk,
-		VCPUs: 2, MemoryMiB: 128, KernelArgs: []string{"wrenn.hostname=" + id},
+		VCPUs: 2, MemoryMiB: 32, // the stand-in hashes all of it at every snapshot and load KernelArgs: []string{"wrenn.hostname=" + id},
 		Net: &vmm.NetConfig{TAP: "tap0", MAC: "02:fc:00:00:00:01",
 			GuestIP: netip.MustParsePrefix("169.254.0.21/30"), Gateway: netip.MustParseAddr("169.254.0.22")},
 		DiskRate: vmm.RateLimit{BytesPerSec: 256 << 20, OpsPerSec: 8000},
