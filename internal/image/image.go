@@ -348,10 +348,8 @@ func Load(dir, name string) (*Template, error) {
 	if m.Name != name {
 		return nil, fmt.Errorf("template %s: manifest names %q", name, m.Name)
 	}
-	if regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(m.Kernel.ID) {
-		if config, err := os.ReadFile(filepath.Join(dir, "kernels", m.Kernel.ID, configFile)); err == nil {
-			m.Kernel.setFirecracker(config) // the manifest may predate the Firecracker fields
-		}
+	if kernelIDPattern.MatchString(m.Kernel.ID) {
+		m.Kernel.fillFirecracker(filepath.Join(dir, "kernels", m.Kernel.ID))
 	}
 	t := &Template{
 		Name: name, Dir: tdir, Manifest: m,

@@ -47,6 +47,22 @@ func (k *Kernel) setFirecracker(config []byte) {
 	k.FirecrackerReady = len(k.FirecrackerMissing) == 0
 }
 
+// kernelIDPattern is a kernel directory's name (content-addressed), checked before a
+// template's manifest names a path with it.
+var kernelIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// fillFirecracker computes the Firecracker fields from the config in the kernel's
+// directory when the record predates them (neither ready nor missing anything), so a
+// current record costs no read of the config.
+func (k *Kernel) fillFirecracker(kernelDir string) {
+	if k.FirecrackerReady || len(k.FirecrackerMissing) > 0 {
+		return
+	}
+	if config, err := os.ReadFile(filepath.Join(kernelDir, configFile)); err == nil {
+		k.setFirecracker(config)
+	}
+}
+
 // firecrackerMissing lists what a kernel lacks to boot a Wrenn template under Firecracker on
 // x86_64 (firecracker-api.md §9), nil when nothing. config is the kernel's .config;
 // elfVmlinux says whether an uncompressed ELF vmlinux exists (Firecracker loads that, through
@@ -367,9 +383,7 @@ func readKernel(dir string) (*Kernel, error) {
 			return nil, fmt.Errorf("kernel %s is incomplete: %w", k.ID, err)
 		}
 	}
-	if config, err := os.ReadFile(filepath.Join(dir, configFile)); err == nil {
-		k.setFirecracker(config) // kernel.json may predate the Firecracker fields
-	}
+	k.fillFirecracker(dir)
 	return &k, nil
 }
 

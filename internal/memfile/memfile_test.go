@@ -216,25 +216,25 @@ func TestCorruptAndMissingFilesAreRefused(t *testing.T) {
 	bad := bytes.Clone(orig)
 	bad[20]++
 	os.WriteFile(hdr, bad, 0o600)
-	if err := Check(dir); !errors.Is(err, ErrCorrupt) {
+	if _, err := Check(dir); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("altered header: %v", err)
 	}
 	os.WriteFile(hdr, orig[:len(orig)-9], 0o600)
-	if err := Check(dir); !errors.Is(err, ErrCorrupt) {
+	if _, err := Check(dir); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("truncated header: %v", err)
 	}
 	os.WriteFile(hdr, orig, 0o600)
 	gen := filepath.Join(dir, res.Header.Files()[0])
 	os.Truncate(gen, 4*BlockSize)
-	if err := Check(dir); err == nil || !bytes.Contains([]byte(err.Error()), []byte("truncated")) {
+	if _, err := Check(dir); err == nil || !bytes.Contains([]byte(err.Error()), []byte("truncated")) {
 		t.Fatalf("truncated generation: %v", err)
 	}
 	os.Remove(gen)
-	if err := Check(dir); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Check(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing generation: %v", err)
 	}
 	empty := t.TempDir()
-	if err := Check(empty); err == nil {
+	if _, err := Check(empty); err == nil {
 		t.Fatal("empty dir passes Check")
 	}
 }

@@ -89,9 +89,6 @@ func openFile(path string, need uint64) (*os.File, error) {
 // Size is the memory's size in bytes.
 func (r *Reader) Size() int64 { return int64(r.size) }
 
-// Header is the generation header, or nil for the single-file form.
-func (r *Reader) Header() *Header { return r.h }
-
 // Extent reports how the memory continues from block blk: the number of blocks (at
 // least 1, at most max and the memory's end) that are either stored contiguously in
 // one file or all zeros, and which. blk must be below the memory's end.
@@ -170,14 +167,14 @@ func Files(dir string) ([]string, error) {
 }
 
 // Check says whether dir holds complete memory in either form, without reading the
-// data: a valid header whose generation files all exist and are long enough, or a raw
-// image. It is the existence check before a resume or a template is made.
-func Check(dir string) error {
+// data — a valid header whose generation files all exist and are long enough, or a raw
+// image — and returns its size in bytes. It is the existence check before a resume.
+func Check(dir string) (int64, error) {
 	r, err := Open(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return r.Close()
+	return r.Size(), r.Close()
 }
 
 // DataRanges lists the allocated ranges of a sparse file (SEEK_DATA / SEEK_HOLE),

@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 )
 
 // Range is a byte range of guest memory.
@@ -223,12 +224,12 @@ func (w *writer) closeGen(gen *genFile) (int64, error) {
 	return int64(gen.off), nil
 }
 
-// link hard-links a parent's generation file into the new snapshot, copying when the
-// two are on different filesystems.
+// link hard-links a parent's generation file into the new snapshot, cloning it (a
+// reflink, else a sparse copy) when the two are on different filesystems.
 func (w *writer) link(from, to string) error {
 	err := os.Link(from, to)
 	if err != nil {
-		err = copyFile(from, to)
+		_, err = rootfs.CloneWith(from, to, rootfs.CloneOptions{Sync: true})
 	}
 	if err != nil {
 		return fmt.Errorf("take parent generation %s: %w", filepath.Base(from), err)
@@ -326,26 +327,4 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err = io.Copy(out, in); err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(to)
-	}
-	return err
 }

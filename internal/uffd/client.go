@@ -78,6 +78,16 @@ func (m *Memory) Regions() []Region {
 	return []Region{{BaseHostVirtAddr: uint64(uintptr(unsafe.Pointer(&m.Mem[0]))), Size: uint64(len(m.Mem)), PageSize: ps, PageSizeKiB: ps}}
 }
 
+// Unregister ends missing-page handling of the memory: a thread waiting on a fault
+// nobody serves is woken, and unserved pages then read as zeros.
+func (m *Memory) Unregister() error {
+	rg := uffdioRange{Start: uint64(uintptr(unsafe.Pointer(&m.Mem[0]))), Len: uint64(len(m.Mem))}
+	if err := ioctl(m.FD, ioctlUnregister, unsafe.Pointer(&rg)); err != nil {
+		return fmt.Errorf("UFFDIO_UNREGISTER: %w", err)
+	}
+	return nil
+}
+
 // Close unmaps the memory and closes the userfaultfd.
 func (m *Memory) Close() error {
 	err := unix.Munmap(m.Mem)

@@ -282,7 +282,7 @@ func ReadSnapshotMeta(dir string) (SnapshotMeta, error) {
 
 // FileSHA256 is the hex SHA-256 of a file's contents, for SnapshotMeta's kernel and
 // initrd digests. An empty path hashes to "". Hashing a kernel takes tens of
-// milliseconds; drivers restoring often should cache digests by path, size and mtime.
+// milliseconds; drivers restoring often cache digests in a FileCache.
 func FileSHA256(path string) (string, error) {
 	if path == "" {
 		return "", nil

@@ -63,8 +63,10 @@ type Driver struct {
 	bin          string
 	log          *slog.Logger
 	startTimeout time.Duration
-	probes       probeCache
-	digests      digestCache
+	// probes caches what each binary says of its versions; digests, boot files'
+	// SHA-256 (a snapshot records them, a restore compares them).
+	probes  vmm.FileCache[binaryInfo]
+	digests vmm.FileCache[string]
 }
 
 var (
@@ -216,7 +218,7 @@ func (d *Driver) binary(ctx context.Context) (string, binaryInfo, error) {
 	if err != nil {
 		return "", binaryInfo{}, fmt.Errorf("firecracker binary: %w", err)
 	}
-	info, err := d.probes.probe(ctx, bin)
+	info, err := probe(ctx, &d.probes, bin)
 	return bin, info, err
 }
 

@@ -51,7 +51,7 @@ type Machine struct {
 	// loaded: a lazily restored VM's snapshot load completed (its page server has
 	// a VMM to serve; before that, stopping it need not wait for a hang-up).
 	loaded  bool
-	digests *digestCache
+	digests *vmm.FileCache[string]
 }
 
 var (
@@ -309,13 +309,12 @@ func (m *Machine) stopPager() {
 	pager.Close()
 }
 
+// pagerTail is the end of the page server's log, for error messages ("" if empty).
 func (m *Machine) pagerTail() string {
-	b, err := os.ReadFile(filepath.Join(m.dir, pagerLogName))
-	if err != nil || len(b) == 0 {
-		return ""
+	if tail := vmproc.ReadTail(filepath.Join(m.dir, pagerLogName), 2<<10); tail != "" {
+		return "\npage server log tail:\n" + tail
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return "\npage server log tail:\n" + strings.Join(lines[max(0, len(lines)-5):], "\n")
+	return ""
 }
 
 // DiffBase is the VM's copy of the memory it last matched, for a diff's Parent.
@@ -378,13 +377,13 @@ func (m *Machine) Err() error { return m.err }
 // ConsoleLog is the guest's serial output (Firecracker's stdout).
 func (m *Machine) ConsoleLog() string { return filepath.Join(m.dir, vmm.ConsoleLogName) }
 
+// consoleTail is the end of the guest's console (read with a bound: a guest can
+// write gigabytes to it), for error messages ("" if empty).
 func (m *Machine) consoleTail() string {
-	b, err := os.ReadFile(m.ConsoleLog())
-	if err != nil || len(b) == 0 {
-		return ""
+	if tail := vmproc.ReadTail(m.ConsoleLog(), 4<<10); tail != "" {
+		return "\nconsole tail:\n" + tail
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return "\nconsole tail:\n" + strings.Join(lines[max(0, len(lines)-20):], "\n")
+	return ""
 }
 
 func (m *Machine) exited() bool {

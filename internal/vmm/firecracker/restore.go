@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/memfile"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/uffd/pagerproc"
 	"github.com/wrennhq/wrenn/internal/vmm"
 	"github.com/wrennhq/wrenn/internal/vmm/vmproc"
@@ -50,8 +51,12 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 	if err := vmm.CheckCompatible(meta, want); err != nil {
 		return nil, err
 	}
-	if err := memfile.Check(snapshotDir); err != nil {
+	// The memory is whole (every file there, long enough) and of the VM's size. The
+	// links made below share these files, so this holds for them too.
+	if size, err := memfile.Check(snapshotDir); err != nil {
 		return nil, err
+	} else if size != int64(cfg.MemoryMiB)<<20 {
+		return nil, fmt.Errorf("%w: memory holds %d bytes, the vm has %d MiB", vmm.ErrIncompatibleSnapshot, size, cfg.MemoryMiB)
 	}
 	m, err := d.spawn(ctx, cfg, bin, info, true)
 	if err != nil {
@@ -74,11 +79,6 @@ func (d *Driver) restore(ctx context.Context, cfg vmm.Config, snapshotDir string
 		memDir = base
 	} else {
 		m.log.Warn("serving memory from the snapshot itself; diff snapshots unavailable", "err", err)
-	}
-	if size, err := memorySize(memDir); err != nil {
-		return fail(err)
-	} else if size != int64(cfg.MemoryMiB)<<20 {
-		return fail(fmt.Errorf("%w: memory holds %d bytes, the vm has %d MiB", vmm.ErrIncompatibleSnapshot, size, cfg.MemoryMiB))
 	}
 	if err := m.startPager(cfg, memDir, snapshotDir); err != nil {
 		return fail(err)
@@ -150,22 +150,12 @@ func (m *Machine) startPager(cfg vmm.Config, memDir, snapshotDir string) error {
 	return own(cfg, sock)
 }
 
-// memorySize is the size of the memory in dir, either form.
-func memorySize(dir string) (int64, error) {
-	r, err := memfile.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	return r.Size(), nil
-}
-
 // copyState copies the snapshot's small vm state file into the VM's Dir, where
 // Firecracker (jailed or not) reads it by its stable name, and checks its digest; the
 // snapshot stays as is.
 func copyState(snapshotDir string, cfg vmm.Config, meta vmm.SnapshotMeta) error {
 	to := filepath.Join(cfg.Dir, vmstateName)
-	if err := copyFile(filepath.Join(snapshotDir, vmstateName), to); err != nil {
+	if _, err := rootfs.Clone(filepath.Join(snapshotDir, vmstateName), to); err != nil {
 		return fmt.Errorf("vm state: %w", err)
 	}
 	sum, err := vmm.FileSHA256(to)

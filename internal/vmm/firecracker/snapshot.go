@@ -3,15 +3,15 @@ package firecracker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/atomicfile"
 	"github.com/wrennhq/wrenn/internal/memfile"
+	"github.com/wrennhq/wrenn/internal/rootfs"
 	"github.com/wrennhq/wrenn/internal/uffd/pagerproc"
 	"github.com/wrennhq/wrenn/internal/vmm"
 )
@@ -221,21 +221,21 @@ func (m *Machine) meta(kind vmm.SnapshotKind, parent string) (vmm.SnapshotMeta, 
 }
 
 // wantMeta is the compatibility part of the meta of a VM made from cfg.
-func wantMeta(cfg vmm.Config, version string, digests *digestCache) (vmm.SnapshotMeta, error) {
+func wantMeta(cfg vmm.Config, version string, digests *vmm.FileCache[string]) (vmm.SnapshotMeta, error) {
 	meta := vmm.SnapshotMeta{Format: vmm.SnapshotMetaFormat, VMM: Name, VMMVersion: version,
 		VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB, MachineArgs: machineArgs(cfg)}
 	var err error
-	if meta.KernelSHA256, err = digests.sum(cfg.Kernel); err != nil {
+	if meta.KernelSHA256, err = digests.Get(cfg.Kernel, vmm.FileSHA256); err != nil || cfg.Initrd == "" {
 		return meta, err
 	}
-	meta.InitrdSHA256, err = digests.sum(cfg.Initrd)
+	meta.InitrdSHA256, err = digests.Get(cfg.Initrd, vmm.FileSHA256)
 	return meta, err
 }
 
 // moveFile renames (or copies) a file into place, synced, and describes it.
 func moveFile(from, to string) (vmm.SnapshotFile, error) {
 	if err := os.Rename(from, to); err != nil {
-		if err := copyFile(from, to); err != nil {
+		if _, err := rootfs.Clone(from, to); err != nil {
 			return vmm.SnapshotFile{}, err
 		}
 	}
@@ -259,36 +259,18 @@ func moveFile(from, to string) (vmm.SnapshotFile, error) {
 	return vmm.SnapshotFile{Role: vmm.FileState, Name: filepath.Base(to), Size: fi.Size(), SHA256: sum}, nil
 }
 
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err = errors.Join(err, out.Close()); err != nil {
-		os.Remove(to)
-	}
-	return err
-}
-
 // removeSnapshotFiles removes what a failed Snapshot may have written to dir, the meta
 // file first: a crash part way must not leave a meta naming missing files.
 func removeSnapshotFiles(dir string) {
 	if os.Remove(filepath.Join(dir, vmm.MetaFileName)) == nil {
 		atomicfile.SyncDir(dir)
 	}
-	names, _ := memfile.Files(dir)
-	for _, n := range append(names, memfile.HeaderName, vmstateName, prefetchName, originName, vmm.MetaFileName) {
+	for _, n := range []string{vmstateName, originName} {
 		os.Remove(filepath.Join(dir, n))
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if len(e.Name()) > 8 && e.Name()[:8] == "memfile." {
+		if strings.HasPrefix(e.Name(), "memfile.") { // header, generations, prefetch list
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

@@ -3,11 +3,9 @@ package firecracker
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/wrennhq/wrenn/internal/vmm"
@@ -25,55 +23,41 @@ type binaryInfo struct {
 	snapshot string // snapshot format version, "8.0.0": what decides whether a snapshot loads
 }
 
-// probeCache remembers binaryInfo per binary (path, size, mtime), so that a restore
-// does not exec Firecracker twice more.
-type probeCache struct {
-	mu   sync.Mutex
-	seen map[string]binaryInfo
-}
-
-func (c *probeCache) probe(ctx context.Context, bin string) (binaryInfo, error) {
-	fi, err := os.Stat(bin)
+// probe asks a Firecracker binary for its versions, once per binary file (cache), so
+// that a restore does not exec Firecracker twice more.
+func probe(ctx context.Context, cache *vmm.FileCache[binaryInfo], bin string) (binaryInfo, error) {
+	info, err := cache.Get(bin, func(bin string) (binaryInfo, error) {
+		var info binaryInfo
+		var err error
+		if info.release, err = lastWord(ctx, bin, "--version"); err != nil {
+			return info, err
+		}
+		info.snapshot, err = lastWord(ctx, bin, "--snapshot-version")
+		return info, err
+	})
 	if err != nil {
-		return binaryInfo{}, fmt.Errorf("firecracker binary: %w", err)
-	}
-	key := fmt.Sprintf("%s\x00%d\x00%d", bin, fi.Size(), fi.ModTime().UnixNano())
-	c.mu.Lock()
-	info, ok := c.seen[key]
-	c.mu.Unlock()
-	if ok {
-		return info, nil
-	}
-	// The last word of the first line: "Firecracker v1.16.1", "v8.0.0".
-	word := func(flag string) (string, error) {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, flag).Output()
-		if err != nil {
-			return "", fmt.Errorf("%s %s: %w", bin, flag, err)
-		}
-		f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0])
-		if len(f) == 0 {
-			return "", fmt.Errorf("%s %s printed nothing", bin, flag)
-		}
-		return strings.TrimPrefix(f[len(f)-1], "v"), nil
-	}
-	if info.release, err = word("--version"); err != nil {
-		return info, err
-	}
-	if info.snapshot, err = word("--snapshot-version"); err != nil {
-		return info, err
+		return info, fmt.Errorf("firecracker binary: %w", err)
 	}
 	if !atLeast(info.release, minVersion) {
 		return info, fmt.Errorf("firecracker %s is older than %d.%d, the oldest Wrenn drives", info.release, minVersion[0], minVersion[1])
 	}
-	c.mu.Lock()
-	if c.seen == nil {
-		c.seen = map[string]binaryInfo{}
-	}
-	c.seen[key] = info
-	c.mu.Unlock()
 	return info, nil
+}
+
+// lastWord runs bin flag and returns the last word of the first line it prints,
+// without a leading "v": "Firecracker v1.16.1" → "1.16.1", "v8.0.0" → "8.0.0".
+func lastWord(ctx context.Context, bin, flag string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, flag).Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", bin, flag, err)
+	}
+	f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0])
+	if len(f) == 0 {
+		return "", fmt.Errorf("%s %s printed nothing", bin, flag)
+	}
+	return strings.TrimPrefix(f[len(f)-1], "v"), nil
 }
 
 // atLeast compares a "major.minor[.patch…]" version with want.
@@ -88,39 +72,4 @@ func atLeast(v string, want [2]int) bool {
 		return false
 	}
 	return major > want[0] || major == want[0] && minor >= want[1]
-}
-
-// digestCache remembers SHA-256 digests of boot files by path, size and mtime: a
-// snapshot or restore records or compares them, and a kernel takes tens of
-// milliseconds to hash.
-type digestCache struct {
-	mu   sync.Mutex
-	sums map[string]string
-}
-
-func (c *digestCache) sum(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	key := fmt.Sprintf("%s\x00%d\x00%d", path, fi.Size(), fi.ModTime().UnixNano())
-	c.mu.Lock()
-	s, ok := c.sums[key]
-	c.mu.Unlock()
-	if ok {
-		return s, nil
-	}
-	if s, err = vmm.FileSHA256(path); err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	if c.sums == nil {
-		c.sums = map[string]string{}
-	}
-	c.sums[key] = s
-	c.mu.Unlock()
-	return s, nil
 }

@@ -88,7 +88,7 @@ type Driver struct {
 	// digests caches kernel and initrd SHA-256s, versions the QEMU binary's
 	// version; both by path, size, mtime and inode, so a restore does not rehash a
 	// 50 MB kernel or exec QEMU every time.
-	digests, versions fileCache
+	digests, versions vmm.FileCache[string]
 }
 
 var _ vmm.Driver = (*Driver)(nil)

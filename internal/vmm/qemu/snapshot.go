@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -82,54 +81,15 @@ func (d *Driver) bootInfo(s spec, argv []string, tscKHz int64) (bootInfo, error)
 		MachineArgs: machineArgs(argv), TSCKHz: tscKHz,
 	}
 	var err error
-	if b.KernelSHA256, err = d.digests.get(s.kernel, vmm.FileSHA256); err != nil {
+	if b.KernelSHA256, err = d.digests.Get(s.kernel, vmm.FileSHA256); err != nil {
 		return b, err
 	}
 	if s.initrd != "" {
-		if b.InitrdSHA256, err = d.digests.get(s.initrd, vmm.FileSHA256); err != nil {
+		if b.InitrdSHA256, err = d.digests.Get(s.initrd, vmm.FileSHA256); err != nil {
 			return b, err
 		}
 	}
 	return b, nil
-}
-
-// fileCache caches a value computed from a file, keyed by the file's path, size,
-// mtime and inode: a replaced or rewritten file is computed again.
-type fileCache struct {
-	mu sync.Mutex
-	m  map[fileKey]string
-}
-
-type fileKey struct {
-	path     string
-	size     int64
-	mtime    int64
-	dev, ino uint64
-}
-
-func (c *fileCache) get(path string, compute func(string) (string, error)) (string, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return "", fmt.Errorf("stat %s: %w", path, err)
-	}
-	key := fileKey{path, st.Size, st.Mtim.Nano(), st.Dev, st.Ino}
-	c.mu.Lock()
-	v, ok := c.m[key]
-	c.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	v, err := compute(path)
-	if err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[fileKey]string{}
-	}
-	c.m[key] = v
-	c.mu.Unlock()
-	return v, nil
 }
 
 var versionPattern = regexp.MustCompile(`version ([0-9]+\.[0-9]+\.[0-9]+)`)
@@ -139,7 +99,7 @@ var versionPattern = regexp.MustCompile(`version ([0-9]+\.[0-9]+\.[0-9]+)`)
 // 1:7.2+dfsg-7+deb12u18") are left out: they do not change the migration format,
 // and comparing them would strand every paused sandbox at each security update.
 func (d *Driver) qemuVersion(ctx context.Context, bin string) (string, error) {
-	return d.versions.get(bin, func(p string) (string, error) {
+	return d.versions.Get(bin, func(p string) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, p, "--version")

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -208,8 +207,7 @@ func loadThroughUffd(socket string, size int, timeout time.Duration) (*guestMemo
 	// The reader is stuck in a fault nobody serves, and a Go thread stuck in a fault
 	// stalls every stop-the-world pause of this process. Unregistering the range wakes
 	// it (it then reads zero pages); only then can the memory go.
-	rg := [2]uint64{uint64(uintptr(unsafe.Pointer(&um.Mem[0]))), uint64(size)}
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(um.FD), uffdioUnregister, uintptr(unsafe.Pointer(&rg))); errno == 0 {
+	if um.Unregister() == nil {
 		select {
 		case <-done:
 			um.Close()
@@ -244,6 +242,3 @@ func touch(mem []byte) error {
 	}
 	return nil
 }
-
-// uffdioUnregister is UFFDIO_UNREGISTER (_IOR(0xAA, 0x01, struct uffdio_range)).
-const uffdioUnregister = 0x8010AA01
